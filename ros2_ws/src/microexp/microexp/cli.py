@@ -1,0 +1,47 @@
+"""The `microexp` command: one entry point for every tool of the pip install.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported only when their subcommand runs, so `microexp info` never loads torch or rclpy.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from microexp.errors import MicroexpError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("microexp.tools.info", "print one JSON object describing a RAW/AEDAT4 file, a rosbag2 folder or a checkpoint"),
+    "demo": ("microexp.tools.demo", "run the main job on the bundled default input and write its outputs"),
+    "bench": ("microexp.bench.cli", "run a benchmark and print one JSON line (binning, evt3, ... or all)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="microexp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except MicroexpError as exc:
+        print(f"microexp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"microexp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""ament_python package of microexp: the ROS-free core (microexp.events, ...), the nodes (microexp.ros)
+and the `microexp` command. Installed by colcon (full ROS) or `pip install -e` (the pip environment)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "microexp"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "tests"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
+        ("share/" + PACKAGE + "/config", glob("config/*.yaml")),
+    ],
+    package_data={PACKAGE: ["schemas/*.json"]},
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="microexp maintainers",
+    maintainer_email="microexp@example.org",
+    description="Event-camera facial micro-expression acquisition and inference",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "microexp = microexp.cli:main",
+        ],
+    },
+)
