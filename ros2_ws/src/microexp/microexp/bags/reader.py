@@ -1,0 +1,152 @@
+"""Reading rosbag2 bags (sqlite3 or mcap) with rosbags, tolerant of real-world metadata quirks.
+
+Quirks handled: metadata that names no storage identifier (inferred from the data files' magic bytes),
+an empty ``files`` list (``relative_file_paths`` used instead), version 5 to 9 metadata.
+Anything else that is wrong is reported as :class:`~microexp.errors.FormatError` naming the file.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from microexp.bags.types import typestore
+from microexp.errors import FormatError
+
+MAGIC = {b"\x89MCAP0\r\n": "mcap", b"SQLite format 3\x00": "sqlite3"}
+SUFFIX = {"mcap": ".mcap", "sqlite3": ".db3"}
+
+
+@dataclass(frozen=True)
+class TopicSummary:
+    name: str
+    msgtype: str
+    messages: int
+
+
+def storage_of(file: Path) -> str:
+    """'mcap' or 'sqlite3' from a data file's magic bytes."""
+    try:
+        with open(file, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise FormatError(file, f"cannot read: {exc.strerror or exc}") from None
+    if not head:
+        raise FormatError(file, "empty file: not a bag data file", 0)
+    for magic, name in MAGIC.items():
+        if head.startswith(magic):
+            return name
+    raise FormatError(file, f"unknown magic {head[:8]!r}: neither MCAP nor SQLite (a bag data file is one of them)", 0)
+
+
+class Bag:
+    """A rosbag2 bag: a folder with metadata.yaml, or a single .mcap/.db3 file.
+
+    Example
+    -------
+    >>> with Bag("recording/seg_0001") as bag:                       # doctest: +SKIP
+    ...     for topic, msgtype, t_ns, raw in bag.messages(["/davis/events"]):
+    ...         msg = bag.deserialize(raw, msgtype)
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.metadata: dict = {}
+        if not self.path.exists():
+            raise FormatError(self.path, "does not exist")
+        if self.path.is_dir():
+            self.files = self._files_from_metadata()
+        elif self.path.suffix in (".mcap", ".db3"):
+            self.files = [self.path]
+        else:
+            raise FormatError(self.path, "not a rosbag2 bag (expected a folder with metadata.yaml, or a .mcap/.db3 file)")
+        self.storage = storage_of(self.files[0])
+        for f in self.files[1:]:
+            storage_of(f)
+        self._readers = []
+
+    def _files_from_metadata(self) -> list[Path]:
+        meta_path = self.path / "metadata.yaml"
+        if not meta_path.exists():
+            raise FormatError(self.path, "no metadata.yaml in this folder: not a rosbag2 bag folder")
+        try:
+            doc = yaml.safe_load(meta_path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise FormatError(meta_path, f"not valid YAML: {str(exc).splitlines()[0]}") from None
+        info = doc.get("rosbag2_bagfile_information") if isinstance(doc, dict) else None
+        if not isinstance(info, dict):
+            raise FormatError(meta_path, "no 'rosbag2_bagfile_information' mapping")
+        self.metadata = info
+        names = list(info.get("relative_file_paths") or [])
+        if not names:
+            names = [f.get("path") for f in info.get("files") or [] if isinstance(f, dict) and f.get("path")]
+        if not names:
+            raise FormatError(meta_path, "lists no data files (relative_file_paths and files are empty)")
+        files = [self.path / n for n in names]
+        for f in files:
+            if not f.exists():
+                raise FormatError(meta_path, f"names data file {f.name!r}, which is missing")
+        return files
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def _open(self):
+        if self._readers:
+            return self._readers
+        from rosbags.rosbag2 import Reader
+
+        for f in self.files:
+            try:
+                reader = Reader(f)
+                reader.open()
+            except Exception as exc:  # rosbags raises several types; all mean the same to a user
+                self.close()
+                raise FormatError(f, f"unreadable {self.storage} bag file: {exc}") from None
+            self._readers.append(reader)
+        return self._readers
+
+    def close(self) -> None:
+        for r in self._readers:
+            try:
+                r.close()
+            except Exception:
+                pass
+        self._readers = []
+
+    def __enter__(self) -> "Bag":
+        self._open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def topics(self) -> dict[str, TopicSummary]:
+        """Per topic: its type and message count (summed over the bag's files)."""
+        out: dict[str, TopicSummary] = {}
+        for reader in self._open():
+            for c in reader.connections:
+                prev = out.get(c.topic)
+                count = c.msgcount + (prev.messages if prev else 0)
+                out[c.topic] = TopicSummary(c.topic, c.msgtype, count)
+        return out
+
+    def messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+        """``(topic, msgtype, receive time ns, serialized CDR bytes)`` in time order, file after file."""
+        wanted = None if topics is None else set(topics)
+        for reader in self._open():
+            conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+            if not conns:
+                continue
+            try:
+                for conn, t_ns, raw in reader.messages(connections=conns):
+                    yield conn.topic, conn.msgtype, t_ns, raw
+            except FormatError:
+                raise
+            except Exception as exc:
+                raise FormatError(reader.path, f"stopped reading mid-file: {exc}") from None
+
+    @staticmethod
+    def deserialize(raw: bytes, msgtype: str):
+        """The message object of CDR bytes ``raw`` (rosbags' dataclass; arrays are numpy)."""
+        return typestore().deserialize_cdr(raw, msgtype)
