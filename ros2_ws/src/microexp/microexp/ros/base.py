@@ -1,0 +1,80 @@
+"""Shared node plumbing: parameter declaration from :mod:`microexp.config` specs, QoS profiles, main()."""
+from __future__ import annotations
+
+import sys
+from typing import Iterable
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from microexp.config import Param
+from microexp.errors import MicroexpError, ParameterError
+
+# Sensor streams: best effort, shallow, never blocks the publisher (the ecosystem's sensor-data QoS).
+SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT,
+                        durability=DurabilityPolicy.VOLATILE)
+# Streams that must not lose a message between processes on one host (recording, tests, labels).
+RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def qos_named(name: str) -> QoSProfile:
+    """'sensor' (best effort) or 'reliable'."""
+    try:
+        return {"sensor": SENSOR_QOS, "reliable": RELIABLE_QOS}[name]
+    except KeyError:
+        raise ParameterError(f"parameter qos: {name!r} is not one of 'sensor', 'reliable'") from None
+
+
+def _descriptor(p: Param) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=p.description + (f" [{p.unit}]" if p.unit else ""))
+    if p.choices:
+        d.additional_constraints = "one of: " + ", ".join(map(str, p.choices))
+    if isinstance(p.default, bool):
+        return d
+    if isinstance(p.default, int) and (p.min is not None or p.max is not None):
+        d.integer_range = [IntegerRange(from_value=int(p.min if p.min is not None else -2**63),
+                                        to_value=int(p.max if p.max is not None else 2**63 - 1), step=0)]
+    elif isinstance(p.default, float) and (p.min is not None or p.max is not None):
+        d.floating_point_range = [FloatingPointRange(from_value=float(p.min if p.min is not None else -1e308),
+                                                     to_value=float(p.max if p.max is not None else 1e308), step=0.0)]
+    return d
+
+
+def declare_params(node: Node, specs: Iterable[Param]) -> dict:
+    """Declare every parameter of ``specs`` on ``node`` (described, with ranges) and return their values,
+    checked: a bad value raises ParameterError naming the node and parameter."""
+    values = {}
+    for p in specs:
+        default = list(p.default) if isinstance(p.default, tuple) else p.default
+        try:
+            param = node.declare_parameter(p.name, default, _descriptor(p))
+        except Exception as exc:  # rclpy's range/type errors: report them as ours
+            raise ParameterError(f"{node.get_name()}: parameter {p.name}: {exc}") from None
+        values[p.name] = p.check(param.value, where=f"{node.get_name()}: ")
+    return values
+
+
+def run_node(factory, args: list[str] | None = None) -> int:
+    """``main()`` of a node executable: init, spin until Ctrl-C or shutdown, clean up, one-line errors."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except MicroexpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

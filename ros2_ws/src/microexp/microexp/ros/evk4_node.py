@@ -1,0 +1,138 @@
+"""EVK4 (Prophesee IMX636) node: a live camera through OpenEB / Metavision SDK, or RAW file playback.
+
+Publishes ``~/events`` (event_camera_msgs/EventPacket, encoding ``evt3``: the sensor's words passed through
+undecoded, batched by time and size), ``~/triggers`` (EventPacket, ``evt3``: for each external-trigger edge a
+TIME_HIGH, TIME_LOW, EXT_TRIGGER word triple, so any EVT3 decoder reads it) and ``~/sync_status``.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from event_camera_msgs.msg import EventPacket
+from rclpy.node import Node
+
+from microexp.config import Param
+from microexp.errors import MicroexpError
+from microexp.events.evt3_split import Evt3TimeState, split_evt3, trigger_words, word_times
+from microexp.playback import Pacer
+from microexp.ros.base import declare_params, qos_named, run_node
+from microexp.ros.sync import SensorClock
+
+PARAMS = (
+    Param("mode", "file", "where events come from: a RAW file or the camera", choices=("file", "device")),
+    Param("file", "", "RAW file to play back (mode=file)"),
+    Param("rate", 1.0, "playback speed: 1 = real time, 0 = as fast as possible", min=0.0, max=1000.0),
+    Param("loop", False, "start the file again at its end"),
+    Param("width", 0, "sensor width when the RAW header has no geometry (0 = from the header)", min=0, max=8192, unit="px"),
+    Param("height", 0, "sensor height when the RAW header has no geometry (0 = from the header)", min=0, max=8192, unit="px"),
+    Param("packet_time_us", 1000, "a packet spans at most this much sensor time", min=50, max=1_000_000, unit="µs"),
+    Param("packet_max_bytes", 1_000_000, "a packet holds at most this many payload bytes", min=64, max=64_000_000, unit="B"),
+    Param("frame_id", "evk4", "frame_id of the published headers"),
+    Param("qos", "sensor", "QoS of ~/events: sensor (best effort) or reliable", choices=("sensor", "reliable")),
+    Param("serial", "", "camera serial number (mode=device; empty = first camera found)"),
+    Param("bias_file", "", "Metavision bias file applied at start (mode=device)"),
+    Param("roi", "", "region of interest x,y,width,height (mode=device; empty = full sensor)"),
+    Param("erc_rate_mev_s", 0.0, "event-rate controller limit (mode=device; 0 = off)", min=0.0, max=1000.0, unit="Mev/s"),
+    Param("trigger_in", False, "enable the external trigger input (mode=device)"),
+    Param("trigger_out_period_us", 0, "trigger-out period (mode=device; 0 = off)", min=0, max=10_000_000, unit="µs"),
+    Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
+)
+
+
+class Evk4Node(Node):
+    """See the module docstring; parameters in :data:`PARAMS` and config/evk4_node.yaml."""
+
+    def __init__(self, name: str = "evk4", namespace: str = "", parameter_overrides=None):
+        super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
+        self.p = declare_params(self, PARAMS)
+        self.pub = self.create_publisher(EventPacket, "~/events", qos_named(self.p["qos"]))
+        self.trigger_pub = self.create_publisher(EventPacket, "~/triggers", qos_named("reliable"))
+        self.trigger_seq = 0
+        self.clock_sync = SensorClock(self, "evk4")
+        self.seq = 0
+        self.packets = 0
+        self.events_bytes = 0
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        if self.p["mode"] == "device":
+            self._open_device_or_fail()
+        if not self.p["file"]:
+            raise MicroexpError(f"{self.get_name()}: parameter file: empty; mode=file needs a RAW file")
+        from microexp.events.raw import raw_payload, read_raw_header
+
+        self.header = read_raw_header(self.p["file"], width=self.p["width"] or None, height=self.p["height"] or None)
+        if self.header.format != "evt3":
+            raise MicroexpError(f"{self.p['file']}: the EVK4 node passes EVT3 through; this file is {self.header.format}")
+        self._payload = raw_payload
+        self._thread = threading.Thread(target=self._play, name="evk4_playback", daemon=True)
+        self._thread.start()
+
+    def _open_device_or_fail(self):
+        try:
+            import metavision_hal  # noqa: F401  (OpenEB's Python bindings: only in the Docker image)
+        except ImportError:
+            raise MicroexpError(
+                f"{self.get_name()}: mode=device needs OpenEB / Metavision SDK (module metavision_hal), which the pip "
+                "install does not have: use the Docker image, or mode=file to play a RAW file") from None
+        raise MicroexpError(f"{self.get_name()}: live EVK4 capture runs in the Docker image's driver (see README)")
+
+    def _play(self):
+        pacer = Pacer(self.p["rate"], self._stop)
+        try:
+            while not self._stop.is_set():
+                words = np.frombuffer(self._payload(self.p["file"]), dtype="<u2")
+                times = word_times(words, Evt3TimeState())
+                pacer.restart()
+                for start, end, t0 in split_evt3(words, times, self.p["packet_time_us"], self.p["packet_max_bytes"]):
+                    if not pacer.wait(max(t0, 0)):
+                        return
+                    self._publish(words[start:end], t0)
+                    self._publish_triggers(trigger_words(words[start:end], times[start:end]))
+                if not self.p["loop"]:
+                    break
+        except MicroexpError as exc:
+            self.get_logger().error(f"playback stopped: {exc}")
+        except Exception as exc:  # a corrupt file mid-stream: stop cleanly with a message
+            self.get_logger().error(f"playback stopped: {self.p['file']}: {exc}")
+        finally:
+            self.finished.set()
+            self.get_logger().info(f"playback finished: {self.packets} packets, {self.events_bytes} bytes")
+
+    def _publish(self, words: np.ndarray, t_first_us: int):
+        msg = EventPacket()
+        msg.header.frame_id = self.p["frame_id"]
+        arrival = self.get_clock().now().nanoseconds
+        stamp = self.clock_sync.stamp(t_first_us, arrival) if t_first_us >= 0 else arrival
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
+        msg.width, msg.height = self.header.width, self.header.height
+        msg.seq = self.seq
+        msg.time_base = 0
+        msg.encoding = "evt3"
+        msg.is_bigendian = False
+        msg.events = words.tobytes()
+        self.pub.publish(msg)
+        self.seq += 1
+        self.packets += 1
+        self.events_bytes += len(msg.events)
+
+    def _publish_triggers(self, out: np.ndarray):
+        if len(out) == 0:
+            return
+        msg = EventPacket()
+        msg.header.frame_id = self.p["frame_id"]
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.width, msg.height = self.header.width, self.header.height
+        msg.seq = self.trigger_seq
+        msg.encoding = "evt3"
+        msg.events = out.tobytes()
+        self.trigger_pub.publish(msg)
+        self.trigger_seq += 1
+
+    def destroy_node(self):
+        self._stop.set()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    return run_node(Evk4Node, args)

@@ -1,0 +1,51 @@
+"""Per-sensor clock mapping in a node: every stamp goes through the sensor-to-ROS estimate of
+:mod:`microexp.timesync`, and ``~/sync_status`` (microexp_msgs/SyncStatus) is published at 1 Hz."""
+from __future__ import annotations
+
+from microexp_msgs.msg import SensorSync, SyncStatus
+
+from microexp.ros.base import RELIABLE_QOS
+
+
+def _estimator():
+    from microexp.timesync.estimator import ClockEstimator
+
+    return ClockEstimator()
+
+
+def fill_sensor_sync(msg: SensorSync, name: str, est, now_msg) -> SensorSync:
+    msg.sensor = name
+    msg.offset_ms = float(est.offset_ms)
+    msg.drift_ppm = float(est.drift_ppm)
+    msg.jitter_us = float(est.jitter_us)
+    msg.samples = int(est.samples)
+    msg.outliers = int(est.outliers)
+    msg.locked = bool(est.locked)
+    msg.last_update = now_msg
+    return msg
+
+
+class SensorClock:
+    """Clock estimate of one sensor, owned by its node."""
+
+    def __init__(self, node, sensor: str, period_s: float = 1.0):
+        self.node = node
+        self.sensor = sensor
+        self.est = _estimator()
+        self.pub = node.create_publisher(SyncStatus, "~/sync_status", RELIABLE_QOS)
+        self.timer = node.create_timer(period_s, self.publish_status)
+
+    def stamp(self, sensor_us: int, arrival_ns: int) -> int:
+        """ROS time (ns) of sensor time ``sensor_us``, learning from this arrival; the arrival itself until
+        the estimate is locked."""
+        self.est.update(int(sensor_us), int(arrival_ns))
+        return int(self.est.to_ros_ns(int(sensor_us))) if self.est.locked else int(arrival_ns)
+
+    def publish_status(self) -> None:
+        now = self.node.get_clock().now().to_msg()
+        msg = SyncStatus()
+        msg.header.stamp = now
+        msg.sensors = [fill_sensor_sync(SensorSync(), self.sensor, self.est, now)]
+        msg.frame_pair_median_ms = -1.0
+        msg.frame_pairs = 0
+        self.pub.publish(msg)
