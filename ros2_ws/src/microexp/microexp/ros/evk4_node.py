@@ -51,6 +51,7 @@ class Evk4Node(Node):
         self.trigger_seq = 0
         self.clock_sync = SensorClock(self, "evk4")
         self.seq = 0
+        self.published: dict[str, int] = {}
         self.packets = 0
         self.events_bytes = 0
         self.finished = threading.Event()
@@ -114,6 +115,7 @@ class Evk4Node(Node):
         self.pub.publish(msg)
         self.seq += 1
         self.packets += 1
+        self.published[self.pub.topic_name] = self.seq
         self.events_bytes += len(msg.events)
 
     def _publish_triggers(self, out: np.ndarray):
@@ -128,6 +130,7 @@ class Evk4Node(Node):
         msg.events = out.tobytes()
         self.trigger_pub.publish(msg)
         self.trigger_seq += 1
+        self.published[self.trigger_pub.topic_name] = self.trigger_seq
 
     def destroy_node(self):
         self._stop.set()

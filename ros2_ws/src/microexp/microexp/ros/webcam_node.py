@@ -49,6 +49,7 @@ class WebcamNode(Node):
         self.preview_pub = self.create_publisher(Image, "~/preview/image_raw", qos) if self.p["preview_width"] else None
         self.clock_sync = SensorClock(self, "webcam")
         self.frames = 0
+        self.published: dict[str, int] = {}
         self.open_failures = 0
         self.finished = threading.Event()
         self._stop = threading.Event()
@@ -124,6 +125,9 @@ class WebcamNode(Node):
             pmsg.header = msg.header
             self.preview_pub.publish(pmsg)
         self.frames += 1
+        self.published[self.pub.topic_name] = self.frames
+        if self.preview_pub is not None:
+            self.published[self.preview_pub.topic_name] = self.frames
 
     def destroy_node(self):
         self._stop.set()
