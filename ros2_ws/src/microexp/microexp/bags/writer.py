@@ -1,0 +1,261 @@
+"""Writing rosbag2 bags on a thread of their own behind a bounded queue (no rclpy).
+
+The recorder hands over the serialized CDR bytes exactly as they arrived; ``put`` never blocks: when the
+queue's byte budget is spent, the message is dropped and counted. Each segment is one bag folder
+(mcap by default, sqlite3 as an option), split further by size or duration as a safety net. A write
+error (disk full, file-size limit) closes the segment, is reported through ``on_error``, and the writer
+drops messages until the next segment opens; bags already closed are untouched.
+
+Files and folders are created owner-only (0700 / 0600): recordings of faces are biometric data.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from microexp.bags.types import typestore
+from microexp.errors import ParameterError
+
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+
+@dataclass
+class TopicCounters:
+    received: int = 0
+    written: int = 0
+    dropped: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class BagInfo:
+    """One closed (or failed) bag of a segment."""
+
+    path: str
+    segment: str
+    messages: int = 0
+    bytes: int = 0
+    t_first_ns: int | None = None
+    t_last_ns: int | None = None
+    error: str = ""
+    counts: dict = field(default_factory=dict)
+
+
+class SegmentWriter:
+    """Bag writer thread. ``open_segment(name)``, ``put(topic, t_ns, data)``, ``close_segment()``, ``stop()``.
+
+    Parameters
+    ----------
+    root: folder that receives one bag folder per segment (and split).
+    topics: ``{topic: msgtype}`` of everything that may be written.
+    storage: "mcap" or "sqlite3".
+    queue_bytes: byte budget of the queue; beyond it ``put`` drops and counts.
+    split_bytes / split_seconds: start a new bag of the same segment past this size / duration (0 = never).
+    on_error: called (from the writer thread) with a one-line message when a bag fails.
+    on_closed: called with the :class:`BagInfo` of every bag closed.
+    """
+
+    def __init__(self, root, topics: dict[str, str], storage: str = "mcap", queue_bytes: int = 512 << 20,
+                 split_bytes: int = 0, split_seconds: float = 0.0,
+                 on_error: Callable[[str], None] | None = None, on_closed: Callable[[BagInfo], None] | None = None):
+        if storage not in STORAGES:
+            raise ParameterError(f"storage {storage!r} is not one of {', '.join(STORAGES)}")
+        self.root = Path(root)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        self.topics = dict(topics)
+        self.storage = storage
+        self.queue_bytes = int(queue_bytes)
+        self.split_bytes = int(split_bytes)
+        self.split_seconds = float(split_seconds)
+        self.on_error = on_error or (lambda m: None)
+        self.on_closed = on_closed or (lambda b: None)
+        self.counters: dict[str, TopicCounters] = defaultdict(TopicCounters)
+        self.bags: list[BagInfo] = []
+        self.errors: list[str] = []
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._accepting = False
+        self._thread = threading.Thread(target=self._loop, name="bag_writer", daemon=True)
+        self._writer: Writer | None = None
+        self._conns: dict = {}
+        self._bag: BagInfo | None = None
+        self._segment = ""
+        self._split_index = 0
+        self._opened_at = 0.0
+        self._thread.start()
+
+    # -- called from any thread -----------------------------------------------------------------------------
+    def put(self, topic: str, t_ns: int, data: bytes) -> bool:
+        """Queue one serialized message; False (and counted as dropped) when it cannot be taken."""
+        c = self.counters[topic]
+        c.received += 1
+        n = len(data)
+        with self._lock:
+            if not self._accepting or topic not in self.topics or self._pending + n > self.queue_bytes:
+                c.dropped += 1
+                return False
+            self._pending += n
+        self._q.put(("msg", topic, t_ns, data))
+        return True
+
+    def open_segment(self, name: str) -> Path:
+        """Start writing into a new bag folder ``root/name`` (closing the current one)."""
+        path = self.root / name
+        if path.exists():
+            raise ParameterError(f"segment {name!r}: {path} exists already")
+        with self._lock:
+            self._accepting = True
+        self._q.put(("open", name))
+        return path
+
+    def close_segment(self, wait: bool = True) -> None:
+        with self._lock:
+            self._accepting = False
+        done = threading.Event()
+        self._q.put(("close", done))
+        if wait:
+            done.wait()
+
+    def flush(self) -> None:
+        done = threading.Event()
+        self._q.put(("sync", done))
+        done.wait()
+
+    def stop(self) -> None:
+        self.close_segment(wait=True)
+        self._q.put(("stop",))
+        self._thread.join()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._pending
+
+    # -- the writer thread -----------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            item = self._q.get()
+            kind = item[0]
+            if kind == "msg":
+                _, topic, t_ns, data = item
+                with self._lock:
+                    self._pending -= len(data)
+                self._write(topic, t_ns, data)
+            elif kind == "open":
+                self._close_bag()
+                self._segment, self._split_index = item[1], 0
+                self._open_bag()
+            elif kind == "close":
+                self._close_bag()
+                self._segment = ""
+                item[1].set()
+            elif kind == "sync":
+                item[1].set()
+            elif kind == "stop":
+                self._close_bag()
+                return
+
+    def _bag_path(self) -> Path:
+        name = self._segment if self._split_index == 0 else f"{self._segment}_split{self._split_index:03d}"
+        return self.root / name
+
+    def _open_bag(self) -> None:
+        path = self._bag_path()
+        old = os.umask(0o077)
+        try:
+            writer = Writer(path, version=9, storage_plugin=STORAGES[self.storage])
+            writer.open()
+            self._conns = {}
+            store = typestore()
+            for topic, msgtype in sorted(self.topics.items()):
+                self._conns[topic] = writer.add_connection(topic, msgtype, typestore=store)
+        except OSError as exc:
+            self._fail(f"cannot open bag {path}: {exc.strerror or exc}", path)
+            return
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o700)
+        self._writer = writer
+        self._bag = BagInfo(path=str(path), segment=self._segment)
+        self._opened_at = time.monotonic()
+
+    def _write(self, topic: str, t_ns: int, data: bytes) -> None:
+        c = self.counters[topic]
+        if self._writer is None:
+            c.dropped += 1
+            return
+        try:
+            self._writer.write(self._conns[topic], int(t_ns), data)
+        except OSError as exc:
+            c.dropped += 1
+            reason = "disk full" if exc.errno == errno.ENOSPC else (
+                "file size limit reached" if exc.errno == errno.EFBIG else (exc.strerror or str(exc)))
+            self._fail(f"writing {self._bag.path if self._bag else '?'} failed: {reason}; segment closed", None)
+            return
+        c.written += 1
+        c.bytes += len(data)
+        bag = self._bag
+        bag.messages += 1
+        bag.bytes += len(data)
+        bag.counts[topic] = bag.counts.get(topic, 0) + 1
+        bag.t_first_ns = t_ns if bag.t_first_ns is None else min(bag.t_first_ns, t_ns)
+        bag.t_last_ns = t_ns if bag.t_last_ns is None else max(bag.t_last_ns, t_ns)
+        if (self.split_bytes and bag.bytes >= self.split_bytes) or (
+                self.split_seconds and time.monotonic() - self._opened_at >= self.split_seconds):
+            self._close_bag()
+            self._split_index += 1
+            self._open_bag()
+
+    def _close_bag(self) -> None:
+        writer, bag = self._writer, self._bag
+        self._writer, self._bag = None, None
+        if writer is None or bag is None:
+            return
+        try:
+            writer.close()
+        except OSError as exc:
+            bag.error = f"closing failed: {exc.strerror or exc}"
+            self.errors.append(f"{bag.path}: {bag.error}")
+            self.on_error(f"{bag.path}: {bag.error}")
+        self._chmod_files(Path(bag.path))
+        self.bags.append(bag)
+        self.on_closed(bag)
+
+    def _fail(self, message: str, path) -> None:
+        """A bag that cannot go on: keep what was written, report, and drop until the next segment."""
+        self.errors.append(message)
+        bag = self._bag
+        writer = self._writer
+        self._writer, self._bag = None, None
+        with self._lock:
+            self._accepting = False
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:
+                pass  # metadata may not fit on a full disk; the data file keeps every flushed chunk
+        if bag is not None:
+            bag.error = message
+            self._chmod_files(Path(bag.path))
+            self.bags.append(bag)
+            self.on_closed(bag)
+        self.on_error(message)
+
+    @staticmethod
+    def _chmod_files(path: Path) -> None:
+        if path.is_dir():
+            for f in path.iterdir():
+                try:
+                    os.chmod(f, 0o600)
+                except OSError:
+                    pass
