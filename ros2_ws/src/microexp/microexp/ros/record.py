@@ -1,0 +1,103 @@
+"""`microexp record`: a whole recording session in one process — sensors (synthetic rig, files or devices),
+the recorder and the protocol (headless when there is no terminal) — composed from the same node classes
+and parameter files as ``launch/record.launch.py``. Exits when the protocol is done and prints the session
+summary (also written as ``summary.json`` beside the bags)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from microexp.errors import MicroexpError
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--source", choices=("synthetic", "file", "device"), default="synthetic",
+                        help="what drives the sensors (default: the synthetic rig)")
+    parser.add_argument("--out", required=True, help="session folder to create (must not exist or be empty)")
+    parser.add_argument("--subject", default="S01", help="subject pseudonym (never a name)")
+    parser.add_argument("--aus", default="all", help="Action Units in order, e.g. AU2,AU12,AU45 (default: all 21)")
+    parser.add_argument("--lux", type=float, default=None, help="measured illuminance written to each segment")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=None, help="bag storage (default mcap)")
+    parser.add_argument("--params", action="append", default=[], help="ROS 2 parameter file(s) for the nodes")
+    parser.add_argument("--time-scale", type=float, default=None, help="scale every protocol phase duration")
+    parser.add_argument("--headless", action="store_true", help="run the protocol unattended (default without a tty)")
+    parser.add_argument("--davis-file", help="AEDAT4 file (source=file)")
+    parser.add_argument("--evk4-file", help="RAW file (source=file)")
+    parser.add_argument("--webcam-file", help="video file (source=file)")
+    parser.add_argument("--sensors", default="davis346,evk4,webcam", help="which sensors to run")
+    parser.add_argument("--seed", type=int, default=None, help="synthetic rig seed")
+
+
+def run(args) -> int:
+    from microexp.ros.compose import Graph, overrides
+    from microexp.ros.protocol_node import ProtocolNode
+    from microexp.ros.recorder_node import RecorderNode
+
+    sensors = [s.strip() for s in args.sensors.split(",") if s.strip()]
+    headless = args.headless or not sys.stdin.isatty()
+    graph = Graph()
+    try:
+        recorder = graph.add(RecorderNode(parameter_overrides=overrides(
+            "recorder", args.params, out=args.out, subject=args.subject, storage=args.storage, source=args.source)))
+        for node in build_sensors(args, sensors, overrides):
+            graph.add(node)
+        ui = None
+        if not headless:
+            from microexp.ros.protocol_ui import TerminalUI
+
+            ui = TerminalUI()
+        protocol = graph.add(ProtocolNode(ui=ui, parameter_overrides=overrides(
+            "protocol", args.params, aus=args.aus, subject=args.subject, lux=args.lux, headless=headless,
+            time_scale=args.time_scale)))
+        if ui is not None:
+            ui.attach(protocol)
+        graph.start()
+        while not protocol.finished.wait(0.1):
+            pass
+        time.sleep(0.3)  # the last messages of the graph reach the writer
+        sync = {}
+        for n in graph.nodes:
+            clock = getattr(n, "clock_sync", None)
+            if clock is not None:
+                est = clock.est
+                sync[clock.sensor] = {"offset_ms": est.offset_ms, "drift_ppm": est.drift_ppm,
+                                      "jitter_us": est.jitter_us, "samples": est.samples, "locked": est.locked}
+        for n in graph.nodes:
+            stop = getattr(n, "stop_publishing", None)
+            if stop:
+                stop()
+        summary = recorder.finish(sync=sync)
+        summary["published"] = {t: c for n in graph.nodes for t, c in getattr(n, "published", {}).items()}
+        print(json.dumps(summary), flush=True)
+        if protocol.error:
+            raise MicroexpError(protocol.error)
+        return 0
+    finally:
+        graph.close()
+
+
+def build_sensors(args, sensors: list[str], overrides) -> list:
+    nodes = []
+    if args.source == "synthetic":
+        from microexp.ros.synthetic_node import SyntheticRigNode
+
+        nodes.append(SyntheticRigNode(parameter_overrides=overrides(
+            "synthetic", args.params, sensors=",".join(sensors), subject=args.subject, seed=args.seed,
+            qos="reliable")))
+        return nodes
+    mode = "file" if args.source == "file" else "device"
+    if "evk4" in sensors and (mode == "device" or args.evk4_file):
+        from microexp.ros.evk4_node import Evk4Node
+
+        nodes.append(Evk4Node(parameter_overrides=overrides("evk4", args.params, mode=mode, file=args.evk4_file)))
+    if "davis346" in sensors and (mode == "device" or args.davis_file):
+        from microexp.ros.davis346_node import Davis346Node
+
+        nodes.append(Davis346Node(parameter_overrides=overrides("davis346", args.params, mode=mode,
+                                                                file=args.davis_file)))
+    if "webcam" in sensors and (mode == "device" or args.webcam_file):
+        from microexp.ros.webcam_node import WebcamNode
+
+        nodes.append(WebcamNode(parameter_overrides=overrides("webcam", args.params, mode=mode, file=args.webcam_file)))
+    return nodes

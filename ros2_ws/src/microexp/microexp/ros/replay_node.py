@@ -1,0 +1,105 @@
+"""Replay node: republishes every message of a bag (the serialized bytes as stored) with its original
+timing, scaled by ``rate``; the pip install's stand-in for `ros2 bag play`.
+
+Timing: a dedicated thread sleeps until shortly before each message is due and then waits actively, so
+the inter-message error stays well under a millisecond on an idle machine.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from rclpy.node import Node
+
+from microexp.bags.reader import Bag
+from microexp.config import Param
+from microexp.errors import MicroexpError
+from microexp.ros.base import RELIABLE_QOS, SENSOR_QOS, declare_params, run_node
+from microexp.ros.recorder_node import _msg_class
+
+PARAMS = (
+    Param("bag", "", "bag folder (or a session folder: its segment bags are played in order)"),
+    Param("rate", 1.0, "speed factor (1 = as recorded; 0 = as fast as possible)", min=0.0, max=1000.0),
+    Param("loop", False, "start again at the end"),
+    Param("topics", [""], "only these topics (empty = all)"),
+    Param("qos", "reliable", "QoS of the republished topics", choices=("sensor", "reliable")),
+    Param("spin_wait_us", 1500, "busy-wait this long before each message for precise timing", min=0, max=100000, unit="µs"),
+)
+
+
+def bag_folders(path) -> list[Path]:
+    """A bag folder itself, or the segment bags of a session folder in name order."""
+    p = Path(path)
+    if (p / "metadata.yaml").exists() or p.suffix in (".mcap", ".db3"):
+        return [p]
+    bags = sorted(d for d in p.iterdir() if d.is_dir() and (d / "metadata.yaml").exists()) if p.is_dir() else []
+    if not bags:
+        raise MicroexpError(f"{p}: neither a bag nor a session folder with bags")
+    return bags
+
+
+class ReplayNode(Node):
+    def __init__(self, name: str = "replay", namespace: str = "", parameter_overrides=None):
+        super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
+        self.p = declare_params(self, PARAMS)
+        if not self.p["bag"]:
+            raise MicroexpError(f"{self.get_name()}: parameter bag: empty")
+        self.bags = bag_folders(self.p["bag"])
+        wanted = {t for t in self.p["topics"] if t}
+        self.types: dict[str, str] = {}
+        for b in self.bags:
+            with Bag(b) as bag:
+                for t in bag.topics().values():
+                    if not wanted or t.name in wanted:
+                        self.types[t.name] = t.msgtype
+        qos = RELIABLE_QOS if self.p["qos"] == "reliable" else SENSOR_QOS
+        self.pubs = {t: self.create_publisher(_msg_class(mt), t, qos) for t, mt in self.types.items()}
+        self.published: dict[str, int] = {t: 0 for t in self.types}
+        self.timing_errors_us: list[float] = []
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replay", daemon=True)
+        self._thread.start()
+
+    def wait_for_subscribers(self, count: int = 1, timeout_s: float = 10.0) -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and any(p.get_subscription_count() < count for p in self.pubs.values()):
+            time.sleep(0.02)
+
+    def _run(self) -> None:
+        rate, spin = self.p["rate"], self.p["spin_wait_us"] * 1e-6
+        try:
+            while not self._stop.is_set():
+                origin = None
+                for b in self.bags:
+                    with Bag(b) as bag:
+                        for topic, _, t_ns, raw in bag.messages(self.types):
+                            if rate > 0:
+                                if origin is None:
+                                    origin = (t_ns, time.perf_counter())
+                                due = origin[1] + (t_ns - origin[0]) * 1e-9 / rate
+                                delay = due - time.perf_counter()
+                                if delay > spin and self._stop.wait(delay - spin):
+                                    return
+                                while time.perf_counter() < due:
+                                    pass
+                                self.timing_errors_us.append((time.perf_counter() - due) * 1e6)
+                            if self._stop.is_set():
+                                return
+                            self.pubs[topic].publish(bytes(raw))
+                            self.published[topic] += 1
+                if not self.p["loop"]:
+                    break
+        except MicroexpError as exc:
+            self.get_logger().error(f"replay stopped: {exc}")
+        finally:
+            self.finished.set()
+
+    def destroy_node(self):
+        self._stop.set()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    return run_node(ReplayNode, args)
