@@ -1,0 +1,28 @@
+"""Replay a bag (or every segment of a session folder) with its original timing.
+
+    ros2 launch microexp replay.launch.py bag:=/data/recordings/S01/seg_0001_AU12_t1 rate:=1.0
+
+(`ros2 bag play` works on these bags too; this node also plays whole session folders.)
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+ARGS = [
+    ("bag", "", "bag folder or session folder to replay"),
+    ("rate", "1.0", "speed factor (1 = as recorded, 0 = as fast as possible)"),
+    ("loop", "false", "start again at the end"),
+    ("qos", "reliable", "QoS of the republished topics: reliable or sensor"),
+]
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in ARGS]
+        + [Node(package="microexp", executable="replay_node", name="replay", output="screen",
+                parameters=[{"bag": LaunchConfiguration("bag"),
+                             "rate": ParameterValue(LaunchConfiguration("rate"), value_type=float),
+                             "loop": ParameterValue(LaunchConfiguration("loop"), value_type=bool),
+                             "qos": LaunchConfiguration("qos")}])])
