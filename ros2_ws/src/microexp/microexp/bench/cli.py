@@ -10,6 +10,7 @@ import sys
 BENCHES = {
     "binning": "microexp.bench.binning",
     "evt3": "microexp.bench.evt3",
+    "latency": "microexp.bench.latency",
 }
 
 

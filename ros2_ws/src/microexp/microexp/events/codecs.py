@@ -25,7 +25,7 @@ from microexp.errors import ParameterError
 _CODECS: dict[str, tuple[str, str, str | None]] = {
     "evt3": ("microexp.events.evt3", "Evt3Decoder", "Evt3Encoder"),
     "libcaer": ("microexp.events.libcaer", "LibcaerDecoder", "LibcaerEncoder"),
-    "libcaer_cmp": ("microexp.events.libcaer", "LibcaerCmpDecoder", None),
+    "libcaer_cmp": ("microexp.events.libcaer", "LibcaerCmpDecoder", "LibcaerCmpEncoder"),
 }
 
 DECODABLE = tuple(_CODECS)

@@ -1,0 +1,186 @@
+"""Benchmark: EVT3 RAW decoding, microexp against expelliarmus, on one core.
+
+Builds an EVT3 RAW file in a temporary folder: the real Gen4.1 sample recording
+(``expelliarmus_evt3_sample.raw`` from $MICROEXP_TESTDATA/events, decoded with microexp) tiled with time shifts
+of one second per copy, so that the file crosses 2**24 µs wraps, or, when that recording is absent, synthetic
+face-like events (an ellipse, eyes and a mouth moving at 1280x720). Its payload comes from
+:class:`microexp.events.evt3.Evt3Encoder`. Then decodes the file with :func:`microexp.events.raw.read_raw` and
+with ``expelliarmus.Wizard(encoding="evt3").read()`` (both single-threaded, whole file incl. reading it), best
+of ``--repeat`` runs, and compares the arrays. ``*_mev_s`` are wall-clock rates; ``*_cpu_mev_s`` use the CPU time
+of the decoding thread (user + system, so page faults count), which other processes on a shared machine
+disturb less. The first, untimed call loads numba's compiled kernels.
+
+Time comparison rule: expelliarmus 1.1 adds 4096 µs to its time for every TIME_LOW value lower than the one
+before, in addition to the TIME_HIGH step that comes with it, so its t drifts ahead by 4096 µs per such step
+(the reason its own reference for the sample ends at 11,772,513 µs). ``equal`` is True when x, y and p are
+identical and expelliarmus' t equals microexp's t plus that drift, computed independently from the events;
+``t_identical`` says whether the t arrays are identical as they are.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # the kernels are serial anyway: one core for both decoders
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE = ("events", "expelliarmus_evt3_sample.raw")
+WIDTH, HEIGHT = 1280, 720
+TILE_SHIFT_US = 1_000_000
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--events", type=int, default=10_000_000, help="number of events in the file (default 10M)")
+    parser.add_argument("--repeat", type=int, default=3, help="decode runs per decoder; the best counts (default 3)")
+    parser.add_argument("--source", choices=("auto", "sample", "synthetic"), default="auto",
+                        help="events to tile: the real EVT3 sample (auto: when present) or synthetic face-like events")
+
+
+def _testdata() -> Path:
+    env = os.environ.get("MICROEXP_TESTDATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[6] / "shared" / "data"
+
+
+def _sample_events():
+    from microexp.events.raw import read_raw
+
+    path = _testdata().joinpath(*SAMPLE)
+    if not path.exists():
+        return None
+    ev = read_raw(path).events
+    return ev[np.argsort(ev["t"], kind="stable")]
+
+
+def _synthetic_events(n: int, seed: int = 0) -> np.ndarray:
+    """Face-like events: edge points of a head ellipse, two eyes and a mouth that move, plus 5% noise."""
+    from microexp.events.dtype import EVENT_DTYPE
+
+    rng = np.random.default_rng(seed)
+    per_step = 2000
+    steps = max(1, -(-n // per_step))
+    out = np.empty(steps * per_step, dtype=EVENT_DTYPE)
+    k = 0
+    for s in range(steps):
+        ang = rng.uniform(0, 2 * np.pi, per_step)
+        part = rng.choice(4, per_step, p=[0.55, 0.15, 0.15, 0.15])
+        cx = np.select([part == 0, part == 1, part == 2], [640, 560, 720], 640) + 8 * np.sin(s / 50)
+        cy = np.select([part == 0, part == 1, part == 2], [360, 300, 300], 450) + 4 * np.cos(s / 70)
+        rx = np.select([part == 0, part == 1, part == 2], [220, 30, 30], 60 + 10 * np.sin(s / 20))
+        ry = np.select([part == 0, part == 1, part == 2], [290, 12, 12], 15)
+        x = cx + rx * np.cos(ang) + rng.normal(0, 1.5, per_step)
+        y = cy + ry * np.sin(ang) + rng.normal(0, 1.5, per_step)
+        noise = rng.random(per_step) < 0.05
+        x[noise] = rng.uniform(0, WIDTH, noise.sum())
+        y[noise] = rng.uniform(0, HEIGHT, noise.sum())
+        t = 1_000_000 + s * 200 + np.sort(rng.integers(0, 200, per_step))
+        t = (t // 8) * 8  # events come in bursts of equal time, as the sensor reads rows
+        chunk = out[k:k + per_step]
+        chunk["x"] = np.clip(x, 0, WIDTH - 1)
+        chunk["y"] = np.clip(y, 0, HEIGHT - 1)
+        chunk["t"] = t
+        chunk["p"] = (np.sin(ang + s / 30) > 0)
+        k += per_step
+    out = out[:n]
+    return out[np.lexsort((out["x"], out["y"], out["t"]))]
+
+
+def _tile(base: np.ndarray, n: int) -> np.ndarray:
+    reps = -(-n // base.shape[0])
+    ev = np.concatenate([base] * reps)[:n]
+    ev["t"] += (np.arange(ev.shape[0]) // base.shape[0]) * TILE_SHIFT_US
+    return ev
+
+
+def _best(fn, repeat: int):
+    """(best wall seconds, best CPU seconds of this thread, last result) over ``repeat`` runs."""
+    best = best_cpu = float("inf")
+    result = None
+    for _ in range(max(1, repeat)):
+        result = None
+        t0, c0 = time.perf_counter(), time.thread_time()
+        result = fn()
+        c1, t1 = time.thread_time(), time.perf_counter()
+        best, best_cpu = min(best, t1 - t0), min(best_cpu, c1 - c0)
+    return best, best_cpu, result
+
+
+def expelliarmus_time_model(t: np.ndarray) -> np.ndarray:
+    """The t expelliarmus 1.1 reports for a stream written by Evt3Encoder (see the module docstring)."""
+    low = t & 0xFFF
+    drops = np.zeros(t.shape[0], dtype=np.int64)
+    if t.shape[0] > 1:
+        drops[1:] = np.cumsum(low[1:] < low[:-1])
+    return t + 4096 * drops
+
+
+def run(args) -> dict:
+    from microexp.events.evt3 import Evt3Decoder, Evt3Encoder
+    from microexp.events.raw import read_raw
+
+    from microexp.errors import ParameterError
+
+    n = int(args.events)
+    if n < 1 or int(args.repeat) < 1:
+        raise ParameterError(f"--events and --repeat must be at least 1 (got {n}, {args.repeat})")
+    source = args.source
+    base = None
+    if source in ("auto", "sample"):
+        base = _sample_events()
+        if base is None and source == "sample":
+            raise ParameterError(f"--source sample: {_testdata().joinpath(*SAMPLE)} is absent")
+    if base is not None:
+        events = _tile(base, n)
+        source = "sample"
+    else:
+        events = _synthetic_events(n)
+        source = "synthetic"
+
+    def encode():
+        enc = Evt3Encoder(WIDTH, HEIGHT)
+        step = 1 << 20
+        return [enc.encode(events[i:i + step])[0] for i in range(0, events.shape[0], step)]
+
+    Evt3Encoder(WIDTH, HEIGHT).encode(events[:1000])  # load the compiled kernels before timing
+    enc_s, enc_cpu, parts = _best(encode, args.repeat)
+    payload_bytes = sum(len(p) for p in parts)
+    header = (b"% evt 3.0\n% format EVT3;height=720;width=1280\n% geometry 1280x720\n"
+              b"% integrator_name microexp\n% plugin_name microexp_bench\n% end\n")
+    result = {"bench": "evt3", "events": n, "source": source, "bytes_per_event": round(payload_bytes / max(n, 1), 3),
+              "encode_mev_s": round(n / enc_s / 1e6, 1), "encode_cpu_mev_s": round(n / enc_cpu / 1e6, 1)}
+    with tempfile.TemporaryDirectory(prefix="microexp-bench-evt3-") as tmp:
+        path = os.path.join(tmp, "bench.raw")
+        with open(path, "wb") as f:
+            f.write(header)
+            for p in parts:
+                f.write(p)
+        Evt3Decoder(WIDTH, HEIGHT).decode(parts[0][:1 << 17])  # load the compiled kernels before timing
+        del parts
+        mx_s, mx_cpu, rec = _best(lambda: read_raw(path), args.repeat)
+        ours = rec.events
+        result["microexp_mev_s"] = round(n / mx_s / 1e6, 1)
+        result["microexp_cpu_mev_s"] = round(n / mx_cpu / 1e6, 1)
+        try:
+            import expelliarmus
+        except ImportError:
+            expelliarmus = None
+        if expelliarmus is None:
+            result.update(expelliarmus_mev_s=None, expelliarmus_cpu_mev_s=None, ratio=None, equal=None,
+                          t_identical=None)
+        else:
+            ex_s, ex_cpu, theirs = _best(lambda: expelliarmus.Wizard(encoding="evt3", fpath=path).read(), args.repeat)
+            same_len = theirs.shape[0] == ours.shape[0] == n
+            equal_xyp = same_len and all(np.array_equal(theirs[k].astype(np.int64), ours[k].astype(np.int64))
+                                         for k in ("x", "y", "p"))
+            t_identical = same_len and np.array_equal(theirs["t"], ours["t"])
+            t_model = same_len and np.array_equal(theirs["t"], expelliarmus_time_model(ours["t"]))
+            result.update(expelliarmus_mev_s=round(n / ex_s / 1e6, 1),
+                          expelliarmus_cpu_mev_s=round(n / ex_cpu / 1e6, 1), ratio=round(ex_s / mx_s, 2),
+                          equal=bool(equal_xyp and t_model), t_identical=bool(t_identical))
+    result["microexp_equals_input"] = bool(ours.shape[0] == n and np.array_equal(ours, events))
+    return result

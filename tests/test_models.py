@@ -1,0 +1,450 @@
+"""Tests of microexp.models and microexp.aus: PLIF against spikingjelly, the SNN's streaming and batch modes,
+parameter counts, the 3D-CNN and cVAE shapes, and the checkpoint format with its errors."""
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import json
+import sys
+import types
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from microexp.aus import AU_CODES, AU_LABELS, AU_NAMES, au_index, au_label, au_name
+from microexp.errors import FormatError, MicroexpError, ParameterError
+from microexp.models import (
+    AUSpikingNet,
+    C3DNet,
+    CheckpointArchitectureError,
+    CheckpointFormatError,
+    CheckpointNotFoundError,
+    CheckpointStateError,
+    CNN3DConfig,
+    ConditionalVAE,
+    CVAEConfig,
+    PLIFNode,
+    SequenceDropout,
+    SNNConfig,
+    count_parameters,
+    cvae_loss,
+    describe_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+torch.set_num_threads(1)
+
+
+class _NullLogger:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def spikingjelly():
+    """spikingjelly's neuron and surrogate modules.
+
+    spikingjelly 2.0.0 imports loguru at package import, and the pip environment installs spikingjelly with
+    --no-deps without loguru; a no-op stand-in is registered then (spikingjelly only disables its logger).
+    """
+    if importlib.util.find_spec("spikingjelly") is None:
+        pytest.skip("spikingjelly is not installed")
+    if "loguru" not in sys.modules and importlib.util.find_spec("loguru") is None:
+        stub = types.ModuleType("loguru")
+        stub.logger = _NullLogger()
+        sys.modules["loguru"] = stub
+    neuron = importlib.import_module("spikingjelly.activation_based.neuron")
+    surrogate = importlib.import_module("spikingjelly.activation_based.surrogate")
+    return neuron, surrogate
+
+
+# --------------------------------------------------------------------------------------------- AU table
+
+
+def test_au_table_follows_the_paper():
+    assert AU_CODES == (2, 4, 5, 6, 9, 12, 15, 17, 23, 26, 41, 43, 45, 51, 52, 53, 54, 61, 62, 63, 64)
+    assert len(AU_NAMES) == len(AU_LABELS) == 21
+    assert AU_NAMES[0] == "Outer Brow Raiser" and AU_NAMES[12] == "Blink" and AU_NAMES[-1] == "Eyes Down"
+
+
+@pytest.mark.parametrize("spelling", ["AU12", "au12", "12", "AU 12", 12])
+def test_au_index_accepts_common_spellings(spelling):
+    assert au_index(spelling) == 5
+    assert au_label(5) == "AU12" and au_name(spelling) == "Lip Corner Puller"
+
+
+@pytest.mark.parametrize("bad", ["AU3", "x12", "", 7, True])
+def test_au_index_rejects_unknown(bad):
+    with pytest.raises(ParameterError, match="AU2, AU4"):
+        au_index(bad)
+    with pytest.raises(ParameterError):
+        au_label(21)
+
+
+# --------------------------------------------------------------------------------------------- PLIF
+
+
+def test_plif_initial_tau_and_reset():
+    node = PLIFNode()
+    assert node.w.item() == 0.0 and node.tau == pytest.approx(2.0)
+    assert PLIFNode(init_tau=3.0).tau == pytest.approx(3.0)
+    node(torch.ones(3, 2, 4))
+    assert node.v is not None
+    with pytest.raises(ParameterError, match="reset"):
+        node(torch.ones(3, 5, 4))
+    node.reset()
+    assert node.v is None
+    # tau = 2: H = (V + X) / 2, so a constant input of 1.5 gives H = 0.75, 1.125 (spike), 0.75, ...
+    assert node(torch.full((3, 1), 1.5)).flatten().tolist() == [0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "detach_reset,dtype", [(False, torch.float32), (True, torch.float32), (False, torch.float64)]
+)
+def test_plif_equals_spikingjelly(detach_reset, dtype):
+    """spikingjelly runs its CPU kernel for float32 and its autograd reference for float64."""
+    neuron, surrogate = spikingjelly()
+    ref = neuron.ParametricLIFNode(
+        surrogate_function=surrogate.ATan(), detach_reset=detach_reset, step_mode="m", store_v_seq=True
+    )
+    mine = PLIFNode(detach_reset=detach_reset, store_v_seq=True)
+    assert ref.decay_input and ref.v_reset == 0.0 and ref.v_threshold == 1.0
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        ref.w.fill_(0.3)
+        mine.w.fill_(0.3)
+    inputs = [(torch.randn(16, 3, 5, 7, generator=gen) * 1.5 + 0.5).to(dtype) for _ in range(2)]
+    leaves = {name: [x.clone().requires_grad_() for x in inputs] for name in ("ref", "mine")}
+    loss = {}
+    for name, node in (("ref", ref), ("mine", mine)):
+        spikes = [node(x) for x in leaves[name]]  # two calls: the second continues from the first's membrane
+        loss[name] = spikes
+        assert torch.equal(node.v_seq[-1], node.v)
+    for a, b in zip(loss["ref"], loss["mine"]):
+        assert torch.equal(a, b)
+    assert 0.05 < loss["mine"][0].mean().item() < 0.6
+    assert torch.equal(ref.v, mine.v) and torch.equal(ref.v_seq, mine.v_seq)
+    weights = [torch.randn(16, 3, 5, 7, generator=gen).to(dtype) for _ in range(2)]
+    for name, node in (("ref", ref), ("mine", mine)):
+        total = sum((s * g).sum() for s, g in zip(loss[name], weights)) + node.v.sum()
+        total.backward()
+    for a, b in zip(leaves["ref"], leaves["mine"]):
+        torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=1e-6)
+    torch.testing.assert_close(mine.w.grad, ref.w.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_plif_spikingjelly_backend_matches_torch_backend():
+    spikingjelly()
+    x = torch.randn(12, 4, 9, generator=torch.Generator().manual_seed(2)) + 0.6
+    outs = []
+    for backend in ("torch", "spikingjelly"):
+        node = PLIFNode(backend=backend)
+        xi = x.clone().requires_grad_()
+        spikes = node(xi)
+        spikes.sum().backward()
+        outs.append((spikes, node.v, xi.grad, node.w.grad))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    torch.testing.assert_close(outs[0][2], outs[1][2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(outs[0][3], outs[1][3], rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.integers(1, 12),
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    seed=st.integers(0, 2**16),
+    detach_reset=st.booleans(),
+)
+def test_plif_single_steps_equal_multi_step(steps, shape, seed, detach_reset):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(steps, *shape, generator=gen) * 2
+    w0 = torch.rand((), generator=gen) - 0.5
+    results = []
+    for streaming in (False, True):
+        node = PLIFNode(detach_reset=detach_reset)
+        with torch.no_grad():
+            node.w.copy_(w0)
+        xi = x.clone().requires_grad_()
+        spikes = torch.stack([node.single_step(xt) for xt in xi]) if streaming else node(xi)
+        (spikes * torch.linspace(-1, 1, spikes.numel()).reshape(spikes.shape)).sum().backward()
+        results.append((spikes, node.v, xi.grad, node.w.grad))
+    (s0, v0, gx0, gw0), (s1, v1, gx1, gw1) = results
+    assert torch.equal(s0, s1) and torch.equal(v0, v1)
+    node = PLIFNode(detach_reset=detach_reset)
+    with torch.no_grad():  # the inference path, which keeps no history for backward
+        node.w.copy_(w0)
+        assert torch.equal(node(x), s0) and torch.equal(node.v, v0)
+    torch.testing.assert_close(gx1, gx0, rtol=0, atol=1e-6)
+    torch.testing.assert_close(gw1, gw0, rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- SNN
+
+
+def test_snn_parameter_count_is_the_papers():
+    model = AUSpikingNet(SNNConfig())
+    assert count_parameters(model) == 4_312_470  # "4.11M" in the paper's Table 5 is 4.11 Mi
+    assert round(count_parameters(model) / 2**20, 2) == 4.11
+    assert model.conv1.bias is None and model.conv2.bias is None
+    assert sum(isinstance(m, PLIFNode) for m in model.modules()) == 4
+
+
+def _active_snn(seed: int = 0, **config) -> AUSpikingNet:
+    """An SNN in eval mode whose random weights are scaled so that every layer spikes on random input."""
+    torch.manual_seed(seed)
+    model = AUSpikingNet(SNNConfig(**config)).eval()
+    with torch.no_grad():
+        model.bn1.weight.fill_(4.0)
+        model.bn2.weight.fill_(4.0)
+        model.fc1.weight.mul_(4.0)
+        model.fc2.weight.mul_(6.0)
+    return model
+
+
+def _event_frames(steps: int, batch: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(steps, batch, 2, size, size, generator=gen) < 0.3).float()
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 9])
+def test_snn_streaming_equals_multi_step(steps):
+    model = _active_snn(seed=steps)
+    x = _event_frames(steps, 2, seed=steps)
+    with torch.no_grad():
+        mean, per_step = model(x, return_sequence=True)
+        assert mean.shape == (2, 21) and per_step.shape == (steps, 2, 21)
+        model.reset()
+        for t in range(steps):
+            running = model.step(x[t])
+            torch.testing.assert_close(running, per_step[: t + 1].mean(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(running, mean, rtol=0, atol=1e-6)
+    assert model.steps == steps
+    if steps >= 5:  # the fourth layer needs a few steps to charge; then outputs are not all zero
+        assert mean.sum() > 0
+
+
+def test_snn_step_continues_after_forward():
+    model = _active_snn(seed=3)
+    x = _event_frames(6, 1, seed=3)
+    with torch.no_grad():
+        whole = model(x)
+        model(x[:4])
+        model.step(x[4])
+        torch.testing.assert_close(model.step(x[5]), whole, rtol=0, atol=1e-6)
+
+
+def test_snn_input_shapes_are_checked():
+    model = AUSpikingNet()
+    with pytest.raises(ParameterError, match=r"\[T, B, C, H, W\]"):
+        model(torch.zeros(2, 2, 64, 64))
+    with pytest.raises(ParameterError, match=r"\(2, 64, 64\)"):
+        model.step(torch.zeros(1, 3, 64, 64))
+    with pytest.raises(ParameterError):
+        SNNConfig(fc_out=200)
+
+
+def test_sequence_dropout_keeps_one_mask_per_sequence():
+    torch.manual_seed(0)
+    drop = SequenceDropout(0.5).train()
+    out = drop(torch.ones(6, 3, 40))
+    assert (out == 0).any() and (out == 2).any()
+    assert all(torch.equal(out[0], out[t]) for t in range(6))
+    assert torch.equal(drop.single_step(torch.ones(3, 40)), out[0])  # single steps reuse it until reset
+    drop.reset()
+    assert not torch.equal(drop(torch.ones(6, 3, 40))[0], out[0])
+    assert torch.equal(drop.eval()(torch.ones(2, 3, 40)), torch.ones(2, 3, 40))
+
+
+def test_snn_trains_small():
+    torch.manual_seed(0)
+    model = AUSpikingNet(SNNConfig(input_size=16, fc_hidden=64)).train()
+    x = _event_frames(4, 3, size=16)
+    target = torch.nn.functional.one_hot(torch.tensor([0, 5, 20]), 21).float()
+    loss = torch.nn.functional.mse_loss(model(x), target)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters())
+    assert model.plif1.w.grad.abs() > 0
+    copy.deepcopy(model)  # the membranes still on the graph must not break copies (best-model snapshots)
+
+
+def test_snn_spikingjelly_neuron_gives_same_outputs():
+    spikingjelly()
+    reference = _active_snn(seed=4)
+    other = AUSpikingNet(SNNConfig(neuron="spikingjelly")).eval()
+    other.load_state_dict(reference.state_dict())
+    x = _event_frames(5, 2, seed=4)
+    with torch.no_grad():
+        assert torch.equal(reference(x), other(x))
+
+
+# --------------------------------------------------------------------------------------------- 3D-CNN and cVAE
+
+
+def test_cnn3d_parameters_near_the_papers():
+    with torch.device("meta"):
+        events, rgb = C3DNet(CNN3DConfig(in_channels=2)), C3DNet(CNN3DConfig(in_channels=3))
+    assert count_parameters(events) == 13_255_061 and count_parameters(rgb) == 13_255_925
+    assert abs(count_parameters(events) - 13.06e6) / 13.06e6 < 0.02
+
+
+@pytest.mark.parametrize("channels,steps", [(2, 1), (2, 2), (3, 7), (2, 16)])
+def test_cnn3d_any_clip_length(channels, steps):
+    torch.manual_seed(0)
+    model = C3DNet(CNN3DConfig(in_channels=channels)).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(2, channels, steps, 64, 64))
+    assert logits.shape == (2, 21) and torch.isfinite(logits).all()
+    with pytest.raises(ParameterError):
+        model(torch.rand(2, 5 - channels, steps, 64, 64))
+
+
+def test_cvae_shapes_loss_and_sampling():
+    with torch.device("meta"):
+        assert count_parameters(ConditionalVAE(CVAEConfig())) == 135_874_753
+    torch.manual_seed(0)
+    model = ConditionalVAE(CVAEConfig(input_size=32)).train()
+    x, c = torch.rand(4, 1, 32, 32), torch.rand(4, 2, 32, 32)
+    x_hat, mu, logvar = model(x, c)
+    assert x_hat.shape == x.shape and mu.shape == logvar.shape == (4, 32)
+    assert ((x_hat > 0) & (x_hat < 1)).all()
+    loss, recon, kl = cvae_loss(x_hat, x, mu, logvar)
+    assert torch.isfinite(loss) and kl >= 0 and loss.item() == pytest.approx((recon + kl).item())
+    loss.backward()
+    model.eval()
+    prior = model.sample(c)
+    torch.testing.assert_close(prior, model.decode(torch.zeros(4, 32), c))
+    drawn = model.sample(c, random=True, generator=torch.Generator().manual_seed(1))
+    assert drawn.shape == (4, 1, 32, 32) and not torch.equal(drawn, prior)
+    with pytest.raises(ParameterError):
+        model.sample(torch.rand(4, 2, 64, 64))
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+
+def _models():
+    torch.manual_seed(0)
+    return {
+        "snn": _active_snn(seed=5),
+        "cnn3d": C3DNet(CNN3DConfig(in_channels=3, widths=(4, 4, 8, 8, 8, 8, 8, 8), fc_hidden=32)).eval(),
+        "cvae": ConditionalVAE(CVAEConfig(input_size=16, latent_dim=8)).eval(),
+    }
+
+
+def _inputs(architecture):
+    gen = torch.Generator().manual_seed(7)
+    if architecture == "snn":
+        return (_event_frames(3, 2, seed=7),)
+    if architecture == "cnn3d":
+        return (torch.rand(2, 3, 5, 64, 64, generator=gen),)
+    return (torch.rand(2, 1, 16, 16, generator=gen), torch.rand(2, 2, 16, 16, generator=gen))
+
+
+@pytest.mark.parametrize("architecture", ["snn", "cnn3d", "cvae"])
+def test_checkpoint_round_trip(tmp_path, architecture):
+    model = _models()[architecture]
+    path = tmp_path / "run" / f"{architecture}.pt"
+    extra = {
+        "metrics": {"acc": 0.5},
+        "args": {"lr": 1e-3, "epochs": 100},
+        "dataset": tmp_path,
+        "curve": torch.arange(3.0),
+    }
+    save_checkpoint(path, model, model.config, extra=extra)
+    torch.load(path, weights_only=True)  # plain content only
+    loaded, meta = load_checkpoint(path, expected=architecture)
+    assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
+    assert meta["architecture"] == architecture and meta["parameters"] == count_parameters(model)
+    with torch.no_grad():
+        assert torch.equal(_first(model(*_inputs(architecture))), _first(loaded(*_inputs(architecture))))
+    info = describe_checkpoint(path)
+    json.dumps(info)
+    assert {"format", "architecture", "parameters", "config", "classes", "extra"} <= set(info)
+    assert info["format"] == "microexp-checkpoint-1" and info["extra"]["dataset"] == str(tmp_path)
+    assert info["extra"]["curve"] == [0.0, 1.0, 2.0]
+    assert info["classes"] == ([] if architecture == "cvae" else list(AU_LABELS))
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def test_checkpoint_config_overrides(tmp_path):
+    model = AUSpikingNet(SNNConfig(input_size=16))
+    save_checkpoint(tmp_path / "s.pt", model)
+    loaded, meta = load_checkpoint(tmp_path / "s.pt", config_overrides={"dropout": 0.0})
+    assert meta["config"].dropout == 0.0
+
+
+def test_checkpoint_missing_file(tmp_path):
+    path = tmp_path / "nope.pt"
+    with pytest.raises(CheckpointNotFoundError, match="nope.pt"):
+        load_checkpoint(path)
+    with pytest.raises(MicroexpError, match="nope.pt"):
+        describe_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"definitely not a checkpoint",
+        "truncated",
+        {"weights": torch.zeros(2)},
+        {"format": "microexp-checkpoint-99"},
+        {"format": "microexp-checkpoint-1", "architecture": "snn"},
+        "unsafe",
+    ],
+)
+def test_checkpoint_not_microexp_or_corrupted(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    if content == "truncated":
+        save_checkpoint(path, AUSpikingNet(SNNConfig(input_size=16)))
+        path.write_bytes(path.read_bytes()[:5000])
+    elif content == "unsafe":
+        torch.save({"format": "microexp-checkpoint-1", "obj": SequenceDropout(0.1)}, path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(CheckpointFormatError, match="bad.pt") as err:
+        load_checkpoint(path)
+    assert isinstance(err.value, FormatError)
+    with pytest.raises(CheckpointFormatError):
+        describe_checkpoint(path)
+
+
+def test_checkpoint_wrong_architecture(tmp_path):
+    path = tmp_path / "s.pt"
+    save_checkpoint(path, AUSpikingNet(SNNConfig(input_size=16)))
+    with pytest.raises(CheckpointArchitectureError, match=r"'snn'.*'cnn3d'") as err:
+        load_checkpoint(path, expected="cnn3d")
+    assert err.value.expected == "cnn3d" and err.value.found == "snn"
+
+
+def test_checkpoint_state_dict_mismatch(tmp_path):
+    path = tmp_path / "s.pt"
+    save_checkpoint(path, AUSpikingNet(SNNConfig(input_size=16)))
+    data = torch.load(path, weights_only=True)
+    data["state_dict"].pop("fc1.weight")
+    data["state_dict"]["fc9.weight"] = torch.zeros(1)
+    data["state_dict"]["fc2.bias"] = torch.zeros(3)
+    torch.save(data, path)
+    expected = r"missing keys: fc1\.weight; unexpected keys: fc9\.weight; shape mismatches: fc2\.bias"
+    with pytest.raises(CheckpointStateError, match=expected) as err:
+        load_checkpoint(path)
+    assert err.value.missing == ["fc1.weight"] and err.value.unexpected == ["fc9.weight"]
+
+
+def test_save_checkpoint_rejects_what_cannot_be_stored(tmp_path):
+    model = AUSpikingNet(SNNConfig(input_size=16))
+    with pytest.raises(ParameterError, match=r"extra\.bad"):
+        save_checkpoint(tmp_path / "s.pt", model, extra={"bad": object()})
+    with pytest.raises(ParameterError, match="differs"):
+        save_checkpoint(tmp_path / "s.pt", model, SNNConfig())
+    with pytest.raises(ParameterError):
+        save_checkpoint(tmp_path / "s.pt", torch.nn.Linear(2, 2), None)
+    assert not list(tmp_path.iterdir())
