@@ -15,9 +15,8 @@ polarities, time-sorted, spread over 10 s so that the last slice is partial) are
 Each is timed as best of ``--repeat`` runs while the process is pinned to one CPU. ``equal`` is True when
 the three frame stacks are identical after converting dtypes. Mev/s = input events / best time.
 
-tonic 1.7 imports its dataset modules (and their dependencies) on ``import tonic``; when some of those are
-missing (it was installed without dependencies), they are replaced by empty stand-in modules for the
-import only (ToFrame does not use them) and ``tonic_import`` names them.
+tonic 1.7 imports its dataset modules on ``import tonic``; their dependencies (importRosbag, h5py, requests)
+are pinned in requirements/core.txt so that the real package imports.
 """
 from __future__ import annotations
 
@@ -25,7 +24,6 @@ import contextlib
 import os
 import sys
 import time
-import types
 
 import numpy as np
 
@@ -84,39 +82,10 @@ def _best(fn, repeat: int):
 
 
 def _import_tonic_transforms():
-    """tonic.transforms, and the names of modules that had to be stood in for (empty list if none)."""
-    stood_in: list[str] = []
-    added: list[str] = []
+    """tonic.transforms (tonic and the modules its package import needs are pinned in requirements)."""
+    import tonic.transforms as transforms
 
-    class _Stub(types.ModuleType):
-        def __getattr__(self, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _Stub(f"{self.__name__}.{name}")
-
-    try:
-        for _ in range(20):
-            try:
-                import tonic.transforms as transforms
-
-                return transforms, stood_in
-            except ModuleNotFoundError as exc:
-                missing = exc.name
-                if not missing or missing.split(".")[0] == "tonic" or missing in stood_in:
-                    raise
-                stood_in.append(missing)
-                for key in [k for k in sys.modules if k == "tonic" or k.startswith("tonic.")]:
-                    del sys.modules[key]
-                parts = missing.split(".")
-                for i in range(1, len(parts) + 1):
-                    name = ".".join(parts[:i])
-                    if name not in sys.modules:
-                        sys.modules[name] = _Stub(name)
-                        added.append(name)
-        raise ImportError("tonic: too many missing modules")
-    finally:
-        for name in added:  # the stand-ins must not leak to other importers in this process
-            sys.modules.pop(name, None)
+    return transforms, []
 
 
 def _dv_stores(events):

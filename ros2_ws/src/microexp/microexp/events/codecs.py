@@ -13,7 +13,7 @@ Decoder protocol::
 Encoder protocol::
 
     enc = make_encoder("evt3", width=1280, height=720)
-    payload, time_base = enc.encode(events)                # bytes, int (µs; 0 for evt3)
+    payload, time_base = enc.encode(events)                # bytes, int (ns for libcaer*, 0 for evt3)
 """
 from __future__ import annotations
 

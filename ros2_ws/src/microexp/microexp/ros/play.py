@@ -9,10 +9,6 @@ import sys
 import threading
 import time
 
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.parameter import Parameter
-
 from microexp.errors import ParameterError
 
 
@@ -21,6 +17,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--evk4-file", help="Prophesee RAW (EVT3) file for the EVK4 node")
     parser.add_argument("--webcam-file", help="video file for the webcam node")
     parser.add_argument("--synthetic", action="store_true", help="run the synthetic rig instead of files")
+    parser.add_argument("--aus", default="AU12", help="synthetic: the AUs the simulated subject performs ('all' = 21)")
+    parser.add_argument("--sensors", default="davis346,evk4,webcam", help="synthetic: which sensors to simulate")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic: seed")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed (1 = real time, 0 = flat out)")
     parser.add_argument("--loop", action="store_true", help="loop the files (not with --count)")
     parser.add_argument("--count", action="store_true", help="subscribe over DDS and print counts as JSON at the end")
@@ -29,7 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
 
 
-def _overrides(d: dict) -> list[Parameter]:
+def _overrides(d: dict) -> list:
+    from rclpy.parameter import Parameter
+
     return [Parameter(k, value=v) for k, v in d.items()]
 
 
@@ -39,7 +40,8 @@ def build_nodes(args) -> list:
     if args.synthetic:
         from microexp.ros.synthetic_node import SyntheticRigNode
 
-        nodes.append(SyntheticRigNode(parameter_overrides=_overrides({"rate": args.rate, "qos": qos})))
+        nodes.append(SyntheticRigNode(parameter_overrides=_overrides(
+            {"rate": args.rate, "qos": qos, "plan": args.aus, "sensors": args.sensors, "seed": args.seed})))
     if args.evk4_file:
         from microexp.ros.evk4_node import Evk4Node
 
@@ -63,6 +65,9 @@ def build_nodes(args) -> list:
 def run(args) -> int:
     if args.count and args.loop:
         raise ParameterError("play: --count and --loop exclude each other (a loop never ends)")
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
     rclpy.init()
     executor = MultiThreadedExecutor(num_threads=4)
     nodes = []
@@ -85,8 +90,12 @@ def run(args) -> int:
                 return 1
             time.sleep(0.05)
         if counter is not None:
-            counter.settle(expected={t: c for n in nodes for t, c in getattr(n, "published", {}).items()})
-            print(json.dumps(counter.summary()), flush=True)
+            published = {t: c for n in nodes for t, c in getattr(n, "published", {}).items()}
+            counter.settle(expected=published)
+            summary = counter.summary()
+            for topic, entry in summary.items():
+                entry["published"] = published.get(topic)
+            print(json.dumps(summary), flush=True)
         return 0
     except KeyboardInterrupt:
         return 130

@@ -28,11 +28,11 @@ def fill_sensor_sync(msg: SensorSync, name: str, est, now_msg) -> SensorSync:
 class SensorClock:
     """Clock estimate of one sensor, owned by its node."""
 
-    def __init__(self, node, sensor: str, period_s: float = 1.0):
+    def __init__(self, node, sensor: str, period_s: float = 1.0, topic: str = "~/sync_status"):
         self.node = node
         self.sensor = sensor
         self.est = _estimator()
-        self.pub = node.create_publisher(SyncStatus, "~/sync_status", RELIABLE_QOS)
+        self.pub = node.create_publisher(SyncStatus, topic, RELIABLE_QOS)
         self.timer = node.create_timer(period_s, self.publish_status)
 
     def stamp(self, sensor_us: int, arrival_ns: int) -> int:
@@ -42,6 +42,12 @@ class SensorClock:
         return int(self.est.to_ros_ns(int(sensor_us))) if self.est.locked else int(arrival_ns)
 
     def publish_status(self) -> None:
+        try:
+            self._publish_status()
+        except Exception as exc:  # a diagnostic must never take the node's executor down
+            self.node.get_logger().error(f"sync status of {self.sensor} failed: {exc!r}", throttle_duration_sec=10.0)
+
+    def _publish_status(self) -> None:
         now = self.node.get_clock().now().to_msg()
         msg = SyncStatus()
         msg.header.stamp = now

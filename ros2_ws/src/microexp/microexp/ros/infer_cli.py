@@ -1,0 +1,145 @@
+"""`microexp infer`: the inference node in the pip install (the Docker image runs it through
+launch/inference.launch.py). Options set node parameters; ``--params-file`` reads ROS 2 parameter files and
+``--ros-args ...`` passes the rest to ROS (remappings, log levels, parameter files), as ``ros2 run`` would.
+With ``--count N`` or ``--duration S`` it stops by itself and prints one JSON line of counters and latencies."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+# CLI option -> node parameter (only the options given override the parameter files)
+_OPTIONS = {
+    "model": "model", "device": "device", "events_topic": "events_topic", "frames_topic": "frames_topic",
+    "sensor": "sensor", "roi": "roi", "slice_us": "slice_us", "horizon": "horizon", "face_rate": "face_rate_hz",
+    "gap_ms": "gap_ms", "qos": "qos", "torch_threads": "torch_threads",
+}
+
+
+EXECUTORS = ("single", "events", "multi")
+
+
+class NodeRunner:
+    """Spins nodes on one background thread with the executor named ``kind``:
+
+    - ``single``: rclpy's SingleThreadedExecutor (the default: the inference node does its heavy work on its
+      own worker thread, so one executor thread is enough, and it has less per-callback overhead than the
+      multi-threaded one, which matters at 1000 event packets per second);
+    - ``events``: rclpy's experimental EventsExecutor (callbacks dispatched from C++; the least overhead);
+    - ``multi``: MultiThreadedExecutor with 2 threads.
+
+    ``close()`` shuts the executor down, destroys the nodes and shuts rclpy down.
+    """
+
+    def __init__(self, kind: str = "single"):
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+        if kind not in EXECUTORS:
+            raise ValueError(f"executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
+        if not rclpy.ok():
+            rclpy.init()
+        if kind == "events":
+            from rclpy.experimental import EventsExecutor
+
+            self.executor = EventsExecutor()
+        elif kind == "multi":
+            self.executor = MultiThreadedExecutor(num_threads=2)
+        else:
+            self.executor = SingleThreadedExecutor()
+        self.nodes: list = []
+        self._thread = None
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def start(self) -> "NodeRunner":
+        import threading
+
+        self._thread = threading.Thread(target=self._spin, name="executor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def close(self) -> None:
+        import rclpy
+
+        try:
+            self.executor.shutdown(timeout_sec=2.0)
+        except TypeError:  # the EventsExecutor's shutdown takes no timeout
+            self.executor.shutdown()
+        for node in reversed(self.nodes):
+            try:
+                node.destroy_node()
+            except Exception:  # noqa: BLE001 - tear-down goes on
+                pass
+        self.nodes = []
+        if rclpy.ok():
+            rclpy.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", help="SNN checkpoint (default: the default model of models/, when present)")
+    parser.add_argument("--events-topic", help="EventPacket topic (default /evk4/events)")
+    parser.add_argument("--frames-topic", help="image topic for face detection (default: none, fixed ROI)")
+    parser.add_argument("--sensor", help="sensor name written into the predictions (default evk4)")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="torch device (default auto)")
+    parser.add_argument("--roi", help="fixed crop x,y,width,height in event pixels (default: whole sensor)")
+    parser.add_argument("--slice-us", type=int, help="window length in µs (default 33000)")
+    parser.add_argument("--horizon", type=int, help="windows in the smoothed decision (default 10)")
+    parser.add_argument("--face-rate", type=float, help="face detections per second (0 = off; default 5)")
+    parser.add_argument("--gap-ms", type=float, help="event pause that ends a clip, ms (default 200)")
+    parser.add_argument("--qos", choices=("sensor", "reliable"), help="QoS of the subscriptions (default sensor)")
+    parser.add_argument("--torch-threads", type=int, help="CPU threads of torch (default 2)")
+    parser.add_argument("--params-file", action="append", default=[], help="ROS 2 parameter file (repeatable)")
+    parser.add_argument("--name", default="inference", help="node name (default inference)")
+    parser.add_argument("--count", type=int, default=0, help="stop after publishing this many predictions")
+    parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
+    parser.add_argument("--executor", choices=EXECUTORS, default="single",
+                        help="rclpy executor (default single; events = rclpy's experimental EventsExecutor)")
+    parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
+                        help="everything after it goes to ROS (remappings, --params-file, --log-level)")
+
+
+def run(args) -> int:
+    import rclpy
+
+    from microexp.ros.compose import overrides
+    from microexp.ros.inference_node import InferenceNode
+
+    values = {param: getattr(args, opt) for opt, param in _OPTIONS.items() if getattr(args, opt) is not None}
+    if not rclpy.ok():
+        rclpy.init(args=["microexp", "--ros-args", *args.ros_args] if args.ros_args else None)
+    graph = NodeRunner(args.executor)
+    try:
+        node = graph.add(InferenceNode(name=args.name,
+                                       parameter_overrides=overrides(args.name, args.params_file, **values)))
+        graph.start()
+        started = time.monotonic()
+        try:
+            while True:
+                time.sleep(0.05)
+                if args.count and node.counts["published"] >= args.count:
+                    break
+                if args.duration and time.monotonic() - started >= args.duration:
+                    break
+        except KeyboardInterrupt:
+            pass
+        if args.count or args.duration:
+            print(json.dumps({"node": node.get_fully_qualified_name(), "model_id": node.model_id,
+                              "device": node.device, **node.counters(), "latency_ms": node.latency_summary()}),
+                  flush=True)
+        return 0
+    finally:
+        graph.close()

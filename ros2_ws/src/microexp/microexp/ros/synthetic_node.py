@@ -1,0 +1,223 @@
+"""Synthetic rig node: simulated subjects performing Action Units, published exactly as the real sensor
+nodes publish them, plus the ground truth.
+
+Topics: ``/davis346/events`` (EventPacket, ``libcaer`` as libcaer_driver publishes, or ``evt3``),
+``/davis346/image_raw`` (mono8 APS), ``/evk4/events`` (EventPacket ``evt3``), ``/webcam/image_raw`` (bgr8),
+``/<sensor>/sync_status``, and ``/synthetic/ground_truth`` (GroundTruth at every phase change).
+
+What it performs: with ``plan`` set (e.g. ``AU2,AU12`` or ``all``) it plays those clips one after another
+and then reports ``finished``; with ``plan`` empty it waits for the recorder's segment markers
+(``/recorder/segments``) and performs the segment's AU ``perform_delay_s`` after each segment starts — the
+simulated subject watches the protocol screen. Clips are simulated ahead of time on a worker thread (the
+event simulator is slower than real time for the EVK4), then played with their arrival timing at ``rate``.
+Between clips nothing is published (no idle stream).
+"""
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+
+import numpy as np
+from event_camera_msgs.msg import EventPacket
+from microexp_msgs.msg import GroundTruth, SegmentMarker
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from microexp.aus import au_index, au_label
+from microexp.config import Param
+from microexp.errors import MicroexpError
+from microexp.events.codecs import make_encoder
+from microexp.protocol import parse_aus
+from microexp.ros.base import LATCHED_QOS, declare_params, qos_named, run_node
+from microexp.ros.images import to_msg
+from microexp.ros.sync import SensorClock
+
+SIZES = {"davis346": (346, 260), "evk4": (1280, 720)}
+
+PARAMS = (
+    Param("sensors", "davis346,evk4,webcam", "simulated sensors (the EVK4 costs about 10 s of simulation per clip)"),
+    Param("subject", "S01", "pseudonym of the simulated subject; its digits pick the synthetic identity (S03 -> 3)"),
+    Param("seed", 0, "seed of subjects, trials, clocks and noise", min=0, max=2**31 - 1),
+    Param("plan", "", "AUs to perform on their own ('all', 'AU2,AU12'); empty = follow the recorder's segments"),
+    Param("trial", 0, "first trial index of the plan", min=0, max=1000),
+    Param("perform_delay_s", 3.0, "after a segment starts, wait this long before the clip (the protocol countdown)",
+          min=0.0, max=60.0, unit="s"),
+    Param("rate", 1.0, "playback speed of the clips (1 = real time, 0 = as fast as possible)", min=0.0, max=100.0),
+    Param("chunk_ms", 1.0, "event packets cover this much sensor time (drivers batch about 1 ms)", min=0.5, max=500.0, unit="ms"),
+    Param("davis_encoding", "libcaer", "payload encoding of /davis346/events", choices=("libcaer", "evt3")),
+    Param("webcam_width", 640, "simulated webcam width (the paper's 1920 works but costs memory and bandwidth)", min=64, max=3840, unit="px"),
+    Param("webcam_height", 360, "simulated webcam height", min=36, max=2160, unit="px"),
+    Param("duration_s", 2.5, "clip length, neutral margins included (the paper's clips average 2.5 s)", min=0.5, max=20.0, unit="s"),
+    Param("qos", "sensor", "QoS of the sensor topics: sensor (best effort) or reliable", choices=("sensor", "reliable")),
+    Param("segments_topic", "/recorder/segments", "segment markers to follow when plan is empty"),
+)
+
+
+def subject_index(pseudonym: str) -> int:
+    digits = re.findall(r"\d+", pseudonym)
+    return int(digits[-1]) if digits else 0
+
+
+class SyntheticRigNode(Node):
+    def __init__(self, name: str = "synthetic", namespace: str = "", parameter_overrides=None):
+        super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
+        self.p = declare_params(self, PARAMS)
+        from microexp.synth.rig import SyntheticRig
+
+        sensors = [s.strip() for s in self.p["sensors"].split(",") if s.strip()]
+        self.subject_id = subject_index(self.p["subject"])
+        self.rig = SyntheticRig(subjects=self.subject_id + 1, seed=self.p["seed"], sensors=sensors,
+                                webcam_size=(self.p["webcam_width"], self.p["webcam_height"]),
+                                duration_s=self.p["duration_s"])
+        qos = qos_named(self.p["qos"])
+        self.pubs = {}
+        self.encoders = {}
+        self.seqs = {}
+        self.clocks = {}
+        for s in self.rig.sensors:
+            if s in ("davis346", "evk4"):
+                self.pubs[(s, "events")] = self.create_publisher(EventPacket, f"/{s}/events", qos)
+                enc = self.p["davis_encoding"] if s == "davis346" else "evt3"
+                self.encoders[s] = (enc, make_encoder(enc, *SIZES[s]))
+            if s in ("davis346", "webcam"):
+                self.pubs[(s, "frame")] = self.create_publisher(Image, f"/{s}/image_raw", qos)
+            self.clocks[s] = SensorClock(self, s, topic=f"/{s}/sync_status")
+        self.gt_pub = self.create_publisher(GroundTruth, "~/ground_truth", qos_named("reliable"))
+        self.published: dict[str, int] = {}
+        self.events_published: dict[str, int] = {}
+        self.clips_played = 0
+        self.finished = threading.Event()
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._requests: queue.Queue = queue.Queue()
+        self._prepared: queue.Queue = queue.Queue(maxsize=2)
+        self.clock_sync = next(iter(self.clocks.values()))
+        plan = parse_aus(self.p["plan"]) if self.p["plan"] else []
+        for i, au in enumerate(plan):
+            self._requests.put((au, self.p["trial"] + i, None, "plan"))
+        if plan:
+            self._requests.put(None)
+        else:
+            self.create_subscription(SegmentMarker, self.p["segments_topic"], self._on_marker, LATCHED_QOS)
+        threading.Thread(target=self._prepare_loop, name="synthetic_sim", daemon=True).start()
+        threading.Thread(target=self._play_loop, name="synthetic_play", daemon=True).start()
+
+    # -- scheduling ------------------------------------------------------------------------------------------
+    def _on_marker(self, m: SegmentMarker) -> None:
+        if m.event == "start":
+            due = time.monotonic() + self.p["perform_delay_s"]
+            self._requests.put((m.au, int(m.trial), due, f"segment {m.segment_id}"))
+
+    def prepare(self, aus: list[str]) -> None:
+        """Simulate these AUs' clips ahead (in segment order), so a following segment plays at once."""
+        self._warm = [au_label(au_index(a)) for a in aus]
+
+    def _prepare_loop(self) -> None:
+        cache: dict = {}
+        try:
+            while not self._stop.is_set():
+                req = self._requests.get()
+                if req is None:
+                    self._prepared.put(None)
+                    return
+                au, trial, due, why = req
+                key = (au_index(au), trial)
+                msgs = cache.pop(key, None)
+                if msgs is None:
+                    t0 = time.monotonic()
+                    clip = self.rig.clip(self.subject_id, au_label(key[0]), trial)
+                    msgs = list(clip.stream(chunk_s=self.p["chunk_ms"] / 1000.0))
+                    self.get_logger().info(f"simulated {au} trial {trial} ({why}) in {time.monotonic() - t0:.1f} s")
+                self._prepared.put((au, trial, due, msgs))
+        except Exception as exc:  # a failing simulation must not hang the graph
+            self.get_logger().error(f"synthetic rig stopped: {exc}")
+            self._prepared.put(None)
+
+    def _play_loop(self) -> None:
+        self.ready.set()
+        try:
+            while not self._stop.is_set():
+                item = self._prepared.get()
+                if item is None:
+                    return
+                au, trial, due, msgs = item
+                if due is not None:
+                    delay = due - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
+                        return
+                self._play(msgs)
+                self.clips_played += 1
+        finally:
+            self.finished.set()
+
+    def _play(self, msgs) -> None:
+        rate = self.p["rate"]
+        if not msgs:
+            return
+        h0, w0 = msgs[0].host_time_s, time.monotonic()
+        for m in msgs:
+            if rate > 0:
+                delay = w0 + (m.host_time_s - h0) / rate - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+            if self._stop.is_set():
+                return
+            self._publish(m)
+
+    # -- publishing ------------------------------------------------------------------------------------------
+    def _stamp(self, sensor: str, sensor_us: int):
+        arrival = self.get_clock().now().nanoseconds
+        ns = self.clocks[sensor].stamp(sensor_us, arrival)
+        return divmod(int(ns), 1_000_000_000)
+
+    def _count(self, pub) -> None:
+        self.published[pub.topic_name] = self.published.get(pub.topic_name, 0) + 1
+
+    def _publish(self, m) -> None:
+        if m.kind == "label":
+            lab = m.payload
+            g = GroundTruth()
+            g.header.stamp = self.get_clock().now().to_msg()
+            g.subject = self.p["subject"]
+            g.au = f"AU{lab.au}" if lab.phase != "neutral" else ""
+            g.trial, g.phase, g.intensity, g.lux = int(lab.trial), lab.phase, float(lab.intensity), float(lab.lux)
+            self.gt_pub.publish(g)
+            self._count(self.gt_pub)
+            return
+        if m.kind == "events":
+            enc_name, enc = self.encoders[m.sensor]
+            payload, time_base = enc.encode(m.payload)
+            msg = EventPacket()
+            msg.header.frame_id = m.sensor
+            msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us)
+            msg.width, msg.height = SIZES[m.sensor]
+            seq = self.seqs.get(m.sensor, 0)
+            msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = seq, int(time_base), enc_name, False
+            msg.events = bytes(payload)
+            self.seqs[m.sensor] = seq + 1
+            pub = self.pubs[(m.sensor, "events")]
+            pub.publish(msg)
+            self._count(pub)
+            self.events_published[pub.topic_name] = self.events_published.get(pub.topic_name, 0) + len(m.payload)
+            return
+        frame = m.payload
+        msg = to_msg(frame if frame.ndim == 2 else np.ascontiguousarray(frame[:, :, ::-1]),
+                     "mono8" if frame.ndim == 2 else "bgr8")
+        msg.header.frame_id = m.sensor
+        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us)
+        pub = self.pubs[(m.sensor, "frame")]
+        pub.publish(msg)
+        self._count(pub)
+
+    def stop_publishing(self) -> None:
+        self._stop.set()
+
+    def destroy_node(self):
+        self._stop.set()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    return run_node(SyntheticRigNode, args)
