@@ -15,6 +15,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("microexp.tools.info", "print one JSON object describing a RAW/AEDAT4 file, a rosbag2 folder or a checkpoint"),
     "demo": ("microexp.tools.demo", "run the main job on the bundled default input and write its outputs"),
     "bench": ("microexp.bench.cli", "run a benchmark and print one JSON line (binning, evt3, ... or all)"),
+    "play": ("microexp.ros.play", "run sensor nodes on files or the synthetic rig; --count prints what arrived over DDS"),
+    "record": ("microexp.ros.record", "record a labelled session: sensors + recorder + protocol in one process"),
+    "replay": ("microexp.ros.replay_cli", "republish a bag or session with its original timing"),
+    "infer": ("microexp.ros.infer_cli", "run the live SNN inference node: events in, AU predictions on ~/au"),
+    "watch": ("microexp.ros.watch", "live terminal view of an AU topic: top-3 AUs, latency, skipped windows"),
 }
 
 
@@ -41,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"microexp {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def describe_aedat4(p: Path) -> dict:
 
     rec = read_aedat4(p)
     out = {"path": str(p), "format": "aedat4", "width": rec.width, "height": rec.height, "camera": rec.camera}
-    out.update(_event_summary(rec.events, rec.triggers, len(rec.frame_timestamps)))
+    out.update(_event_summary(rec.events, rec.triggers, len(rec.frames)))
     out["imu_samples"] = len(rec.imu)
     return out
 
