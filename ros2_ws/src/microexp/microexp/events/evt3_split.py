@@ -41,7 +41,8 @@ def word_times(words: np.ndarray, state: Evt3TimeState) -> np.ndarray:
     hi_pos = np.maximum.accumulate(np.where(is_high, idx, -1))
     lo_pos = np.maximum.accumulate(np.where(is_low, idx, -1))
     high = np.where(hi_pos >= 0, val[np.maximum(hi_pos, 0)], state.high)
-    low = np.where(lo_pos >= 0, val[np.maximum(lo_pos, 0)], state.low)
+    # TIME_LOW bits count only after the TIME_HIGH they refine: a new TIME_HIGH starts its period at low = 0
+    low = np.where(lo_pos > hi_pos, val[np.maximum(lo_pos, 0)], np.where(hi_pos >= 0, 0, state.low))
     # a TIME_HIGH that goes back by more than half its range is a wrap of the 24-bit counter
     hv = val[is_high]
     prev = np.concatenate(([state.high], hv[:-1])) if len(hv) else hv

@@ -60,6 +60,20 @@ def declare_params(node: Node, specs: Iterable[Param]) -> dict:
     return values
 
 
+def wait_for_subscribers(node, stop, param: str = "wait_for_subscribers_s") -> None:
+    """Block until every publisher of ``node`` has a subscriber, at most ``node.p[param]`` seconds (file
+    playback, so that a counting or recording subscriber sees the first message too)."""
+    import time
+
+    limit = node.p.get(param, 0.0) if hasattr(node, "p") else 0.0
+    end = time.monotonic() + limit
+    pubs = [p for p in node.publishers if not p.topic_name.endswith(("/rosout", "/parameter_events"))]
+    while limit and time.monotonic() < end and not stop.is_set():
+        if all(p.get_subscription_count() > 0 for p in pubs):
+            return
+        stop.wait(0.02)
+
+
 def run_node(factory, args: list[str] | None = None) -> int:
     """``main()`` of a node executable: init, spin until Ctrl-C or shutdown, clean up, one-line errors."""
     rclpy.init(args=args)

@@ -16,7 +16,7 @@ from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.events.evt3_split import Evt3TimeState, split_evt3, trigger_words, word_times
 from microexp.playback import Pacer
-from microexp.ros.base import declare_params, qos_named, run_node
+from microexp.ros.base import declare_params, qos_named, run_node, wait_for_subscribers
 from microexp.ros.sync import SensorClock
 
 PARAMS = (
@@ -36,6 +36,8 @@ PARAMS = (
     Param("erc_rate_mev_s", 0.0, "event-rate controller limit (mode=device; 0 = off)", min=0.0, max=1000.0, unit="Mev/s"),
     Param("trigger_in", False, "enable the external trigger input (mode=device)"),
     Param("trigger_out_period_us", 0, "trigger-out period (mode=device; 0 = off)", min=0, max=10_000_000, unit="µs"),
+    Param("wait_for_subscribers_s", 0.0, "file playback waits up to this long for a subscriber on every topic",
+          min=0.0, max=600.0, unit="s"),
     Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
 )
 
@@ -63,8 +65,10 @@ class Evk4Node(Node):
         from microexp.events.raw import raw_payload, read_raw_header
 
         self.header = read_raw_header(self.p["file"], width=self.p["width"] or None, height=self.p["height"] or None)
-        if self.header.format != "evt3":
-            raise MicroexpError(f"{self.p['file']}: the EVK4 node passes EVT3 through; this file is {self.header.format}")
+        if self.header.format not in ("evt3", "evt2"):
+            raise MicroexpError(f"{self.p['file']}: format {self.header.format} cannot be played")
+        if self.header.width is None:
+            raise MicroexpError(f"{self.p['file']}: the header gives no sensor size; set the width and height parameters")
         self._payload = raw_payload
         self._thread = threading.Thread(target=self._play, name="evk4_playback", daemon=True)
         self._thread.start()
@@ -79,10 +83,11 @@ class Evk4Node(Node):
         raise MicroexpError(f"{self.get_name()}: live EVK4 capture runs in the Docker image's driver (see README)")
 
     def _play(self):
+        wait_for_subscribers(self, self._stop)
         pacer = Pacer(self.p["rate"], self._stop)
         try:
             while not self._stop.is_set():
-                words = np.frombuffer(self._payload(self.p["file"]), dtype="<u2")
+                words = self._words()
                 times = word_times(words, Evt3TimeState())
                 pacer.restart()
                 for start, end, t0 in split_evt3(words, times, self.p["packet_time_us"], self.p["packet_max_bytes"]):
@@ -99,6 +104,33 @@ class Evk4Node(Node):
         finally:
             self.finished.set()
             self.get_logger().info(f"playback finished: {self.packets} packets, {self.events_bytes} bytes")
+
+    def _words(self) -> np.ndarray:
+        """The EVT3 words to publish: the file's own (passthrough), or EVT2 re-encoded as EVT3. A payload that
+        turns corrupt (reserved word types) is cut there, with a message."""
+        if self.header.format == "evt2":
+            from microexp.events.evt3 import Evt3Encoder
+            from microexp.events.raw import read_raw
+
+            rec = read_raw(self.p["file"], width=self.header.width, height=self.header.height)
+            events = rec.events
+            if len(events) and np.any(np.diff(events["t"]) < 0):
+                events = events[np.argsort(events["t"], kind="stable")]
+            payload, _ = Evt3Encoder(rec.width, rec.height).encode(events)
+            return np.frombuffer(payload, dtype="<u2")
+        raw = self._payload(self.p["file"])
+        if len(raw) % 2:
+            self.get_logger().error(f"{self.p['file']}: ends inside a word at byte {self.header.header_bytes + len(raw) - 1}; "
+                                    "the last byte is ignored")
+            raw = raw[: len(raw) - 1]
+        words = np.frombuffer(raw, dtype="<u2")
+        bad = np.nonzero(np.isin(words >> 12, (0x1, 0x9, 0xB, 0xC, 0xD)))[0]
+        if len(bad):
+            offset = self.header.header_bytes + 2 * int(bad[0])
+            self.get_logger().error(f"{self.p['file']}: corrupt EVT3 data at byte {offset} (reserved word type "
+                                    f"{int(words[bad[0]] >> 12):#x}); playback stops there")
+            words = words[: bad[0]]
+        return words
 
     def _publish(self, words: np.ndarray, t_first_us: int):
         msg = EventPacket()

@@ -36,6 +36,7 @@ def _overrides(d: dict) -> list:
 
 def build_nodes(args) -> list:
     qos = args.qos or ("reliable" if args.count else "sensor")
+    wait = {"wait_for_subscribers_s": 10.0} if args.count else {}
     nodes = []
     if args.synthetic:
         from microexp.ros.synthetic_node import SyntheticRigNode
@@ -46,17 +47,17 @@ def build_nodes(args) -> list:
         from microexp.ros.evk4_node import Evk4Node
 
         nodes.append(Evk4Node(parameter_overrides=_overrides(
-            {"mode": "file", "file": args.evk4_file, "rate": args.rate, "loop": args.loop, "qos": qos})))
+            {"mode": "file", "file": args.evk4_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
     if args.davis_file:
         from microexp.ros.davis346_node import Davis346Node
 
         nodes.append(Davis346Node(parameter_overrides=_overrides(
-            {"mode": "file", "file": args.davis_file, "rate": args.rate, "loop": args.loop, "qos": qos})))
+            {"mode": "file", "file": args.davis_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
     if args.webcam_file:
         from microexp.ros.webcam_node import WebcamNode
 
         nodes.append(WebcamNode(parameter_overrides=_overrides(
-            {"mode": "file", "file": args.webcam_file, "rate": args.rate, "loop": args.loop, "qos": qos})))
+            {"mode": "file", "file": args.webcam_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
     if not nodes:
         raise ParameterError("play: give at least one of --davis-file, --evk4-file, --webcam-file, --synthetic")
     return nodes

@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.playback import Pacer
-from microexp.ros.base import declare_params, qos_named, run_node
+from microexp.ros.base import declare_params, qos_named, run_node, wait_for_subscribers
 from microexp.ros.images import to_msg
 from microexp.ros.sync import SensorClock
 
@@ -32,6 +32,8 @@ PARAMS = (
     Param("loop", False, "play the file again at its end"),
     Param("frame_id", "webcam", "frame_id of the published headers"),
     Param("qos", "sensor", "QoS of the image topics: sensor (best effort) or reliable", choices=("sensor", "reliable")),
+    Param("wait_for_subscribers_s", 0.0, "file playback waits up to this long for a subscriber on every topic",
+          min=0.0, max=600.0, unit="s"),
     Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
 )
 
@@ -76,6 +78,7 @@ class WebcamNode(Node):
         return cap
 
     def _run(self):
+        wait_for_subscribers(self, self._stop)
         try:
             while not self._stop.is_set():
                 try:

@@ -1,0 +1,403 @@
+"""The streaming AU pipeline: events in, one Action Unit prediction per 33 ms window out (no rclpy).
+
+Per window (sensor time, the grid of :class:`microexp.events.frames.EventBinner`, i.e. the paper's Eq. (1) as
+in training)::
+
+    events --bin--> 2 x H x W counts --crop_resize--> 2 x 64 x 64 --SNN step--> running mean m (21)
+           --> probabilities softmax(m / temperature), top-3, smoothed mean over the horizon
+
+The work splits in two halves so that a node can run them on two threads:
+
+- :meth:`StreamingAUPipeline.bin` (cheap; the node's subscription callback): gap detection, Eq. (1) binning,
+  event counts; returns the completed :class:`Window` objects.
+- :meth:`StreamingAUPipeline.infer` (the worker): crop to the face box (or fixed ROI), one SNN step, the
+  :class:`WindowResult`.
+
+:meth:`push` does both in one call (offline use, tests).
+
+State resets
+------------
+The SNN keeps membrane state across windows; it is reset (together with the horizon smoother) before a
+window when:
+
+- ``start``: the first window;
+- ``gap``: no events for more than ``gap_us`` of sensor time (or time jumped backwards by as much). The open
+  window is closed, the window grid restarts at the next event, and the empty windows of the gap are not
+  run through the model;
+- ``seq_gap`` / ``stream``: the caller reported lost packets or a changed stream (:meth:`note_discontinuity`);
+  the reset happens before the first window completed after the report (the one missing events);
+- ``skipped``: windows were skipped (:meth:`skip`: the worker could not keep up): continuing the state over
+  a missing step would give a sequence that matches no offline computation;
+- ``face_lost`` / ``face_found``: the crop changed between the face box and the fixed ROI;
+- ``segment`` (or any reason given to :meth:`reset`): an external boundary, e.g. a new recording segment.
+
+Counters (:meth:`counters`): windows, skipped, empty windows, windows without a face, late events, gaps and
+resets by reason.
+
+Time: window bounds are sensor µs. Latencies are measured on ``time.monotonic_ns`` from ``arrival_ns``, the
+moment the caller received the data that closed the window (the node: its subscription callback start).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from microexp.aus import AU_LABELS, NUM_CLASSES
+from microexp.errors import ParameterError
+from microexp.events.dtype import EVENT_DTYPE
+from microexp.events.frames import DEFAULT_SLICE_US, EventBinner
+from microexp.infer.smoothing import HorizonSmoother, LatencyStats, au_probabilities, top_k
+from microexp.vision.crop import Box, clip_box, crop_resize
+
+__all__ = ["Window", "WindowResult", "StreamingAUPipeline", "offline_probabilities", "resolve_device"]
+
+
+@dataclass
+class Window:
+    """One completed event window, binned and waiting for inference."""
+
+    index: int  #: emission order since the pipeline was made (consecutive unless windows were skipped)
+    t0: int  #: window start, sensor µs (inclusive)
+    t1: int  #: window end, sensor µs (exclusive)
+    frame: np.ndarray  #: (2, H, W) counts, Eq. (1); read-only use
+    events: int  #: events in the window
+    arrival_ns: int  #: monotonic ns at which the data closing the window arrived
+    ready_ns: int  #: monotonic ns at which binning finished
+    reset: Optional[str] = None  #: reason to reset the SNN before this window, if any
+    decode_ms: float = 0.0  #: decoding time of the packet that closed the window (if the caller gave it)
+    bin_ms: float = 0.0  #: binning time of the push that completed the window
+
+
+@dataclass
+class WindowResult:
+    """The prediction of one window (what ``~/au`` publishes)."""
+
+    index: int
+    t0: int
+    t1: int
+    probabilities: np.ndarray  #: float32 (21,): softmax of the running time-averaged SNN output
+    top3: tuple  #: class indices, best first
+    smoothed: np.ndarray  #: float32 (21,): mean of the last ``horizon`` probability vectors since the reset
+    smoothed_top1: int
+    smoothed_windows: int  #: windows in ``smoothed``
+    steps: int  #: SNN steps since the last reset (1 right after a reset)
+    events: int
+    face_found: bool
+    crop: str  #: "face" (face box), "roi" (the fixed ROI) or "full" (the whole sensor)
+    box: Box  #: crop box in event pixels
+    reset: Optional[str]  #: reasons of the reset done before this window ("gap", "start,face_lost", ...)
+    arrival_ns: int
+    latency: dict = field(default_factory=dict)  #: ms per stage (decode, bin, queue, crop, snn, post, ready)
+
+    @property
+    def labels(self) -> tuple:
+        return tuple(AU_LABELS[i] for i in self.top3)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError(f"device {device!r}: torch sees no CUDA GPU here (use 'auto' or 'cpu')")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ParameterError(f"device {device!r}: expected auto, cpu or cuda[:N]")
+    return device
+
+
+def offline_probabilities(model, crops: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """What the pipeline publishes for T consecutive windows after a reset, by multi-step inference.
+
+    ``crops`` (T, 2, 64, 64) are the windows' :func:`~microexp.vision.crop.crop_resize` outputs; the result
+    (T, 21) holds, for each t, ``softmax(mean(per_step[:t + 1]) / temperature)``: the model run once over the
+    whole clip in multi-step mode (``model(x, return_sequence=True)``), then the running mean of its per-step
+    activations.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    x = torch.as_tensor(np.asarray(crops, dtype=np.float32), device=device)[:, None]
+    with torch.inference_mode():
+        _, per_step = model(x, return_sequence=True)
+        steps = torch.arange(1, per_step.shape[0] + 1, device=device, dtype=per_step.dtype)
+        running = per_step[:, 0].cumsum(0) / steps[:, None]
+    model.reset()
+    return np.stack([au_probabilities(running[t], temperature) for t in range(running.shape[0])])
+
+
+class StreamingAUPipeline:
+    """Live AU inference on one event stream (see the module docstring).
+
+    Parameters
+    ----------
+    model:
+        An :class:`~microexp.models.AUSpikingNet` in eval mode (2 input channels, 21 classes).
+    width, height:
+        Event sensor size (pixels).
+    slice_us:
+        Window length (µs of sensor time); 33 ms as in the paper.
+    roi:
+        Fixed crop box ``(x0, y0, x1, y1)`` in event pixels used when there is no face tracker or the face is
+        lost; None = the whole sensor.
+    device:
+        torch device of the model ("cpu", "cuda", "auto").
+    horizon:
+        Windows averaged by the smoothed decision.
+    gap_us:
+        A pause in the events longer than this (sensor µs) ends the clip (reset, see the module docstring).
+    temperature:
+        Of the softmax (:func:`~microexp.infer.smoothing.au_probabilities`).
+    face:
+        Optional :class:`~microexp.infer.face.FaceTracker` (anything with ``current() -> box | None``).
+    chunk_us:
+        Incoming events are buffered and handed to the binner when they span this much sensor time, or as
+        soon as they close a window. Each binner push copies the open window (2 x H x W), which per packet
+        would cost a full core at EVK4 size and packet rate; buffering bounds it while keeping the binning
+        left for the closing packet to at most ``chunk_us`` of events. Results do not depend on it.
+    """
+
+    def __init__(self, model, width: int, height: int, slice_us: int = DEFAULT_SLICE_US,
+                 roi: Optional[Sequence[float]] = None, device: str = "cpu", horizon: int = 10,
+                 gap_us: int = 200_000, temperature: float = 1.0, face=None, chunk_us: int = 8_000,
+                 stats_len: int = 2000):
+        import torch
+
+        self._torch = torch
+        config = getattr(model, "config", None)
+        if config is None or getattr(config, "in_channels", None) != 2 or getattr(config, "num_classes", None) != NUM_CLASSES:
+            raise ParameterError("the pipeline needs an AUSpikingNet with 2 input channels (event polarities) and "
+                                 f"{NUM_CLASSES} classes")
+        if not gap_us > 0 or not chunk_us > 0:
+            raise ParameterError(f"gap_us and chunk_us must be > 0, got {gap_us!r}, {chunk_us!r}")
+        if not temperature > 0:
+            raise ParameterError(f"temperature must be > 0, got {temperature!r}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.size = int(config.input_size)
+        self.binner = EventBinner(width, height, slice_us)
+        self.width, self.height, self.slice_us = self.binner.width, self.binner.height, self.binner.slice_us
+        self.roi = None if roi is None else tuple(float(v) for v in roi)
+        if self.roi is not None and clip_box(self.roi, self.width, self.height) is None:
+            raise ParameterError(f"roi {self.roi} lies outside the {self.width}x{self.height} sensor")
+        self.face = face
+        self.gap_us = int(gap_us)
+        self.chunk_us = int(chunk_us)
+        self.temperature = float(temperature)
+        self.smoother = HorizonSmoother(horizon)
+        self.latency = LatencyStats(stats_len)
+        # binning side (one thread)
+        self._buf: list = []
+        self._buf_t0: Optional[int] = None
+        self._last_t: Optional[int] = None
+        self._next_index = 0
+        self._next_reset: Optional[str] = "start"
+        self._pending = 0  # events counted into the open window so far
+        self._pending_t0: Optional[int] = None
+        self._arrival_ns = 0
+        self._decode_ms = 0.0
+        # inference side (one thread)
+        self._last_index: Optional[int] = None
+        self._last_crop: Optional[str] = None
+        self._crop = np.empty((2, self.size, self.size), dtype=np.float32)
+        # shared
+        self._lock = threading.Lock()
+        self._requested: list[str] = []
+        self.resets: Counter = Counter()
+        self.windows = 0
+        self.skipped = 0
+        self.empty_windows = 0
+        self.no_face_windows = 0
+        self.gaps = 0
+
+    # ------------------------------------------------------------------------------------------ binning side
+    def bin(self, events: np.ndarray, arrival_ns: Optional[int] = None, decode_ms: float = 0.0) -> list:
+        """Add time-sorted events; return the :class:`Window` objects they complete (possibly none)."""
+        self._arrival_ns = time.monotonic_ns() if arrival_ns is None else int(arrival_ns)
+        self._decode_ms = float(decode_ms)
+        if events.dtype != EVENT_DTYPE:
+            raise ParameterError(f"events must be EVENT_DTYPE arrays, got {events.dtype}")
+        if events.shape[0] == 0:
+            return []
+        out: list = []
+        t = events["t"]
+        start = 0
+        if self._last_t is not None and abs(int(t[0]) - self._last_t) > self.gap_us:
+            self._break(out, "gap")
+        jumps = np.flatnonzero(np.abs(np.diff(t)) > self.gap_us) + 1 if t.shape[0] > 1 else ()
+        for cut in jumps:
+            self._add(events[start:cut], out)
+            self._break(out, "gap")
+            start = int(cut)
+        self._add(events[start:], out)
+        self._last_t = int(t[-1])
+        return out
+
+    def flush_windows(self, arrival_ns: Optional[int] = None) -> list:
+        """Close the open window (end of stream): the windows still held, as :class:`Window` objects.
+
+        Their latency counts from ``arrival_ns`` (default: now), the moment the stream was found to end.
+        """
+        self._arrival_ns = time.monotonic_ns() if arrival_ns is None else int(arrival_ns)
+        self._decode_ms = 0.0
+        out: list = []
+        self._push(out)
+        self._emit(out, self.binner.flush(), None)
+        return out
+
+    def note_discontinuity(self, reason: str = "seq_gap") -> None:
+        """Data was lost or the stream changed: reset before the next window that completes (binning side)."""
+        self._next_reset = reason if self._next_reset is None else f"{self._next_reset},{reason}"
+
+    def _add(self, events: np.ndarray, out: list) -> None:
+        if events.shape[0] == 0:
+            return
+        self._buf.append(events)
+        if self._buf_t0 is None:
+            self._buf_t0 = int(events["t"][0])
+        last = int(events["t"][-1])
+        start = self.binner.window_start
+        if start is None or last >= start + self.slice_us or last - self._buf_t0 >= self.chunk_us:
+            self._push(out)
+
+    def _push(self, out: list) -> None:
+        if not self._buf:
+            return
+        ev = self._buf[0] if len(self._buf) == 1 else np.concatenate(self._buf)
+        self._buf, self._buf_t0 = [], None
+        t_start = time.monotonic_ns()
+        done = self.binner.push(ev)
+        bin_ms = (time.monotonic_ns() - t_start) / 1e6
+        self._emit(out, done, ev["t"], bin_ms)
+
+    def _emit(self, out: list, done: list, t: Optional[np.ndarray], bin_ms: float = 0.0) -> None:
+        now = time.monotonic_ns()
+        for t0, t1, frame in done:
+            n = 0 if t is None else int(np.searchsorted(t, t1) - np.searchsorted(t, t0))
+            if t0 == self._pending_t0:
+                n += self._pending
+            out.append(Window(self._next_index, int(t0), int(t1), frame, n, self._arrival_ns, now,
+                              self._next_reset, self._decode_ms, bin_ms))
+            self._next_index += 1
+            self._next_reset = None
+        open_t0 = self.binner.window_start
+        if t is None:
+            self._pending, self._pending_t0 = 0, open_t0
+            return
+        n_open = int(t.shape[0] - np.searchsorted(t, open_t0)) if open_t0 is not None else 0
+        self._pending = n_open + (self._pending if open_t0 == self._pending_t0 and not done else 0)
+        self._pending_t0 = open_t0
+
+    def _break(self, out: list, reason: str) -> None:
+        """End the clip: emit what is open, restart the window grid at the next event."""
+        self._push(out)
+        self._emit(out, self.binner.flush(), None)
+        self.binner.reset()
+        self._pending, self._pending_t0 = 0, None
+        self.gaps += 1
+        self.note_discontinuity(reason)
+
+    # ---------------------------------------------------------------------------------------- inference side
+    def reset(self, reason: str = "segment") -> None:
+        """Reset the SNN before the next window inferred (thread-safe; e.g. at a segment boundary)."""
+        with self._lock:
+            self._requested.append(reason)
+
+    def skip(self, window: Window) -> None:
+        """Count ``window`` as skipped (not inferred); the next inferred window starts a new clip."""
+        with self._lock:
+            self.skipped += 1
+
+    def _crop_box(self) -> tuple:
+        if self.face is not None:
+            box = self.face.current()
+            if box is not None:
+                return box, "face", True
+        if self.roi is not None:
+            return self.roi, "roi", False
+        return (0.0, 0.0, float(self.width), float(self.height)), "full", False
+
+    def infer(self, window: Window) -> WindowResult:
+        """Crop, one SNN step and the probabilities of ``window`` (the windows must come in order)."""
+        torch = self._torch
+        t_start = time.monotonic_ns()
+        reasons = [] if window.reset is None else window.reset.split(",")
+        if self._last_index is not None and window.index != self._last_index + 1 and "skipped" not in reasons:
+            reasons.append("skipped")
+        with self._lock:
+            if self._requested:
+                reasons.extend(r for r in self._requested if r not in reasons)
+                self._requested.clear()
+        box, crop_kind, face_found = self._crop_box()
+        if self._last_crop is not None and (crop_kind == "face") != (self._last_crop == "face"):
+            reasons.append("face_lost" if self._last_crop == "face" else "face_found")
+        if self._last_index is None and "start" not in reasons:
+            reasons.insert(0, "start")
+        if reasons:
+            self.model.reset()
+            self.smoother.reset()
+            with self._lock:
+                self.resets.update(reasons)
+        self._last_index = window.index
+        self._last_crop = crop_kind
+
+        t_crop = time.monotonic_ns()
+        crop = crop_resize(window.frame, box, self.size, out=self._crop)
+        x = torch.from_numpy(crop).unsqueeze(0)
+        if self.device != "cpu":
+            x = x.to(self.device, non_blocking=True)
+        t_snn = time.monotonic_ns()
+        with torch.inference_mode():
+            running = self.model.step(x)
+            probs = au_probabilities(running[0], self.temperature)  # .cpu() inside: waits for the GPU
+        t_post = time.monotonic_ns()
+        top3 = top_k(probs, 3)
+        smoothed = self.smoother.push(probs)
+        smoothed_top1 = int(np.argmax(smoothed))
+        t_end = time.monotonic_ns()
+
+        self.windows += 1
+        if window.events == 0:
+            self.empty_windows += 1
+        if self.face is not None and not face_found:
+            self.no_face_windows += 1
+        latency = {
+            "decode": window.decode_ms,
+            "bin": window.bin_ms,
+            "queue": (t_start - window.ready_ns) / 1e6,
+            "crop": (t_snn - t_crop) / 1e6,
+            "snn": (t_post - t_snn) / 1e6,
+            "post": (t_end - t_post) / 1e6,
+            "ready": (t_end - window.arrival_ns) / 1e6,
+        }
+        self.latency.add_all(latency)
+        return WindowResult(
+            index=window.index, t0=window.t0, t1=window.t1, probabilities=probs, top3=top3, smoothed=smoothed,
+            smoothed_top1=smoothed_top1, smoothed_windows=self.smoother.count, steps=self.model.steps,
+            events=window.events, face_found=face_found, crop=crop_kind, box=tuple(box),
+            reset=",".join(reasons) or None, arrival_ns=window.arrival_ns, latency=latency,
+        )
+
+    # ---------------------------------------------------------------------------------------------- both
+    def push(self, events: np.ndarray, arrival_ns: Optional[int] = None) -> list:
+        """Bin ``events`` and infer every window they complete: a list of :class:`WindowResult`."""
+        return [self.infer(w) for w in self.bin(events, arrival_ns)]
+
+    def flush(self) -> list:
+        """End of stream: infer the windows still held (the open one included)."""
+        return [self.infer(w) for w in self.flush_windows()]
+
+    def counters(self) -> dict:
+        """Windows inferred, skipped, empty, without a face; late events; gaps; resets by reason."""
+        with self._lock:
+            resets = dict(self.resets)
+            skipped = self.skipped
+        return {"windows": self.windows, "skipped": skipped, "empty_windows": self.empty_windows,
+                "no_face_windows": self.no_face_windows, "late_events": int(self.binner.late), "gaps": self.gaps,
+                "resets": sum(resets.values()), "resets_by_reason": resets}

@@ -1,0 +1,246 @@
+"""DAVIS346 node: a live camera through dv-processing, or AEDAT4 playback (real time, a rate factor, loop).
+
+Publishes ``~/events`` (EventPacket; ``libcaer`` like libcaer_driver by default, or ``libcaer_cmp`` /
+``evt3``: all decodable by event_camera_codecs), batched by time and size; ``~/image_raw`` (mono8 APS
+frames); ``~/imu`` (sensor_msgs/Imu: m/s², rad/s); ``~/camera_info`` when a calibration file is given;
+``~/sync_status``.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import yaml
+from event_camera_msgs.msg import EventPacket
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, Imu
+
+from microexp.config import Param
+from microexp.errors import MicroexpError
+from microexp.events.codecs import make_encoder
+from microexp.playback import Pacer
+from microexp.ros.base import declare_params, qos_named, run_node, wait_for_subscribers
+from microexp.ros.images import to_msg
+from microexp.ros.sync import SensorClock
+
+G = 9.80665
+
+PARAMS = (
+    Param("mode", "file", "where data comes from: an AEDAT4 file or the camera", choices=("file", "device")),
+    Param("file", "", "AEDAT4 file to play back (mode=file)"),
+    Param("rate", 1.0, "playback speed: 1 = real time, 0 = as fast as possible", min=0.0, max=1000.0),
+    Param("loop", False, "start the file again at its end"),
+    Param("encoding", "libcaer", "payload encoding of ~/events", choices=("libcaer", "libcaer_cmp", "evt3")),
+    Param("packet_time_us", 1000, "a packet spans at most this much sensor time", min=50, max=1_000_000, unit="µs"),
+    Param("packet_max_events", 100_000, "a packet holds at most this many events", min=1, max=10_000_000),
+    Param("frame_id", "davis346", "frame_id of the published headers"),
+    Param("qos", "sensor", "QoS of the topics: sensor (best effort) or reliable", choices=("sensor", "reliable")),
+    Param("calibration_file", "", "camera calibration YAML (ROS camera_info format); empty = no ~/camera_info"),
+    Param("serial", "", "camera serial number (mode=device; empty = first DAVIS found)"),
+    Param("frame_interval_ms", 25.0, "APS frame interval (mode=device)", min=1.0, max=1000.0, unit="ms"),
+    Param("exposure_us", 0, "APS exposure (mode=device; 0 = auto exposure)", min=0, max=1_000_000, unit="µs"),
+    Param("noise_filter", True, "background-activity noise filter of the camera (mode=device)"),
+    Param("bias_preset", "", "named bias preset applied at start (mode=device; empty = camera defaults)"),
+    Param("wait_for_subscribers_s", 0.0, "file playback waits up to this long for a subscriber on every topic",
+          min=0.0, max=600.0, unit="s"),
+    Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
+)
+
+
+def _camera_info(path: str, frame_id: str) -> CameraInfo:
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+        info = CameraInfo()
+        info.header.frame_id = frame_id
+        info.width, info.height = int(doc["image_width"]), int(doc["image_height"])
+        info.distortion_model = str(doc.get("distortion_model", "plumb_bob"))
+        info.k = [float(v) for v in doc["camera_matrix"]["data"]]
+        info.d = [float(v) for v in doc["distortion_coefficients"]["data"]]
+        info.r = [float(v) for v in doc.get("rectification_matrix", {}).get("data", [1, 0, 0, 0, 1, 0, 0, 0, 1])]
+        info.p = [float(v) for v in doc["projection_matrix"]["data"]]
+        return info
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise MicroexpError(f"calibration_file {path}: not a ROS camera_info YAML ({exc})") from None
+
+
+class Davis346Node(Node):
+    def __init__(self, name: str = "davis346", namespace: str = "", parameter_overrides=None):
+        super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
+        self.p = declare_params(self, PARAMS)
+        qos = qos_named(self.p["qos"])
+        self.event_pub = self.create_publisher(EventPacket, "~/events", qos)
+        self.image_pub = self.create_publisher(Image, "~/image_raw", qos)
+        self.imu_pub = self.create_publisher(Imu, "~/imu", qos)
+        self.info_pub = None
+        self.camera_info = None
+        if self.p["calibration_file"]:
+            self.camera_info = _camera_info(self.p["calibration_file"], self.p["frame_id"])
+            self.info_pub = self.create_publisher(CameraInfo, "~/camera_info", qos)
+        self.clock_sync = SensorClock(self, "davis346")
+        self.seq = 0
+        self.published: dict[str, int] = {}
+        self.events_published = 0
+        self.open_failures = 0
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        if self.p["mode"] == "file":
+            if not self.p["file"]:
+                raise MicroexpError(f"{self.get_name()}: parameter file: empty; mode=file needs an AEDAT4 file")
+            from microexp.events.aedat4 import check_aedat4
+
+            check_aedat4(self.p["file"])  # a clear error at start for a file that is not AEDAT4
+            target = self._play_file
+        else:
+            target = self._run_device
+        self._thread = threading.Thread(target=target, name="davis346", daemon=True)
+        self._thread.start()
+
+    # -- sources ------------------------------------------------------------------------------------------
+    def _play_file(self) -> None:
+        wait_for_subscribers(self, self._stop)
+        from microexp.events.aedat4 import iter_aedat4
+
+        pacer = Pacer(self.p["rate"], self._stop)
+        try:
+            while not self._stop.is_set():
+                pacer.restart()
+                self.encoder = None
+                for item in iter_aedat4(self.p["file"]):
+                    if not pacer.wait(item.t):
+                        return
+                    self._dispatch(item.kind, item.data)
+                if not self.p["loop"]:
+                    break
+        except MicroexpError as exc:
+            self.get_logger().error(f"playback stopped: {exc}")
+        except Exception as exc:  # a file that turns corrupt mid-stream: stop cleanly with a message
+            self.get_logger().error(f"playback stopped: {self.p['file']}: {exc}")
+        finally:
+            self.finished.set()
+            self.get_logger().info(f"playback finished: {self.seq} event packets, {self.events_published} events")
+
+    def _run_device(self) -> None:
+        try:
+            import dv_processing as dv
+        except ImportError:
+            self.get_logger().error("dv-processing is not installed: mode=device is unavailable")
+            self.finished.set()
+            return
+        from microexp.events.aedat4 import _events_to_numpy, _imu_to_numpy  # the same conversions as files
+
+        while not self._stop.is_set():
+            try:
+                cam = dv.io.camera.open(self.p["serial"]) if self.p["serial"] else dv.io.camera.open()
+            except Exception as exc:  # absent, unplugged, or busy
+                self.open_failures += 1
+                self.get_logger().error(f"DAVIS346 {self.p['serial'] or '(any)'} cannot be opened ({exc}); "
+                                        f"retrying in {self.p['retry_interval_s']} s")
+                if self._stop.wait(self.p["retry_interval_s"]):
+                    break
+                continue
+            self._configure(cam)
+            self.encoder = None
+            while not self._stop.is_set() and cam.isRunning():
+                store = cam.getNextEventBatch()
+                if store is not None and len(store):
+                    self._dispatch("events", _events_to_numpy(store))
+                frame = cam.getNextFrame()
+                if frame is not None:
+                    self._dispatch("frame", frame)
+                imu = cam.getNextImuBatch()
+                if imu is not None and len(imu):
+                    self._dispatch("imu", _imu_to_numpy(imu))
+                if store is None and frame is None:
+                    self._stop.wait(0.0005)
+            self.get_logger().error("DAVIS346 stopped delivering data; reopening")
+        self.finished.set()
+
+    def _configure(self, cam) -> None:
+        from datetime import timedelta
+
+        for setter, value in (("setDavisFrameInterval", timedelta(milliseconds=self.p["frame_interval_ms"])),
+                              ("setDavisExposureDuration", timedelta(microseconds=self.p["exposure_us"]))):
+            if setter == "setDavisExposureDuration" and not self.p["exposure_us"]:
+                continue
+            fn = getattr(cam, setter, None)
+            if fn is not None:
+                fn(value)
+
+    # -- publishing ------------------------------------------------------------------------------------------
+    def _dispatch(self, kind: str, data) -> None:
+        if kind == "events":
+            self._publish_events(data)
+        elif kind == "frame":
+            self._publish_frame(data)
+        elif kind == "imu":
+            self._publish_imu(data)
+
+    def _stamp(self, sensor_us: int):
+        ns = self.clock_sync.stamp(int(sensor_us), self.get_clock().now().nanoseconds)
+        return divmod(int(ns), 1_000_000_000)
+
+    def _count(self, pub, n: int = 1) -> None:
+        self.published[pub.topic_name] = self.published.get(pub.topic_name, 0) + n
+
+    def _publish_events(self, events: np.ndarray) -> None:
+        if len(events) == 0:
+            return
+        if getattr(self, "encoder", None) is None:
+            self.encoder = make_encoder(self.p["encoding"], 346, 260)
+        t = events["t"]
+        dt = self.p["packet_time_us"]
+        # cut at packet_time_us boundaries of sensor time and at packet_max_events
+        edges = np.searchsorted(t, np.arange(t[0] - t[0] % dt + dt, t[-1] + 1, dt))
+        bounds = np.unique(np.concatenate(([0], edges, [len(events)])))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            for s in range(int(a), int(b), self.p["packet_max_events"]):
+                chunk = events[s:min(int(b), s + self.p["packet_max_events"])]
+                payload, time_base = self.encoder.encode(chunk)
+                msg = EventPacket()
+                msg.header.frame_id = self.p["frame_id"]
+                msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(chunk["t"][0])
+                msg.width, msg.height = 346, 260
+                msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = self.seq, int(time_base), self.p["encoding"], False
+                msg.events = bytes(payload)
+                self.event_pub.publish(msg)
+                self.seq += 1
+                self.events_published += len(chunk)
+                self._count(self.event_pub)
+
+    def _publish_frame(self, frame) -> None:
+        image = frame.image
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        msg = to_msg(image, "mono8" if image.ndim == 2 else "bgr8")
+        msg.header.frame_id = self.p["frame_id"]
+        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(frame.t)
+        self.image_pub.publish(msg)
+        self._count(self.image_pub)
+        if self.info_pub is not None:
+            self.camera_info.header.stamp = msg.header.stamp
+            self.info_pub.publish(self.camera_info)
+            self._count(self.info_pub)
+
+    def _publish_imu(self, imu: np.ndarray) -> None:
+        for s in imu:
+            msg = Imu()
+            msg.header.frame_id = self.p["frame_id"]
+            msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(s["t"])
+            msg.orientation_covariance[0] = -1.0  # no orientation estimate
+            msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
+                float(s["ax"]) * G, float(s["ay"]) * G, float(s["az"]) * G)
+            d2r = math.pi / 180.0
+            msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (
+                float(s["gx"]) * d2r, float(s["gy"]) * d2r, float(s["gz"]) * d2r)
+            self.imu_pub.publish(msg)
+            self._count(self.imu_pub)
+
+    def destroy_node(self):
+        self._stop.set()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    return run_node(Davis346Node, args)

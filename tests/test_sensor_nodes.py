@@ -1,0 +1,135 @@
+"""Sensor nodes over real DDS: file playback publishes exactly what the recording holds (`microexp play
+--count`, a subscriber in the same graph decoding every packet), and faults end cleanly with a message."""
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from microexp.errors import MicroexpError
+from microexp.tools.info import describe
+
+pytestmark = pytest.mark.ros
+
+
+def play(*args, timeout=240):
+    res = subprocess.run([sys.executable, "-m", "microexp.cli", "play", "--count", *map(str, args)],
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr + res.stdout
+
+
+@pytest.mark.parametrize("name", ["expelliarmus_evt3_sample.raw", "expelliarmus_evt2_sample.raw",
+                                  "prophesee_sparklers_gen3_evt2.raw"])
+def test_evk4_node_publishes_every_event_of_the_file(testdata, name):
+    path = testdata("events", name)
+    counts, _ = play("--evk4-file", path, "--rate", "0")
+    topic = counts["/evk4/events"]
+    info = describe(path)
+    assert topic["events"] == info["events"] and topic["on_events"] == info["on_events"]
+    assert topic["messages"] == topic["published"] > 1 and topic["seq_gaps"] == 0
+
+
+def test_davis_node_publishes_events_and_imu_of_the_file(testdata):
+    path = testdata("events", "tonic_sample.aedat4")
+    counts, _ = play("--davis-file", path, "--rate", "4")
+    info = describe(path)
+    ev = counts["/davis346/events"]
+    assert ev["events"] == info["events"] == 111_954 and ev["seq_gaps"] == 0
+    assert ev["t_first_us"] == info["t_first_us"] and ev["t_last_us"] == info["t_last_us"]
+    assert counts["/davis346/imu"]["messages"] == info["imu_samples"] == 475
+    assert counts.get("/davis346/image_raw", {}).get("messages", 0) == info["frames"] == 0
+
+
+def write_video(path, frames=24, size=(160, 120)):
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
+    for i in range(frames):
+        img = np.full((size[1], size[0], 3), i * 10 % 255, np.uint8)
+        cv2.putText(img, str(i), (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 2)
+        out.write(img)
+    out.release()
+    return path
+
+
+def test_webcam_node_publishes_every_frame_of_a_video(tmp_path):
+    video = write_video(tmp_path / "face.avi", frames=24)
+    counts, _ = play("--webcam-file", video, "--rate", "0")
+    assert counts["/webcam/image_raw"]["frames"] == 24 == counts["/webcam/image_raw"]["published"]
+    assert counts["/webcam/preview/image_raw"]["frames"] == 24
+
+
+def test_raw_file_turning_corrupt_mid_stream_stops_cleanly(testdata, tmp_path):
+    src = testdata("events", "expelliarmus_evt3_sample.raw")
+    bad = tmp_path / "corrupt.raw"
+    shutil.copy(src, bad)
+    bad.chmod(0o644)
+    data = bytearray(bad.read_bytes())
+    cut = len(data) // 2 & ~1
+    data[cut:cut + 2] = (0x9123).to_bytes(2, "little")  # a reserved word type
+    bad.write_bytes(bytes(data))
+    counts, err = play("--evk4-file", bad, "--rate", "0")
+    assert "corrupt EVT3 data at byte" in err
+    assert 0 < counts["/evk4/events"]["events"] < describe(src)["events"]
+
+
+def test_truncated_video_ends_cleanly(tmp_path):
+    video = write_video(tmp_path / "v.avi", frames=30)
+    data = video.read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    counts, err = play("--webcam-file", tmp_path / "cut.avi", "--rate", "0", timeout=120)
+    assert 0 < counts["/webcam/image_raw"]["frames"] < 30
+    assert "capture finished" in err
+
+
+@pytest.fixture
+def graph():
+    from microexp.ros.compose import Graph
+
+    g = Graph(threads=2)
+    yield g
+    g.close()
+
+
+def test_absent_webcam_retries_and_keeps_running(graph):
+    from microexp.ros.compose import overrides
+    from microexp.ros.webcam_node import WebcamNode
+
+    node = graph.add(WebcamNode(parameter_overrides=overrides(
+        "webcam", None, mode="device", device="/dev/microexp-no-such-camera", retry_interval_s=0.2)))
+    graph.start()
+    time.sleep(1.2)
+    assert node.open_failures >= 3
+    assert not node.finished.is_set()
+
+
+def test_absent_davis_retries_and_keeps_running(graph):
+    from microexp.ros.compose import overrides
+    from microexp.ros.davis346_node import Davis346Node
+
+    node = graph.add(Davis346Node(parameter_overrides=overrides("davis346", None, mode="device", retry_interval_s=0.2)))
+    graph.start()
+    time.sleep(1.5)
+    assert node.open_failures >= 2
+    assert not node.finished.is_set()
+
+
+def test_evk4_device_mode_without_openeb_fails_at_start(graph):
+    from microexp.ros.compose import overrides
+    from microexp.ros.evk4_node import Evk4Node
+
+    with pytest.raises(MicroexpError, match="OpenEB"):
+        Evk4Node(parameter_overrides=overrides("evk4", None, mode="device"))
+
+
+def test_davis_file_that_is_not_aedat4_fails_at_start_naming_it(graph, tmp_path):
+    from microexp.ros.compose import overrides
+    from microexp.ros.davis346_node import Davis346Node
+
+    bad = tmp_path / "x.aedat4"
+    bad.write_bytes(b"#!AER-DAT4.0\r\n" + b"\x00" * 100)
+    with pytest.raises(MicroexpError, match="x.aedat4"):
+        Davis346Node(parameter_overrides=overrides("davis346", None, mode="file", file=str(bad)))
