@@ -118,8 +118,8 @@ class Davis346Node(Node):
         except Exception as exc:  # a file that turns corrupt mid-stream: stop cleanly with a message
             self.get_logger().error(f"playback stopped: {self.p['file']}: {exc}")
         finally:
-            self.finished.set()
             self.get_logger().info(f"playback finished: {self.seq} event packets, {self.events_published} events")
+            self.finished.set()
 
     def _run_device(self) -> None:
         try:

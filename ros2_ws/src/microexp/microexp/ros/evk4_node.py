@@ -102,8 +102,8 @@ class Evk4Node(Node):
         except Exception as exc:  # a corrupt file mid-stream: stop cleanly with a message
             self.get_logger().error(f"playback stopped: {self.p['file']}: {exc}")
         finally:
-            self.finished.set()
             self.get_logger().info(f"playback finished: {self.packets} packets, {self.events_bytes} bytes")
+            self.finished.set()
 
     def _words(self) -> np.ndarray:
         """The EVT3 words to publish: the file's own (passthrough), or EVT2 re-encoded as EVT3. A payload that

@@ -97,8 +97,8 @@ class WebcamNode(Node):
                 if self.p["mode"] == "file" and not self.p["loop"]:
                     return
         finally:
-            self.finished.set()
             self.get_logger().info(f"capture finished: {self.frames} frames")
+            self.finished.set()
 
     def _capture(self, cap):
         pacer = Pacer(self.p["rate"] if self.p["mode"] == "file" else 0.0, self._stop)
