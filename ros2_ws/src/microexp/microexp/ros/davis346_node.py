@@ -177,8 +177,8 @@ class Davis346Node(Node):
         elif kind == "imu":
             self._publish_imu(data)
 
-    def _stamp(self, sensor_us: int):
-        ns = self.clock_sync.stamp(int(sensor_us), self.get_clock().now().nanoseconds)
+    def _stamp(self, sensor_us: int, ready_us: int | None = None):
+        ns = self.clock_sync.stamp(int(sensor_us), self.get_clock().now().nanoseconds, ready_us)
         return divmod(int(ns), 1_000_000_000)
 
     def _count(self, pub, n: int = 1) -> None:
@@ -200,7 +200,7 @@ class Davis346Node(Node):
                 payload, time_base = self.encoder.encode(chunk)
                 msg = EventPacket()
                 msg.header.frame_id = self.p["frame_id"]
-                msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(chunk["t"][0])
+                msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(chunk["t"][0], int(chunk["t"][-1]))
                 msg.width, msg.height = 346, 260
                 msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = self.seq, int(time_base), self.p["encoding"], False
                 msg.events = bytes(payload)
@@ -215,7 +215,7 @@ class Davis346Node(Node):
             image = image[:, :, 0]
         msg = to_msg(image, "mono8" if image.ndim == 2 else "bgr8")
         msg.header.frame_id = self.p["frame_id"]
-        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(frame.t)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(frame.t, frame.t + frame.exposure_us)
         self.image_pub.publish(msg)
         self._count(self.image_pub)
         if self.info_pub is not None:

@@ -93,7 +93,7 @@ class Evk4Node(Node):
                 for start, end, t0 in split_evt3(words, times, self.p["packet_time_us"], self.p["packet_max_bytes"]):
                     if not pacer.wait(max(t0, 0)):
                         return
-                    self._publish(words[start:end], t0)
+                    self._publish(words[start:end], t0, int(times[end - 1]))
                     self._publish_triggers(trigger_words(words[start:end], times[start:end]))
                 if not self.p["loop"]:
                     break
@@ -132,11 +132,11 @@ class Evk4Node(Node):
             words = words[: bad[0]]
         return words
 
-    def _publish(self, words: np.ndarray, t_first_us: int):
+    def _publish(self, words: np.ndarray, t_first_us: int, t_last_us: int | None = None):
         msg = EventPacket()
         msg.header.frame_id = self.p["frame_id"]
         arrival = self.get_clock().now().nanoseconds
-        stamp = self.clock_sync.stamp(t_first_us, arrival) if t_first_us >= 0 else arrival
+        stamp = self.clock_sync.stamp(t_first_us, arrival, t_last_us) if t_first_us >= 0 else arrival
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
         msg.width, msg.height = self.header.width, self.header.height
         msg.seq = self.seq

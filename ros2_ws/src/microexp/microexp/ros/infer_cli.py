@@ -16,7 +16,7 @@ _OPTIONS = {
 }
 
 
-EXECUTORS = ("single", "events", "multi")
+EXECUTORS = ("single", "multi")
 
 
 class NodeRunner:
@@ -25,7 +25,6 @@ class NodeRunner:
     - ``single``: rclpy's SingleThreadedExecutor (the default: the inference node does its heavy work on its
       own worker thread, so one executor thread is enough, and it has less per-callback overhead than the
       multi-threaded one, which matters at 1000 event packets per second);
-    - ``events``: rclpy's experimental EventsExecutor (callbacks dispatched from C++; the least overhead);
     - ``multi``: MultiThreadedExecutor with 2 threads.
 
     ``close()`` shuts the executor down, destroys the nodes and shuts rclpy down.
@@ -39,11 +38,7 @@ class NodeRunner:
             raise ValueError(f"executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
         if not rclpy.ok():
             rclpy.init()
-        if kind == "events":
-            from rclpy.experimental import EventsExecutor
-
-            self.executor = EventsExecutor()
-        elif kind == "multi":
+        if kind == "multi":
             self.executor = MultiThreadedExecutor(num_threads=2)
         else:
             self.executor = SingleThreadedExecutor()
@@ -73,10 +68,7 @@ class NodeRunner:
     def close(self) -> None:
         import rclpy
 
-        try:
-            self.executor.shutdown(timeout_sec=2.0)
-        except TypeError:  # the EventsExecutor's shutdown takes no timeout
-            self.executor.shutdown()
+        self.executor.shutdown(timeout_sec=2.0)
         for node in reversed(self.nodes):
             try:
                 node.destroy_node()
@@ -107,7 +99,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--count", type=int, default=0, help="stop after publishing this many predictions")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
     parser.add_argument("--executor", choices=EXECUTORS, default="single",
-                        help="rclpy executor (default single; events = rclpy's experimental EventsExecutor)")
+                        help="rclpy executor of the node (default single: one thread is enough, inference has its own)")
     parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                         help="everything after it goes to ROS (remappings, --params-file, --log-level)")
 

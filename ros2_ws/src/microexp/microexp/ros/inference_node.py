@@ -5,21 +5,25 @@ image topic for face detection (``frames_topic``: DAVIS346 APS or webcam; option
 segment markers (``segments_topic``). Publishes ``~/au`` (microexp_msgs/AUPrediction) for every 33 ms window
 and ``~/diagnostics`` (diagnostic_msgs/DiagnosticArray) at 1 Hz.
 
-Threads: the event callback only decodes, bins (:meth:`StreamingAUPipeline.bin`) and enqueues completed
-windows into a bounded drop-oldest queue; a worker thread crops, runs the SNN step and publishes; face
-detection runs on a third thread (:class:`~microexp.infer.face.FaceDetectorThread`), fed with the newest image
-by the image callback. Inference therefore never blocks the event subscription. A window that waits longer
-than ``max_lag_ms``, or is pushed out of the full queue, is skipped and counted (and the SNN is reset before
-the next one).
+Threads: event intake only decodes, bins (:meth:`StreamingAUPipeline.bin`) and enqueues completed windows into
+a bounded drop-oldest queue; a worker thread crops, runs the SNN step and publishes; face detection runs on a
+third thread (:class:`~microexp.infer.face.FaceDetectorThread`), fed with the newest image by the image
+callback. Inference therefore never blocks the event subscription. A window that waits longer than
+``max_lag_ms``, or is pushed out of the full queue, is skipped and counted (and the SNN is reset before the
+next one). Intake (``intake``): by default a reader thread takes every waiting packet each ``poll_ms`` from a
+subscription of a hidden helper node that no executor spins; rclpy's executor costs about 0.5 ms of Python
+(holding the GIL, so also slowing the worker) per packet, and drivers send 1000 packets a second, while the
+reader's take costs about a third of that. ``intake: executor`` uses an ordinary subscription callback.
 
 Time: window bounds are sensor µs. ``header.stamp`` of ``~/au`` is the window end mapped to ROS time through
 a clock estimate (:class:`~microexp.timesync.estimator.ClockEstimator`) fitted on (first event time, packet
 ``header.stamp``) pairs, once it is locked (after about 2 s of stream); before that, the ROS arrival time of
-the packet that closed the window. ``latency_ms`` is the time from the arrival of that packet (the start of
-its callback) to the publish call.
+the packet that closed the window. ``latency_ms`` is the time from the arrival of that packet (its DDS
+reception time, ``received_timestamp`` of the message info) to the publish call.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -72,6 +76,10 @@ PARAMS = (
           min=1, max=1000),
     Param("max_lag_ms", 100.0, "a window older than this when inference could start is skipped",
           min=1.0, max=60000.0, unit="ms"),
+    Param("intake", "poll", "how event packets are taken: poll = a reader thread takes every waiting packet each "
+                            "poll_ms (far less Python per packet than executor callbacks); executor = a subscription "
+                            "callback", choices=("poll", "executor")),
+    Param("poll_ms", 1.0, "reader thread period (intake=poll)", min=0.1, max=100.0, unit="ms"),
     Param("segments_topic", "/recorder/segments", "SegmentMarker topic; start/stop/discard reset the SNN "
                                                   "(empty = none)"),
     Param("diagnostics_period_s", 1.0, "period of ~/diagnostics", min=0.05, max=60.0, unit="s"),
@@ -86,6 +94,11 @@ class InferenceNode(Node):
     def __init__(self, name: str = "inference", namespace: str = "", parameter_overrides=None):
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
         self.p = declare_params(self, PARAMS)
+        # torch's OpenMP threads otherwise spin-wait after each parallel region: on a few shared cores they take
+        # the CPU from the event callback and from each other (2 loaded cores: one SNN step 73 ms spinning,
+        # 7 ms passive). OpenMP reads it when torch first loads, so it helps where this node imports torch first
+        # (microexp infer, the launch file); a process that imported torch before should set it itself.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
 
         from microexp.infer import default_model_path, load_au_model
@@ -132,10 +145,22 @@ class InferenceNode(Node):
         events_group = MutuallyExclusiveCallbackGroup()
         other_group = MutuallyExclusiveCallbackGroup()
         qos = qos_named(self.p["qos"])
-        self.events_sub = self.create_subscription(EventPacket, self.p["events_topic"], self._on_events, qos,
-                                                   callback_group=events_group)
-        idle_period = max(0.005, self.p["gap_ms"] / 2000.0)
-        self.idle_timer = self.create_timer(idle_period, self._on_idle, callback_group=events_group)
+        self._intake_lock = threading.Lock()  # the binning side: one packet at a time
+        self._intake_node = None
+        self._reader = None
+        if self.p["intake"] == "executor":
+            self.events_sub = self.create_subscription(EventPacket, self.p["events_topic"], self._on_events, qos,
+                                                       callback_group=events_group)
+            idle_period = max(0.005, self.p["gap_ms"] / 2000.0)
+            self.idle_timer = self.create_timer(idle_period, self._on_idle, callback_group=events_group)
+        else:
+            # A hidden node that no executor spins: only the reader thread takes its packets.
+            import rclpy
+
+            self._intake_node = rclpy.create_node(f"_{name}_event_intake", namespace=namespace,
+                                                  context=self.context, start_parameter_services=False)
+            self.events_sub = self._intake_node.create_subscription(EventPacket, self.p["events_topic"],
+                                                                    lambda _msg: None, qos)
         if self.face is not None:
             self.frames_sub = self.create_subscription(Image, self.p["frames_topic"], self._on_frame, qos,
                                                        callback_group=other_group)
@@ -147,6 +172,9 @@ class InferenceNode(Node):
         self._warm_up()
         self._worker = threading.Thread(target=self._work, name="au_inference", daemon=True)
         self._worker.start()
+        if self._intake_node is not None:
+            self._reader = threading.Thread(target=self._read, name="event_intake", daemon=True)
+            self._reader.start()
         if self.face is not None:
             self._start_face_detection()
         self.get_logger().info(
@@ -210,9 +238,38 @@ class InferenceNode(Node):
             self.counts[f"old_{k}"] += c[k]
 
     # ---------------------------------------------------------------------------------------- callbacks
-    def _on_events(self, msg: EventPacket) -> None:
+    def _read(self) -> None:
+        """intake=poll: every poll_ms, take and process every packet waiting in the subscription."""
+        handle = self.events_sub.handle
+        period = self.p["poll_ms"] / 1000.0
+        while not self._stop:
+            while not self._stop:
+                try:
+                    with handle:
+                        taken = handle.take_message(EventPacket, False)
+                except Exception:  # noqa: BLE001 - the subscription is being destroyed
+                    return
+                if taken is None:
+                    break
+                self._on_events(*taken)
+            self._on_idle()
+            time.sleep(period)
+
+    def _on_events(self, msg: EventPacket, info: Optional[dict] = None) -> None:
+        """One packet: decode, bin, enqueue the windows it completes. ``info`` is the DDS message info."""
+        with self._intake_lock:
+            self._take_packet(msg, info)
+
+    def _take_packet(self, msg: EventPacket, info: Optional[dict]) -> None:
+        # Arrival = when DDS received the packet in this process (its received_timestamp, system clock), so
+        # that time spent waiting to be taken counts; the take time where the RMW does not give it.
         arrival_ns = time.monotonic_ns()
-        ros_arrival_ns = self.get_clock().now().nanoseconds
+        received = int(info.get("received_timestamp", 0)) if info else 0
+        if received > 0:
+            ros_arrival_ns = received
+            arrival_ns -= max(0, time.time_ns() - received)
+        else:
+            ros_arrival_ns = self.get_clock().now().nanoseconds
         if self._stream_key != (msg.encoding, int(msg.width), int(msg.height)):
             try:
                 self._open_stream(msg)
@@ -229,6 +286,7 @@ class InferenceNode(Node):
             self.pipeline.note_discontinuity("seq_gap")
         self._last_seq = int(msg.seq)
         self._frame_id = msg.header.frame_id
+        t_decode = time.monotonic_ns()
         try:
             events, _ = self._decoder.decode(msg.events, int(msg.time_base))
         except FormatError as exc:
@@ -237,7 +295,7 @@ class InferenceNode(Node):
             self.pipeline.note_discontinuity("decode_error")
             self.get_logger().warning(f"undecodable packet seq {msg.seq}: {exc}", throttle_duration_sec=5.0)
             return
-        decode_ms = (time.monotonic_ns() - arrival_ns) / 1e6
+        decode_ms = (time.monotonic_ns() - t_decode) / 1e6
         self._last_packet_ns = arrival_ns
         if events.shape[0] == 0:
             return
@@ -247,17 +305,18 @@ class InferenceNode(Node):
         windows = self.pipeline.bin(events, arrival_ns, decode_ms)
         self._flushed = False
         self._enqueue(windows, ros_arrival_ns)
+        self.latency.add("intake", (time.monotonic_ns() - arrival_ns) / 1e6)
 
     def _on_idle(self) -> None:
         """No packet for gap_ms of wall time: publish the open window now rather than when the stream resumes."""
         if self.pipeline is None or self._flushed or self._last_packet_ns is None:
             return
-        now = time.monotonic_ns()
-        if (now - self._last_packet_ns) / 1e6 < self.p["gap_ms"]:
+        if (time.monotonic_ns() - self._last_packet_ns) / 1e6 < self.p["gap_ms"]:
             return
-        self._flushed = True
-        self.counts["idle_flushes"] += 1
-        self._enqueue(self.pipeline.flush_windows(), self.get_clock().now().nanoseconds)
+        with self._intake_lock:
+            self._flushed = True
+            self.counts["idle_flushes"] += 1
+            self._enqueue(self.pipeline.flush_windows(), self.get_clock().now().nanoseconds)
 
     def _enqueue(self, windows: list, ros_arrival_ns: int) -> None:
         if not windows:
@@ -345,7 +404,8 @@ class InferenceNode(Node):
 
     def latency_summary(self) -> dict:
         """p50/p99 (ms) per stage: the pipeline's (decode, bin, queue, crop, snn, post, ready), the node's
-        (publish, total = arrival of the closing packet to publish) and face detection (detect)."""
+        (intake: a packet's reception by DDS to the end of its decoding and binning; publish; total = reception
+        of the closing packet to publish) and face detection (detect)."""
         out = {} if self.pipeline is None else self.pipeline.latency.summary()
         out.update(self.latency.summary())
         if self.detector_thread is not None:
@@ -392,6 +452,10 @@ class InferenceNode(Node):
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+        if self._intake_node is not None:
+            self._intake_node.destroy_node()
         if self.detector_thread is not None:
             self.detector_thread.stop()
         if self._worker.is_alive():

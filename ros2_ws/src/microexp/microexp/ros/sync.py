@@ -35,10 +35,14 @@ class SensorClock:
         self.pub = node.create_publisher(SyncStatus, topic, RELIABLE_QOS)
         self.timer = node.create_timer(period_s, self.publish_status)
 
-    def stamp(self, sensor_us: int, arrival_ns: int) -> int:
-        """ROS time (ns) of sensor time ``sensor_us``, learning from this arrival; the arrival itself until
-        the estimate is locked."""
-        self.est.update(int(sensor_us), int(arrival_ns))
+    def stamp(self, sensor_us: int, arrival_ns: int, ready_us: int | None = None) -> int:
+        """ROS time (ns) of sensor time ``sensor_us``; the arrival itself until the estimate is locked.
+
+        The estimator learns from ``(ready_us, arrival_ns)``: ``ready_us`` is the sensor time at which the
+        data was complete (the last event of a packet, the end of a frame's exposure) — data cannot arrive
+        before it exists, so pairing the arrival with the first event would bias the offset late by up to
+        a packet's span."""
+        self.est.update(int(sensor_us if ready_us is None else ready_us), int(arrival_ns))
         return int(self.est.to_ros_ns(int(sensor_us))) if self.est.locked else int(arrival_ns)
 
     def publish_status(self) -> None:

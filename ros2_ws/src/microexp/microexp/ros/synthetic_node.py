@@ -167,9 +167,9 @@ class SyntheticRigNode(Node):
             self._publish(m)
 
     # -- publishing ------------------------------------------------------------------------------------------
-    def _stamp(self, sensor: str, sensor_us: int):
+    def _stamp(self, sensor: str, sensor_us: int, ready_us: int):
         arrival = self.get_clock().now().nanoseconds
-        ns = self.clocks[sensor].stamp(sensor_us, arrival)
+        ns = self.clocks[sensor].stamp(sensor_us, arrival, ready_us)
         return divmod(int(ns), 1_000_000_000)
 
     def _count(self, pub) -> None:
@@ -191,7 +191,8 @@ class SyntheticRigNode(Node):
             payload, time_base = enc.encode(m.payload)
             msg = EventPacket()
             msg.header.frame_id = m.sensor
-            msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us,
+                                                                         int(m.payload["t"][-1]))
             msg.width, msg.height = SIZES[m.sensor]
             seq = self.seqs.get(m.sensor, 0)
             msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = seq, int(time_base), enc_name, False
@@ -206,7 +207,9 @@ class SyntheticRigNode(Node):
         msg = to_msg(frame if frame.ndim == 2 else np.ascontiguousarray(frame[:, :, ::-1]),
                      "mono8" if frame.ndim == 2 else "bgr8")
         msg.header.frame_id = m.sensor
-        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us)
+        half_us = int(0.5e6 * self.rig.setups[m.sensor].frame_interval_s)  # stamp = exposure midpoint
+        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us,
+                                                                     m.sensor_time_us + half_us)
         pub = self.pubs[(m.sensor, "frame")]
         pub.publish(msg)
         self._count(pub)
