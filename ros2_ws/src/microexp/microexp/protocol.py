@@ -64,6 +64,7 @@ class ProtocolRunner:
     recorder: object
     timing: Timing = field(default_factory=Timing)
     on_event: object = None  # callable(kind: str, info: dict) for UIs: 'phase', 'beep', 'segment', 'done'
+    clock: object = None  # callable() -> now; when given, phases after a blocking recorder call start from it
     index: int = 0
     trial: int = 1
     phase: Phase = Phase.IDLE
@@ -103,6 +104,8 @@ class ProtocolRunner:
             t = self.phase_end
             if self.phase == Phase.DEMO:
                 self.segment_id = self.recorder.start_segment(self.au, self.trial)
+                if self.clock is not None:  # starting may have waited (for the recorder, for the subject)
+                    t = max(t, self.clock())
                 self._emit("segment", action="start", segment_id=self.segment_id)
                 self._enter(Phase.COUNTDOWN, t, self.timing.countdown_s)
             elif self.phase == Phase.COUNTDOWN:

@@ -32,7 +32,8 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 class TopicCounters:
     received: int = 0
     written: int = 0
-    dropped: int = 0
+    dropped: int = 0      # lost: queue over its byte budget, or a write that failed
+    outside: int = 0      # arrived while no segment was open (not recorded, by design)
     bytes: int = 0
 
 
@@ -102,7 +103,10 @@ class SegmentWriter:
         c.received += 1
         n = len(data)
         with self._lock:
-            if not self._accepting or topic not in self.topics or self._pending + n > self.queue_bytes:
+            if not self._accepting or topic not in self.topics:
+                c.outside += 1
+                return False
+            if self._pending + n > self.queue_bytes:
                 c.dropped += 1
                 return False
             self._pending += n

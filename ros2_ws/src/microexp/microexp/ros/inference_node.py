@@ -132,7 +132,9 @@ class InferenceNode(Node):
         self._clock_est = None
         self._last_packet_ns: Optional[int] = None
         self._flushed = True
-        self.counts: Counter = Counter()
+        self.counts: Counter = Counter({k: 0 for k in (
+            "packets", "events", "seq_gaps", "packets_missing", "decode_errors", "bad_packets", "idle_flushes",
+            "segment_markers", "published", "infer_errors", "stream_changes")})
         self._prev_skipped = 0
         self._image_size_warned = False
 

@@ -61,6 +61,8 @@ class RecorderClient:
         return res
 
     def start_segment(self, au: str, trial: int) -> int:
+        if self.node.before_segment is not None:
+            self.node.before_segment(au, trial)
         req = StartSegment.Request(subject=self.node.p["subject"], au=au, trial=trial, lux=float(self.node.p["lux"]))
         return self._call(self.start_cli, req).segment_id
 
@@ -72,14 +74,19 @@ class RecorderClient:
 
 
 class ProtocolNode(Node):
-    def __init__(self, name: str = "protocol", namespace: str = "", parameter_overrides=None, ui=None):
+    def __init__(self, name: str = "protocol", namespace: str = "", parameter_overrides=None, ui=None,
+                 before_segment=None):
+        """``before_segment(au, trial)``, when given, is called before each take starts (the composed
+        synthetic session uses it to wait until the simulated subject is ready)."""
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
+        self.before_segment = before_segment
         self.p = declare_params(self, PARAMS)
         timing = Timing(demo_s=self.p["demo_s"], countdown_s=self.p["countdown_s"], perform_s=self.p["perform_s"],
                         rest_s=self.p["rest_s"]).scaled(self.p["time_scale"])
         self.client = RecorderClient(self)
         self.ui = ui
-        self.runner = ProtocolRunner(parse_aus(self.p["aus"]), self.client, timing, on_event=self._on_event)
+        self.runner = ProtocolRunner(parse_aus(self.p["aus"]), self.client, timing, on_event=self._on_event,
+                                     clock=time.monotonic)
         self.finished = threading.Event()
         self.error: str | None = None
         self.keys: list[str] = []

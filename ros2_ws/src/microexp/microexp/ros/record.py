@@ -10,6 +10,8 @@ import time
 
 from microexp.errors import MicroexpError
 
+SYNTH_CLIP_S = 2.5  # length of a synthetic AU clip, neutral margins included (the paper's average)
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--source", choices=("synthetic", "file", "device"), default="synthetic",
@@ -47,9 +49,16 @@ def run(args) -> int:
             from microexp.ros.protocol_ui import TerminalUI
 
             ui = TerminalUI()
-        protocol = graph.add(ProtocolNode(ui=ui, parameter_overrides=overrides(
+        extra = {}
+        synth = next((n for n in graph.nodes if type(n).__name__ == "SyntheticRigNode"), None)
+        if args.source == "synthetic":
+            # the simulated subject performs a fixed-length clip: the performance window must hold it
+            scale = args.time_scale or 1.0
+            extra["perform_s"] = max(2.5, (SYNTH_CLIP_S + 0.3) / scale)
+        protocol = graph.add(ProtocolNode(ui=ui, before_segment=synth.wait_ready if synth else None,
+                                          parameter_overrides=overrides(
             "protocol", args.params, aus=args.aus, subject=args.subject, lux=args.lux, headless=headless,
-            time_scale=args.time_scale)))
+            time_scale=args.time_scale, **extra)))
         if ui is not None:
             ui.attach(protocol)
         graph.start()
@@ -57,12 +66,14 @@ def run(args) -> int:
             pass
         time.sleep(0.3)  # the last messages of the graph reach the writer
         sync = {}
-        for n in graph.nodes:
-            clock = getattr(n, "clock_sync", None)
-            if clock is not None:
+        clocks = [c for n in graph.nodes for c in getattr(n, "clocks", {}).values()]
+        clocks += [n.clock_sync for n in graph.nodes if getattr(n, "clock_sync", None) is not None
+                   and not getattr(n, "clocks", None)]
+        for clock in clocks:
+            if True:
                 est = clock.est
-                sync[clock.sensor] = {"offset_ms": est.offset_ms, "drift_ppm": est.drift_ppm,
-                                      "jitter_us": est.jitter_us, "samples": est.samples, "locked": est.locked}
+                sync[clock.sensor] = {k: (None if isinstance(v, float) and v != v else v)  # NaN -> null
+                                      for k, v in est.state().items()}
         for n in graph.nodes:
             stop = getattr(n, "stop_publishing", None)
             if stop:
@@ -82,9 +93,10 @@ def build_sensors(args, sensors: list[str], overrides) -> list:
     if args.source == "synthetic":
         from microexp.ros.synthetic_node import SyntheticRigNode
 
+        scale = args.time_scale or 1.0
         nodes.append(SyntheticRigNode(parameter_overrides=overrides(
             "synthetic", args.params, sensors=",".join(sensors), subject=args.subject, seed=args.seed,
-            qos="reliable")))
+            qos="reliable", prefetch=args.aus, perform_delay_s=3.0 * scale, duration_s=SYNTH_CLIP_S)))
         return nodes
     mode = "file" if args.source == "file" else "device"
     if "evk4" in sensors and (mode == "device" or args.evk4_file):

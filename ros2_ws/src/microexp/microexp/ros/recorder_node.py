@@ -115,9 +115,9 @@ class RecorderNode(Node):
 
     # -- segments -------------------------------------------------------------------------------------------
     def start_segment(self, subject: str, au: str, trial: int, lux: float, note: str = "") -> dict:
+        if self.current is not None:
+            self.stop_segment("kept")
         with self._lock:
-            if self.current is not None:
-                self.stop_segment("kept")
             au = au_label(au_index(au))
             seg = self.manifest.add_segment(subject or self.p["subject"], au, trial, lux,
                                             self.get_clock().now().nanoseconds, note)
@@ -136,11 +136,13 @@ class RecorderNode(Node):
             seg = self.current
             if seg is None:
                 return None
-            self.writer.close_segment(wait=True)
+            self.current = None
             seg["stop_ns"] = self.get_clock().now().nanoseconds
+        # not under the lock: the writer thread reports closed bags through _on_bag_closed, which takes it
+        self.writer.close_segment(wait=True)
+        with self._lock:
             if seg["status"] == "recording":
                 seg["status"] = status
-            self.current = None
             self.last_closed = seg
             self.manifest.save()
         self._marker("stop", seg)
@@ -148,18 +150,18 @@ class RecorderNode(Node):
 
     def redo_segment(self, reason: str = "") -> tuple[dict | None, dict]:
         """Mark the current (or last closed) take as redone and start a new take with the same labels."""
+        target = self.current or self.last_closed
+        if target is None:
+            raise MicroexpError("nothing to redo: no segment was recorded yet")
+        if self.current is not None:
+            self.stop_segment("redone")
         with self._lock:
-            target = self.current or self.last_closed
-            if target is None:
-                raise MicroexpError("nothing to redo: no segment was recorded yet")
-            if self.current is not None:
-                self.stop_segment("redone")
             target["status"] = "redone"
             if reason:
                 target["note"] = (target.get("note", "") + f" redo: {reason}").strip()
             self.manifest.save()
-            self._marker("discard", target)
-            new = self.start_segment(target["subject"], target["au"], target["trial"] + 1, target["lux"])
+        self._marker("discard", target)
+        new = self.start_segment(target["subject"], target["au"], target["trial"] + 1, target["lux"])
         return target, new
 
     def _marker(self, event: str, seg: dict, message: str = "") -> None:
@@ -257,7 +259,8 @@ class RecorderNode(Node):
         self.stop_segment("kept")
         self.writer.stop()
         duration = time.monotonic() - self.started
-        topics = {t: {"received": c.received, "written": c.written, "dropped": c.dropped, "bytes": c.bytes}
+        topics = {t: {"received": c.received, "written": c.written, "dropped": c.dropped, "outside_segments": c.outside,
+                      "bytes": c.bytes}
                   for t, c in sorted(self.writer.counters.items())}
         summary = {"session": str(self.folder), "subject": self.p["subject"], "duration_s": round(duration, 3),
                    "segments": len(self.manifest.segments),

@@ -29,6 +29,7 @@ from microexp.aus import au_index, au_label
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.events.codecs import make_encoder
+from microexp.events.dtype import make_events
 from microexp.protocol import parse_aus
 from microexp.ros.base import LATCHED_QOS, declare_params, qos_named, run_node
 from microexp.ros.images import to_msg
@@ -52,6 +53,7 @@ PARAMS = (
     Param("duration_s", 2.5, "clip length, neutral margins included (the paper's clips average 2.5 s)", min=0.5, max=20.0, unit="s"),
     Param("qos", "sensor", "QoS of the sensor topics: sensor (best effort) or reliable", choices=("sensor", "reliable")),
     Param("segments_topic", "/recorder/segments", "segment markers to follow when plan is empty"),
+    Param("prefetch", "", "AUs to simulate ahead, in order (first trials), so that segments play without delay"),
 )
 
 
@@ -80,7 +82,10 @@ class SyntheticRigNode(Node):
             if s in ("davis346", "evk4"):
                 self.pubs[(s, "events")] = self.create_publisher(EventPacket, f"/{s}/events", qos)
                 enc = self.p["davis_encoding"] if s == "davis346" else "evt3"
-                self.encoders[s] = (enc, make_encoder(enc, *SIZES[s]))
+                encoder = make_encoder(enc, *SIZES[s])
+                encoder.encode(make_events([0], [0], [1], [1]))  # compile the encoder now, not in the first clip
+                encoder.reset()
+                self.encoders[s] = (enc, encoder)
             if s in ("davis346", "webcam"):
                 self.pubs[(s, "frame")] = self.create_publisher(Image, f"/{s}/image_raw", qos)
             self.clocks[s] = SensorClock(self, s, topic=f"/{s}/sync_status")
@@ -101,21 +106,66 @@ class SyntheticRigNode(Node):
             self._requests.put(None)
         else:
             self.create_subscription(SegmentMarker, self.p["segments_topic"], self._on_marker, LATCHED_QOS)
+        self._segments_seen: set = set()
+        self._origin = time.monotonic()
+        self._last_clip_end = 0.0
+        self._shift_us: dict = {}
+        self._cache: dict = {}
+        self._key_locks: dict = {}
+        self._cache_lock = threading.Lock()
+        if self.p["prefetch"]:
+            threading.Thread(target=self._prefetch_loop, args=(parse_aus(self.p["prefetch"]),),
+                             name="synthetic_prefetch", daemon=True).start()
         threading.Thread(target=self._prepare_loop, name="synthetic_sim", daemon=True).start()
         threading.Thread(target=self._play_loop, name="synthetic_play", daemon=True).start()
 
     # -- scheduling ------------------------------------------------------------------------------------------
     def _on_marker(self, m: SegmentMarker) -> None:
-        if m.event == "start":
+        if m.event == "start" and m.segment_id not in self._segments_seen:  # latched markers may repeat
+            self._segments_seen.add(m.segment_id)
             due = time.monotonic() + self.p["perform_delay_s"]
             self._requests.put((m.au, int(m.trial), due, f"segment {m.segment_id}"))
 
-    def prepare(self, aus: list[str]) -> None:
-        """Simulate these AUs' clips ahead (in segment order), so a following segment plays at once."""
-        self._warm = [au_label(au_index(a)) for a in aus]
+    def _simulate(self, au: str, trial: int) -> list:
+        """The clip's messages, simulated once per (AU, trial): concurrent callers wait for the same work."""
+        key = (au_index(au), int(trial))
+        with self._cache_lock:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._cache:
+                t0 = time.monotonic()
+                clip = self.rig.clip(self.subject_id, au_label(key[0]), key[1])
+                self._cache[key] = list(clip.stream(chunk_s=self.p["chunk_ms"] / 1000.0))
+                self.get_logger().info(f"simulated {au_label(key[0])} trial {key[1]} in {time.monotonic() - t0:.1f} s")
+            return self._cache[key]
+
+    def wait_ready(self, au: str, trial: int, timeout_s: float = 120.0) -> bool:
+        """Block until the clip of (au, trial) is simulated (the experimenter waits for the subject)."""
+        key = (au_index(au), int(trial))
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not self._stop.is_set():
+            with self._cache_lock:
+                if key in self._cache:
+                    return True
+                busy = key in self._key_locks
+            if not busy:
+                threading.Thread(target=self._simulate, args=(au, trial), daemon=True).start()
+            time.sleep(0.02)
+        return False
+
+    def _prefetch_loop(self, aus: list[str]) -> None:
+        for i, au in enumerate(aus):
+            while len(self._cache) >= 2 and not self._stop.is_set():  # stay at most two clips ahead
+                time.sleep(0.05)
+            if self._stop.is_set():
+                return
+            try:
+                self._simulate(au, 1 if not self.p["plan"] else self.p["trial"] + i)
+            except Exception as exc:
+                self.get_logger().error(f"prefetch of {au} failed: {exc}")
+                return
 
     def _prepare_loop(self) -> None:
-        cache: dict = {}
         try:
             while not self._stop.is_set():
                 req = self._requests.get()
@@ -123,13 +173,9 @@ class SyntheticRigNode(Node):
                     self._prepared.put(None)
                     return
                 au, trial, due, why = req
-                key = (au_index(au), trial)
-                msgs = cache.pop(key, None)
-                if msgs is None:
-                    t0 = time.monotonic()
-                    clip = self.rig.clip(self.subject_id, au_label(key[0]), trial)
-                    msgs = list(clip.stream(chunk_s=self.p["chunk_ms"] / 1000.0))
-                    self.get_logger().info(f"simulated {au} trial {trial} ({why}) in {time.monotonic() - t0:.1f} s")
+                msgs = self._simulate(au, trial)
+                with self._cache_lock:  # played once: keep memory bounded
+                    self._cache.pop((au_index(au), int(trial)), None)
                 self._prepared.put((au, trial, due, msgs))
         except Exception as exc:  # a failing simulation must not hang the graph
             self.get_logger().error(f"synthetic rig stopped: {exc}")
@@ -153,10 +199,17 @@ class SyntheticRigNode(Node):
             self.finished.set()
 
     def _play(self, msgs) -> None:
+        """Publish a clip simulated at host time 0 as if it happened now: every sensor's stamps move by
+        what its own clock advanced since the node started (the clocks are affine, so this is exact), which
+        keeps sensor time, seq and the clock estimates continuous across clips."""
         rate = self.p["rate"]
         if not msgs:
             return
         h0, w0 = msgs[0].host_time_s, time.monotonic()
+        host_now = max(w0 - self._origin, self._last_clip_end)
+        self._shift_us = {name: int(round(setup.clock.sensor_us_float(host_now) - setup.clock.sensor_us_float(0.0)))
+                          for name, setup in self.rig.setups.items()}
+        self._last_clip_end = host_now + (msgs[-1].host_time_s - h0) + 0.001
         for m in msgs:
             if rate > 0:
                 delay = w0 + (m.host_time_s - h0) / rate - time.monotonic()
@@ -186,13 +239,16 @@ class SyntheticRigNode(Node):
             self.gt_pub.publish(g)
             self._count(self.gt_pub)
             return
+        shift = self._shift_us.get(m.sensor, 0)
         if m.kind == "events":
+            events = m.payload.copy()
+            events["t"] += shift
             enc_name, enc = self.encoders[m.sensor]
-            payload, time_base = enc.encode(m.payload)
+            payload, time_base = enc.encode(events)
             msg = EventPacket()
             msg.header.frame_id = m.sensor
-            msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us,
-                                                                         int(m.payload["t"][-1]))
+            msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us + shift,
+                                                                         int(events["t"][-1]))
             msg.width, msg.height = SIZES[m.sensor]
             seq = self.seqs.get(m.sensor, 0)
             msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = seq, int(time_base), enc_name, False
@@ -201,15 +257,15 @@ class SyntheticRigNode(Node):
             pub = self.pubs[(m.sensor, "events")]
             pub.publish(msg)
             self._count(pub)
-            self.events_published[pub.topic_name] = self.events_published.get(pub.topic_name, 0) + len(m.payload)
+            self.events_published[pub.topic_name] = self.events_published.get(pub.topic_name, 0) + len(events)
             return
         frame = m.payload
         msg = to_msg(frame if frame.ndim == 2 else np.ascontiguousarray(frame[:, :, ::-1]),
                      "mono8" if frame.ndim == 2 else "bgr8")
         msg.header.frame_id = m.sensor
         half_us = int(0.5e6 * self.rig.setups[m.sensor].frame_interval_s)  # stamp = exposure midpoint
-        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us,
-                                                                     m.sensor_time_us + half_us)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us + shift,
+                                                                     m.sensor_time_us + shift + half_us)
         pub = self.pubs[(m.sensor, "frame")]
         pub.publish(msg)
         self._count(pub)

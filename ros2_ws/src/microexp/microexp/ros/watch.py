@@ -149,9 +149,9 @@ def run(args) -> int:
             return 1
         diag_topic = args.diagnostics or diagnostics_topic_for(topic)
         received: deque = deque(maxlen=1 if tty else 1000)
-        node.create_subscription(AUPrediction, topic, received.append, qos_profile_sensor_data)
+        node.create_subscription(AUPrediction, topic, lambda m: received.append(m), qos_profile_sensor_data)
         if diag_topic:
-            node.create_subscription(DiagnosticArray, diag_topic, state.set_diagnostics, 10)
+            node.create_subscription(DiagnosticArray, diag_topic, state.set_diagnostics, qos_profile_sensor_data)
         if not tty:
             print(f"watching {topic}" + (f" (diagnostics {diag_topic})" if diag_topic else ""), flush=True)
         while rclpy.ok():

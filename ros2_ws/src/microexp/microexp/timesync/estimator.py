@@ -202,7 +202,11 @@ class ClockEstimator:
             # First fit: drop bins far below the robust (Theil-Sen) line for good; later bins are gated.
             slope0 = _theil_sen(xs, ys)
             resid = np.asarray(ys) - slope0 * np.asarray(xs)
-            keep = resid >= np.median(resid) - self.early_gate_us
+            # "far" scales with the spread of the delays: under heavy one-sided jitter (a loaded host) the
+            # least delayed bins sit well below the robust line, and they are the ones the envelope needs
+            med = np.median(resid)
+            spread = 1.4826 * np.median(np.abs(resid - med))
+            keep = resid >= med - max(self.early_gate_us, 6.0 * spread)
             if keep.sum() < 3:
                 return
             kept = [b for b, k in zip(self._bins, keep) if k]
@@ -224,7 +228,7 @@ class ClockEstimator:
             raise ParameterError("ClockEstimator.to_ros_ns before any update")
         slope, intercept = self._slope, self._intercept
         if intercept is None:
-            candidates = [b[2] - b[1] for b in self._bins] + [c[2] - c[1] for c in self._bin_best]
+            candidates = [b[1] - b[0] for b in self._bins] + [c[2] - c[1] for c in self._bin_best]
             slope, intercept = 1.0, min(candidates)
         x = np.asarray(sensor_us, dtype=np.int64) - self._s0
         y_us = slope * x.astype(np.float64) + (intercept - self.latency_us)
