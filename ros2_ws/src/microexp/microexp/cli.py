@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("microexp.ros.replay_cli", "republish a bag or session with its original timing"),
     "infer": ("microexp.ros.infer_cli", "run the live SNN inference node: events in, AU predictions on ~/au"),
     "watch": ("microexp.ros.watch", "live terminal view of an AU topic: top-3 AUs, latency, skipped windows"),
+    "dataset": ("microexp.learn.build", "turn recording sessions / bags into the 64x64 clip dataset (events, APS, webcam)"),
+    "synth-dataset": ("microexp.learn.synth_dataset", "record the paper's 7x21 layout on the synthetic rig and build its dataset"),
 }
 
 

@@ -2,6 +2,9 @@
 
 Quirks handled: metadata that names no storage identifier (inferred from the data files' magic bytes),
 an empty ``files`` list (``relative_file_paths`` used instead), version 5 to 9 metadata.
+
+Interrupted recordings: an MCAP bag whose writer was killed has no metadata.yaml and no MCAP footer. It is
+opened anyway (``Bag.truncated`` is True) and read record by record up to the last complete chunk.
 Anything else that is wrong is reported as :class:`~microexp.errors.FormatError` naming the file.
 """
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Bag:
     def __init__(self, path):
         self.path = Path(path)
         self.metadata: dict = {}
+        self.truncated = False
+        self.truncation: str = ""
         if not self.path.exists():
             raise FormatError(self.path, "does not exist")
         if self.path.is_dir():
@@ -70,6 +75,11 @@ class Bag:
     def _files_from_metadata(self) -> list[Path]:
         meta_path = self.path / "metadata.yaml"
         if not meta_path.exists():
+            mcaps = sorted(self.path.glob("*.mcap"))
+            if mcaps:  # an MCAP recording that never closed: read what was flushed
+                self.truncated = True
+                self.truncation = "no metadata.yaml (the recording did not close)"
+                return mcaps
             raise FormatError(self.path, "no metadata.yaml in this folder: not a rosbag2 bag folder")
         try:
             doc = yaml.safe_load(meta_path.read_text())
@@ -97,6 +107,11 @@ class Bag:
         from rosbags.rosbag2 import Reader
 
         for f in self.files:
+            if self.storage == "mcap" and not _mcap_complete(f):
+                self.truncated = True
+                self.truncation = self.truncation or f"{f.name} has no MCAP footer (the writer stopped)"
+                self._readers.append(_TruncatedMcap(f))
+                continue
             try:
                 reader = Reader(f)
                 reader.open()
@@ -150,3 +165,69 @@ class Bag:
     def deserialize(raw: bytes, msgtype: str):
         """The message object of CDR bytes ``raw`` (rosbags' dataclass; arrays are numpy)."""
         return typestore().deserialize_cdr(raw, msgtype)
+
+
+def _mcap_complete(file: Path) -> bool:
+    """An MCAP file ends with its magic once the writer closed it."""
+    with open(file, "rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        if size < 16:
+            return False
+        fh.seek(size - 8)
+        return fh.read(8) == b"\x89MCAP0\r\n"
+
+
+class _Conn:
+    def __init__(self, topic: str, msgtype: str):
+        self.topic, self.msgtype, self.msgcount = topic, msgtype, 0
+
+
+class _TruncatedMcap:
+    """Reads an MCAP file without footer record by record with the `mcap` library, up to where it ends."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.connections = []
+        self._by_id: dict[int, _Conn] = {}
+        self.last_complete_offset = 0
+        for conn, _, _ in self._scan(count=True):
+            conn.msgcount += 1
+
+    def _scan(self, count: bool = False):
+        from mcap.exceptions import McapError
+        from mcap.records import Channel, Message, Schema
+        from mcap.stream_reader import StreamReader
+
+        schemas: dict[int, str] = {}
+        with open(self.path, "rb") as fh:
+            reader = StreamReader(fh, skip_magic=False, emit_chunks=False)
+            try:
+                for rec in reader.records:
+                    if isinstance(rec, Schema):
+                        schemas[rec.id] = rec.name
+                    elif isinstance(rec, Channel):
+                        if rec.id not in self._by_id:
+                            conn = _Conn(rec.topic, schemas.get(rec.schema_id, ""))
+                            self._by_id[rec.id] = conn
+                            self.connections.append(conn)
+                    elif isinstance(rec, Message):
+                        conn = self._by_id.get(rec.channel_id)
+                        if conn is not None:
+                            yield conn, rec.log_time, rec.data
+                    if count:
+                        self.last_complete_offset = fh.tell()
+            except (McapError, EOFError, ValueError, OSError):
+                return  # the file ends inside a record: everything before it was read
+            except Exception as exc:  # the mcap library's end-of-file error has no common base
+                if type(exc).__name__ not in ("EndOfFile", "RecordLengthLimitExceeded", "InvalidMagic"):
+                    raise
+
+    def messages(self, connections):
+        wanted = {id(c) for c in connections}
+        for conn, t_ns, data in self._scan():
+            if id(conn) in wanted:
+                yield conn, t_ns, data
+
+    def close(self) -> None:
+        pass

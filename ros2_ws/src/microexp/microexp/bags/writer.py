@@ -87,6 +87,8 @@ class SegmentWriter:
         self._pending = 0
         self._lock = threading.Lock()
         self._accepting = False
+        self._since_ns, self._until_ns = 0, 2**63 - 1
+        self._last_put = 0.0
         self._thread = threading.Thread(target=self._loop, name="bag_writer", daemon=True)
         self._writer: Writer | None = None
         self._conns: dict = {}
@@ -103,27 +105,41 @@ class SegmentWriter:
         c.received += 1
         n = len(data)
         with self._lock:
-            if not self._accepting or topic not in self.topics:
+            if not self._accepting or topic not in self.topics or t_ns < self._since_ns or t_ns > self._until_ns:
                 c.outside += 1
                 return False
             if self._pending + n > self.queue_bytes:
                 c.dropped += 1
                 return False
             self._pending += n
+            self._last_put = time.monotonic()
         self._q.put(("msg", topic, t_ns, data))
         return True
 
-    def open_segment(self, name: str) -> Path:
-        """Start writing into a new bag folder ``root/name`` (closing the current one)."""
+    def open_segment(self, name: str, start_ns: int = 0) -> Path:
+        """Start writing into a new bag folder ``root/name`` (closing the current one); messages received
+        before ``start_ns`` are not part of it."""
         path = self.root / name
         if path.exists():
             raise ParameterError(f"segment {name!r}: {path} exists already")
         with self._lock:
             self._accepting = True
+            self._since_ns, self._until_ns = int(start_ns), 2**63 - 1
         self._q.put(("open", name))
         return path
 
-    def close_segment(self, wait: bool = True) -> None:
+    def close_segment(self, wait: bool = True, stop_ns: int | None = None, quiet_s: float = 0.0,
+                      max_wait_s: float = 10.0) -> None:
+        """Close the segment. With ``stop_ns``: messages received (by DDS) up to ``stop_ns`` that are still on
+        their way through a lagging subscriber executor keep being taken until none came for ``quiet_s``
+        (at most ``max_wait_s``); messages received after ``stop_ns`` are not part of the segment."""
+        if stop_ns is not None and quiet_s > 0:
+            with self._lock:
+                self._until_ns = int(stop_ns)
+                self._last_put = time.monotonic()
+            end = time.monotonic() + max_wait_s
+            while time.monotonic() < end and time.monotonic() - self._last_put < quiet_s:
+                time.sleep(0.02)
         with self._lock:
             self._accepting = False
         done = threading.Event()

@@ -27,7 +27,8 @@ Reported per stream (``streams``) and at the top level (the larger of the stream
 - per stream also ``e2e_p50_ms``/``e2e_p99_ms`` (the closing packet's ``publish()`` in the publisher process ->
   reception of the prediction by a subscriber in this process, both on CLOCK_MONOTONIC: adds DDS transport
   both ways), the per-stage p50/p99 (intake, decode, bin, queue, crop, snn, post, publish), the achieved event
-  rate, seq gaps (packets lost by best-effort transport), resets and the node process's CPU use.
+  rate, seq gaps (packets lost by best-effort transport), resets (1 = the reset that starts the measured part)
+  and the node process's CPU use.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from microexp.errors import ParameterError
 
 STREAMS = {"davis346": (346, 260), "evk4": (1280, 720)}
 PACKET_US = 1000
@@ -142,7 +145,7 @@ def run(args) -> dict:
     for item in args.streams.split(","):
         sensor, _, rate = item.partition(":")
         if sensor not in STREAMS or not rate:
-            raise SystemExit(f"bench latency: bad stream {item!r} (sensor:Mev/s, sensors {', '.join(STREAMS)})")
+            raise ParameterError(f"bench latency: bad stream {item!r} (sensor:Mev/s, sensors {', '.join(STREAMS)})")
         streams.append((sensor, float(rate)))
     node_cpus, _ = _cpu_split()
     before = os.sched_getaffinity(0) if node_cpus else None

@@ -1,7 +1,9 @@
 """Live Action Unit inference without ROS: the streaming pipeline, face tracking, smoothing.
 
+- this package: :func:`load_au_model` (checkpoint -> model, with the checks the live node needs),
+  :func:`default_model_path`, :func:`model_id`.
 - :mod:`~microexp.infer.pipeline`: :class:`StreamingAUPipeline` (events -> one prediction per 33 ms window),
-  :func:`load_au_model` (checkpoint -> model, with the checks the live node needs), :func:`offline_probabilities`.
+  :func:`offline_probabilities` (the same numbers by multi-step inference, for checks and offline tools).
 - :mod:`~microexp.infer.face`: MTCNN detection on its own thread, box smoothing and cross-sensor mapping.
 - :mod:`~microexp.infer.smoothing`: probabilities from the SNN output, the horizon smoother, latency statistics.
 

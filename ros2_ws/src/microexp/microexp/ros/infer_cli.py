@@ -122,14 +122,15 @@ def run(args) -> int:
         try:
             while True:
                 time.sleep(0.05)
-                if args.count and node.counts["published"] >= args.count:
+                if args.count and node.published >= args.count:
                     break
                 if args.duration and time.monotonic() - started >= args.duration:
                     break
         except KeyboardInterrupt:
             pass
         if args.count or args.duration:
-            print(json.dumps({"node": node.get_fully_qualified_name(), "model_id": node.model_id,
+            print(json.dumps({"node": node.get_fully_qualified_name(), "events_topic": node.events_sub.topic_name,
+                              "model_id": node.model_id,
                               "device": node.device, **node.counters(), "latency_ms": node.latency_summary()}),
                   flush=True)
         return 0

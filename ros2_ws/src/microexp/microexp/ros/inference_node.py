@@ -132,9 +132,12 @@ class InferenceNode(Node):
         self._clock_est = None
         self._last_packet_ns: Optional[int] = None
         self._flushed = True
+        # one Counter per thread that writes it (intake, worker, executor callbacks): no lost increments
         self.counts: Counter = Counter({k: 0 for k in (
             "packets", "events", "seq_gaps", "packets_missing", "decode_errors", "bad_packets", "idle_flushes",
-            "segment_markers", "published", "infer_errors", "stream_changes")})
+            "stream_changes")})
+        self._worker_counts: Counter = Counter({"published": 0, "infer_errors": 0})
+        self._callback_counts: Counter = Counter({"segment_markers": 0})
         self._prev_skipped = 0
         self._image_size_warned = False
 
@@ -156,13 +159,16 @@ class InferenceNode(Node):
             idle_period = max(0.005, self.p["gap_ms"] / 2000.0)
             self.idle_timer = self.create_timer(idle_period, self._on_idle, callback_group=events_group)
         else:
-            # A hidden node that no executor spins: only the reader thread takes its packets.
+            # A hidden helper node that no executor spins: only the reader thread takes its packets. It ignores
+            # the process's ROS arguments (a __node remap would give it this node's name) and subscribes to the
+            # topic name as this node resolves it, remappings included.
             import rclpy
 
-            self._intake_node = rclpy.create_node(f"_{name}_event_intake", namespace=namespace,
-                                                  context=self.context, start_parameter_services=False)
-            self.events_sub = self._intake_node.create_subscription(EventPacket, self.p["events_topic"],
-                                                                    lambda _msg: None, qos)
+            topic = self.resolve_topic_name(self.p["events_topic"])
+            self._intake_node = rclpy.create_node(
+                f"_{self.get_name()}_event_intake", namespace=self.get_namespace(), context=self.context,
+                use_global_arguments=False, enable_rosout=False, start_parameter_services=False)
+            self.events_sub = self._intake_node.create_subscription(EventPacket, topic, lambda _msg: None, qos)
         if self.face is not None:
             self.frames_sub = self.create_subscription(Image, self.p["frames_topic"], self._on_frame, qos,
                                                        callback_group=other_group)
@@ -180,7 +186,7 @@ class InferenceNode(Node):
         if self.face is not None:
             self._start_face_detection()
         self.get_logger().info(
-            f"model {self.model_id} on {self.device}; events {self.p['events_topic']}; "
+            f"model {self.model_id} on {self.device}; events {self.events_sub.topic_name}; "
             f"face {'from ' + self.p['frames_topic'] if self.face is not None else 'off (fixed ROI)'}")
 
     # ------------------------------------------------------------------------------------------- set-up
@@ -257,8 +263,9 @@ class InferenceNode(Node):
             self._on_idle()
             time.sleep(period)
 
-    def _on_events(self, msg: EventPacket, info: Optional[dict] = None) -> None:
-        """One packet: decode, bin, enqueue the windows it completes. ``info`` is the DDS message info."""
+    def _on_events(self, msg: EventPacket, info: dict) -> None:
+        """One packet: decode, bin, enqueue the windows it completes. ``info`` is the DDS message info (two
+        parameters: rclpy passes it to subscription callbacks too)."""
         with self._intake_lock:
             self._take_packet(msg, info)
 
@@ -340,7 +347,7 @@ class InferenceNode(Node):
 
     def _on_segment(self, msg: SegmentMarker) -> None:
         if msg.event in SEGMENT_BOUNDARIES and self.pipeline is not None:
-            self.counts["segment_markers"] += 1
+            self._callback_counts["segment_markers"] += 1
             self.pipeline.reset("segment")
 
     # ------------------------------------------------------------------------------------------- worker
@@ -359,7 +366,7 @@ class InferenceNode(Node):
             try:
                 result = pipeline.infer(window)
             except Exception as exc:  # noqa: BLE001 - one bad window must not stop live inference
-                self.counts["infer_errors"] += 1
+                self._worker_counts["infer_errors"] += 1
                 pipeline.skip(window)
                 self.get_logger().error(f"inference failed on window {window.t0}: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=5.0)
@@ -386,14 +393,19 @@ class InferenceNode(Node):
         before = time.monotonic_ns()
         self.pub.publish(msg)
         after = time.monotonic_ns()
-        self.counts["published"] += 1
+        self._worker_counts["published"] += 1
         self.latency.add("publish", (after - before) / 1e6)
         self.latency.add("total", (after - r.arrival_ns) / 1e6)
 
     # -------------------------------------------------------------------------------------- diagnostics
+    @property
+    def published(self) -> int:
+        """AUPredictions published so far."""
+        return self._worker_counts["published"]
+
     def counters(self) -> dict:
         """Everything counted so far (pipeline and node), one flat dict."""
-        out = dict(self.counts)
+        out = {**self.counts, **self._worker_counts, **self._callback_counts}
         if self.pipeline is not None:
             c = self.pipeline.counters()
             for k in ("windows", "skipped", "empty_windows", "no_face_windows", "late_events", "gaps", "resets"):

@@ -67,6 +67,8 @@ class RecorderClient:
         return self._call(self.start_cli, req).segment_id
 
     def stop_segment(self, status: str) -> None:
+        if status == "kept" and self.node.before_stop is not None:
+            self.node.before_stop()
         self._call(self.stop_cli, StopSegment.Request(status=status))
 
     def mark_redone(self, segment_id: int) -> None:
@@ -75,11 +77,13 @@ class RecorderClient:
 
 class ProtocolNode(Node):
     def __init__(self, name: str = "protocol", namespace: str = "", parameter_overrides=None, ui=None,
-                 before_segment=None):
+                 before_segment=None, before_stop=None):
         """``before_segment(au, trial)``, when given, is called before each take starts (the composed
-        synthetic session uses it to wait until the simulated subject is ready)."""
+        synthetic session uses it to wait until the simulated subject is ready); ``before_stop()`` before a
+        take is closed as kept (there: until the subject finished performing)."""
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
         self.before_segment = before_segment
+        self.before_stop = before_stop
         self.p = declare_params(self, PARAMS)
         timing = Timing(demo_s=self.p["demo_s"], countdown_s=self.p["countdown_s"], perform_s=self.p["perform_s"],
                         rest_s=self.p["rest_s"]).scaled(self.p["time_scale"])

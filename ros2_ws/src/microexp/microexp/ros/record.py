@@ -56,6 +56,8 @@ def run(args) -> int:
             scale = args.time_scale or 1.0
             extra["perform_s"] = max(2.5, (SYNTH_CLIP_S + 0.3) / scale)
         protocol = graph.add(ProtocolNode(ui=ui, before_segment=synth.wait_ready if synth else None,
+                                          before_stop=(lambda: synth.wait_idle() and recorder.wait_received(
+                                              dict(synth.published))) if synth else None,
                                           parameter_overrides=overrides(
             "protocol", args.params, aus=args.aus, subject=args.subject, lux=args.lux, headless=headless,
             time_scale=args.time_scale, **extra)))

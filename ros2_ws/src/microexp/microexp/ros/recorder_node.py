@@ -50,6 +50,9 @@ PARAMS = (
     Param("split_mb", 4096, "start a new bag of the same segment past this size (0 = never)", min=0, max=1_000_000, unit="MB"),
     Param("split_s", 0.0, "start a new bag of the same segment past this duration (0 = never)", min=0.0, max=86400.0, unit="s"),
     Param("source", "", "what drives the sensors (device, file, synthetic): written to the manifest"),
+    Param("tail_quiet_s", 0.3, "after a stop, messages received before it are still taken until none came for this long",
+          min=0.0, max=10.0, unit="s"),
+    Param("tail_max_s", 10.0, "... but for at most this long", min=0.0, max=600.0, unit="s"),
 )
 
 
@@ -108,10 +111,12 @@ class RecorderNode(Node):
             if topic.endswith("/segments"):
                 qos = LATCHED_QOS
             self._subs[topic] = self.create_subscription(
-                _msg_class(msgtype), topic, lambda data, t=topic: self._on_raw(t, data), qos, raw=True)
+                _msg_class(msgtype), topic, lambda data, info, t=topic: self._on_raw(t, data, info), qos, raw=True)
 
-    def _on_raw(self, topic: str, data: bytes) -> None:
-        self.writer.put(topic, self.get_clock().now().nanoseconds, data)
+    def _on_raw(self, topic: str, data: bytes, info: dict) -> None:
+        # the bag's time is when DDS received the message, not when the executor got round to it
+        t = int(info.get("received_timestamp") or 0) or self.get_clock().now().nanoseconds
+        self.writer.put(topic, t, data)
 
     # -- segments -------------------------------------------------------------------------------------------
     def start_segment(self, subject: str, au: str, trial: int, lux: float, note: str = "") -> dict:
@@ -121,7 +126,7 @@ class RecorderNode(Node):
             au = au_label(au_index(au))
             seg = self.manifest.add_segment(subject or self.p["subject"], au, trial, lux,
                                             self.get_clock().now().nanoseconds, note)
-            self.writer.open_segment(seg["name"])
+            self.writer.open_segment(seg["name"], start_ns=seg["start_ns"])
             seg["bags"].append(seg["name"])
             self.manifest.save()
             self.current = seg
@@ -139,7 +144,8 @@ class RecorderNode(Node):
             self.current = None
             seg["stop_ns"] = self.get_clock().now().nanoseconds
         # not under the lock: the writer thread reports closed bags through _on_bag_closed, which takes it
-        self.writer.close_segment(wait=True)
+        self.writer.close_segment(wait=True, stop_ns=seg["stop_ns"], quiet_s=self.p["tail_quiet_s"],
+                                  max_wait_s=self.p["tail_max_s"])
         with self._lock:
             if seg["status"] == "recording":
                 seg["status"] = status
@@ -163,6 +169,16 @@ class RecorderNode(Node):
         self._marker("discard", target)
         new = self.start_segment(target["subject"], target["au"], target["trial"] + 1, target["lux"])
         return target, new
+
+    def wait_received(self, expected: dict, timeout_s: float = 60.0) -> bool:
+        """Block until this recorder has taken at least ``expected[topic]`` messages of each topic (a composed
+        session knows what its sensors published; a loaded executor can lag the transport by seconds)."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if all(self.writer.counters[t].received >= n for t, n in expected.items() if t in self.topics):
+                return True
+            time.sleep(0.01)
+        return False
 
     def _marker(self, event: str, seg: dict, message: str = "") -> None:
         m = SegmentMarker()

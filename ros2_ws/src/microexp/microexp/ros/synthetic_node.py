@@ -96,17 +96,20 @@ class SyntheticRigNode(Node):
         self.finished = threading.Event()
         self.ready = threading.Event()
         self._stop = threading.Event()
+        self._segments_seen: set = set()
+        self._pending = 0  # clips requested and not yet played
+        self._playing = threading.Event()
         self._requests: queue.Queue = queue.Queue()
         self._prepared: queue.Queue = queue.Queue(maxsize=2)
         self.clock_sync = next(iter(self.clocks.values()))
         plan = parse_aus(self.p["plan"]) if self.p["plan"] else []
         for i, au in enumerate(plan):
+            self._pending += 1
             self._requests.put((au, self.p["trial"] + i, None, "plan"))
         if plan:
             self._requests.put(None)
         else:
             self.create_subscription(SegmentMarker, self.p["segments_topic"], self._on_marker, LATCHED_QOS)
-        self._segments_seen: set = set()
         self._origin = time.monotonic()
         self._last_clip_end = 0.0
         self._shift_us: dict = {}
@@ -123,6 +126,7 @@ class SyntheticRigNode(Node):
     def _on_marker(self, m: SegmentMarker) -> None:
         if m.event == "start" and m.segment_id not in self._segments_seen:  # latched markers may repeat
             self._segments_seen.add(m.segment_id)
+            self._pending += 1
             due = time.monotonic() + self.p["perform_delay_s"]
             self._requests.put((m.au, int(m.trial), due, f"segment {m.segment_id}"))
 
@@ -181,6 +185,18 @@ class SyntheticRigNode(Node):
             self.get_logger().error(f"synthetic rig stopped: {exc}")
             self._prepared.put(None)
 
+    def wait_idle(self, timeout_s: float = 120.0, grace_s: float = 0.3) -> bool:
+        """Block until every requested clip has been published (the subject finished performing), then
+        ``grace_s`` more for the last messages to cross DDS."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not self._stop.is_set():
+            if self._requests.empty() and self._prepared.empty() and not self._playing.is_set() \
+                    and self._pending == 0:
+                time.sleep(grace_s)
+                return True
+            time.sleep(0.02)
+        return False
+
     def _play_loop(self) -> None:
         self.ready.set()
         try:
@@ -188,13 +204,18 @@ class SyntheticRigNode(Node):
                 item = self._prepared.get()
                 if item is None:
                     return
+                self._playing.set()
                 au, trial, due, msgs = item
                 if due is not None:
                     delay = due - time.monotonic()
                     if delay > 0 and self._stop.wait(delay):
                         return
-                self._play(msgs)
-                self.clips_played += 1
+                try:
+                    self._play(msgs)
+                finally:
+                    self.clips_played += 1
+                    self._pending -= 1
+                    self._playing.clear()
         finally:
             self.finished.set()
 

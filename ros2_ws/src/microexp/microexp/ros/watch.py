@@ -148,7 +148,7 @@ def run(args) -> int:
             print(f"watch: no {AU_TYPE} topic appeared within {args.timeout:g} s", file=sys.stderr)
             return 1
         diag_topic = args.diagnostics or diagnostics_topic_for(topic)
-        received: deque = deque(maxlen=1 if tty else 1000)
+        received: deque = deque(maxlen=1000)
         node.create_subscription(AUPrediction, topic, lambda m: received.append(m), qos_profile_sensor_data)
         if diag_topic:
             node.create_subscription(DiagnosticArray, diag_topic, state.set_diagnostics, qos_profile_sensor_data)
@@ -156,18 +156,18 @@ def run(args) -> int:
             print(f"watching {topic}" + (f" (diagnostics {diag_topic})" if diag_topic else ""), flush=True)
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
+            newest = None
             while received:
-                msg = received.popleft()
-                state.add(msg)
-                text = render(msg, topic, state)
-                if tty:
-                    sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
-                    sys.stdout.flush()
-                else:
-                    print(text + "\n", flush=True)
-                shown += 1
-                if want and shown >= want:
-                    return 0
+                newest = received.popleft()
+                state.add(newest)  # every message counts in the statistics, shown or not
+                if not tty:
+                    print(render(newest, topic, state) + "\n", flush=True)
+                    shown += 1
+                    if want and shown >= want:
+                        return 0
+            if tty and newest is not None:  # a terminal shows only the newest window, redrawn in place
+                sys.stdout.write("\x1b[H\x1b[2J" + render(newest, topic, state) + "\n")
+                sys.stdout.flush()
             if args.timeout > 0 and time.monotonic() - started > args.timeout:
                 if want:
                     print(f"watch: {shown} of {want} predictions on {topic} within {args.timeout:g} s",

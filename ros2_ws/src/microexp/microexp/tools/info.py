@@ -96,7 +96,9 @@ def describe_bag(p: Path) -> dict:
         topics = bag.topics()
         out = {"path": str(p), "format": f"rosbag2-{bag.storage}", "width": None, "height": None,
                "events": 0, "on_events": 0, "t_first_us": None, "t_last_us": None, "frames": 0, "triggers": 0,
-               "messages": sum(t.messages for t in topics.values()), "topics": {}}
+               "messages": sum(t.messages for t in topics.values()), "truncated": bag.truncated, "topics": {}}
+        if bag.truncated:
+            out["truncation"] = bag.truncation + "; counts cover what was flushed before it"
         for name, t in sorted(topics.items()):
             entry: dict = {"type": t.msgtype, "messages": t.messages}
             if t.msgtype == EVENT_PACKET:
