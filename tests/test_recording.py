@@ -80,15 +80,15 @@ def test_replay_republishes_every_message_with_its_timing(session):
     recorded = read_all(seg)
     proc = subprocess.Popen([sys.executable, str(HELPERS / "replay_listener.py"), str(seg)],
                             stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)
-    res = microexp("replay", seg, "--rate", "1", "--wait-subscribers", "10")
+    assert proc.stdout.readline().strip() == "ready"
+    res = microexp("replay", seg, "--rate", "1", "--wait-subscribers", "30")
     listened = json.loads(proc.communicate(timeout=120)[0].strip().splitlines()[-1])
     sent = json.loads(res.stdout.strip().splitlines()[-1])
     for topic, items in recorded.items():
         assert sent["published"][topic] == len(items)
         assert listened["counts"].get(topic) == len(items), topic
     # timing fidelity is benchmarked (`microexp bench replay`); here only a gross check on a loaded machine
-    assert listened["interval_error_p99_ms"] < 25.0
+    assert listened["interval_error_p99_ms"] < 100.0
 
 
 def test_recorder_killed_mid_segment_leaves_a_readable_truncated_bag(tmp_path):

@@ -32,6 +32,7 @@ def main() -> int:
 
     for topic, msgtype in types.items():
         node.create_subscription(_msg_class(msgtype), topic, cb(topic), RELIABLE_QOS, raw=True)
+    print("ready", flush=True)
     last = time.monotonic()
     start = time.monotonic()
     while time.monotonic() - (last if arrivals else start) < (3.0 if arrivals else 60.0):

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("microexp.ros.watch", "live terminal view of an AU topic: top-3 AUs, latency, skipped windows"),
     "dataset": ("microexp.learn.build", "turn recording sessions / bags into the 64x64 clip dataset (events, APS, webcam)"),
     "synth-dataset": ("microexp.learn.synth_dataset", "record the paper's 7x21 layout on the synthetic rig and build its dataset"),
+    "train": ("microexp.learn.train", "leave-one-subject-out AU recognition: SNN or 3D-CNN on events or RGB"),
+    "reconstruct": ("microexp.learn.reconstruct", "cVAE frame reconstruction from events: train or eval (Table 6, Fig. 5)"),
 }
 
 

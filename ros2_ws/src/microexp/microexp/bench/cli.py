@@ -11,6 +11,7 @@ BENCHES = {
     "binning": "microexp.bench.binning",
     "evt3": "microexp.bench.evt3",
     "latency": "microexp.bench.latency",
+    "offline": "microexp.bench.offline",
 }
 
 

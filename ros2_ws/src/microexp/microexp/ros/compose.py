@@ -41,7 +41,10 @@ class Graph:
         return self
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
+        self.executor.shutdown(timeout_sec=5.0)
+        if self._thread is not None:
+            # a spin thread still inside rclpy's wait when the interpreter finalizes aborts the process
+            self._thread.join(timeout=5.0)
         for n in reversed(self.nodes):
             try:
                 n.destroy_node()

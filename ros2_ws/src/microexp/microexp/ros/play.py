@@ -73,6 +73,7 @@ def run(args) -> int:
     executor = MultiThreadedExecutor(num_threads=4)
     nodes = []
     counter = None
+    spin = None
     try:
         if args.count:
             from microexp.ros.counter import TopicCounter
@@ -101,7 +102,9 @@ def run(args) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        executor.shutdown()
+        executor.shutdown(timeout_sec=5.0)
+        if spin is not None:
+            spin.join(timeout=5.0)  # never leave a thread inside rclpy while the interpreter exits
         for n in nodes + ([counter] if counter else []):
             n.destroy_node()
         if rclpy.ok():

@@ -23,10 +23,9 @@ def run(args) -> int:
     try:
         topics = [t for t in args.topics.split(",") if t] or [""]
         node = graph.add(ReplayNode(parameter_overrides=overrides(
-            "replay", None, bag=str(args.bag), rate=args.rate, loop=args.loop, topics=topics, qos=args.qos)))
+            "replay", None, bag=str(args.bag), rate=args.rate, loop=args.loop, topics=topics, qos=args.qos,
+            wait_for_subscribers_s=float(args.wait_subscribers))))
         graph.start()
-        if args.wait_subscribers:
-            node.wait_for_subscribers(timeout_s=args.wait_subscribers)
         while not node.finished.wait(0.1):
             pass
         time.sleep(0.2)

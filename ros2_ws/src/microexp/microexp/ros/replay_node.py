@@ -24,6 +24,8 @@ PARAMS = (
     Param("loop", False, "start again at the end"),
     Param("topics", [""], "only these topics (empty = all)"),
     Param("qos", "reliable", "QoS of the republished topics", choices=("sensor", "reliable")),
+    Param("wait_for_subscribers_s", 0.0, "before playing, wait up to this long for a subscriber on every topic",
+          min=0.0, max=600.0, unit="s"),
     Param("spin_wait_us", 1500, "busy-wait this long before each message for precise timing", min=0, max=100000, unit="µs"),
 )
 
@@ -48,11 +50,13 @@ class ReplayNode(Node):
         self.bags = bag_folders(self.p["bag"])
         wanted = {t for t in self.p["topics"] if t}
         self.types: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
         for b in self.bags:
             with Bag(b) as bag:
                 for t in bag.topics().values():
                     if not wanted or t.name in wanted:
                         self.types[t.name] = t.msgtype
+                        self.counts[t.name] = self.counts.get(t.name, 0) + t.messages
         qos = RELIABLE_QOS if self.p["qos"] == "reliable" else SENSOR_QOS
         self.pubs = {t: self.create_publisher(_msg_class(mt), t, qos) for t, mt in self.types.items()}
         self.published: dict[str, int] = {t: 0 for t in self.types}
@@ -62,13 +66,19 @@ class ReplayNode(Node):
         self._thread = threading.Thread(target=self._run, name="replay", daemon=True)
         self._thread.start()
 
-    def wait_for_subscribers(self, count: int = 1, timeout_s: float = 10.0) -> None:
+    def wait_for_subscribers(self, count: int = 1, timeout_s: float = 10.0, settle_s: float = 1.0) -> None:
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end and any(p.get_subscription_count() < count for p in self.pubs.values()):
+        pubs = [p for t, p in self.pubs.items() if self.counts.get(t)]  # topics with something to replay
+        while time.monotonic() < end and any(p.get_subscription_count() < count for p in pubs):
             time.sleep(0.02)
+        # the publisher sees the subscription before the subscriber has matched the publisher back
+        # (discovery is not symmetric); what is published in between is lost for volatile subscribers
+        time.sleep(settle_s)
 
     def _run(self) -> None:
         rate, spin = self.p["rate"], self.p["spin_wait_us"] * 1e-6
+        if self.p["wait_for_subscribers_s"] > 0:
+            self.wait_for_subscribers(timeout_s=self.p["wait_for_subscribers_s"])
         try:
             while not self._stop.is_set():
                 origin = None

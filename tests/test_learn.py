@@ -1,0 +1,272 @@
+"""Offline learning: dataset format, leave-one-subject-out folds, metrics against torchmetrics / scikit-image,
+and a tiny train -> checkpoint -> load -> predict run on a dataset written here (no bags, no DDS)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from microexp.aus import AU_LABELS, NUM_CLASSES, au_index
+from microexp.learn import metrics as M
+from microexp.learn.build import activity_box, movement_peak, synthetic_evk4_map
+from microexp.learn.dataset import ClipDataset, empty_index, save_array, save_index
+from microexp.learn.train import (MIRROR_PERMUTATION, Sample, _shift, _window, loso_folds, make_config, predict,
+                                  run_training, samples_for)
+
+torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------------------------- folds
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_subject_in_train_and_test_of_any_fold(seed):
+    rng = np.random.default_rng(seed)
+    subjects = [f"S{i:02d}" for i in range(1, rng.integers(2, 9))]
+    samples = [Sample(f"c{i}", str(rng.choice(subjects)), int(rng.integers(0, 21)), "davis346", 0, 10)
+               for i in range(60)]
+    present = sorted({s.subject for s in samples})
+    folds = loso_folds(samples)
+    assert [f[0] for f in folds] == present
+    for subject, train, test in folds:
+        assert {samples[i].subject for i in test} == {subject}
+        assert subject not in {samples[i].subject for i in train}
+        assert sorted(train + test) == list(range(len(samples)))
+
+
+def test_fold_selection_by_name_or_number():
+    samples = [Sample("a", "S01", 0, "davis346", 0, 5), Sample("b", "S02", 1, "davis346", 0, 5),
+               Sample("c", "S03", 2, "davis346", 0, 5)]
+    assert [f[0] for f in loso_folds(samples, ["S03", "0"])] == ["S03", "S01"]
+    with pytest.raises(Exception, match="neither a subject"):
+        loso_folds(samples, ["S09"])
+    with pytest.raises(Exception, match="at least 2 subjects"):
+        loso_folds(samples[:1])
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+def test_classification_metrics_equal_torchmetrics():
+    from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_confusion_matrix,
+                                                        multiclass_f1_score)
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(300, NUM_CLASSES, generator=g)
+    target = torch.randint(0, NUM_CLASSES, (300,), generator=g)
+    target[:40] = scores[:40].argmax(1)  # some hits
+    s, t = scores.numpy(), target.numpy()
+    assert M.accuracy(s, t) == pytest.approx(float(multiclass_accuracy(scores, target, NUM_CLASSES, average="micro")))
+    for k in (1, 3, 5):
+        ref = float(multiclass_accuracy(scores, target, NUM_CLASSES, average="micro", top_k=k))
+        assert M.top_k_accuracy(s, t, k) == pytest.approx(ref)
+    f1 = multiclass_f1_score(scores, target, NUM_CLASSES, average=None).numpy()
+    np.testing.assert_allclose(M.per_class_f1(s, t, NUM_CLASSES), f1, rtol=1e-6, atol=1e-7)
+    cm = multiclass_confusion_matrix(scores, target, NUM_CLASSES).numpy()
+    np.testing.assert_array_equal(M.confusion_matrix(s, t, NUM_CLASSES), cm)
+
+
+def test_f1_of_absent_class_is_zero_like_torchmetrics():
+    from torchmetrics.functional.classification import multiclass_f1_score
+
+    pred, target = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
+    ref = multiclass_f1_score(torch.tensor(pred), torch.tensor(target), 3, average=None).numpy()
+    np.testing.assert_allclose(M.per_class_f1(pred, target, 3), ref, rtol=1e-6)
+    assert M.per_class_f1(pred, target, 3)[2] == 0.0
+
+
+def test_top_k_accuracy_hand_made():
+    scores = np.array([[0.9, 0.05, 0.03, 0.02],    # target 0: top-1 hit
+                       [0.1, 0.2, 0.3, 0.4],       # target 1: rank 3 -> top-3 hit, top-2 miss
+                       [0.4, 0.3, 0.2, 0.1],       # target 3: last -> miss for k < 4
+                       [0.25, 0.35, 0.3, 0.1]])    # target 2: rank 2
+    target = np.array([0, 1, 3, 2])
+    assert M.top_k_accuracy(scores, target, 1) == 0.25
+    assert M.top_k_accuracy(scores, target, 2) == 0.5
+    assert M.top_k_accuracy(scores, target, 3) == 0.75
+    assert M.top_k_accuracy(scores, target, 4) == 1.0
+    assert M.top_k_accuracy(scores, target, 10) == 1.0   # k beyond the classes: everything is in
+    assert M.accuracy(scores, target) == 0.25
+    assert M.accuracy(np.array([1, 1, 3, 0]), target) == 0.5
+
+
+def test_image_metrics_equal_torchmetrics_and_skimage():
+    from skimage.metrics import structural_similarity
+    from torchmetrics.functional import mean_absolute_error, mean_squared_error
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    rng = np.random.default_rng(1)
+    gt = rng.random((6, 64, 64))
+    rec = np.clip(gt + 0.15 * rng.standard_normal(gt.shape), 0, 1)
+    rec[5] = rng.random((64, 64))  # one unrelated frame
+    per = [(torch.tensor(rec[i]), torch.tensor(gt[i])) for i in range(len(gt))]
+    np.testing.assert_allclose(M.mse(rec, gt), [float(mean_squared_error(a, b)) for a, b in per], rtol=1e-12)
+    np.testing.assert_allclose(M.rmse(rec, gt), [float(mean_squared_error(a, b, squared=False)) for a, b in per],
+                               rtol=1e-12)
+    np.testing.assert_allclose(M.mae(rec, gt), [float(mean_absolute_error(a, b)) for a, b in per], rtol=1e-12)
+    ref_psnr = peak_signal_noise_ratio(torch.tensor(rec)[:, None], torch.tensor(gt)[:, None], data_range=1.0,
+                                       dim=(1, 2, 3), reduction="none")
+    np.testing.assert_allclose(M.psnr(rec, gt), ref_psnr.numpy(), rtol=1e-6)  # torchmetrics: float32 data_range
+    ref_ssim = [structural_similarity(gt[i], rec[i], data_range=1.0) for i in range(len(gt))]
+    np.testing.assert_allclose(M.ssim(rec, gt), ref_ssim, rtol=1e-9, atol=1e-12)
+    ref_ncc = [np.corrcoef(rec[i].ravel(), gt[i].ravel())[0, 1] for i in range(len(gt))]
+    np.testing.assert_allclose(M.ncc(rec, gt), ref_ncc, rtol=1e-9)
+    out = M.image_metrics(rec[:, None], gt[:, None])
+    assert out["frames"] == 6 and out["ssim"] == pytest.approx(np.mean(ref_ssim))
+    assert M.ncc(np.ones((1, 8, 8)), gt[:1, :8, :8])[0] == 0.0  # constant frame
+    assert M.psnr(gt[:1], gt[:1])[0] == np.inf
+
+
+# ---------------------------------------------------------------------------------------------- data helpers
+
+def test_movement_peak_and_activity_box():
+    a = np.full(40, 100.0)
+    a[25:30] += [50, 200, 400, 200, 50]
+    a[3] += 150  # a single noisy slice loses against the smoothed movement
+    assert movement_peak(a) == 27
+    assert movement_peak([]) == 0
+    from microexp.events.dtype import make_events
+
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([rng.integers(0, 200, 300), rng.integers(50, 90, 4000)])
+    ys = np.concatenate([rng.integers(0, 100, 300), rng.integers(20, 40, 4000)])
+    ev = make_events(xs, ys, np.arange(len(xs)), np.ones(len(xs), int))
+    box = activity_box(ev, 200, 100)
+    assert 48 <= box[0] <= 52 and 18 <= box[1] <= 22 and 88 <= box[2] <= 91 and 38 <= box[3] <= 41
+
+
+def test_synthetic_evk4_map_matches_the_rig_geometry():
+    from microexp.synth.face import Subject
+    from microexp.synth.render import DAVIS346_VIEW, EVK4_VIEW
+
+    sx, sy, ox, oy = synthetic_evk4_map()
+    subject = Subject.generate(0, 0)
+    subject = type(subject)(**{**subject.__dict__, "offset_x": 0.0, "offset_y": 0.0})
+    for u, v in ((-0.5, -0.3), (0.4, 0.8)):
+        sd, cxd, cyd = DAVIS346_VIEW.transform(subject)
+        se, cxe, cye = EVK4_VIEW.transform(subject)
+        assert sx * (cxd + sd * u) + ox == pytest.approx(cxe + se * u)
+        assert sy * (cyd + sd * v) + oy == pytest.approx(cye + se * v)
+
+
+def test_slice_constant_is_the_event_core_one():
+    from microexp.events.frames import DEFAULT_SLICE_US
+    from microexp.learn.build import DEFAULT_SLICE_US as LEARN_SLICE
+
+    assert LEARN_SLICE == DEFAULT_SLICE_US
+
+
+def test_window_shift_and_mirror_permutation():
+    a = np.arange(10, dtype=np.float32)[:, None, None, None] * np.ones((10, 2, 4, 4), np.float32)
+    assert _window(a, 8, 4, pad_last=False)[:, 0, 0, 0].tolist() == [6, 7, 8, 9]   # clamped into the clip
+    assert _window(a, -3, 4, pad_last=False)[:, 0, 0, 0].tolist() == [0, 1, 2, 3]
+    short = _window(a[:2], 0, 4, pad_last=False)
+    assert short.shape[0] == 4 and short[2:].sum() == 0
+    assert _window(a[:2], 0, 4, pad_last=True)[3, 0, 0, 0] == 1
+    img = np.zeros((1, 1, 4, 4), np.float32)
+    img[..., 1, 1] = 1
+    assert _shift(img, 1, 2)[0, 0, 2, 3] == 1 and _shift(img, 1, 2).sum() == 1
+    perm = MIRROR_PERMUTATION
+    assert AU_LABELS[perm[au_index("AU51")]] == "AU52" and AU_LABELS[perm[au_index("AU62")]] == "AU61"
+    assert AU_LABELS[perm[au_index("AU12")]] == "AU12"
+    assert sorted(perm.tolist()) == list(range(NUM_CLASSES))
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+def write_tiny_dataset(root, subjects=("S01", "S02"), aus=("AU2", "AU26", "AU51"), slices=8, seed=0):
+    """A dataset folder in the real format: each AU lights a different blob of ON events in the middle slices."""
+    rng = np.random.default_rng(seed)
+    doc = empty_index(slice_us=33_000, size=64, margin=1.2, evk4_map=[1, 1, 0, 0])
+    for subject in subjects:
+        for au in aus:
+            label = au_index(au)
+            ev = rng.poisson(0.05, size=(slices, 2, 64, 64)).astype(np.float32)
+            r0, c0 = 8 + 16 * (label % 3), 8 + 12 * (label % 4)
+            ev[slices // 2 - 1:slices // 2 + 1, 1, r0:r0 + 12, c0:c0 + 12] += 3.0
+            rgb = rng.integers(0, 255, size=(slices, 3, 64, 64), dtype=np.uint8)
+            clip_id = f"{subject}__seg_{label:04d}_{au}_t1"
+            arrays = {"davis346": save_array(root, clip_id, "davis346", ev),
+                      "webcam_rgb": save_array(root, clip_id, "webcam_rgb", rgb),
+                      "webcam_gray": save_array(root, clip_id, "webcam_gray", rgb[:, 0])}
+            doc["clips"].append({"id": clip_id, "subject": subject, "au": au, "label": label, "trial": 1, "lux": 500.0,
+                                 "lux_source": "test", "session": subject, "segment": clip_id, "segment_id": label,
+                                 "bags": [], "slices": slices, "t_start_ns": 0, "reference": "davis346",
+                                 "activity_peak": slices // 2, "arrays": arrays, "ground_truth": None,
+                                 "sensors": {"davis346": {"activity_peak": slices // 2, "box_source": "test"}}})
+    save_index(root, doc)
+    return root
+
+
+def test_dataset_format_is_memory_mapped(tmp_path):
+    write_tiny_dataset(tmp_path)
+    ds = ClipDataset(tmp_path)
+    assert len(ds) == 6 and ds.subjects() == ["S01", "S02"]
+    a = ds.array(ds.clips[0], "davis346")
+    assert isinstance(a, np.memmap) and a.shape == (8, 2, 64, 64) and a.dtype == np.float32
+    assert (tmp_path / "index.csv").read_text().count("\n") == 1 + 6 * 3
+    assert len(ds.select(sensor="evk4")) == 0 and len(ds.select(subjects=["S02"])) == 3
+
+
+def test_tiny_train_checkpoint_load_predict(tmp_path):
+    data = write_tiny_dataset(tmp_path / "data")
+    cfg = make_config("snn", "events", "cpu", epochs=2, slices=4, seed=3)
+    cfg.jitter = 1
+    summary = run_training(data, tmp_path / "run", cfg, device="cpu", final=True, progress=False)
+    assert summary["folds"] == 2 and 0.0 <= summary["accuracy"] <= 1.0
+    assert summary["parameters"] == 4_312_470
+    for name in ("metrics.json", "results.md", "confusion.png", "per_au_f1.png", "curves.png", "config.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    fold = json.loads((tmp_path / "run" / "fold_S01" / "metrics.json").read_text())
+    assert fold["train_subjects"] == ["S02"] and {p["clip"][:3] for p in fold["predictions"]} == {"S01"}
+
+    from microexp.models import AUSpikingNet, load_checkpoint
+
+    ckpt = tmp_path / "run" / "final" / "checkpoint.pt"
+    model, meta = load_checkpoint(ckpt, expected="snn")
+    assert isinstance(model, AUSpikingNet) and meta["extra"]["train"]["slices"] == 4
+    ds = ClipDataset(data)
+    windows = np.stack([np.asarray(ds.array(c, "davis346"))[2:6] for c in ds.clips])
+    scores = predict(model, windows)
+    assert scores.shape == (6, NUM_CLASSES) and np.all((scores >= 0) & (scores <= 1))
+    again = predict(load_checkpoint(ckpt)[0], windows)
+    np.testing.assert_array_equal(scores, again)  # deterministic in eval mode
+
+    from microexp.learn.train import export_checkpoint
+
+    half = export_checkpoint(ckpt, tmp_path / "half.pt", extra={"note": "test"})
+    assert half.stat().st_size < 0.6 * ckpt.stat().st_size
+    model16, meta16 = load_checkpoint(half, expected="snn")
+    assert next(model16.parameters()).dtype == torch.float32 and meta16["extra"]["stored_dtype"] == "float16"
+    np.testing.assert_allclose(predict(model16, windows), scores, atol=0.1)
+
+    info = subprocess.run([sys.executable, "-m", "microexp.cli", "info", str(half)], capture_output=True, text=True,
+                          timeout=120)
+    assert info.returncode == 0, info.stderr
+    doc = json.loads(info.stdout)
+    assert doc["architecture"] == "snn" and doc["parameters"] == 4_312_470
+
+
+def test_training_resume_keeps_finished_folds(tmp_path):
+    data = write_tiny_dataset(tmp_path / "data")
+    cfg = make_config("snn", "events", "cpu", epochs=1, slices=4)
+    run_training(data, tmp_path / "run", cfg, folds=["S01"], device="cpu", progress=False)
+    with pytest.raises(Exception, match="--resume"):
+        run_training(data, tmp_path / "run", cfg, folds=["S01"], device="cpu", progress=False)
+    first = json.loads((tmp_path / "run" / "fold_S01" / "metrics.json").read_text())
+    summary = run_training(data, tmp_path / "run", cfg, device="cpu", resume=True, progress=False)
+    assert summary["folds"] == 2
+    assert json.loads((tmp_path / "run" / "fold_S01" / "metrics.json").read_text()) == first
+
+
+def test_rgb_and_cnn3d_samples(tmp_path):
+    data = write_tiny_dataset(tmp_path / "data")
+    ds = ClipDataset(data)
+    cfg = make_config("cnn3d", "rgb", "cpu", epochs=1, slices=4)
+    assert cfg.lr == 1e-4 and cfg.in_channels == 3
+    samples = samples_for(ds, cfg)
+    assert len(samples) == 6 and {s.array for s in samples} == {"webcam_rgb"}
+    paper = make_config("snn", "events", "paper")
+    assert (paper.epochs, paper.batch_size, paper.lr, paper.dropout, paper.slices) == (100, 8, 1e-3, 0.2, 75)
