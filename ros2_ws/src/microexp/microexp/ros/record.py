@@ -32,6 +32,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    summary = session(args)
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+def session(args, add_nodes=None) -> dict:
+    """Run one recording session; ``add_nodes(graph)`` may add more nodes (the demo adds live inference).
+    Returns the summary (also written as summary.json)."""
     from microexp.ros.compose import Graph, overrides
     from microexp.ros.protocol_node import ProtocolNode
     from microexp.ros.recorder_node import RecorderNode
@@ -63,6 +71,8 @@ def run(args) -> int:
             time_scale=args.time_scale, **extra)))
         if ui is not None:
             ui.attach(protocol)
+        if add_nodes is not None:
+            add_nodes(graph)
         graph.start()
         while not protocol.finished.wait(0.1):
             pass
@@ -81,11 +91,11 @@ def run(args) -> int:
             if stop:
                 stop()
         summary = recorder.finish(sync=sync)
-        summary["published"] = {t: c for n in graph.nodes for t, c in getattr(n, "published", {}).items()}
-        print(json.dumps(summary), flush=True)
+        summary["published"] = {t: c for n in graph.nodes if isinstance(getattr(n, "published", None), dict)
+                                for t, c in n.published.items()}
         if protocol.error:
             raise MicroexpError(protocol.error)
-        return 0
+        return summary
     finally:
         graph.close()
 
