@@ -61,3 +61,17 @@ def test_param_checks_name_the_parameter():
         resolve(spec, {"mode": "camera"})
     with pytest.raises(ParameterError, match="unknown parameter.*speed"):
         resolve(spec, {"speed": 1})
+
+
+def test_readme_parameter_tables_are_current():
+    from microexp.tools import params_doc
+
+    readme = (PKG.parents[2] / "README.md").read_text()
+    block = readme[readme.index(params_doc.BEGIN) + len(params_doc.BEGIN):readme.index(params_doc.END)]
+    assert block.strip() == params_doc.tables().strip()
+
+
+def test_readme_opens_with_demo_and_test():
+    readme = (PKG.parents[2] / "README.md").read_text()
+    commands = [line.split("#")[0].strip() for line in readme.splitlines() if line.startswith("make ")]
+    assert commands[:2] == ["make demo", "make test"]

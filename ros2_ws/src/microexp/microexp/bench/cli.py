@@ -12,6 +12,9 @@ BENCHES = {
     "evt3": "microexp.bench.evt3",
     "latency": "microexp.bench.latency",
     "offline": "microexp.bench.offline",
+    "playback": "microexp.bench.playback",
+    "recording": "microexp.bench.recording",
+    "replay": "microexp.bench.replay",
 }
 
 

@@ -1,0 +1,6 @@
+"""`microexp bench recording`: see :mod:`microexp.bench.io`."""
+from microexp.bench.io import add_arguments, run_recording as _run  # noqa: F401
+
+
+def run(args) -> dict:
+    return _run(args)
