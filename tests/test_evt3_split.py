@@ -11,6 +11,7 @@ from microexp.events.evt3_split import Evt3TimeState, split_evt3, trigger_words,
 def random_stream(seed, n, span_us):
     rng = np.random.default_rng(seed)
     t = np.sort(rng.integers(0, span_us, n)) + 5_000_000
+    t -= (t[0] >> 24) << 24  # EVT3 carries 24 bits: a stream's first time must lie in the first period
     return make_events(rng.integers(0, 1280, n), rng.integers(0, 720, n), t, rng.integers(0, 2, n))
 
 

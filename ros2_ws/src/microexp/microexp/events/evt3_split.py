@@ -71,18 +71,20 @@ def split_evt3(words: np.ndarray, times: np.ndarray, packet_time_us: int = 1000,
     if n == 0:
         return
     typ = words >> 12
-    is_time = (typ == TIME_HIGH) | (typ == TIME_LOW)
+    # candidate cut points: the time words, with their (running-maximum) times for a binary search
+    cut_idx = np.nonzero((typ == TIME_HIGH) | (typ == TIME_LOW))[0]
+    cut_t = np.maximum.accumulate(t[cut_idx]) if len(cut_idx) else cut_idx
     max_words = max(1, max_bytes // 2)
     start = 0
     while start < n:
         t0 = int(t[start])
         end = min(n, start + max_words)
-        if t0 >= 0:
-            # first time word at or after start+1 whose time reaches the packet's end
+        if t0 >= 0 and len(cut_idx):
             boundary = t0 - (t0 % packet_time_us) + packet_time_us
-            rel = np.nonzero(is_time[start + 1:end] & (t[start + 1:end] >= boundary))[0]
-            if len(rel):
-                end = start + 1 + int(rel[0])
+            # first time word after start whose time reaches the packet's end
+            k = max(int(np.searchsorted(cut_idx, start + 1)), int(np.searchsorted(cut_t, boundary)))
+            if k < len(cut_idx) and cut_idx[k] < end:
+                end = int(cut_idx[k])
         yield start, end, t0
         start = end
 
