@@ -133,3 +133,21 @@ def test_davis_file_that_is_not_aedat4_fails_at_start_naming_it(graph, tmp_path)
     bad.write_bytes(b"#!AER-DAT4.0\r\n" + b"\x00" * 100)
     with pytest.raises(MicroexpError, match="x.aedat4"):
         Davis346Node(parameter_overrides=overrides("davis346", None, mode="file", file=str(bad)))
+
+
+def test_davis_node_publishes_aps_frames_of_the_file(tmp_path):
+    """No real DAVIS recording with APS frames is in the shared data: dv-processing writes one here."""
+    dv = pytest.importorskip("dv_processing")
+    path = tmp_path / "davis_frames.aedat4"
+    writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.DAVISConfig("DAVIS346_TEST", (346, 260)))
+    for k in range(12):
+        store = dv.EventStore()
+        for i in range(50):
+            store.push_back((10_000 * k + 20 * i, (7 * i + k) % 346, (3 * i) % 260, bool(i % 2)))
+        writer.writeEvents(store)
+        writer.writeFrame(dv.Frame(10_000 * k + 5_000, 2000, 0, 0, np.full((260, 346), k, np.uint8),
+                                   dv.FrameSource.SENSOR))
+    del writer
+    counts, _ = play("--davis-file", path, "--rate", "0")
+    assert counts["/davis346/image_raw"]["frames"] == 12 == describe(path)["frames"]
+    assert counts["/davis346/events"]["events"] == 600 and counts["/davis346/events"]["seq_gaps"] == 0
