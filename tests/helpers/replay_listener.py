@@ -10,7 +10,7 @@ import numpy as np
 import rclpy
 
 from microexp.bags.reader import Bag
-from microexp.ros.base import RELIABLE_QOS
+from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
 from microexp.ros.recorder_node import _msg_class
 
 

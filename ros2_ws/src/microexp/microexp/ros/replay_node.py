@@ -15,7 +15,7 @@ from rclpy.node import Node
 from microexp.bags.reader import Bag
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import RELIABLE_QOS, SENSOR_QOS, declare_params, run_node
+from microexp.ros.base import LOSSLESS_QOS, SENSOR_QOS, declare_params, run_node
 from microexp.ros.recorder_node import _msg_class
 
 PARAMS = (
@@ -23,7 +23,8 @@ PARAMS = (
     Param("rate", 1.0, "speed factor (1 = as recorded; 0 = as fast as possible)", min=0.0, max=1000.0),
     Param("loop", False, "start again at the end"),
     Param("topics", [""], "only these topics (empty = all)"),
-    Param("qos", "reliable", "QoS of the republished topics", choices=("sensor", "reliable")),
+    Param("qos", "reliable", "QoS of the republished topics: reliable (keep all: a slow subscriber slows the "
+                             "replay down, nothing is lost) or sensor (best effort)", choices=("sensor", "reliable")),
     Param("wait_for_subscribers_s", 0.0, "before playing, wait up to this long for a subscriber on every topic",
           min=0.0, max=600.0, unit="s"),
     Param("spin_wait_us", 1500, "busy-wait this long before each message for precise timing", min=0, max=100000, unit="µs"),
@@ -57,7 +58,7 @@ class ReplayNode(Node):
                     if not wanted or t.name in wanted:
                         self.types[t.name] = t.msgtype
                         self.counts[t.name] = self.counts.get(t.name, 0) + t.messages
-        qos = RELIABLE_QOS if self.p["qos"] == "reliable" else SENSOR_QOS
+        qos = LOSSLESS_QOS if self.p["qos"] == "reliable" else SENSOR_QOS
         self.pubs = {t: self.create_publisher(_msg_class(mt), t, qos) for t, mt in self.types.items()}
         self.published: dict[str, int] = {t: 0 for t in self.types}
         self.timing_errors_us: list[float] = []
@@ -66,7 +67,7 @@ class ReplayNode(Node):
         self._thread = threading.Thread(target=self._run, name="replay", daemon=True)
         self._thread.start()
 
-    def wait_for_subscribers(self, count: int = 1, timeout_s: float = 10.0, settle_s: float = 1.0) -> None:
+    def wait_for_subscribers(self, count: int = 1, timeout_s: float = 10.0, settle_s: float = 2.0) -> None:
         end = time.monotonic() + timeout_s
         pubs = [p for t, p in self.pubs.items() if self.counts.get(t)]  # topics with something to replay
         while time.monotonic() < end and any(p.get_subscription_count() < count for p in pubs):

@@ -16,7 +16,7 @@ import time
 def count_main(argv: list[str]) -> int:
     import rclpy
 
-    from microexp.ros.base import RELIABLE_QOS
+    from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
     from microexp.ros.recorder_node import _msg_class
 
     ap = argparse.ArgumentParser()
@@ -160,7 +160,7 @@ def publish_main(argv: list[str]) -> int:
     import rclpy
     from event_camera_msgs.msg import EventPacket
 
-    from microexp.ros.base import RELIABLE_QOS
+    from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
 
     packets, size = int(argv[0]), int(argv[1])
     rclpy.init()
