@@ -35,7 +35,11 @@ def run(args) -> int:
 
     model = Path(args.model) if args.model else Path(default_model_path())
     if not model.exists():
-        raise MicroexpError(f"{model}: the default model is missing (train one with `microexp train`, see README)")
+        if args.model:
+            raise MicroexpError(f"{model}: no such model file")
+        print(f"demo: {model} is missing (train one with `microexp train`, see README): recording without live "
+              "inference", flush=True)
+        model = None
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
@@ -44,6 +48,8 @@ def run(args) -> int:
     lock = threading.Lock()
 
     def add_nodes(graph):
+        if model is None:
+            return
         from microexp_msgs.msg import AUPrediction
         from rclpy.node import Node
 
