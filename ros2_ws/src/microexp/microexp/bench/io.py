@@ -124,8 +124,9 @@ def recording(packets: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(dir=_bench_dir()) as tmp:
         disk = _dd_mb_s(tmp)
         r = record_flat_out(str(Path(tmp) / "session"), n, size)
-    mb_s = r["bytes"] / r["wall_s"] / 1e6
-    return {"bench": "recording", "packets": n, "packet_bytes": size, "written": r["written"], "dropped": r["dropped"],
+    mb_s = r["bytes"] / max(r["wall_written_s"], 1e-9) / 1e6
+    return {"bench": "recording", "packets": n, "packet_bytes": size, "received": r["received"],
+            "lost_before_recorder": n - r["received"], "written": r["written"], "dropped": r["dropped"],
             "recorder_mb_s": round(mb_s, 1), "recorder_mev_s_at_2B_per_event": round(mb_s / 2, 1),
             "disk_dd_mb_s": round(disk, 1), "ratio_to_disk": round(mb_s / disk, 3),
             "goal_mb_s": round(min(200.0, 0.8 * disk), 1), "errors": r["errors"]}
