@@ -507,6 +507,10 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
             summary["final_checkpoint"] = str(folder / "checkpoint.pt")
             (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
     _barrier(d)
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return summary or {}
 
 

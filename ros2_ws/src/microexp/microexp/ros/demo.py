@@ -78,7 +78,8 @@ def run(args) -> int:
     rec_args = argparse.Namespace(source="synthetic", out=str(out / "session"), subject=args.subject, aus=args.aus,
                                   lux=None, storage=None, params=[], time_scale=args.time_scale, headless=True,
                                   davis_file=None, evk4_file=None, webcam_file=None, sensors=args.sensors, seed=None)
-    print(f"demo: recording {args.aus} of synthetic subject {args.subject} with live inference ...", flush=True)
+    print(f"demo: recording {args.aus} of synthetic subject {args.subject}"
+          f"{' with live inference' if model is not None else ''} ...", flush=True)
     summary = session(rec_args, add_nodes=add_nodes)
     with open(out / "predictions.jsonl", "w") as fh:
         for p in predictions:
@@ -141,7 +142,8 @@ def _plots(out: Path, predictions: list[dict], manifest: dict) -> None:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("probability")
     ax.set_ylim(0, 1.1)
-    ax.legend(loc="upper right", fontsize=8)
+    if predictions:
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_title("live AU predictions of the SNN on the DAVIS346 stream (synthetic subject)")
     fig.tight_layout()
     fig.savefig(out / "timeline.png", dpi=110)
