@@ -84,6 +84,7 @@ class TrainConfig:
     jitter: int = 3
     shift_px: int = 4
     mirror: bool = True
+    init_tau: float = 2.0           # PLIF membrane time constant at initialisation (SNN; learnt afterwards)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -242,7 +243,7 @@ def build_model(cfg: TrainConfig):
     from microexp.models import AUSpikingNet, C3DNet, CNN3DConfig, SNNConfig
 
     if cfg.model == "snn":
-        return AUSpikingNet(SNNConfig(in_channels=cfg.in_channels, dropout=cfg.dropout))
+        return AUSpikingNet(SNNConfig(in_channels=cfg.in_channels, dropout=cfg.dropout, init_tau=cfg.init_tau))
     return C3DNet(CNN3DConfig(in_channels=cfg.in_channels, dropout=cfg.dropout))
 
 

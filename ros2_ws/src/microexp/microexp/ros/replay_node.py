@@ -105,7 +105,25 @@ class ReplayNode(Node):
         except MicroexpError as exc:
             self.get_logger().error(f"replay stopped: {exc}")
         finally:
+            if self.p["qos"] == "reliable" and not self._stop.is_set():
+                self.drain()
             self.finished.set()
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every matched reliable subscriber has acknowledged what was published.
+
+        A reliable writer keeps unacknowledged messages in its history; if the process exits first, a slow
+        subscriber (a loaded machine, a recorder writing to a slow disk) never gets them.
+        """
+        from rclpy.duration import Duration
+
+        end = time.monotonic() + timeout_s
+        for topic, pub in self.pubs.items():
+            left = end - time.monotonic()
+            if left <= 0 or not pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+                self.get_logger().warning(f"{topic}: not every subscriber acknowledged within {timeout_s:.0f} s")
+                return False
+        return True
 
     def destroy_node(self):
         self._stop.set()
