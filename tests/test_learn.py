@@ -248,6 +248,20 @@ def test_tiny_train_checkpoint_load_predict(tmp_path):
     doc = json.loads(info.stdout)
     assert doc["architecture"] == "snn" and doc["parameters"] == 4_312_470
 
+    # `microexp export`: the shipped model and its generated card quote this run's numbers
+    res = subprocess.run([sys.executable, "-m", "microexp.cli", "export", str(tmp_path / "run"), "--out",
+                          str(tmp_path / "models" / "au_snn_default.pt")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    exported = json.loads(res.stdout.strip().splitlines()[-1])
+    assert exported["parameters"] == 4_312_470 and exported["dtype"] == "float16"
+    card = (tmp_path / "models" / "MODEL_CARD.md").read_text()
+    assert f"{100 * summary['accuracy']:.1f} %" in card and "4,312,470" in card and "synthetic" in card
+    for f in summary["per_fold"]:
+        assert f"| {f['subject']} | {100 * f['accuracy']:.1f} %" in card
+    bad = subprocess.run([sys.executable, "-m", "microexp.cli", "export", str(tmp_path / "data"), "--out",
+                          str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "metrics.json" in bad.stderr and not (tmp_path / "x.pt").exists()
+
 
 def test_training_resume_keeps_finished_folds(tmp_path):
     data = write_tiny_dataset(tmp_path / "data")

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("microexp.learn.build", "turn recording sessions / bags into the 64x64 clip dataset (events, APS, webcam)"),
     "synth-dataset": ("microexp.learn.synth_dataset", "record the paper's 7x21 layout on the synthetic rig and build its dataset"),
     "train": ("microexp.learn.train", "leave-one-subject-out AU recognition: SNN or 3D-CNN on events or RGB"),
+    "export": ("microexp.learn.export", "ship a trained run's final model (float16) with its generated model card"),
     "reconstruct": ("microexp.learn.reconstruct", "cVAE frame reconstruction from events: train or eval (Table 6, Fig. 5)"),
 }
 

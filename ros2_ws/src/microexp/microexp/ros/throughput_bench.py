@@ -182,7 +182,10 @@ def publish_main(argv: list[str]) -> int:
     for i in range(packets):
         msg.seq = i
         pub.publish(msg)
-    time.sleep(1.0)
+    # a reliable writer still holds what the recorder has not acknowledged: exiting now would lose it
+    from rclpy.duration import Duration
+
+    pub.wait_for_all_acked(Duration(seconds=120))
     node.destroy_node()
     rclpy.shutdown()
     return 0
