@@ -448,3 +448,33 @@ def test_save_checkpoint_rejects_what_cannot_be_stored(tmp_path):
     with pytest.raises(ParameterError):
         save_checkpoint(tmp_path / "s.pt", torch.nn.Linear(2, 2), None)
     assert not list(tmp_path.iterdir())
+
+
+def test_event_driven_fc1_equals_dense_product():
+    """The streaming step computes fc1 from the active spikes only (CPU, eval); it must equal the dense layer."""
+    torch.manual_seed(4)
+    model = AUSpikingNet(SNNConfig()).eval()
+    with torch.no_grad():  # a random model barely spikes; scale it so that every layer does
+        for layer in (model.conv1, model.conv2, model.fc1, model.fc2):
+            layer.weight.mul_(8)
+    x = (torch.rand(12, 2, 2, 64, 64) < 0.3).float() * torch.rand(12, 2, 2, 64, 64) * 4
+    outs = {}
+    for name, density in (("sparse", 1.0), ("dense", 0.0)):
+        model.SPARSE_FC_DENSITY = density
+        model.reset()
+        seen = []
+        orig = model.fc1.forward
+        model.fc1.forward = lambda s, orig=orig: seen.append(1) or orig(s)
+        with torch.inference_mode():
+            outs[name] = torch.stack([model.step(x[t]) for t in range(len(x))])
+        del model.fc1.forward
+        assert bool(seen) == (name == "dense"), name  # the sparse run never called the dense layer
+    with torch.inference_mode():
+        model.reset()
+        active = [int(model.pool2(model.plif2.single_step(model.bn2(model.conv2(model.pool1(model.plif1.single_step(
+            model.bn1(model.conv1(x[t])))))))).count_nonzero()) for t in range(len(x))]
+    assert sum(active) > 0  # fc1 had spikes to carry
+    torch.testing.assert_close(outs["sparse"], outs["dense"], atol=1e-5, rtol=0)
+    with torch.inference_mode():
+        model.reset()
+        torch.testing.assert_close(model(x), outs["dense"][-1], atol=1e-5, rtol=0)

@@ -23,6 +23,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=None, help="events to process (default: the benchmark's own)")
     parser.add_argument("--repeat", type=int, default=3, help="repeats; the best is reported")
     parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    parser.add_argument("options", nargs="*", metavar="-- OPTION",
+                        help="the benchmark's own options after `--`, e.g. `microexp bench latency -- --threads 1` "
+                             "(`microexp bench NAME -- --help` lists them)")
 
 
 def _machine() -> dict:
@@ -49,9 +52,9 @@ def _namespace_for(module, args):
     """The benchmark's own defaults, overridden by what the user gave."""
     import argparse
 
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(prog=f"microexp bench {args.name} --")
     module.add_arguments(parser)
-    ns = parser.parse_args([])
+    ns = parser.parse_args(list(getattr(args, "options", None) or []))
     for key in ("events", "repeat"):
         if getattr(args, key, None) is not None and hasattr(ns, key):
             setattr(ns, key, getattr(args, key))

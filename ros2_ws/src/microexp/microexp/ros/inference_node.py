@@ -24,6 +24,7 @@ reception time, ``received_timestamp`` of the message info) to the publish call.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -47,6 +48,9 @@ PARAMS = (
                        "($MICROEXP_MODELS_DIR or models/)/au_snn_default.pt"),
     Param("device", "auto", "torch device: auto = cuda when available, else cpu", choices=("auto", "cuda", "cpu")),
     Param("torch_threads", 2, "CPU threads torch may use (0 = torch's default)", min=0, max=256),
+    Param("gil_switch_ms", 0.5, "Python's thread switch interval for this process (sys.setswitchinterval; "
+          "Python's default 5 ms makes the inference worker wait behind the packet reader after every torch "
+          "op; 0 = leave it)", min=0.0, max=100.0, unit="ms"),
     Param("events_topic", "/evk4/events", "EventPacket topic to run on (encodings evt3, libcaer, libcaer_cmp)"),
     Param("frames_topic", "", "sensor_msgs/Image topic for face detection (APS or webcam); empty = no detection"),
     Param("sensor", "evk4", "name of the event sensor, copied into AUPrediction.sensor"),
@@ -109,6 +113,9 @@ class InferenceNode(Node):
 
         if self.p["torch_threads"] > 0:
             torch.set_num_threads(self.p["torch_threads"])
+        torch.set_flush_denormal(True)  # decaying membranes of silent neurons would otherwise go subnormal (slow on x86)
+        if self.p["gil_switch_ms"] > 0:
+            sys.setswitchinterval(self.p["gil_switch_ms"] / 1000.0)
         self.device = resolve_device(self.p["device"])
         model_path = self.p["model"] or str(default_model_path())
         if not self.p["model"] and not default_model_path().exists():
