@@ -6,6 +6,7 @@ the inter-message error stays well under a millisecond on an idle machine.
 """
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from pathlib import Path
@@ -27,8 +28,12 @@ PARAMS = (
                              "replay down, nothing is lost) or sensor (best effort)", choices=("sensor", "reliable")),
     Param("wait_for_subscribers_s", 0.0, "before playing, wait up to this long for a subscriber on every topic",
           min=0.0, max=600.0, unit="s"),
+    Param("prefetch", 256, "messages read ahead of their due time by a reader thread", min=1, max=100000),
     Param("spin_wait_us", 1500, "busy-wait this long before each message for precise timing", min=0, max=100000, unit="µs"),
 )
+
+
+LOOP = ("loop", 0, b"")  # marker between passes of a looped replay
 
 
 def bag_folders(path) -> list[Path]:
@@ -76,35 +81,72 @@ class ReplayNode(Node):
         # (discovery is not symmetric); what is published in between is lost for volatile subscribers
         time.sleep(settle_s)
 
+    def _read(self, out: "queue.Queue", stop: threading.Event) -> None:
+        """Reader thread: decode the bags ahead of time (bounded by ``prefetch`` messages), so that reading a
+        chunk never lands between a message's due time and its publish. A pass over every bag ends with a
+        ``LOOP`` marker (the timing restarts); the stream ends with ``None`` (after an error: the error)."""
+
+        def offer(item) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        end = None
+        try:
+            while not stop.is_set():
+                for b in self.bags:
+                    with Bag(b) as bag:
+                        for topic, _, t_ns, raw in bag.messages(self.types):
+                            if not offer((topic, t_ns, bytes(raw))):
+                                return
+                if not self.p["loop"] or not offer(LOOP):
+                    break
+        except MicroexpError as exc:
+            end = exc
+        finally:
+            offer(end)
+
     def _run(self) -> None:
         rate, spin = self.p["rate"], self.p["spin_wait_us"] * 1e-6
         if self.p["wait_for_subscribers_s"] > 0:
             self.wait_for_subscribers(timeout_s=self.p["wait_for_subscribers_s"])
+        pending: queue.Queue = queue.Queue(maxsize=max(1, self.p["prefetch"]))
+        reader_stop = threading.Event()
+        reader = threading.Thread(target=self._read, args=(pending, reader_stop), name="replay_reader", daemon=True)
+        reader.start()
+        origin = None
         try:
             while not self._stop.is_set():
-                origin = None
-                for b in self.bags:
-                    with Bag(b) as bag:
-                        for topic, _, t_ns, raw in bag.messages(self.types):
-                            if rate > 0:
-                                if origin is None:
-                                    origin = (t_ns, time.perf_counter())
-                                due = origin[1] + (t_ns - origin[0]) * 1e-9 / rate
-                                delay = due - time.perf_counter()
-                                if delay > spin and self._stop.wait(delay - spin):
-                                    return
-                                while time.perf_counter() < due:
-                                    pass
-                                self.timing_errors_us.append((time.perf_counter() - due) * 1e6)
-                            if self._stop.is_set():
-                                return
-                            self.pubs[topic].publish(bytes(raw))
-                            self.published[topic] += 1
-                if not self.p["loop"]:
+                item = pending.get()
+                if item is None:
                     break
-        except MicroexpError as exc:
-            self.get_logger().error(f"replay stopped: {exc}")
+                if isinstance(item, MicroexpError):
+                    self.get_logger().error(f"replay stopped: {item}")
+                    break
+                if item is LOOP:
+                    origin = None  # the next pass starts its timing again
+                    continue
+                topic, t_ns, raw = item
+                if rate > 0:
+                    if origin is None:
+                        origin = (t_ns, time.perf_counter())
+                    due = origin[1] + (t_ns - origin[0]) * 1e-9 / rate
+                    delay = due - time.perf_counter()
+                    if delay > spin and self._stop.wait(delay - spin):
+                        return
+                    while time.perf_counter() < due:
+                        pass
+                    self.timing_errors_us.append((time.perf_counter() - due) * 1e6)
+                if self._stop.is_set():
+                    return
+                self.pubs[topic].publish(raw)
+                self.published[topic] += 1
         finally:
+            reader_stop.set()
             if self.p["qos"] == "reliable" and not self._stop.is_set():
                 self.drain()
             self.finished.set()
