@@ -53,6 +53,10 @@ PARAMS = (
     Param("tail_quiet_s", 0.3, "after a stop, messages received before it are still taken until none came for this long",
           min=0.0, max=10.0, unit="s"),
     Param("tail_max_s", 10.0, "... but for at most this long", min=0.0, max=600.0, unit="s"),
+    Param("intake", "poll", "how messages are taken: poll = a reader thread takes every waiting message of every "
+                            "topic each poll_ms (serialized bytes, no executor work per message); executor = "
+                            "subscription callbacks", choices=("poll", "executor")),
+    Param("poll_ms", 1.0, "reader thread period (intake=poll)", min=0.1, max=100.0, unit="ms"),
 )
 
 
@@ -93,6 +97,18 @@ class RecorderNode(Node):
         self.create_service(RedoSegment, "~/redo_segment", self._redo_srv)
         self.create_service(LabelSegment, "~/label_segment", self._label_srv)
         self._subs = {}
+        self._intake_node = None
+        self._reader = None
+        self._stop_intake = threading.Event()
+        if self.p["intake"] == "poll":
+            # A hidden helper node that no executor spins: only the reader thread takes its messages.
+            import rclpy
+
+            self._intake_node = rclpy.create_node(
+                f"_{self.get_name()}_intake", namespace=self.get_namespace(), context=self.context,
+                use_global_arguments=False, enable_rosout=False, start_parameter_services=False)
+            self._reader = threading.Thread(target=self._poll, name="recorder_intake", daemon=True)
+            self._reader.start()
         self.discover()
         self.create_timer(0.2, self.discover)
         self.get_logger().info(f"recording into {self.folder} ({self.p['storage']}); {len(self.topics)} topics")
@@ -110,8 +126,30 @@ class RecorderNode(Node):
             qos = RELIABLE_QOS if reliable else SENSOR_QOS
             if topic.endswith("/segments"):
                 qos = LATCHED_QOS
-            self._subs[topic] = self.create_subscription(
-                _msg_class(msgtype), topic, lambda data, info, t=topic: self._on_raw(t, data, info), qos, raw=True)
+            if self._intake_node is not None:
+                self._subs[topic] = self._intake_node.create_subscription(
+                    _msg_class(msgtype), topic, lambda *_: None, qos, raw=True)
+            else:
+                self._subs[topic] = self.create_subscription(
+                    _msg_class(msgtype), topic, lambda data, info, t=topic: self._on_raw(t, data, info), qos,
+                    raw=True)
+
+    def _poll(self) -> None:
+        """intake=poll: every poll_ms, take every waiting message of every subscribed topic (as CDR bytes)."""
+        period = self.p["poll_ms"] / 1000.0
+        while not self._stop_intake.is_set():
+            for topic, sub in list(self._subs.items()):
+                handle = sub.handle
+                while True:
+                    try:
+                        with handle:
+                            taken = handle.take_message(sub.msg_type, True)
+                    except Exception:  # noqa: BLE001 - the subscription is being destroyed
+                        return
+                    if taken is None:
+                        break
+                    self._on_raw(topic, taken[0], taken[1])
+            self._stop_intake.wait(period)
 
     def _on_raw(self, topic: str, data: bytes, info: dict) -> None:
         # the bag's time is when DDS received the message, not when the executor got round to it
@@ -293,6 +331,14 @@ class RecorderNode(Node):
         with os.fdopen(fd, "w") as fh:
             json.dump(summary, fh, indent=2)
         return summary
+
+    def destroy_node(self):
+        self._stop_intake.set()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+        if self._intake_node is not None:
+            self._intake_node.destroy_node()
+        return super().destroy_node()
 
 
 def main(args=None) -> int:
