@@ -141,7 +141,7 @@ def replay(seconds: float = 5.0) -> dict:
         res = subprocess.run([os.sys.executable, "-m", "microexp.cli", "replay", str(Path(tmp) / "bag"), "--rate", "1",
                               "--wait-subscribers", "30"], capture_output=True, text=True, timeout=600)
         got = finish_counter(counter)
-    arrivals = np.array(got["arrivals"])
+    arrivals = np.sort(np.array(got["arrivals"]))  # DDS reception times; poll intake takes topic by topic
     recorded = np.array(sorted(stamps), dtype=np.float64) * 1e-9
     k = min(len(arrivals), len(recorded))
     err = np.abs(np.diff(arrivals[:k]) - np.diff(recorded[:k])) * 1e3

@@ -1,8 +1,10 @@
 """The ROS halves of `microexp bench playback | recording | replay` (see :mod:`microexp.bench.io`).
 
 A counting subscriber runs in a process of its own (``python -m microexp.ros.throughput_bench count ...``),
-as a real consumer would: it takes serialized messages (no deserialization), counts messages and bytes per
-topic, records arrival times, and prints one JSON line when the stream has been quiet for ``--quiet`` s.
+as a real consumer would: it takes serialized messages (no deserialization) the way the recorder does (a
+poll loop over the subscriptions, ``--intake executor`` for callbacks), counts messages and bytes per topic,
+records arrival times (the DDS reception time of each message), and prints one JSON line when the stream has
+been quiet for ``--quiet`` s.
 """
 from __future__ import annotations
 
@@ -23,26 +25,40 @@ def count_main(argv: list[str]) -> int:
     ap.add_argument("--topic", action="append", required=True, help="topic|package/msg/Type")
     ap.add_argument("--quiet", type=float, default=3.0)
     ap.add_argument("--first-timeout", type=float, default=120.0)
+    ap.add_argument("--intake", choices=("poll", "executor"), default="poll",
+                    help="poll: take every waiting message each 0.5 ms (as the recorder does); executor: callbacks")
     args = ap.parse_args(argv)
     rclpy.init()
     node = rclpy.create_node("bench_counter")
     counts, sizes, arrivals = {}, {}, []
 
-    def cb(topic):
-        def f(raw):
-            arrivals.append(time.perf_counter())
-            counts[topic] = counts.get(topic, 0) + 1
-            sizes[topic] = sizes.get(topic, 0) + len(raw)
-        return f
+    def take(topic, raw, info):
+        # arrival = when DDS received the message (system clock), not when this loop got to it
+        received = int(info.get("received_timestamp", 0)) if info else 0
+        arrivals.append(received * 1e-9 if received > 0 else time.time())
+        counts[topic] = counts.get(topic, 0) + 1
+        sizes[topic] = sizes.get(topic, 0) + len(raw)
 
+    subs = {}
     for entry in args.topic:
         topic, _, msgtype = entry.partition("|")
-        node.create_subscription(_msg_class(msgtype), topic, cb(topic), RELIABLE_QOS, raw=True)
+        subs[topic] = node.create_subscription(_msg_class(msgtype), topic,
+                                               lambda raw, info, t=topic: take(t, raw, info), RELIABLE_QOS, raw=True)
     print("ready", flush=True)
     start = last = time.monotonic()
     while True:
         n = len(arrivals)
-        rclpy.spin_once(node, timeout_sec=0.02)
+        if args.intake == "executor":
+            rclpy.spin_once(node, timeout_sec=0.02)
+        else:
+            for topic, sub in subs.items():
+                while True:
+                    with sub.handle:
+                        taken = sub.handle.take_message(sub.msg_type, True)
+                    if taken is None:
+                        break
+                    take(topic, *taken)
+            time.sleep(0.0005)
         now = time.monotonic()
         if len(arrivals) != n:
             last = now
