@@ -684,3 +684,18 @@ def test_commands_are_registered_and_light_to_import():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_bench_options_pass_through():
+    """`microexp bench latency -- --threads 1 --seconds 2` reaches the benchmark's own parser; bad ones fail."""
+    import argparse
+    import importlib
+
+    from microexp.bench.cli import BENCHES, _namespace_for, build_parser_for_tests
+
+    module = importlib.import_module(BENCHES["latency"])
+    args = build_parser_for_tests().parse_args(["latency", "--", "--threads", "1", "--seconds", "2"])
+    ns = _namespace_for(module, args)
+    assert ns.threads == 1 and ns.seconds == 2.0 and ns.warmup == 1.0
+    with pytest.raises(SystemExit):
+        _namespace_for(module, argparse.Namespace(name="latency", options=["--no-such-option"], events=None, repeat=None))

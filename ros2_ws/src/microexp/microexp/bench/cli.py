@@ -28,6 +28,15 @@ def add_arguments(parser) -> None:
                              "(`microexp bench NAME -- --help` lists them)")
 
 
+def build_parser_for_tests():
+    """The `microexp bench` argument parser on its own."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="microexp bench")
+    add_arguments(parser)
+    return parser
+
+
 def _machine() -> dict:
     return {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()}
 
