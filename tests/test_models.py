@@ -478,3 +478,32 @@ def test_event_driven_fc1_equals_dense_product():
     with torch.inference_mode():
         model.reset()
         torch.testing.assert_close(model(x), outs["dense"][-1], atol=1e-5, rtol=0)
+
+
+def test_fused_cpu_step_is_bit_identical_to_the_multi_step_loop():
+    """The live node's single steps (fused numba kernel, membrane updated in place) give the same bits as
+    the multi-step inference loop, including spikes, resets and the membrane left behind."""
+    from microexp.models.plif import PLIFNode, _fused_step_kernel
+
+    torch.manual_seed(7)
+    node = PLIFNode(init_tau=3.0)
+    with torch.no_grad():
+        node.w.fill_(0.3)
+    x = torch.randn(25, 3, 8, 8) * 2
+    with torch.inference_mode():
+        ref = node.multi_step(x)
+        v_ref = node.v.clone()
+        node.reset()
+        calls = []
+        kernel = _fused_step_kernel()
+        import microexp.models.plif as plif_module
+
+        orig = plif_module._fused_step_kernel
+        plif_module._fused_step_kernel = lambda: (calls.append(1), kernel)[1]
+        try:
+            steps = torch.stack([node.single_step(x[t]) for t in range(len(x))])
+        finally:
+            plif_module._fused_step_kernel = orig
+    assert len(calls) == len(x)  # the fused path ran
+    assert 0 < int(ref.sum()) < ref.numel()  # some spikes, some not
+    assert torch.equal(steps, ref) and torch.equal(node.v, v_ref)

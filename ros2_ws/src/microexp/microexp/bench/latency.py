@@ -10,7 +10,7 @@ Set-up, for each stream (default: DAVIS346 346x260 at 1 Mev/s and EVK4 1280x720 
   the statistics are cleared), then the measured ``--seconds``;
 - this process runs the inference node (:class:`microexp.ros.inference_node.InferenceNode`, the code of
   ``microexp infer``, with its defaults: packet intake by a reader thread, a single-threaded executor for
-  the rest, queue 4, max lag 100 ms) on CPU with ``torch_threads`` = 2 (``--threads``) and
+  the rest, queue 4, max lag 100 ms) on CPU with ``torch_threads`` = 1 (the node's default; ``--threads``) and
   ``OMP_WAIT_POLICY=PASSIVE``, a fixed square ROI of 60 % of the sensor height (face detection off: it runs on
   its own thread, never on the per-window path), and the model of ``--model`` or, by default, a **randomly
   initialised** SNN of the paper's architecture (the trained default model does not exist yet; the latency
@@ -50,7 +50,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per stream (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before (default 1)")
     parser.add_argument("--model", default="", help="SNN checkpoint (default: a randomly initialised SNN)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the node (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the node (default 1, the node's)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="node device (default cpu)")
     parser.add_argument("--qos", default="sensor", choices=("sensor", "reliable"),
                         help="QoS of the event topic (default sensor: best effort, as drivers publish)")

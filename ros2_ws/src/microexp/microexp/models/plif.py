@@ -128,6 +128,28 @@ def _plif_inference(x_seq, v0, w, v_threshold: float, v_reset: float):
     return spikes, v
 
 
+@functools.lru_cache(maxsize=None)
+def _fused_step_kernel():
+    """One PLIF step over flat float32 arrays in one pass (numba), in place on the membrane: the same float32
+    operations in the same order as :func:`_plif_inference` (no fused multiply-add), so the same bits."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True, boundscheck=False, fastmath=False)
+    def step(x, v, q, v_threshold, v_reset, spikes):  # pragma: no cover
+        for i in range(x.shape[0]):
+            h = x[i] - (v[i] - v_reset)
+            h = h * q
+            h = h + v[i]
+            if h >= v_threshold:
+                spikes[i] = 1.0
+                v[i] = v_reset
+            else:
+                spikes[i] = 0.0
+                v[i] = h
+
+    return step
+
+
 def detach_state(state: dict, names: tuple[str, ...]) -> dict:
     """``state`` (a module's ``__dict__`` copy) with the tensors under ``names`` detached from the graph."""
     for name in names:
@@ -258,7 +280,25 @@ class PLIFNode(nn.Module):
         return spikes
 
     def single_step(self, x: torch.Tensor) -> torch.Tensor:
-        """Spikes for one step of input [...]; ``v`` carries over to the next call (and the graph with it)."""
+        """Spikes for one step of input [...]; ``v`` carries over to the next call (and the graph with it).
+
+        Inference on CPU in float32 (the live node's case) takes a fused one-pass kernel that updates the
+        membrane in place; it computes the same bits as the multi-step loop."""
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and self.backend == "torch" and not self.store_v_seq
+                and not torch.is_grad_enabled()):
+            v = self._initial_v(x)
+            if v.dtype == torch.float32:
+                if self.v is None or not v.is_contiguous():
+                    v = v.contiguous() if self.v is not None else v
+                q = torch.sigmoid(self.w.detach().float())
+                spikes = torch.empty(x.shape, dtype=torch.float32)
+                xf = x.contiguous()
+                import numpy as np
+
+                _fused_step_kernel()(xf.numpy().reshape(-1), v.numpy().reshape(-1), np.float32(q.item()),
+                                     np.float32(self.v_threshold), np.float32(self.v_reset), spikes.numpy().reshape(-1))
+                self.v = v
+                return spikes
         return self.multi_step(x.unsqueeze(0))[0]
 
     forward = multi_step

@@ -87,6 +87,13 @@ class SNNConfig:
             raise ParameterError(f"SNNConfig.init_tau must be > 1, got {self.init_tau}")
 
 
+def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """MaxPool2d(2, 2) of [B, C, H, W] (even H, W) as three elementwise maxima of the four phases: the same
+    values (max is exact), several times faster than max_pool2d on a small CPU frame, no indices."""
+    return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
+                         torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
+
+
 class SequenceDropout(nn.Module):
     """Dropout whose mask is drawn once per sequence and reused at every time step.
 
@@ -265,8 +272,9 @@ class AUSpikingNet(nn.Module):
         if x_t.dim() != 4:
             raise ParameterError(f"AUSpikingNet.step: input must be [B, C, H, W], got {tuple(x_t.shape)}")
         self._check_frame(x_t.shape[1:], "AUSpikingNet.step")
-        y = self.pool1(self.plif1.single_step(self.bn1(self.conv1(x_t))))
-        y = self.pool2(self.plif2.single_step(self.bn2(self.conv2(y)))).flatten(1)
+        pool = self.pool1 if self.training or torch.is_grad_enabled() else _max_pool_2x2
+        y = pool(self.plif1.single_step(self.bn1(self.conv1(x_t))))
+        y = (self.pool2 if pool is self.pool1 else pool)(self.plif2.single_step(self.bn2(self.conv2(y)))).flatten(1)
         y = self.plif3.single_step(self._spike_fc1(self.drop1.single_step(y)))
         y = self.plif4.single_step(self.fc2(self.drop2.single_step(y)))
         out = self._vote(y)
