@@ -699,3 +699,25 @@ def test_bench_options_pass_through():
     assert ns.threads == 1 and ns.seconds == 2.0 and ns.warmup == 1.0
     with pytest.raises(SystemExit):
         _namespace_for(module, argparse.Namespace(name="latency", options=["--no-such-option"], events=None, repeat=None))
+
+
+def test_the_default_model_ships_with_its_card(monkeypatch):
+    """models/au_snn_default.pt: the paper's SNN, loadable for live use, and MODEL_CARD.md quotes the
+    leave-one-subject-out figures stored in the checkpoint itself (both written by `microexp export`)."""
+    import hashlib
+
+    from microexp.infer import default_model_path, load_au_model
+    from microexp.models import count_parameters
+
+    monkeypatch.delenv("MICROEXP_MODELS_DIR", raising=False)
+    path = default_model_path()
+    assert path.exists(), f"{path}: the default model is missing"
+    model, meta, ident = load_au_model(path)
+    assert count_parameters(model) == 4_312_470 and meta["extra"]["stored_dtype"] == "float16"
+    loso = meta["extra"]["loso"]
+    assert loso["folds"] == 7 and 0.0476 < loso["accuracy"] <= 1.0
+    card = (path.parent / "MODEL_CARD.md").read_text()
+    assert f"**{100 * loso['accuracy']:.1f} % ± {100 * loso['accuracy_std']:.1f}**" in card
+    assert hashlib.sha256(path.read_bytes()).hexdigest()[:16] in card
+    assert "synthetic" in card and "not** an estimate of accuracy on real people" in card
+    assert ident.startswith("au_snn_default.pt@")

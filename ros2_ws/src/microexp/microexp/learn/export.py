@@ -45,16 +45,49 @@ def export_run(run, out, card: Optional[str] = None, half: bool = True, note: st
     summary = json.loads(metrics_path.read_text())
     loso = {k: summary.get(k) for k in ("accuracy", "accuracy_std", "top3_accuracy", "top3_accuracy_std",
                                          "macro_f1", "macro_f1_std", "folds", "pooled_accuracy")}
+    calibration = calibrate_temperature(run)
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_checkpoint(src, out, half=half, extra={"loso": loso, "exported_from": str(run)})
+    export_checkpoint(src, out, half=half, extra={"loso": loso, "exported_from": str(run),
+                                                   "temperature": calibration["temperature"],
+                                                   "calibration": calibration})
     model, meta = load_checkpoint(out)
     info = {"checkpoint": str(out), "bytes": out.stat().st_size, "sha256": _sha256(out),
             "architecture": meta.get("architecture"), "parameters": count_parameters(model),
-            "dtype": "float16" if half else "float32", "loso": loso}
+            "dtype": "float16" if half else "float32", "loso": loso, "temperature": calibration["temperature"]}
     card_path = Path(card) if card else out.parent / "MODEL_CARD.md"
     card_path.write_text(model_card(summary, info, meta, note))
     info["card"] = str(card_path)
     return info
+
+
+def calibrate_temperature(run) -> dict:
+    """Temperature scaling (Guo et al. 2017) of the SNN's time-averaged vote activations: the T that
+    minimises the negative log-likelihood of softmax(scores / T) over the held-out predictions of every
+    leave-one-subject-out fold of ``run`` (each clip scored by a model that never saw its subject).
+    Returns {"temperature", "nll", "nll_at_1", "predictions"}."""
+    import numpy as np
+
+    from microexp.aus import au_index
+
+    scores, labels = [], []
+    for fold in sorted(Path(run).glob("fold_*/metrics.json")):
+        for p in json.loads(fold.read_text()).get("predictions", []):
+            scores.append(p["scores"])
+            labels.append(au_index(p["true"]))
+    if not scores:
+        raise MicroexpError(f"{run}: no fold predictions to calibrate the temperature on")
+    s, y = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+
+    def nll(t: float) -> float:
+        z = s / t
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y)), y].mean())
+
+    grid = np.exp(np.linspace(np.log(0.005), np.log(10.0), 400))
+    values = [nll(t) for t in grid]
+    best = int(np.argmin(values))
+    return {"temperature": float(grid[best]), "nll": values[best], "nll_at_1": nll(1.0), "predictions": len(y)}
 
 
 def _pct(v, sd=None) -> str:
@@ -80,7 +113,12 @@ def model_card(summary: dict, info: dict, meta: dict, note: str = "") -> str:
         f"- Input: {inp.get('slice_us', 33000) / 1000:g} ms two-polarity event frames ({inp.get('sensor', '?')}), {inp.get('size', 64)} x {inp.get('size', 64)} face crops, "
         f"{inp.get('scale', 'Eq. (1) mean counts per sensor pixel')}. The live node (`microexp infer`, "
         "`inference_node`) feeds it exactly this, one 33 ms slice per step.",
-        f"- Output: one score per AU ({', '.join(meta.get('classes') or [])}).", "",
+        f"- Output: one score per AU ({', '.join(meta.get('classes') or [])}): the time-averaged vote activation "
+        "in [0, 1]. The live node publishes probabilities softmax(scores / T) with T = "
+        f"{extra.get('temperature', 1.0):.4g}, fitted by temperature scaling on the held-out fold predictions "
+        f"(negative log-likelihood {extra.get('calibration', {}).get('nll', float('nan')):.3f}, against "
+        f"{extra.get('calibration', {}).get('nll_at_1', float('nan')):.3f} at T = 1); the node's `temperature` "
+        "parameter overrides it.", "",
         "## How it was trained", "",
         f"- Data: `{extra.get('dataset', summary.get('data', '?'))}` — subjects {', '.join(extra.get('train_subjects', []))} "
         "(all of them: this is the `--final` model; the accuracy below comes from the leave-one-subject-out folds "

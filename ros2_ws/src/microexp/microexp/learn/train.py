@@ -492,7 +492,9 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
         _barrier(d)
     summary = None
     if d.main:
-        summary = write_training_report(out, cfg, fold_results, seconds=time.monotonic() - t_run)
+        # wall time of the whole run: folds finished by an earlier (resumed) process count with their own time
+        summary = write_training_report(out, cfg, fold_results, seconds=max(
+            time.monotonic() - t_run, sum(float(f.get("seconds") or 0.0) for f in fold_results)))
     if final:
         folder = out / "final"
         folder.mkdir(parents=True, exist_ok=True)

@@ -100,9 +100,10 @@ def _report(out: Path, predictions: list[dict], summary: dict) -> dict:
     segs = []
     for seg in manifest["segments"]:
         inside = [p for p in predictions if seg["start_ns"] <= p["stamp_ns"] <= (seg["stop_ns"] or 2**63)]
-        busy = [p for p in inside if p["events"] > 0]
+        # windows where the SNN's output was silent give uniform probabilities: no evidence, not "AU2"
+        busy = [p for p in inside if p["events"] > 0 and np.ptp(p["probabilities"]) > 1e-6]
         mean = np.mean([p["probabilities"] for p in busy], axis=0) if busy else None
-        segs.append({"segment": seg["name"], "true_au": seg["au"], "windows": len(inside),
+        segs.append({"segment": seg["name"], "true_au": seg["au"], "windows": len(inside), "windows_with_output": len(busy),
                      "predicted_au": AU_LABELS[int(np.argmax(mean))] if mean is not None else None,
                      "p_true": round(float(mean[au_index(seg["au"])]), 4) if mean is not None else None})
     _plots(out, predictions, manifest)

@@ -73,7 +73,8 @@ PARAMS = (
     Param("frame_to_events", [1.0, 1.0, 0.0, 0.0], "face box from image to event pixels [sx, sy, ox, oy]: "
           "x = sx*u + ox, y = sy*v + oy (identity for the DAVIS346's own APS frames)"),
     Param("horizon", 10, "windows averaged by the smoothed decision", min=1, max=1000),
-    Param("temperature", 1.0, "softmax temperature of the probabilities (1 = plain softmax)", min=0.001, max=100.0),
+    Param("temperature", 0.0, "softmax temperature of the probabilities; 0 = the model's calibrated one (stored by "
+          "`microexp export`), or 1 (plain softmax) when it has none", min=0.0, max=100.0),
     Param("gap_ms", 200.0, "a pause in the events longer than this (sensor time, or without packets) ends the "
                            "clip: the open window is published and the SNN reset", min=1.0, max=60000.0, unit="ms"),
     Param("chunk_us", 8000, "events are binned in batches spanning at most this much sensor time",
@@ -124,6 +125,7 @@ class InferenceNode(Node):
             raise MicroexpError(f"{self.get_name()}: parameter model is empty and the default model {model_path} "
                                 "does not exist yet: give a checkpoint (microexp infer --model FILE)")
         self.model, self.meta, self.model_id = load_au_model(model_path, self.device)
+        self.temperature = float(self.p["temperature"] or self.meta.get("extra", {}).get("temperature") or 1.0)
         self.roi = parse_roi(self.p["roi"])
         self.box_map = BoxMap.from_list(self.p["frame_to_events"])
         self.face: Optional[FaceTracker] = None
@@ -195,7 +197,8 @@ class InferenceNode(Node):
         if self.face is not None:
             self._start_face_detection()
         self.get_logger().info(
-            f"model {self.model_id} on {self.device}; events {self.events_sub.topic_name}; "
+            f"model {self.model_id} on {self.device} (temperature {self.temperature:.3g}); "
+            f"events {self.events_sub.topic_name}; "
             f"face {'from ' + self.p['frames_topic'] if self.face is not None else 'off (fixed ROI)'}")
 
     # ------------------------------------------------------------------------------------------- set-up
@@ -239,7 +242,7 @@ class InferenceNode(Node):
         self.pipeline = StreamingAUPipeline(
             self.model, int(msg.width), int(msg.height), slice_us=self.p["slice_us"], roi=self.roi,
             device=self.device, horizon=self.p["horizon"], gap_us=int(self.p["gap_ms"] * 1000),
-            temperature=self.p["temperature"], face=self.face, chunk_us=self.p["chunk_us"])
+            temperature=self.temperature, face=self.face, chunk_us=self.p["chunk_us"])
         if old is not None:
             self.counts["stream_changes"] += 1
             self._carry_counts(old)
