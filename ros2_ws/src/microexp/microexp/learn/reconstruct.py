@@ -8,7 +8,7 @@ squared error + KL). Evaluation reconstructs from the events alone: ``model.samp
 prior mean, so the target never reaches the model at test time.
 
 Split: the paper does not say how its frames were split. Here whole clips are held out: the clips of AUs
-whose class index is 2 mod 5 (AU5, AU15, AU43, AU53, AU63 — eyes, mouth, head, gaze) of every subject form
+whose class index is 2 mod 5 (AU5, AU17, AU45, AU61 — upper lid, chin, blink, gaze) of every subject form
 the test set, the rest train. Subjects are seen in training (identity cannot be recovered from events), AU
 performances of the test clips are not. ``--split subject`` holds out the last subject instead.
 
