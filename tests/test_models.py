@@ -451,9 +451,11 @@ def test_save_checkpoint_rejects_what_cannot_be_stored(tmp_path):
 
 
 def test_event_driven_fc1_equals_dense_product():
-    """The streaming step computes fc1 from the active spikes only (CPU, eval); it must equal the dense layer."""
+    """The layer-by-layer streaming step computes fc1 from the active spikes only (CPU, eval); it must equal
+    the dense layer."""
     torch.manual_seed(4)
     model = AUSpikingNet(SNNConfig()).eval()
+    model.FUSED_STEP = False  # the fused kernel (tested below) would bypass fc1 altogether
     with torch.no_grad():  # a random model barely spikes; scale it so that every layer does
         for layer in (model.conv1, model.conv2, model.fc1, model.fc2):
             layer.weight.mul_(8)
@@ -507,3 +509,62 @@ def test_fused_cpu_step_is_bit_identical_to_the_multi_step_loop():
     assert len(calls) == len(x)  # the fused path ran
     assert 0 < int(ref.sum()) < ref.numel()  # some spikes, some not
     assert torch.equal(steps, ref) and torch.equal(node.v, v_ref)
+
+
+def _busy_model(seed: int) -> AUSpikingNet:
+    """A random SNN scaled so that every layer spikes, with non-trivial batch-norm statistics."""
+    torch.manual_seed(seed)
+    model = AUSpikingNet(SNNConfig()).eval()
+    with torch.no_grad():
+        for layer in (model.conv1, model.conv2, model.fc1, model.fc2):
+            layer.weight.mul_(8)
+        for bn in (model.bn1, model.bn2):
+            bn.running_mean.uniform_(-0.3, 0.3)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.2, 0.2)
+        for p in (model.plif1, model.plif2, model.plif3, model.plif4):
+            p.w.uniform_(-1, 1)
+    return model
+
+
+def test_fused_cpu_step_equals_the_layer_by_layer_step_and_forward(monkeypatch):
+    """The live node's step is one numba kernel (models.snn_fused): it must give the layer-by-layer step's
+    outputs and membranes, continue a multi-step call's state, and stay out of training and autograd."""
+    from microexp.models import snn_fused
+
+    model = _busy_model(11)
+    x = (torch.rand(14, 2, 2, 64, 64) < 0.1).float() * torch.rand(14, 2, 2, 64, 64) * 3
+    outs, membranes = {}, {}
+    for fused in (True, False):
+        model.FUSED_STEP = fused
+        model.reset()
+        with torch.inference_mode():
+            outs[fused] = torch.stack([model.step(x[t]) for t in range(len(x))])
+        membranes[fused] = [p.v.contiguous() for p in (model.plif1, model.plif2, model.plif3, model.plif4)]
+    assert float(outs[False].sum()) > 0 and all(float(v.abs().sum()) > 0 for v in membranes[False])
+    torch.testing.assert_close(outs[True], outs[False], atol=1e-5, rtol=0)
+    for a, b in zip(membranes[True], membranes[False]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), outs[True][-1], atol=1e-5, rtol=0)
+        # a multi-step call, then fused steps: the same as one call over the whole sequence
+        model.FUSED_STEP = True
+        model(x[:6])
+        for t in range(6, len(x)):
+            last = model.step(x[t])
+        torch.testing.assert_close(last, outs[False][-1], atol=1e-5, rtol=0)
+    calls = []
+    kernel = snn_fused._kernel()
+    monkeypatch.setattr(snn_fused, "_kernel", lambda: (lambda *a: calls.append(1) or kernel(*a)))
+    model.reset()
+    with torch.inference_mode():
+        model.step(x[0])
+    assert calls == [1]
+    model.reset()
+    model.step(x[0])  # autograd on: layer by layer
+    model.train()
+    with torch.inference_mode():
+        model.reset()
+        model.step(x[0])  # training: layer by layer
+    assert calls == [1] and not snn_fused.supported(model)

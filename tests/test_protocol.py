@@ -82,3 +82,29 @@ def test_quit_discards_the_take_in_progress():
     r = ProtocolRunner(["AU2", "AU5"], ledger, T)
     run_until_done(r, keys={2.2: "quit"})
     assert ledger.calls[-1] == ("stop", "discarded")
+
+
+def test_takes_repeat_each_au_with_consecutive_trials():
+    ledger = Ledger()
+    r = ProtocolRunner(["AU2", "AU12"], ledger, T, takes=3, first_trial=4)
+    run_until_done(r)
+    starts = [(c[1], c[2]) for c in ledger.calls if c[0] == "start"]
+    assert starts == [("AU2", 4), ("AU2", 5), ("AU2", 6), ("AU12", 4), ("AU12", 5), ("AU12", 6)]
+    assert [c for c in ledger.calls if c[0] == "stop"] == [("stop", "kept")] * 6
+
+
+def test_a_redone_take_does_not_count_towards_the_takes():
+    ledger = Ledger()
+    r = ProtocolRunner(["AU4", "AU6"], ledger, T, takes=2)
+    # 4.0 s: the first AU4 take is in its rest phase -> redo marks it redone; two kept takes still follow
+    run_until_done(r, keys={4.0: "redo"})
+    starts = [(c[1], c[2]) for c in ledger.calls if c[0] == "start"]
+    assert starts == [("AU4", 1), ("AU4", 2), ("AU4", 3), ("AU6", 1), ("AU6", 2)]
+    assert ledger.calls.count(("stop", "kept")) == 5 and ("redone", 1) in ledger.calls
+
+
+def test_bad_takes_are_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="takes"):
+        ProtocolRunner(["AU2"], Ledger(), T, takes=0)

@@ -2,7 +2,8 @@
 
 For each Action Unit: its name and description, a demonstration prompt, a countdown (the segment starts
 recording when the countdown appears, as in the paper), the performance, a double beep, and rest (the
-segment is closed and kept). The experimenter can redo (the previous take is marked redone and the AU runs
+segment is closed and kept). Each AU is performed ``takes`` times in a row (trials ``first_trial``,
+``first_trial + 1``, ...; a redone take gets the next trial number). The experimenter can redo (the previous take is marked redone and the AU runs
 again), pause, skip, or quit. A :class:`ProtocolRunner` is driven by ``tick(now)``; a recorder is any object
 with ``start_segment(au, trial) -> id``, ``stop_segment(status)`` and ``redo_segment() -> id``.
 """
@@ -67,11 +68,24 @@ class ProtocolRunner:
     clock: object = None  # callable() -> now; when given, phases after a blocking recorder call start from it
     index: int = 0
     trial: int = 1
+    takes: int = 1  # kept takes wanted per AU
+    first_trial: int = 1  # trial number of each AU's first take
+    kept: int = 0  # kept takes of the current AU
     phase: Phase = Phase.IDLE
     phase_end: float = 0.0
     paused_from: tuple | None = None
     segment_id: int | None = None
     log: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.takes < 1 or self.first_trial < 0:
+            raise ValueError(f"takes must be >= 1 and first_trial >= 0 (got {self.takes}, {self.first_trial})")
+        self.trial = self.first_trial
+
+    def _next_au(self) -> None:
+        self.index += 1
+        self.trial = self.first_trial
+        self.kept = 0
 
     @property
     def au(self) -> str | None:
@@ -115,11 +129,14 @@ class ProtocolRunner:
                 self._enter(Phase.BEEP, t, self.timing.beep_s)
             elif self.phase == Phase.BEEP:
                 self.recorder.stop_segment("kept")
+                self.kept += 1
                 self._emit("segment", action="stop", segment_id=self.segment_id, status="kept")
                 self._enter(Phase.REST, t, self.timing.rest_s)
             elif self.phase == Phase.REST:
-                self.index += 1
-                self.trial = 1
+                if self.kept < self.takes:  # the same AU again
+                    self.trial += 1
+                else:
+                    self._next_au()
                 self.start(t)
         return self.phase
 
@@ -130,6 +147,7 @@ class ProtocolRunner:
             self.recorder.stop_segment("redone")
         elif self.phase == Phase.REST and self.index < len(self.aus):
             self.recorder.mark_redone(self.segment_id)
+            self.kept -= 1
         else:
             return
         self._emit("segment", action="redo", segment_id=self.segment_id, status="redone")
@@ -151,8 +169,7 @@ class ProtocolRunner:
             self.recorder.stop_segment("discarded")
             self._emit("segment", action="stop", segment_id=self.segment_id, status="discarded")
         if self.phase != Phase.DONE:
-            self.index += 1
-            self.trial = 1
+            self._next_au()
             self.start(now)
 
     def quit(self, now: float) -> None:

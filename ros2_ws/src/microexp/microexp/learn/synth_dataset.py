@@ -8,9 +8,15 @@ machine cannot talk to it. Subjects ``S01..S0k`` (``--evk4-subjects``) are recor
 others with the DAVIS346 and the webcam only, as in the paper. Then :func:`microexp.learn.build.build_dataset`
 turns every kept segment into a clip.
 
+More data than the paper's one take per AU: ``--takes N`` records N sessions per subject, ``S01`` (trial 1
+of every AU), ``S01-take2`` (trial 2), ...: the same synthetic person performing each AU again with a new
+timing, intensity and sensor noise (``make_trial`` draws them from the trial number). The builder labels
+every take with its subject, so leave-one-subject-out folds keep all takes of a subject together.
+
 Folder ``OUT``::
 
     OUT/sessions/S01 ...        recording sessions (manifest.json, one bag per segment, summary.json)
+    OUT/sessions/S01-take2 ...  further takes (``--takes``)
     OUT/logs/S01.log ...        each recording's output
     OUT/record_params.yaml      the ROS parameters given to the recordings (see below)
     OUT/dataset/                the clip dataset (index.json, clips/)
@@ -66,15 +72,21 @@ def session_done(folder: Path, aus: list[str]) -> bool:
     return bool(doc.get("finished")) and set(aus) <= kept and (folder / "summary.json").exists()
 
 
+def session_name(subject: str, take: int) -> str:
+    """Folder of a subject's ``take`` (1-based): ``S01``, ``S01-take2``, ..."""
+    return subject if take == 1 else f"{subject}-take{take}"
+
+
 def record_session(folder: Path, subject: str, aus: list[str], sensors: str, seed: int, time_scale: float,
-                   params: Path, log: Path, timeout_s: float) -> float:
+                   params: Path, log: Path, timeout_s: float, take: int = 1) -> float:
     """Run one ``microexp record`` session as a subprocess; returns its wall time (s)."""
     env = dict(os.environ)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["ROS_DOMAIN_ID"] = str(random.Random(f"{os.getpid()}-{subject}-{time.time()}").randint(1, 101))
     cmd = [sys.executable, "-m", "microexp.cli", "record", "--source", "synthetic", "--subject", subject,
            "--aus", ",".join(aus), "--out", str(folder), "--sensors", sensors, "--seed", str(seed),
-           "--time-scale", str(time_scale), "--params", str(params), "--headless"]
+           "--time-scale", str(time_scale), "--params", str(params), "--headless",
+           "--first-trial", str(take), "--takes", "1"]
     t0 = time.monotonic()
     with open(log, "w") as fh:
         fh.write(" ".join(cmd) + f"\n# ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}\n")
@@ -91,13 +103,15 @@ def record_session(folder: Path, subject: str, aus: list[str], sensors: str, see
 
 def make_synth_dataset(out, subjects: int = 7, evk4_subjects: int = 3, aus: str = "all", seed: int = 0,
                        time_scale: float = 0.5, build: bool = True, progress: bool = True,
-                       retries: int = 1) -> dict:
+                       retries: int = 1, takes: int = 1) -> dict:
     """Record the sessions that are missing, then build the dataset; returns the summary (also written to
     ``OUT/synth_dataset.json``)."""
     from microexp.protocol import parse_aus
 
     if subjects < 1 or not 0 <= evk4_subjects <= subjects:
         raise ParameterError(f"need subjects >= 1 and 0 <= evk4-subjects <= subjects (got {subjects}, {evk4_subjects})")
+    if takes < 1:
+        raise ParameterError(f"--takes must be >= 1 (got {takes})")
     au_list = parse_aus(aus)
     out = Path(out)
     for sub in ("sessions", "logs"):
@@ -109,21 +123,26 @@ def make_synth_dataset(out, subjects: int = 7, evk4_subjects: int = 3, aus: str 
     sessions = previous.get("sessions", {})
     t_all = time.monotonic()
     names = subject_names(subjects)
-    for i, subject in enumerate(names):
-        folder = out / "sessions" / subject
+    runs = [(take, i, subject) for take in range(1, takes + 1) for i, subject in enumerate(names)]
+    folders = []
+    for take, i, subject in runs:
+        name = session_name(subject, take)
+        folder = out / "sessions" / name
+        folders.append(folder)
         sensors = "davis346,evk4,webcam" if i < evk4_subjects else "davis346,webcam"
         if session_done(folder, au_list):
-            sessions.setdefault(subject, {"sensors": sensors, "seconds": None})["status"] = "kept (already recorded)"
+            sessions.setdefault(name, {"sensors": sensors, "seconds": None})["status"] = "kept (already recorded)"
             continue
         for attempt in range(retries + 1):
             if folder.exists():
                 shutil.rmtree(folder)  # an unfinished session of ours: the recorder wants an empty folder
             if progress:
-                print(f"synth-dataset: recording {subject} ({len(au_list)} AUs, {sensors})", file=sys.stderr, flush=True)
+                print(f"synth-dataset: recording {subject} take {take} ({len(au_list)} AUs, {sensors})",
+                      file=sys.stderr, flush=True)
             try:
                 seconds = record_session(folder, subject, au_list, sensors, seed, time_scale, params,
-                                         out / "logs" / f"{subject}.log",
-                                         timeout_s=120.0 + 90.0 * len(au_list))
+                                         out / "logs" / f"{name}.log",
+                                         timeout_s=120.0 + 90.0 * len(au_list), take=take)
             except MicroexpError as exc:
                 if attempt == retries:
                     raise
@@ -132,20 +151,20 @@ def make_synth_dataset(out, subjects: int = 7, evk4_subjects: int = 3, aus: str 
             if session_done(folder, au_list):
                 break
             if attempt == retries:
-                raise MicroexpError(f"recording {subject} ended without a kept segment of every AU "
-                                    f"(log: {out / 'logs' / (subject + '.log')})")
-        sessions[subject] = {"sensors": sensors, "seconds": round(seconds, 1), "status": "recorded",
-                             "seconds_per_au": round(seconds / len(au_list), 2)}
+                raise MicroexpError(f"recording {name} ended without a kept segment of every AU "
+                                    f"(log: {out / 'logs' / (name + '.log')})")
+        sessions[name] = {"subject": subject, "take": take, "sensors": sensors, "seconds": round(seconds, 1),
+                          "status": "recorded", "seconds_per_au": round(seconds / len(au_list), 2)}
         _write(summary_path, {**previous, "sessions": sessions})
     record_s = time.monotonic() - t_all
     summary = {"out": str(out), "subjects": names, "evk4_subjects": names[:evk4_subjects], "aus": au_list,
-               "seed": seed, "time_scale": time_scale, "sessions": sessions,
+               "takes": takes, "seed": seed, "time_scale": time_scale, "sessions": sessions,
                "record_seconds_this_run": round(record_s, 1)}
     if build:
         from microexp.learn.build import BuildOptions, build_dataset
 
         t0 = time.monotonic()
-        built = build_dataset([out / "sessions" / n for n in names], out / "dataset", BuildOptions(),
+        built = build_dataset(folders, out / "dataset", BuildOptions(),
                               progress=progress)
         summary["dataset"] = built
         summary["build_seconds_this_run"] = round(time.monotonic() - t0, 1)
@@ -178,6 +197,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--subjects", type=int, default=7, help="number of synthetic subjects S01..")
     parser.add_argument("--evk4-subjects", type=int, default=3, help="how many of them (the first) also have the EVK4")
     parser.add_argument("--aus", default="all", help="Action Units, e.g. AU2,AU12 (default: the 21 of Table 1)")
+    parser.add_argument("--takes", type=int, default=1,
+                        help="takes of every AU per subject (the paper: 1); take k is recorded as session S0x-take<k>")
     parser.add_argument("--seed", type=int, default=0, help="synthetic rig seed")
     parser.add_argument("--time-scale", type=float, default=0.5, help="protocol phase scale of the recordings")
     parser.add_argument("--no-build", action="store_true", help="record only; build later with `microexp dataset`")
@@ -186,7 +207,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     summary = make_synth_dataset(args.out, subjects=args.subjects, evk4_subjects=args.evk4_subjects, aus=args.aus,
-                                 seed=args.seed, time_scale=args.time_scale, build=not args.no_build,
+                                 seed=args.seed, time_scale=args.time_scale, build=not args.no_build, takes=args.takes,
                                  progress=not args.quiet)
     print(json.dumps(summary), flush=True)
     return 0

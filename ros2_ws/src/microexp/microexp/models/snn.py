@@ -187,8 +187,8 @@ class AUSpikingNet(nn.Module):
 
     def __getstate__(self):
         state = detach_state(dict(super().__getstate__()), ("_output_sum",))
-        state.pop("_fc1_t", None)
-        state.pop("_fc1_t_key", None)
+        for name in ("_fc1_t", "_fc1_t_key", "_fused"):
+            state.pop(name, None)
         return state
 
     @property
@@ -265,13 +265,29 @@ class AUSpikingNet(nn.Module):
         out.index_add_(0, active[:, 0], self._fc1_t.index_select(0, active[:, 1]))
         return out
 
+    #: CPU inference steps run as one numba kernel (:mod:`microexp.models.snn_fused`) when the model allows it
+    FUSED_STEP = True
+
     def step(self, x_t: torch.Tensor) -> torch.Tensor:
         """Streaming mode: consume one frame per clip [B, C, H, W] and return the running average [B, num_classes]
         of the activations since the last :meth:`reset`. After T steps this equals ``forward`` over the T frames
-        (eval mode; in training mode batch norm would use per-step batch statistics)."""
+        (eval mode; in training mode batch norm would use per-step batch statistics). On CPU in eval mode
+        without autograd the whole step is one numba kernel (:mod:`microexp.models.snn_fused`, equal up to
+        float summation order); ``FUSED_STEP = False`` runs it layer by layer."""
         if x_t.dim() != 4:
             raise ParameterError(f"AUSpikingNet.step: input must be [B, C, H, W], got {tuple(x_t.shape)}")
         self._check_frame(x_t.shape[1:], "AUSpikingNet.step")
+        if self.FUSED_STEP and x_t.device.type == "cpu" and x_t.dtype == torch.float32:
+            from microexp.models import snn_fused
+
+            if snn_fused.supported(self):
+                fused = self.__dict__.get("_fused")
+                if fused is None:
+                    fused = self.__dict__["_fused"] = snn_fused.FusedStep()
+                out = fused(self, x_t)
+                self._output_sum = out if self._output_sum is None else self._output_sum + out
+                self._steps += 1
+                return self._output_sum / self._steps
         pool = self.pool1 if self.training or torch.is_grad_enabled() else _max_pool_2x2
         y = pool(self.plif1.single_step(self.bn1(self.conv1(x_t))))
         y = (self.pool2 if pool is self.pool1 else pool)(self.plif2.single_step(self.bn2(self.conv2(y)))).flatten(1)

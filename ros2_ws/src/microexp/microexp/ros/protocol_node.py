@@ -20,6 +20,9 @@ PARAMS = (
     Param("aus", "all", "Action Units to run, in order ('all' = the 21 of Table 1, or e.g. 'AU2,AU12,AU45')"),
     Param("subject", "S00", "subject pseudonym passed to the recorder"),
     Param("lux", 0.0, "measured illuminance of the face, written to each segment", min=0.0, max=200000.0, unit="lx"),
+    Param("takes", 1, "kept takes of each AU, performed in a row", min=1, max=100),
+    Param("first_trial", 1, "trial number of each AU's first take (a later session of the same subject continues)",
+          min=0, max=10000),
     Param("headless", False, "run unattended: no keys, start at once, exit when done"),
     Param("time_scale", 1.0, "multiply every phase duration (tests use < 1)", min=0.01, max=100.0),
     Param("demo_s", 4.0, "demonstration phase", min=0.0, max=600.0, unit="s"),
@@ -90,7 +93,7 @@ class ProtocolNode(Node):
         self.client = RecorderClient(self)
         self.ui = ui
         self.runner = ProtocolRunner(parse_aus(self.p["aus"]), self.client, timing, on_event=self._on_event,
-                                     clock=time.monotonic)
+                                     clock=time.monotonic, takes=self.p["takes"], first_trial=self.p["first_trial"])
         self.finished = threading.Event()
         self.error: str | None = None
         self.keys: list[str] = []

@@ -19,6 +19,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="session folder to create (must not exist or be empty)")
     parser.add_argument("--subject", default="S01", help="subject pseudonym (never a name)")
     parser.add_argument("--aus", default="all", help="Action Units in order, e.g. AU2,AU12,AU45 (default: all 21)")
+    parser.add_argument("--takes", type=int, default=None, help="kept takes of each AU, in a row (default 1)")
+    parser.add_argument("--first-trial", type=int, default=None,
+                        help="trial number of each AU's first take (default 1; a later session of a subject continues)")
     parser.add_argument("--lux", type=float, default=None, help="measured illuminance written to each segment")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=None, help="bag storage (default mcap)")
     parser.add_argument("--params", action="append", default=[], help="ROS 2 parameter file(s) for the nodes")
@@ -68,7 +71,7 @@ def session(args, add_nodes=None) -> dict:
                                               dict(synth.published))) if synth else None,
                                           parameter_overrides=overrides(
             "protocol", args.params, aus=args.aus, subject=args.subject, lux=args.lux, headless=headless,
-            time_scale=args.time_scale, **extra)))
+            time_scale=args.time_scale, takes=args.takes, first_trial=args.first_trial, **extra)))
         if ui is not None:
             ui.attach(protocol)
         if add_nodes is not None:
@@ -108,7 +111,8 @@ def build_sensors(args, sensors: list[str], overrides) -> list:
         scale = args.time_scale or 1.0
         nodes.append(SyntheticRigNode(parameter_overrides=overrides(
             "synthetic", args.params, sensors=",".join(sensors), subject=args.subject, seed=args.seed,
-            qos="reliable", prefetch=args.aus, perform_delay_s=3.0 * scale, duration_s=SYNTH_CLIP_S)))
+            qos="reliable", prefetch=args.aus, prefetch_takes=args.takes, prefetch_first_trial=args.first_trial,
+            perform_delay_s=3.0 * scale, duration_s=SYNTH_CLIP_S)))
         return nodes
     mode = "file" if args.source == "file" else "device"
     if "evk4" in sensors and (mode == "device" or args.evk4_file):

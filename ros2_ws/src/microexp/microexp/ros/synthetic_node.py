@@ -53,7 +53,10 @@ PARAMS = (
     Param("duration_s", 2.5, "clip length, neutral margins included (the paper's clips average 2.5 s)", min=0.5, max=20.0, unit="s"),
     Param("qos", "sensor", "QoS of the sensor topics: sensor (best effort) or reliable", choices=("sensor", "reliable")),
     Param("segments_topic", "/recorder/segments", "segment markers to follow when plan is empty"),
-    Param("prefetch", "", "AUs to simulate ahead, in order (first trials), so that segments play without delay"),
+    Param("prefetch", "", "AUs to simulate ahead, in order, so that segments play without delay"),
+    Param("prefetch_takes", 1, "takes of each prefetched AU (the protocol's takes)", min=1, max=100),
+    Param("prefetch_first_trial", 1, "trial number of each prefetched AU's first take (the protocol's first_trial)",
+          min=0, max=10000),
 )
 
 
@@ -158,13 +161,18 @@ class SyntheticRigNode(Node):
         return False
 
     def _prefetch_loop(self, aus: list[str]) -> None:
-        for i, au in enumerate(aus):
+        if self.p["plan"]:
+            plan = [(au, self.p["trial"] + i) for i, au in enumerate(aus)]
+        else:  # the takes the protocol will ask for, in its order
+            first, takes = self.p["prefetch_first_trial"], self.p["prefetch_takes"]
+            plan = [(au, first + k) for au in aus for k in range(takes)]
+        for au, trial in plan:
             while len(self._cache) >= 2 and not self._stop.is_set():  # stay at most two clips ahead
                 time.sleep(0.05)
             if self._stop.is_set():
                 return
             try:
-                self._simulate(au, 1 if not self.p["plan"] else self.p["trial"] + i)
+                self._simulate(au, trial)
             except Exception as exc:
                 self.get_logger().error(f"prefetch of {au} failed: {exc}")
                 return
