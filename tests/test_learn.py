@@ -284,3 +284,25 @@ def test_rgb_and_cnn3d_samples(tmp_path):
     assert len(samples) == 6 and {s.array for s in samples} == {"webcam_rgb"}
     paper = make_config("snn", "events", "paper")
     assert (paper.epochs, paper.batch_size, paper.lr, paper.dropout, paper.slices) == (100, 8, 1e-3, 0.2, 75)
+
+
+def test_synth_dataset_records_takes_through_the_real_path(tmp_path):
+    """`microexp synth-dataset --takes 2`: two recording sessions of one subject (rig -> DDS -> recorder ->
+    bags), trials 1 and 2 of the AU, built into clips labelled with the same subject; a second call records
+    nothing again."""
+    from microexp.learn.synth_dataset import make_synth_dataset
+
+    out = tmp_path / "synth"
+    summary = make_synth_dataset(out, subjects=1, evk4_subjects=0, aus="AU12", takes=2, progress=False)
+    assert sorted(summary["sessions"]) == ["S01", "S01-take2"]
+    assert summary["dataset"]["failed"] == [] and summary["incomplete_clips"] == []
+    data = ClipDataset(out / "dataset")
+    clips = sorted(data.clips, key=lambda c: c["trial"])
+    assert [(c["subject"], c["au"], c["trial"]) for c in clips] == [("S01", "AU12", 1), ("S01", "AU12", 2)]
+    a, b = (np.asarray(data.array(c, "davis346")) for c in clips)
+    assert a.shape[1:] == (2, 64, 64) and a.sum() > 0 and b.sum() > 0
+    n = min(len(a), len(b))
+    assert not np.array_equal(a[:n], b[:n])  # another performance, not a copy
+    again = make_synth_dataset(out, subjects=1, evk4_subjects=0, aus="AU12", takes=2, progress=False)
+    assert all(s["status"].startswith("kept") for s in again["sessions"].values())
+    assert again["dataset"]["built"] == 0 and again["dataset"]["clips"] == 2
