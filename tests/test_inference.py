@@ -126,6 +126,29 @@ def test_crop_resize_area_averages_counts_and_pads_outside_the_sensor():
     assert np.array_equal(same, frame.astype(np.float32))
 
 
+def test_event_driven_crop_equals_opencv_area_resampling():
+    """Downscaling crops spread each non-zero pixel over the outputs it overlaps (numba); the result must be
+    cv2.resize(INTER_AREA) of the zero-padded box, for random boxes, scales, dtypes and borders."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        h, w = (260, 346) if trial % 2 else (720, 1280)
+        dtype = (np.float32, np.uint16, np.int32)[trial % 3]
+        frame = ((rng.random((2, h, w)) < rng.uniform(0.001, 0.5)) * rng.integers(1, 6, (2, h, w))).astype(dtype)
+        side = int(rng.integers(64, 480))
+        x0, y0 = int(rng.integers(-80, w - 20)), int(rng.integers(-80, h - 20))
+        box = (x0 + rng.random(), y0 + rng.random(), x0 + side + int(rng.integers(0, 40)), y0 + side)
+        got = crop_resize(frame, box, 64)
+        bx0, by0, bx1, by1 = pixel_box(box)
+        region = np.zeros((2, by1 - by0, bx1 - bx0), np.float32)
+        sx0, sy0, sx1, sy1 = max(bx0, 0), max(by0, 0), min(bx1, w), min(by1, h)
+        if sx1 > sx0 and sy1 > sy0:
+            region[:, sy0 - by0:sy1 - by0, sx0 - bx0:sx1 - bx0] = frame[:, sy0:sy1, sx0:sx1]
+        want = np.stack([cv2.resize(np.ascontiguousarray(p), (64, 64), interpolation=cv2.INTER_AREA) for p in region])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * max(1.0, float(want.max())))
+
+
 def test_box_rounding_square_boxes_and_roi_parsing():
     assert pixel_box((0.49, 0.5, 10.5, 10.4)) == (0, 1, 11, 10)
     assert pixel_box((3.0, 3.0, 3.2, 3.1)) == (3, 3, 4, 4)  # at least one pixel

@@ -12,6 +12,12 @@ one polarity plane at a time): when the box is larger than the output (the usual
 on the scale of events per source pixel whatever the face size (a box of exactly the output size is copied
 unchanged). When the box is smaller than the output, OpenCV's ``INTER_AREA`` interpolates bilinearly.
 
+Downscaling is computed event-driven (:func:`_sparse_area`): event frames are mostly zero, so a numba loop
+visits the box once and spreads each non-zero pixel over the (at most 2 x 2) output pixels it overlaps, with
+OpenCV's area weights (including its rule that overlaps under 1/1000 of a pixel are ignored). That equals
+``cv2.resize(INTER_AREA)`` up to float summation order (tested within 1e-5) at a fraction of its cost on a
+sparse 400 x 400 box (the live node crops every 33 ms window).
+
 Example
 -------
 >>> import numpy as np
@@ -22,6 +28,7 @@ Example
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -80,6 +87,10 @@ def crop_resize(frame: np.ndarray, box: Optional[Sequence[float]] = None, size: 
         out = np.empty((c, size, size), dtype=np.float32)
     elif out.shape != (c, size, size) or out.dtype != np.float32:
         raise ParameterError(f"crop_resize: out must be float32 {(c, size, size)}, got {out.dtype} {out.shape}")
+    if y1 - y0 >= size and x1 - x0 >= size and (y1 - y0, x1 - x0) != (size, size):
+        ty, tx = _area_table(y1 - y0, size), _area_table(x1 - x0, size)
+        _sparse_area_kernel()(frame, y0, x0, *ty, *tx, out)
+        return out
     inside = x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h
     if inside:
         region = frame[:, y0:y1, x0:x1]
@@ -95,6 +106,71 @@ def crop_resize(frame: np.ndarray, box: Optional[Sequence[float]] = None, size: 
         else:
             out[k] = cv2.resize(plane, (size, size), interpolation=cv2.INTER_AREA)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _area_table(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Area weights of downscaling ``src`` pixels to ``dst`` (``src >= dst``) along one axis, per source pixel:
+    (first output index, its weight, second output index or -1, its weight). OpenCV's INTER_AREA tables:
+    output ``d`` covers source ``[d·s, (d+1)·s)`` with ``s = src / dst``; each source pixel weighs its overlap
+    divided by the cell width; overlaps of at most 1/1000 of a pixel are dropped."""
+    scale = src / dst
+    d0 = np.full(src, -1, np.int64)
+    w0 = np.zeros(src, np.float32)
+    d1 = np.full(src, -1, np.int64)
+    w1 = np.zeros(src, np.float32)
+
+    def add(i: int, d: int, weight: float) -> None:
+        if d0[i] < 0:
+            d0[i], w0[i] = d, weight
+        else:
+            d1[i], w1[i] = d, weight
+
+    for d in range(dst):
+        f1 = d * scale
+        f2 = f1 + scale
+        cell = min(scale, src - f1)
+        s1, s2 = math.ceil(f1), math.floor(f2)
+        s2 = min(s2, src - 1)
+        s1 = min(s1, s2)
+        if s1 - f1 > 1e-3:
+            add(s1 - 1, d, (s1 - f1) / cell)
+        for i in range(s1, s2):
+            add(i, d, 1.0 / cell)
+        if f2 - s2 > 1e-3:
+            add(s2, d, min(min(f2 - s2, 1.0), cell) / cell)
+    d0.setflags(write=False)
+    d1.setflags(write=False)
+    return d0, w0, d1, w1
+
+
+@functools.lru_cache(maxsize=None)
+def _sparse_area_kernel():
+    from numba import njit
+
+    @njit(cache=True, nogil=True, boundscheck=False)
+    def area(frame, y0, x0, yd0, yw0, yd1, yw1, xd0, xw0, xd1, xw1, out):  # pragma: no cover - compiled
+        C, H, W = frame.shape
+        hr, wr = yd0.shape[0], xd0.shape[0]
+        out[:] = 0.0
+        for k in range(C):
+            for ry in range(max(0, -y0), min(hr, H - y0)):
+                a0, aw0, a1, aw1 = yd0[ry], yw0[ry], yd1[ry], yw1[ry]
+                for rx in range(max(0, -x0), min(wr, W - x0)):
+                    v = frame[k, y0 + ry, x0 + rx]
+                    if v == 0:
+                        continue
+                    val = np.float32(v)
+                    b0, bw0, b1, bw1 = xd0[rx], xw0[rx], xd1[rx], xw1[rx]
+                    out[k, a0, b0] += val * aw0 * bw0
+                    if b1 >= 0:
+                        out[k, a0, b1] += val * aw0 * bw1
+                    if a1 >= 0:
+                        out[k, a1, b0] += val * aw1 * bw0
+                        if b1 >= 0:
+                            out[k, a1, b1] += val * aw1 * bw1
+
+    return area
 
 
 def square_box(box: Sequence[float], margin: float = 1.0) -> Box:
