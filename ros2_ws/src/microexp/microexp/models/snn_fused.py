@@ -30,113 +30,87 @@ import torch
 def _kernel():
     from numba import njit
 
+    jit = njit(cache=True, nogil=True, boundscheck=False, fastmath=False, inline="always")
+
+    @jit
+    def scatter3x3(acc, y, x, w, ci, val):  # pragma: no cover - acc [H,W,C] += val * kernel of input (ci, y, x)
+        H, W, C = acc.shape
+        for ky in range(3):
+            oy = y + 1 - ky
+            if 0 <= oy < H:
+                for kx in range(3):
+                    ox = x + 1 - kx
+                    if 0 <= ox < W:
+                        for o in range(C):
+                            acc[oy, ox, o] += val * w[ci, ky, kx, o]
+
+    @jit
+    def plif(inp, vv, q, thr, v_reset):  # pragma: no cover - the float32 ops of _plif_inference, in order
+        h = inp - (vv - v_reset)
+        h = h * q
+        h = h + vv
+        fired = h >= thr  # branch-free, so that loops over channels vectorise
+        return (v_reset if fired else h), fired
+
+    @jit
+    def conv_bn_plif(acc, a, c, q, v, thr, v_reset):  # pragma: no cover - v [H,W,C] in place; spikes -> acc
+        H, W, C = acc.shape
+        for y in range(H):
+            for x in range(W):
+                for o in range(C):
+                    v[y, x, o], fired = plif(acc[y, x, o] * a[o] + c[o], v[y, x, o], q, thr, v_reset)
+                    acc[y, x, o] = fired
+
     @njit(cache=True, nogil=True, boundscheck=False, fastmath=False)
     def step(x, w1, a1, c1, q1, v1, w2, a2, c2, q2, v2, fc1t, b1, q3, v3, fc2t, b2, q4, v4,
-             thr, v_reset, group, out, acc1, p1, acc2, p2):  # pragma: no cover - compiled
+             thr, v_reset, group, out, acc1, acc2):  # pragma: no cover - compiled
         # x [B,Ci,H,W]; w1 [Ci,3,3,C]; channels last: v1 [B,H,W,C], v2 [B,H/2,W/2,C]; w2 [C,3,3,C];
-        # fc1t [C*H/4*W/4, F1]; v3 [B,F1]; fc2t [F1,F2]; v4 [B,F2]; out [B,F2/group]; scratch acc1 [H,W,C],
-        # p1 [H/2,W/2,C], acc2 [H/2,W/2,C], p2 [C*H/4*W/4] (torch's flatten order: channel, row, column)
+        # fc1t [C*H/4*W/4, F1] (torch's flatten order: channel, row, column); v3 [B,F1]; fc2t [F1,F2];
+        # v4 [B,F2]; out [B,F2/group]; scratch acc1 [H,W,C], acc2 [H/2,W/2,C]
         B, Ci, H, W = x.shape
         C = w1.shape[3]
         H2, W2, H4, W4 = H // 2, W // 2, H // 4, W // 4
-        F1 = fc1t.shape[1]
-        F2 = fc2t.shape[1]
+        F1, F2 = fc1t.shape[1], fc2t.shape[1]
         for b in range(B):
             # conv1: every non-zero input pixel adds its weighted kernel to the outputs it reaches
             acc1[:] = 0.0
             for ci in range(Ci):
                 for y in range(H):
                     for xx in range(W):
-                        val = x[b, ci, y, xx]
-                        if val == 0.0:
-                            continue
-                        for ky in range(3):
-                            oy = y + 1 - ky
-                            if oy < 0 or oy >= H:
-                                continue
-                            for kx in range(3):
-                                ox = xx + 1 - kx
-                                if ox < 0 or ox >= W:
-                                    continue
-                                for o in range(C):
-                                    acc1[oy, ox, o] += val * w1[ci, ky, kx, o]
-            # bn1 + plif1 + pool1
-            p1[:] = 0
-            active1 = 0
-            for y in range(H):
-                for xx in range(W):
-                    for o in range(C):
-                        vv = v1[b, y, xx, o]
-                        h = acc1[y, xx, o] * a1[o] + c1[o]
-                        h = h - (vv - v_reset)
-                        h = h * q1
-                        h = h + vv
-                        fired = h >= thr  # branch-free, so that the loop over channels vectorises
-                        v1[b, y, xx, o] = v_reset if fired else h
-                        p1[y // 2, xx // 2, o] |= fired
-                        active1 += fired
-            # conv2 over the pooled spikes
+                        if x[b, ci, y, xx] != 0.0:
+                            scatter3x3(acc1, y, xx, w1, ci, x[b, ci, y, xx])
+            conv_bn_plif(acc1, a1, c1, q1, v1[b], thr, v_reset)  # acc1 now holds plif1's spikes
+            # pool1 (a spike anywhere in the 2 x 2 cell) and conv2 over the pooled spikes
             acc2[:] = 0.0
-            if active1:
-                for y in range(H2):
-                    for xx in range(W2):
-                        for ci in range(C):
-                            if p1[y, xx, ci] == 0:
-                                continue
-                            for ky in range(3):
-                                oy = y + 1 - ky
-                                if oy < 0 or oy >= H2:
-                                    continue
-                                for kx in range(3):
-                                    ox = xx + 1 - kx
-                                    if ox < 0 or ox >= W2:
-                                        continue
-                                    for o in range(C):
-                                        acc2[oy, ox, o] += w2[ci, ky, kx, o]
-            # bn2 + plif2 + pool2
-            p2[:] = 0
             for y in range(H2):
                 for xx in range(W2):
-                    for o in range(C):
-                        vv = v2[b, y, xx, o]
-                        h = acc2[y, xx, o] * a2[o] + c2[o]
-                        h = h - (vv - v_reset)
-                        h = h * q2
-                        h = h + vv
-                        fired = h >= thr
-                        v2[b, y, xx, o] = v_reset if fired else h
-                        p2[(o * H4 + y // 2) * W4 + xx // 2] |= fired
-            # fc1 + plif3, with fc2's sum over the spikes of plif3 in the same pass
+                    for ci in range(C):
+                        if (acc1[2 * y, 2 * xx, ci] + acc1[2 * y, 2 * xx + 1, ci] + acc1[2 * y + 1, 2 * xx, ci]
+                                + acc1[2 * y + 1, 2 * xx + 1, ci]) > 0.0:
+                            scatter3x3(acc2, y, xx, w2, ci, np.float32(1.0))
+            conv_bn_plif(acc2, a2, c2, q2, v2[b], thr, v_reset)
+            # pool2 + fc1: the weight rows of the active pooled spikes
             acc3 = b1.copy()
-            for row in range(p2.shape[0]):
-                if p2[row]:
-                    for j in range(F1):
-                        acc3[j] += fc1t[row, j]
+            for o in range(C):
+                for y in range(H4):
+                    for xx in range(W4):
+                        if (acc2[2 * y, 2 * xx, o] + acc2[2 * y, 2 * xx + 1, o] + acc2[2 * y + 1, 2 * xx, o]
+                                + acc2[2 * y + 1, 2 * xx + 1, o]) > 0.0:
+                            row = (o * H4 + y) * W4 + xx
+                            for j in range(F1):
+                                acc3[j] += fc1t[row, j]
+            # plif3, and fc2 summed over its spikes in the same pass
             acc4 = b2.copy()
             for j in range(F1):
-                vv = v3[b, j]
-                h = acc3[j] - (vv - v_reset)
-                h = h * q3
-                h = h + vv
-                if h >= thr:
-                    v3[b, j] = v_reset
+                v3[b, j], fired = plif(acc3[j], v3[b, j], q3, thr, v_reset)
+                if fired:
                     for k in range(F2):
                         acc4[k] += fc2t[j, k]
-                else:
-                    v3[b, j] = h
-            # plif4 + vote
-            for k in range(out.shape[1]):
-                out[b, k] = 0.0
+            # plif4 + vote: each class's share of spiking output neurons
+            out[b, :] = 0.0
             for k in range(F2):
-                vv = v4[b, k]
-                h = acc4[k] - (vv - v_reset)
-                h = h * q4
-                h = h + vv
-                if h >= thr:
-                    v4[b, k] = v_reset
-                    out[b, k // group] += 1.0
-                else:
-                    v4[b, k] = h
+                v4[b, k], fired = plif(acc4[k], v4[b, k], q4, thr, v_reset)
+                out[b, k // group] += fired
             for k in range(out.shape[1]):
                 out[b, k] = out[b, k] / group
         return True
@@ -219,9 +193,8 @@ class FusedStep:
         x = x_t.detach().float().contiguous().numpy()
         scratch = self._scratch.get((C, H, W))
         if scratch is None:
-            scratch = self._scratch[(C, H, W)] = (
-                np.zeros((H, W, C), np.float32), np.zeros((H // 2, W // 2, C), np.uint8),
-                np.zeros((H // 2, W // 2, C), np.float32), np.zeros(C * (H // 4) * (W // 4), np.uint8))
+            scratch = self._scratch[(C, H, W)] = (np.zeros((H, W, C), np.float32),
+                                                  np.zeros((H // 2, W // 2, C), np.float32))
         _kernel()(x, w1, a1, c1, q1, states[0], w2, a2, c2, q2, states[1], fc1t, b1, q3, states[2],
                   fc2t, b2, q4, states[3], np.float32(model.plif1.v_threshold), np.float32(model.plif1.v_reset),
                   fc2t.shape[1] // classes, out, *scratch)
