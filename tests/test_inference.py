@@ -724,6 +724,23 @@ def test_bench_options_pass_through():
         _namespace_for(module, argparse.Namespace(name="latency", options=["--no-such-option"], events=None, repeat=None))
 
 
+def test_gpu_bench_skips_without_cuda_and_its_stream_runs_on_cpu():
+    """`microexp bench gpu` says it skipped on a machine without CUDA; its sustained-stream part (EVT3 decode
+    -> bin -> crop -> SNN through the pipeline) is the real pipeline and runs on CPU too."""
+    import argparse
+
+    import torch
+
+    from microexp.bench import gpu
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: `microexp bench gpu` measures it instead")
+    res = gpu.run(argparse.Namespace(device="cuda", steps=10, rate=1.0, seconds=0.5, no_train=True))
+    assert res["status"].startswith("skipped")
+    sus = gpu.bench_sustained("cpu", 2.0, 0.5)
+    assert sus["events"] == 1_000_000 and sus["windows"] >= 14 and sus["mev_s"] > 0 and not sus["cuda_graph"]
+
+
 def test_the_default_model_ships_with_its_card(monkeypatch):
     """models/au_snn_default.pt: the paper's SNN, loadable for live use, and MODEL_CARD.md quotes the
     leave-one-subject-out figures stored in the checkpoint itself (both written by `microexp export`)."""

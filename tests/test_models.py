@@ -568,3 +568,34 @@ def test_fused_cpu_step_equals_the_layer_by_layer_step_and_forward(monkeypatch):
         model.reset()
         model.step(x[0])  # training: layer by layer
     assert calls == [1] and not snn_fused.supported(model)
+
+
+def test_functional_step_for_cuda_graphs_equals_the_streaming_step():
+    """models.snn_graph.functional_step (what CudaGraphStep captures on a GPU) leaves the model untouched and
+    gives model.step's outputs and membranes; CudaGraphStep refuses to start without CUDA."""
+    from microexp.models import snn_graph
+
+    model = _busy_model(12)
+    model.FUSED_STEP = False
+    x = (torch.rand(12, 2, 2, 64, 64) < 0.1).float() * torch.rand(12, 2, 2, 64, 64) * 3
+    with torch.inference_mode():
+        model.reset()
+        ref = torch.stack([model.step(x[t]) for t in range(len(x))])
+        ref_v = [p.v.clone() for p in (model.plif1, model.plif2, model.plif3, model.plif4)]
+        model.reset()
+        state = snn_graph.initial_state(model, batch=2)
+        total = torch.zeros(2, 21)
+        got = []
+        for t in range(len(x)):
+            out, state = snn_graph.functional_step(model, x[t], state)
+            total = total + out
+            got.append(total / (t + 1))
+        assert model.plif1.v is None  # the model's own state was not used
+    assert float(ref.sum()) > 0
+    torch.testing.assert_close(torch.stack(got), ref, atol=1e-6, rtol=0)
+    for a, b in zip(state, ref_v):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="CUDA"):
+            snn_graph.CudaGraphStep(model)
+        assert snn_graph.graphed(model, "cpu") is None

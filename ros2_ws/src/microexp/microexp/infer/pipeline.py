@@ -167,7 +167,7 @@ class StreamingAUPipeline:
     def __init__(self, model, width: int, height: int, slice_us: int = DEFAULT_SLICE_US,
                  roi: Optional[Sequence[float]] = None, device: str = "cpu", horizon: int = 10,
                  gap_us: int = 200_000, temperature: float = 1.0, face=None, chunk_us: int = 8_000,
-                 stats_len: int = 2000):
+                 stats_len: int = 2000, cuda_graph: bool = True):
         import torch
 
         self._torch = torch
@@ -181,6 +181,14 @@ class StreamingAUPipeline:
             raise ParameterError(f"temperature must be > 0, got {temperature!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.graph_error: Optional[str] = None
+        if cuda_graph and self.device.startswith("cuda"):
+            from microexp.models.snn_graph import CudaGraphStep
+
+            try:  # one graph replay per window instead of ~20 kernel launches (models.snn_graph)
+                self.model = CudaGraphStep(self.model, device=self.device)
+            except Exception as exc:  # eager steps still work; the node logs why
+                self.graph_error = f"{type(exc).__name__}: {exc}"
         self.size = int(config.input_size)
         self.binner = EventBinner(width, height, slice_us)
         self.width, self.height, self.slice_us = self.binner.width, self.binner.height, self.binner.slice_us

@@ -47,6 +47,8 @@ PARAMS = (
     Param("model", "", "SNN checkpoint (microexp format); empty = the default model "
                        "($MICROEXP_MODELS_DIR or models/)/au_snn_default.pt"),
     Param("device", "auto", "torch device: auto = cuda when available, else cpu", choices=("auto", "cuda", "cpu")),
+    Param("cuda_graph", True, "on CUDA, replay each SNN step as a captured CUDA graph (eager steps, with a warning, "
+          "when the capture fails)"),
     Param("torch_threads", 1, "CPU threads torch may use (0 = torch's default). 1 by default: one window is a few "
           "small ops, and on a busy machine every multi-threaded op waits for a second core (measured: SNN step p99 "
           "9.5 ms with 1 thread, 80 ms with 2, on 2 cores beside a training job)", min=0, max=256),
@@ -242,7 +244,10 @@ class InferenceNode(Node):
         self.pipeline = StreamingAUPipeline(
             self.model, int(msg.width), int(msg.height), slice_us=self.p["slice_us"], roi=self.roi,
             device=self.device, horizon=self.p["horizon"], gap_us=int(self.p["gap_ms"] * 1000),
-            temperature=self.temperature, face=self.face, chunk_us=self.p["chunk_us"])
+            temperature=self.temperature, face=self.face, chunk_us=self.p["chunk_us"],
+            cuda_graph=self.p["cuda_graph"])
+        if self.pipeline.graph_error:
+            self.get_logger().warning(f"CUDA graph capture failed, eager SNN steps: {self.pipeline.graph_error}")
         if old is not None:
             self.counts["stream_changes"] += 1
             self._carry_counts(old)
