@@ -27,8 +27,8 @@ import numba as nb
 import numpy as np
 
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
-from microexp.events.evt3 import (WordStream, _check_size, _time_high_step, as_events, as_uint8, check_events,
-                                  readonly, shrink)
+from microexp.events.evt3 import (WordStreamDecoder, _check_size, _time_high_step, as_events, check_events, readonly,
+                                  shrink)
 
 WORD_BYTES = 4
 CD_OFF, CD_ON, TIME_HIGH, EXT_TRIGGER, OTHERS, CONTINUED = 0x0, 0x1, 0x8, 0xA, 0xE, 0xF
@@ -102,27 +102,14 @@ def _decode_evt2(words, out, trig, state, width, height):
     return consumed, np.int64(n), nt
 
 
-class Evt2Decoder:
+class Evt2Decoder(WordStreamDecoder):
     """Stateful EVT 2.0 decoder for one stream of payloads; same protocol and attributes as Evt3Decoder."""
 
     encoding = "evt2"
     word_bytes = WORD_BYTES
-
-    def __init__(self, width: int, height: int):
-        self.width, self.height = _check_size(width, height)
-        self._stream = WordStream(WORD_BYTES, "<u4")
-        self.reset()
-
-    def reset(self) -> None:
-        self._state = _new_state()
-        self._stream.reset()
-        self.bytes_in = 0
-
-    def decode(self, payload, time_base: int = 0):
-        """Decode one payload: (events, triggers). ``time_base`` is ignored (EVT2 carries its own time)."""
-        buf = as_uint8(payload)
-        self.bytes_in += buf.shape[0]
-        return self.decode_words(self._stream.words(buf))
+    word_dtype = "<u4"
+    _COUNTER_SLOTS = (_S_OOB, _S_UNK, _S_FIRST_UNK, _S_JUMPS, _S_WORDS)
+    _new_state = staticmethod(_new_state)
 
     def decode_words(self, words: np.ndarray):
         """Decode whole words (uint32 array) that continue this stream."""
@@ -142,31 +129,6 @@ class Evt2Decoder:
             grown[:nt] = trig[:nt]
             trig = grown
         return shrink(out, n), shrink(trig, nt)
-
-    @property
-    def out_of_bounds(self) -> int:
-        return int(self._state[_S_OOB])
-
-    @property
-    def unknown_words(self) -> int:
-        return int(self._state[_S_UNK])
-
-    @property
-    def first_unknown_offset(self):
-        k = int(self._state[_S_FIRST_UNK])
-        return None if k < 0 else k * WORD_BYTES
-
-    @property
-    def time_jumps(self) -> int:
-        return int(self._state[_S_JUMPS])
-
-    @property
-    def words_decoded(self) -> int:
-        return int(self._state[_S_WORDS])
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._stream.pending)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -327,7 +327,61 @@ def _check_size(width, height, limit: int = MAX_COORD) -> tuple[int, int]:
     return w, h
 
 
-class Evt3Decoder:
+class WordStreamDecoder:
+    """What the EVT 3.0 and EVT 2.0 decoders share: a :class:`WordStream` that reassembles words split
+    across payloads, a numba state array made by ``_new_state``, and the counters read from it at the slots
+    named by ``_COUNTER_SLOTS`` (out-of-bounds, unknown, first unknown, time jumps, words decoded).
+    Subclasses give ``word_bytes``, ``word_dtype``, ``_new_state`` and ``decode_words``."""
+
+    _COUNTER_SLOTS: tuple = ()
+    word_bytes = 2
+    word_dtype = "<u2"
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = _check_size(width, height)
+        self._stream = WordStream(self.word_bytes, self.word_dtype)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything about the stream (new recording or camera restart)."""
+        self._state = self._new_state()
+        self._stream.reset()
+        self.bytes_in = 0
+
+    def decode(self, payload, time_base: int = 0):
+        """Decode one payload: (events, triggers) as EVENT_DTYPE / TRIGGER_DTYPE arrays. ``time_base`` is
+        ignored (EVT carries its own time)."""
+        buf = as_uint8(payload)
+        self.bytes_in += buf.shape[0]
+        return self.decode_words(self._stream.words(buf))
+
+    @property
+    def out_of_bounds(self) -> int:
+        return int(self._state[self._COUNTER_SLOTS[0]])
+
+    @property
+    def unknown_words(self) -> int:
+        return int(self._state[self._COUNTER_SLOTS[1]])
+
+    @property
+    def first_unknown_offset(self):
+        k = int(self._state[self._COUNTER_SLOTS[2]])
+        return None if k < 0 else k * self.word_bytes
+
+    @property
+    def time_jumps(self) -> int:
+        return int(self._state[self._COUNTER_SLOTS[3]])
+
+    @property
+    def words_decoded(self) -> int:
+        return int(self._state[self._COUNTER_SLOTS[4]])
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._stream.pending)
+
+
+class Evt3Decoder(WordStreamDecoder):
     """Stateful EVT 3.0 decoder for one stream of payloads (see the module docstring for the rules).
 
     Attributes (cumulative since construction or :meth:`reset`): ``out_of_bounds`` (events dropped for
@@ -338,53 +392,14 @@ class Evt3Decoder:
 
     encoding = "evt3"
     word_bytes = WORD_BYTES
-
-    def __init__(self, width: int, height: int):
-        self.width, self.height = _check_size(width, height)
-        self._stream = WordStream(WORD_BYTES, "<u2")
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget everything about the stream (new recording or camera restart)."""
-        self._state = _new_state()
-        self._stream.reset()
-        self.bytes_in = 0
-
-    def decode(self, payload, time_base: int = 0):
-        """Decode one payload: (events, triggers) as EVENT_DTYPE / TRIGGER_DTYPE arrays. ``time_base`` is ignored."""
-        buf = as_uint8(payload)
-        self.bytes_in += buf.shape[0]
-        return self.decode_words(self._stream.words(buf))
+    word_dtype = "<u2"
+    _COUNTER_SLOTS = (_S_OOB, _S_UNK, _S_FIRST_UNK, _S_JUMPS, _S_WORDS)
+    _new_state = staticmethod(_new_state)
 
     def decode_words(self, words: np.ndarray):
         """Decode whole words (uint16 array, already little-endian ordered) that continue this stream."""
         words = readonly(np.ascontiguousarray(words, dtype=np.uint16))
         return run_kernel(_decode_evt3, _count_evt3, words, self._state, self.width, self.height)
-
-    @property
-    def out_of_bounds(self) -> int:
-        return int(self._state[_S_OOB])
-
-    @property
-    def unknown_words(self) -> int:
-        return int(self._state[_S_UNK])
-
-    @property
-    def first_unknown_offset(self):
-        k = int(self._state[_S_FIRST_UNK])
-        return None if k < 0 else k * WORD_BYTES
-
-    @property
-    def time_jumps(self) -> int:
-        return int(self._state[_S_JUMPS])
-
-    @property
-    def words_decoded(self) -> int:
-        return int(self._state[_S_WORDS])
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._stream.pending)
 
 
 # --------------------------------------------------------------------------------------------------- encoder
