@@ -17,11 +17,14 @@ BEGIN, END = "<!-- offline-results:begin -->", "<!-- offline-results:end -->"
 
 def load(runs: Path):
     rows, per_fold = [], {}
-    for name in ("snn_events_cpu", "cnn3d_events_cpu", "snn_rgb_cpu", "cnn3d_rgb_cpu"):
+    for name in ("snn_events_cpu_takes2", "snn_events_cpu", "cnn3d_events_cpu", "snn_rgb_cpu", "cnn3d_rgb_cpu"):
         m = runs / name / "metrics.json"
         if m.exists():
             doc = json.loads(m.read_text())
             doc["_dir"] = str(m.parent)
+            takes = _takes(m.parent)
+            doc["label"] = ("SNN" if doc["model"] == "snn" else "3DCNN") + (f", {takes} takes" if takes > 1 else "")
+            doc["_takes"] = takes
             rows.append(doc)
             per_fold[name] = doc
     recon = {}
@@ -31,6 +34,12 @@ def load(runs: Path):
             doc = json.loads(m.read_text())
             recon[sensor] = doc.get(sensor, doc)
     return rows, per_fold, recon
+
+
+def _takes(run: Path) -> int:
+    """Takes per AU and subject in the run's test sets (1 = the paper's layout)."""
+    counts = [f["test_clips"] for f in json.loads((run / "metrics.json").read_text())["per_fold"]]
+    return max(1, round(max(counts) / 21)) if counts else 1
 
 
 def runs_dir(summary: dict) -> Path:
@@ -48,17 +57,19 @@ def _silent(run: Path) -> int:
 
 def block(rows, per_fold, recon) -> str:
     out = [BEGIN, "",
-           "Synthetic dataset of `microexp synth-dataset` (7 subjects × 21 AUs, one take each, EVK4 for S01–S03), "
-           "reduced `cpu` configuration, development VM (2 vCPUs, no GPU). Leave-one-subject-out: mean ± std over "
+           "Synthetic dataset of `microexp synth-dataset` (7 subjects × 21 AUs, EVK4 for S01–S03; one take of "
+           "each AU as in the paper, or two (`--takes 2`) where the row says so), reduced `cpu` configuration, development VM (2 vCPUs, no GPU). Leave-one-subject-out: mean ± std over "
            "the folds run; chance 4.8 %. Synthetic faces: these numbers show that the chain works and how "
            "separable the rig's AUs are, not accuracy on real people (the paper: 51.2 % SNN / events on real data).",
            ""]
     if rows:
         out += [table5(rows), ""]
-        snn = per_fold.get("snn_events_cpu")
+        snn = per_fold.get("snn_events_cpu_takes2") or per_fold.get("snn_events_cpu")
         if snn:
             silent = _silent(runs_dir(snn))
-            out += [f"SNN on events: {100 * snn['accuracy']:.1f} % against this project's goal of 80 % — **not met**. "
+            met = "met" if snn["accuracy"] >= 0.8 else "**not met**"
+            data = "two takes per AU" if snn["_takes"] == 2 else f"{snn['_takes']} take(s) per AU"
+            out += [f"SNN on events ({data}): {100 * snn['accuracy']:.1f} % against this project's goal of 80 % — {met}. "
                     f"{silent} of {sum(f['test_clips'] for f in snn['per_fold'])} test clips left every output "
                     "neuron silent (uniform scores: counted under the first class, AU2, as torchmetrics' argmax "
                     "does). Runs with fewer than 7 folds were cut short for time (folds listed below).", ""]

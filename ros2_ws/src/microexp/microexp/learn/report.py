@@ -90,7 +90,8 @@ def table5(rows: Sequence[dict]) -> str:
              "|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         par = r.get("parameters")
-        lines.append(f"| {'SNN' if r['model'] == 'snn' else '3DCNN'} | {par / 1e6:.2f}M | {r['modality']} | "
+        name = r.get("label") or ("SNN" if r["model"] == "snn" else "3DCNN")
+        lines.append(f"| {name} | {par / 1e6:.2f}M | {r['modality']} | "
                      f"{pct(r['accuracy'], r.get('accuracy_std'))} | {pct(r['top3_accuracy'], r.get('top3_accuracy_std'))} | "
                      f"{pct(r['macro_f1'], r.get('macro_f1_std'))} | {r['folds']} |" if par else
                      f"| {r['model']} | – | {r['modality']} | {pct(r['accuracy'])} | {pct(r['top3_accuracy'])} | "
