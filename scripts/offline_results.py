@@ -68,7 +68,7 @@ def block(rows, per_fold, recon) -> str:
         if snn:
             silent = _silent(runs_dir(snn))
             met = "met" if snn["accuracy"] >= 0.8 else "**not met**"
-            data = "two takes per AU" if snn["_takes"] == 2 else f"{snn['_takes']} take(s) per AU"
+            data = {1: "one take per AU", 2: "two takes per AU"}.get(snn["_takes"], f"{snn['_takes']} takes per AU")
             out += [f"SNN on events ({data}): {100 * snn['accuracy']:.1f} % against this project's goal of 80 % — {met}. "
                     f"{silent} of {sum(f['test_clips'] for f in snn['per_fold'])} test clips left every output "
                     "neuron silent (uniform scores: counted under the first class, AU2, as torchmetrics' argmax "
