@@ -724,6 +724,23 @@ def test_bench_options_pass_through():
         _namespace_for(module, argparse.Namespace(name="latency", options=["--no-such-option"], events=None, repeat=None))
 
 
+def test_latency_bench_rig_stream_is_the_synthetic_rigs_events():
+    """`microexp bench latency -- --streams davis346:rig`: packets of 1 ms of the rig's own face events,
+    time-ordered from t0, covering the asked seconds; a bad stream spec names itself."""
+    import argparse
+
+    from microexp.bench import latency
+
+    packets = list(latency.rig_packets("davis346", 0.4, 5_000_000, seed=1))
+    t = np.concatenate([p["t"] for p in packets])
+    assert len(packets) > 300 and np.all(np.diff(t) >= 0) and t[0] >= 5_000_000 and t[-1] < 5_400_000
+    assert all(p["t"][-1] - p["t"][0] < latency.PACKET_US for p in packets)
+    assert (t // latency.PACKET_US).max() - (t // latency.PACKET_US).min() < 400
+    with pytest.raises(ParameterError, match="davis346:fast"):
+        latency.run(argparse.Namespace(streams="davis346:fast", model="", threads=1, device="cpu", seconds=1,
+                                       warmup=1, qos="sensor", executor="single"))
+
+
 def test_gpu_bench_skips_without_cuda_and_its_stream_runs_on_cpu():
     """`microexp bench gpu` says it skipped on a machine without CUDA; its sustained-stream part (EVT3 decode
     -> bin -> crop -> SNN through the pipeline) is the real pipeline and runs on CPU too."""

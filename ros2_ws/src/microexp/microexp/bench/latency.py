@@ -86,6 +86,34 @@ def blob_packets(width: int, height: int, rate_mev_s: float, seconds: float, t0_
         yield ev
 
 
+RIG_AUS = ("AU12", "AU26", "AU52", "AU4", "AU45", "AU17", "AU53", "AU9")
+
+
+def rig_packets(sensor: str, seconds: float, t0_us: int, seed: int = 0):
+    """The synthetic rig's own events for ``sensor`` (:class:`microexp.synth.rig.SyntheticRig`, subject 0):
+    clips of the AUs of ``RIG_AUS`` back to back (starting from ``seed``), shifted to start at ``t0_us``,
+    covering ``seconds``, cut into packets of PACKET_US; the event rate is the rig's (a face performing AUs
+    at the rig's illumination), not a chosen one."""
+    from microexp.synth.rig import SyntheticRig
+
+    rig = SyntheticRig(subjects=1, seed=seed, sensors=(sensor,))
+    t_end = t0_us + int(round(seconds * 1e6))
+    offset, k = t0_us, 0
+    while offset < t_end:
+        ev = rig.clip(0, RIG_AUS[(seed + k) % len(RIG_AUS)], trial=k).events(sensor).copy()
+        k += 1
+        if not len(ev):
+            continue
+        span = int(rig.duration_s * 1e6)
+        ev["t"] = ev["t"] - ev["t"][0] + offset
+        ev = ev[ev["t"] < min(offset + span, t_end)]
+        for start in range(offset, min(offset + span, t_end), PACKET_US):
+            lo, hi = np.searchsorted(ev["t"], [start, start + PACKET_US])
+            if hi > lo:
+                yield ev[lo:hi]
+        offset += span
+
+
 # -------------------------------------------------------------------------------------------- the run
 def _choose_model(requested: str, folder: str) -> tuple[str, str]:
     """(checkpoint path, description): ``--model``, else the default model, else a random-init SNN. The
@@ -159,9 +187,14 @@ def run(args) -> dict:
     streams = []
     for item in args.streams.split(","):
         sensor, _, rate = item.partition(":")
-        if sensor not in STREAMS or not rate:
-            raise ParameterError(f"bench latency: bad stream {item!r} (sensor:Mev/s, sensors {', '.join(STREAMS)})")
-        streams.append((sensor, float(rate)))
+        try:
+            value = rate if rate == "rig" else float(rate)
+        except ValueError:
+            value = None
+        if sensor not in STREAMS or value is None:
+            raise ParameterError(f"bench latency: bad stream {item!r} (sensor:Mev/s or sensor:rig, sensors "
+                                 f"{', '.join(STREAMS)})")
+        streams.append((sensor, value))
     node_cpus, _ = _cpu_split()
     before = os.sched_getaffinity(0) if node_cpus else None
     if node_cpus:
@@ -169,7 +202,8 @@ def run(args) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="microexp_latency_") as folder:
             model, model_note = _choose_model(args.model, folder)
-            results = {f"{s}_{r:g}mev": _run_stream(s, r, args, model, folder) for s, r in streams}
+            results = {(f"{s}_rig" if r == "rig" else f"{s}_{r:g}mev"): _run_stream(s, r, args, model, folder)
+                       for s, r in streams}
     finally:
         if before:
             os.sched_setaffinity(0, before)

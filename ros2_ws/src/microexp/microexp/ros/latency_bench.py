@@ -24,7 +24,7 @@ def publish_main(cfg: dict) -> int:
     import rclpy
     from event_camera_msgs.msg import EventPacket
 
-    from microexp.bench.latency import PACKET_US, blob_packets
+    from microexp.bench.latency import PACKET_US, blob_packets, rig_packets
     from microexp.events.codecs import make_encoder
     from microexp.ros.base import qos_named
 
@@ -35,7 +35,9 @@ def publish_main(cfg: dict) -> int:
     measured_t0 = 1_000_000 + int(cfg["warmup"] * 1e6) + int(2 * PAUSE_S * 1e6)
     payloads, bounds, n_warm = [], [], 0
     for seconds, t0, seed in ((cfg["warmup"], 1_000_000, 1), (cfg["seconds"], measured_t0, 2)):
-        for packet in blob_packets(w, h, rate, seconds, t0, seed):
+        packets = (rig_packets(cfg["sensor"], seconds, t0, seed) if rate == "rig"
+                   else blob_packets(w, h, rate, seconds, t0, seed))
+        for packet in packets:
             payloads.append(enc.encode(packet)[0])
             bounds.append((int(packet["t"][0]), int(packet["t"][-1])))
         n_warm = n_warm or len(payloads)
