@@ -1,6 +1,8 @@
 """Benchmark: live inference latency, from the arrival of a window's closing event to the AUPrediction publish.
 
-Set-up, for each stream (default: DAVIS346 346x260 at 1 Mev/s and EVK4 1280x720 at 20 Mev/s, both EVT3):
+Set-up, for each stream (default: DAVIS346 346x260 at 1 Mev/s and EVK4 1280x720 at 20 Mev/s, both EVT3;
+``sensor:rig`` instead of a rate replays the synthetic rig's own face events, :func:`rig_packets`, at the
+rig's own rate: about 0.03 Mev/s for the DAVIS346 and 0.25 Mev/s for the EVK4):
 
 - a publisher **process** (:mod:`microexp.ros.latency_bench`) sends EventPackets of 1 ms of sensor time each,
   paced in real time, encoded before the run with :class:`microexp.events.evt3.Evt3Encoder`. Events
@@ -58,6 +60,8 @@ def add_arguments(parser) -> None:
                         help="QoS of the event topic (default sensor: best effort, as drivers publish)")
     parser.add_argument("--executor", default="single", choices=("single", "multi"),
                         help="rclpy executor of the node (default single, as `microexp infer`)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a parameter of the inference node (repeatable), e.g. --param poll_ms=0.5")
     parser.add_argument("--repeat", type=int, default=1, help="accepted for `bench all`; one run per stream")
 
 
@@ -146,6 +150,19 @@ def _cpu_split():
     return None, None
 
 
+def _node_params(items) -> dict:
+    """``NAME=VALUE`` strings -> node parameter values (YAML scalars: 1, 0.5, true, text)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ParameterError(f"bench latency: --param wants NAME=VALUE, got {item!r}")
+        out[name.strip()] = yaml.safe_load(value)
+    return out
+
+
 def _run_stream(sensor: str, rate: float, args, model: str, folder: str) -> dict:
     from microexp.ros.latency_bench import measure_stream
 
@@ -154,6 +171,7 @@ def _run_stream(sensor: str, rate: float, args, model: str, folder: str) -> dict
     side = min(width, height) * 0.6
     roi = f"{(width - side) / 2:.0f},{(height - side) / 2:.0f},{side:.0f},{side:.0f}"
     m = measure_stream(sensor, width, height, rate, seconds=args.seconds, warmup=args.warmup, model=model,
+                       params=_node_params(getattr(args, "param", [])),
                        device=args.device, threads=args.threads, qos=args.qos, executor=args.executor, roi=roi,
                        out_file=str(Path(folder) / f"{sensor}_sent.npy"), publisher_cpus=pub_cpus)
     total, sent, got = m["total_ms"], m["sent"], m["received"]
@@ -217,6 +235,6 @@ def run(args) -> dict:
         "windows": sum(r["windows"] for r in results.values()),
         "skipped": sum(r["skipped"] for r in results.values()),
         "goal_p99_ms": 10.0, "device": args.device, "torch_threads": args.threads, "executor": args.executor,
-        "model": model_note,
+        "model": model_note, "node_params": _node_params(args.param),
         "torch": torch.__version__, "streams": results,
     }

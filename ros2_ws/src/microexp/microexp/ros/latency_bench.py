@@ -76,7 +76,7 @@ def publish_main(cfg: dict) -> int:
 
 def measure_stream(sensor: str, width: int, height: int, rate: float, *, seconds: float, warmup: float, model: str,
                    device: str, threads: int, qos: str, executor: str, roi: str, out_file: str,
-                   publisher_cpus=None) -> dict:
+                   publisher_cpus=None, params=None) -> dict:
     """Run the node against a publisher process; return the raw measurements of the measured part:
     ``total_ms`` (the node's arrival-to-publish samples), ``stages`` (p50/p99 per stage), ``received``
     (window start, window end, CLOCK_MONOTONIC ns of reception by a listener in this process), ``sent`` (the
@@ -97,7 +97,7 @@ def measure_stream(sensor: str, width: int, height: int, rate: float, *, seconds
     try:
         node = runner.add(InferenceNode(name=name, parameter_overrides=overrides(
             name, None, model=model, device=device, torch_threads=threads, events_topic=topic, sensor=sensor,
-            roi=roi, qos=qos, face_rate_hz=0.0)))
+            roi=roi, qos=qos, face_rate_hz=0.0, **(params or {}))))
         listener = runner.add(rclpy.create_node("latency_bench_listener"))
         listener.create_subscription(
             AUPrediction, f"/{name}/au",
