@@ -246,3 +246,48 @@ def test_speed_smoke():
     f = event_frames(ev, 346, 260)
     assert time.perf_counter() - t0 < 1.0
     assert int(f.sum(dtype=np.int64)) == n
+
+
+# ------------------------------------------------------------------------------------ noise filter
+def test_background_activity_filter_keeps_supported_events_only():
+    from microexp.events.filters import BackgroundActivityFilter
+
+    f = BackgroundActivityFilter(10, 8, dt_us=100)
+    ev = make_events([5, 6, 5, 0, 9, 2, 2], [5, 5, 5, 0, 7, 3, 3], [1000, 1050, 1300, 1301, 1302, 1400, 1450],
+                     [1, 0, 1, 1, 0, 1, 1])
+    kept = f(ev)
+    # (6,5) has its neighbour (5,5) 50 µs before; (5,5) at 1300 is 250 µs after (6,5): too late; the same
+    # pixel twice (2,3) is no support; isolated events go
+    assert kept["t"].tolist() == [1050] and (f.seen, f.kept) == (7, 1)
+    # corner and edge pixels: the border never supports
+    g = BackgroundActivityFilter(10, 8, dt_us=100)
+    assert g(make_events([0, 1, 9, 9], [0, 1, 7, 6], [10, 20, 30, 40], [1, 1, 1, 1]))["t"].tolist() == [20, 40]
+    with pytest.raises(ParameterError, match="dt_us"):
+        BackgroundActivityFilter(10, 8, 0)
+    with pytest.raises(ParameterError, match="outside"):
+        g(make_events([10], [0], [50], [1]))
+
+
+def test_background_activity_filter_streams_like_one_call():
+    from microexp.events.filters import BackgroundActivityFilter
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    t = np.sort(rng.integers(0, 2_000_000, n))
+    ev = make_events(rng.integers(0, 40, n), rng.integers(0, 30, n), t, rng.integers(0, 2, n))
+    whole = BackgroundActivityFilter(40, 30, 3000)(ev)
+    f = BackgroundActivityFilter(40, 30, 3000)
+    cuts = np.sort(rng.integers(0, n, 30))
+    parts = [f(p) for p in np.split(ev, cuts)]
+    assert 0 < len(whole) < n and np.array_equal(np.concatenate(parts), whole)
+    f.reset()
+    assert np.array_equal(f(ev), whole)
+
+
+def test_binner_advance_closes_windows_without_events():
+    b = EventBinner(4, 3, slice_us=100)
+    assert b.advance(1000) == [] and b.window_start == 1000
+    assert b.push(make_events([1], [1], [1010], [1])) == []
+    done = b.advance(1250)  # as an event at 1250 would: windows [1000,1100) and [1100,1200) close
+    assert [(t0, t1, int(f.sum())) for t0, t1, f in done] == [(1000, 1100, 1), (1100, 1200, 0)]
+    assert b.advance(1299) == [] and b.window_start == 1200

@@ -217,6 +217,26 @@ def test_empty_windows_are_inferred_and_counted_without_reset():
     assert c["resets"] == 1 and c["gaps"] == 0
 
 
+def test_noise_filter_in_the_pipeline_equals_the_builders_path():
+    """noise_filter_us: the live pipeline bins what passes the background-activity filter while the raw
+    events keep the window grid: its outputs equal the dataset builder's path (filter the whole stream, Eq. (1)
+    frames on the raw grid, crop, multi-step) and it publishes the same windows as without the filter."""
+    from microexp.events.filters import BackgroundActivityFilter
+
+    model = random_snn()
+    events = blob_events(*DAVIS, 20 * 33_000 + 5_000, 0.5e6, seed=4)
+    plain = run_pipeline(StreamingAUPipeline(model, *DAVIS, roi=ROI), events, 1500)
+    pipeline = StreamingAUPipeline(model, *DAVIS, roi=ROI, noise_filter_us=300)
+    results = run_pipeline(pipeline, events, 1500)
+    kept = BackgroundActivityFilter(*DAVIS, 300)(events)
+    assert 0.05 * len(events) < len(kept) < 0.95 * len(events)
+    frames, expected = offline(model, kept, *DAVIS, ROI, t_start=int(events["t"][0]))
+    assert [(r.t0, r.t1) for r in results] == [(r.t0, r.t1) for r in plain]
+    assert len(results) == frames.shape[0]
+    np.testing.assert_allclose(np.stack([r.probabilities for r in results]), expected, atol=1e-6)
+    assert sum(r.events for r in results) == len(kept) and pipeline.noise_filter.seen == len(events)
+
+
 def test_stream_gap_resets_the_snn_and_restarts_the_window_grid():
     model = random_snn()
     first = blob_events(*DAVIS, 150_000, 0.5e6, seed=1)

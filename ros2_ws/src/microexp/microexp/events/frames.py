@@ -276,6 +276,25 @@ class EventBinner:
                 self._t0 += gap * s
         return done
 
+    def advance(self, t: int) -> list:
+        """Time has reached ``t`` without events to bin (e.g. events removed by a noise filter): close the
+        windows that end at or before ``t``, as an event at ``t`` would, and return them; before the first
+        event, ``t`` starts the window grid."""
+        t = int(t)
+        if self._t0 is None:
+            self._t0 = t
+            return []
+        k = (t - self._t0) // self.slice_us
+        if k <= 0:
+            return []
+        s = self.slice_us
+        done = [(self._t0, self._t0 + s, self._partial if self._dirty else self._zero)]
+        done += [(self._t0 + j * s, self._t0 + (j + 1) * s, self._zero) for j in range(1, k)]
+        self._t0 += k * s
+        self._partial = np.zeros((2, self.height, self.width), dtype=self.dtype)
+        self._dirty = False
+        return done
+
     def flush(self) -> list:
         """Return the open window (if any event fell into it) as ``[(t0, t1, frame)]`` and close it."""
         if not self._dirty or self._t0 is None:

@@ -167,7 +167,7 @@ class StreamingAUPipeline:
     def __init__(self, model, width: int, height: int, slice_us: int = DEFAULT_SLICE_US,
                  roi: Optional[Sequence[float]] = None, device: str = "cpu", horizon: int = 10,
                  gap_us: int = 200_000, temperature: float = 1.0, face=None, chunk_us: int = 8_000,
-                 stats_len: int = 2000, cuda_graph: bool = True):
+                 stats_len: int = 2000, cuda_graph: bool = True, noise_filter_us: int = 0):
         import torch
 
         self._torch = torch
@@ -191,6 +191,11 @@ class StreamingAUPipeline:
                 self.graph_error = f"{type(exc).__name__}: {exc}"
         self.size = int(config.input_size)
         self.binner = EventBinner(width, height, slice_us)
+        self.noise_filter = None
+        if noise_filter_us:  # the dataset builder's filter (events.filters); windows still close on raw events
+            from microexp.events.filters import BackgroundActivityFilter
+
+            self.noise_filter = BackgroundActivityFilter(width, height, int(noise_filter_us))
         self.width, self.height, self.slice_us = self.binner.width, self.binner.height, self.binner.slice_us
         self.roi = None if roi is None else tuple(float(v) for v in roi)
         if self.roi is not None and clip_box(self.roi, self.width, self.height) is None:
@@ -282,7 +287,14 @@ class StreamingAUPipeline:
         ev = self._buf[0] if len(self._buf) == 1 else np.concatenate(self._buf)
         self._buf, self._buf_t0 = [], None
         t_start = time.monotonic_ns()
-        done = self.binner.push(ev)
+        if self.noise_filter is None:
+            done = self.binner.push(ev)
+        else:  # bin what passes the filter; the raw events keep the window grid and close windows on time
+            kept = self.noise_filter(ev)
+            done = self.binner.advance(int(ev["t"][0])) if self.binner.window_start is None else []
+            done += self.binner.push(kept)
+            done += self.binner.advance(int(ev["t"][-1]))
+            ev = kept
         bin_ms = (time.monotonic_ns() - t_start) / 1e6
         self._emit(out, done, ev["t"], bin_ms)
 

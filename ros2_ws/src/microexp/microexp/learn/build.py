@@ -105,6 +105,7 @@ class BuildOptions:
     max_slices: Optional[int] = None
     topics: dict = field(default_factory=lambda: dict(DEFAULT_TOPICS))
     overwrite: bool = False
+    noise_filter_us: int = 0  # background-activity filter window (events.filters); 0 = off (the paper's path)
 
 
 @dataclass
@@ -464,9 +465,15 @@ def build_clip(src: SegmentSource, data: SegmentData, opts: BuildOptions, detect
                 raw_box, source = centre_box(st.width, st.height), "centre"
         box = square_box(raw_box, opts.margin)
         t0_us = (start_ns - offsets[s]) // 1000
-        crops, activity = _event_crops(events[s], st.width, st.height, int(t0_us), n, opts.slice_us, box, opts.size)
+        binned = events[s]
+        if opts.noise_filter_us:
+            from microexp.events.filters import BackgroundActivityFilter
+
+            binned = BackgroundActivityFilter(st.width, st.height, opts.noise_filter_us)(binned)
+        crops, activity = _event_crops(binned, st.width, st.height, int(t0_us), n, opts.slice_us, box, opts.size)
         arrays[s] = crops
         info[s] = {"width": st.width, "height": st.height, "events": int(len(events[s])),
+                   "events_binned": int(len(binned)),
                    "packets": len(st.packets), "seq_missing": int(st.seq_missing), "offset_ns": int(offsets[s]),
                    "span_s": round((int(events[s]["t"][-1]) - int(events[s]["t"][0])) / 1e6, 4),
                    "box": [round(v, 2) for v in box], "box_source": source,
@@ -526,7 +533,7 @@ def build_dataset(paths: Sequence, out, opts: Optional[BuildOptions] = None, pro
     root = Path(out)
     sources = find_sources(paths)
     doc = load_or_create_index(root, slice_us=opts.slice_us, size=opts.size, margin=opts.margin,
-                               evk4_map=list(opts.evk4_map))
+                               evk4_map=list(opts.evk4_map), noise_filter_us=int(opts.noise_filter_us))
     have = {c["id"]: c for c in doc["clips"]}
     detector = Detectors(opts.min_probability)
     built, skipped, failed = 0, 0, []
@@ -592,6 +599,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-slices", type=int, default=None, help="cut clips to at most this many 33 ms slices")
     parser.add_argument("--topic", action="append", default=[], metavar="ROLE=TOPIC",
                         help=f"override a topic ({', '.join(f'{k}={v}' for k, v in DEFAULT_TOPICS.items())})")
+    parser.add_argument("--noise-filter-us", type=int, default=0,
+                        help="background-activity filter before binning: an event passes when a neighbouring pixel "
+                             "fired within this many µs (e.g. 5000; 0 = off, the paper's path). Stored in the index; "
+                             "models trained on it make the live node filter the same way")
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips already in the index")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for MTCNN")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -610,9 +621,12 @@ def options_from_args(args) -> BuildOptions:
         raise ParameterError(f"--sensors {args.sensors!r}: choose from {', '.join(EVENT_ARRAYS)}")
     if args.detect_every < 1:
         raise ParameterError("--detect-every must be >= 1")
+    if args.noise_filter_us < 0:
+        raise ParameterError(f"--noise-filter-us must be >= 0, got {args.noise_filter_us}")
     return BuildOptions(margin=args.margin, detect_every=args.detect_every, min_probability=args.min_probability,
                         evk4_map=parse_map(args.evk4_map), sensors=sensors, webcam=not args.no_webcam,
-                        max_slices=args.max_slices, topics=topics, overwrite=args.overwrite)
+                        max_slices=args.max_slices, topics=topics, overwrite=args.overwrite,
+                        noise_filter_us=args.noise_filter_us)
 
 
 def run(args) -> int:

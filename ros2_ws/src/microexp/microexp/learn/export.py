@@ -111,8 +111,11 @@ def model_card(summary: dict, info: dict, meta: dict, note: str = "") -> str:
         f"- Weights stored as {info['dtype']} ({info['bytes'] / 1e6:.1f} MB, sha256 `{info['sha256'][:16]}…`); "
         "`load_checkpoint` rebuilds the float32 model.",
         f"- Input: {inp.get('slice_us', 33000) / 1000:g} ms two-polarity event frames ({inp.get('sensor', '?')}), {inp.get('size', 64)} x {inp.get('size', 64)} face crops, "
-        f"{inp.get('scale', 'Eq. (1) mean counts per sensor pixel')}. The live node (`microexp infer`, "
-        "`inference_node`) feeds it exactly this, one 33 ms slice per step.",
+        f"{inp.get('scale', 'Eq. (1) mean counts per sensor pixel')}"
+        + (f", binned after the background-activity filter (neighbour support within {inp['noise_filter_us']} µs)"
+           if inp.get("noise_filter_us") else "")
+        + ". The live node (`microexp infer`, `inference_node`) feeds it exactly this, one 33 ms slice per step"
+        + (" (its `noise_filter_us` defaults to the model's)" if inp.get("noise_filter_us") else "") + ".",
         f"- Output: one score per AU ({', '.join(meta.get('classes') or [])}): the time-averaged vote activation "
         "in [0, 1]. The live node publishes probabilities softmax(scores / T) with T = "
         f"{extra.get('temperature', 1.0):.4g}, fitted by temperature scaling on the held-out fold predictions "

@@ -47,6 +47,9 @@ PARAMS = (
     Param("model", "", "SNN checkpoint (microexp format); empty = the default model "
                        "($MICROEXP_MODELS_DIR or models/)/au_snn_default.pt"),
     Param("device", "auto", "torch device: auto = cuda when available, else cpu", choices=("auto", "cuda", "cpu")),
+    Param("noise_filter_us", -1, "background-activity filter before binning (events.filters): an event counts when a "
+          "neighbouring pixel fired within this many µs; -1 = as the model's training data (its checkpoint), 0 = off",
+          min=-1, max=1_000_000, unit="µs"),
     Param("cuda_graph", True, "on CUDA, replay each SNN step as a captured CUDA graph (eager steps, with a warning, "
           "when the capture fails)"),
     Param("torch_threads", 1, "CPU threads torch may use (0 = torch's default). 1 by default: one window is a few "
@@ -128,6 +131,8 @@ class InferenceNode(Node):
                                 "does not exist yet: give a checkpoint (microexp infer --model FILE)")
         self.model, self.meta, self.model_id = load_au_model(model_path, self.device)
         self.temperature = float(self.p["temperature"] or self.meta.get("extra", {}).get("temperature") or 1.0)
+        trained_filter = int(self.meta.get("extra", {}).get("input", {}).get("noise_filter_us", 0) or 0)
+        self.noise_filter_us = trained_filter if self.p["noise_filter_us"] < 0 else int(self.p["noise_filter_us"])
         self.roi = parse_roi(self.p["roi"])
         self.box_map = BoxMap.from_list(self.p["frame_to_events"])
         self.face: Optional[FaceTracker] = None
@@ -245,7 +250,7 @@ class InferenceNode(Node):
             self.model, int(msg.width), int(msg.height), slice_us=self.p["slice_us"], roi=self.roi,
             device=self.device, horizon=self.p["horizon"], gap_us=int(self.p["gap_ms"] * 1000),
             temperature=self.temperature, face=self.face, chunk_us=self.p["chunk_us"],
-            cuda_graph=self.p["cuda_graph"])
+            cuda_graph=self.p["cuda_graph"], noise_filter_us=self.noise_filter_us)
         if self.pipeline.graph_error:
             self.get_logger().warning(f"CUDA graph capture failed, eager SNN steps: {self.pipeline.graph_error}")
         if old is not None:
