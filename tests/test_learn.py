@@ -306,3 +306,17 @@ def test_synth_dataset_records_takes_through_the_real_path(tmp_path):
     again = make_synth_dataset(out, subjects=1, evk4_subjects=0, aus="AU12", takes=2, progress=False)
     assert all(s["status"].startswith("kept") for s in again["sessions"].values())
     assert again["dataset"]["built"] == 0 and again["dataset"]["clips"] == 2
+    # the same sessions with the background-activity filter: recorded in the index, fewer events binned
+    from microexp.errors import ParameterError
+    from microexp.learn.build import BuildOptions, build_dataset
+
+    sessions = [out / "sessions" / "S01", out / "sessions" / "S01-take2"]
+    build_dataset(sessions, tmp_path / "filtered", BuildOptions(noise_filter_us=5000), progress=False)
+    filtered = ClipDataset(tmp_path / "filtered")
+    assert filtered.index["noise_filter_us"] == 5000
+    for c, raw in zip(sorted(filtered.clips, key=lambda c: c["trial"]), clips):
+        info = c["sensors"]["davis346"]
+        assert 0 < info["events_binned"] < 0.5 * info["events"] and info["events"] == raw["sensors"]["davis346"]["events"]
+        assert np.asarray(filtered.array(c, "davis346")).sum() < np.asarray(data.array(raw, "davis346")).sum()
+    with pytest.raises(ParameterError, match="noise_filter_us"):
+        build_dataset(sessions, tmp_path / "filtered", BuildOptions(noise_filter_us=1000), progress=False)
