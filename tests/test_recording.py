@@ -131,3 +131,20 @@ def test_full_disk_closes_the_segment_reports_it_and_keeps_earlier_ones(tmp_path
         assert len(msgs["/fake/events"]) == 4
     info = json.loads(microexp("info", tmp_path / "df" / "seg_0002_AU4_t1").stdout)
     assert info["truncated"] and info["topics"]["/fake/events"]["messages"] > 0
+
+
+def test_demo_records_with_every_option_of_microexp_record(tmp_path):
+    """`make demo` builds its session from `microexp record`'s own parser, so options added to the recorder
+    (e.g. --takes) reach it with their defaults."""
+    import argparse
+
+    from microexp.ros import demo, record
+
+    parser = argparse.ArgumentParser()
+    record.add_arguments(parser)
+    expected = vars(parser.parse_args(["--out", "x"]))
+    ns = demo.record_args(argparse.Namespace(subject="S09", aus="AU2,AU12", sensors="davis346,webcam", time_scale=0.5),
+                          tmp_path / "session")
+    assert set(vars(ns)) == set(expected)
+    assert (ns.source, ns.subject, ns.aus, ns.headless, ns.takes, ns.first_trial) == \
+        ("synthetic", "S09", "AU2,AU12", True, None, None)

@@ -30,6 +30,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--time-scale", type=float, default=0.5, help="protocol phase durations scale")
 
 
+def record_args(args, out) -> argparse.Namespace:
+    """The `microexp record` options of the demo's session: the recorder's own defaults (so that options added
+    there reach the demo too), a synthetic unattended session of the demo's subject, AUs and sensors."""
+    from microexp.ros import record
+
+    parser = argparse.ArgumentParser(prog="microexp record")
+    record.add_arguments(parser)
+    ns = parser.parse_args(["--out", str(out)])
+    ns.source, ns.subject, ns.aus, ns.sensors = "synthetic", args.subject, args.aus, args.sensors
+    ns.time_scale, ns.headless = args.time_scale, True
+    return ns
+
+
 def run(args) -> int:
     from microexp.infer import default_model_path
 
@@ -75,9 +88,7 @@ def run(args) -> int:
 
     from microexp.ros.record import session
 
-    rec_args = argparse.Namespace(source="synthetic", out=str(out / "session"), subject=args.subject, aus=args.aus,
-                                  lux=None, storage=None, params=[], time_scale=args.time_scale, headless=True,
-                                  davis_file=None, evk4_file=None, webcam_file=None, sensors=args.sensors, seed=None)
+    rec_args = record_args(args, out / "session")
     print(f"demo: recording {args.aus} of synthetic subject {args.subject}"
           f"{' with live inference' if model is not None else ''} ...", flush=True)
     summary = session(rec_args, add_nodes=add_nodes)
