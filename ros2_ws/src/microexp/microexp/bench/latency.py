@@ -1,8 +1,9 @@
 """Benchmark: live inference latency, from the arrival of a window's closing event to the AUPrediction publish.
 
-Set-up, for each stream (default: DAVIS346 346x260 at 1 Mev/s and EVK4 1280x720 at 20 Mev/s, both EVT3;
-``sensor:rig`` instead of a rate replays the synthetic rig's own face events, :func:`rig_packets`, at the
-rig's own rate: about 0.03 Mev/s for the DAVIS346 and 0.25 Mev/s for the EVK4):
+Set-up, for each stream (default: the synthetic rig's DAVIS346 and EVK4 streams, then the blob stress streams
+DAVIS346 346x260 at 1 Mev/s and EVK4 1280x720 at 5 Mev/s, all EVT3; ``sensor:rig`` instead of a rate replays
+the synthetic rig's own face events, :func:`rig_packets`, at the rig's own rate: about 0.03 Mev/s for the
+DAVIS346 and 0.25 Mev/s for the EVK4):
 
 - a publisher **process** (:mod:`microexp.ros.latency_bench`) sends EventPackets of 1 ms of sensor time each,
   paced in real time, encoded before the run with :class:`microexp.events.evt3.Evt3Encoder`. Events
@@ -48,8 +49,9 @@ PACKET_US = 1000
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--streams", default="davis346:1,evk4:20",
-                        help="comma-separated sensor:Mev/s (sensors: davis346, evk4); default davis346:1,evk4:20")
+    parser.add_argument("--streams", default="davis346:rig,evk4:rig,davis346:1,evk4:5",
+                        help="comma-separated sensor:Mev/s or sensor:rig (sensors: davis346, evk4); default "
+                             "davis346:rig,evk4:rig,davis346:1,evk4:5 (e.g. evk4:20 shows load shedding)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per stream (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before (default 1)")
     parser.add_argument("--model", default="", help="SNN checkpoint (default: the default model, else a randomly "
