@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from microexp.errors import ParameterError
 from microexp.events.dtype import EVENT_DTYPE, make_events
-from microexp.events.frames import EventBinner, event_frames
+from microexp.events.frames import EventBinner, EventSlicer, event_frames
 
 
 def reference(events, width, height, slice_us, t_start, n_slices, dtype=np.int64):
@@ -291,3 +291,56 @@ def test_binner_advance_closes_windows_without_events():
     done = b.advance(1250)  # as an event at 1250 would: windows [1000,1100) and [1100,1200) close
     assert [(t0, t1, int(f.sum())) for t0, t1, f in done] == [(1000, 1100, 1), (1100, 1200, 0)]
     assert b.advance(1299) == [] and b.window_start == 1200
+
+
+# ------------------------------------------------------------------------------------------- EventSlicer
+
+def _slicer_and_binner(pushes, slice_us, t_start=None, w=8, h=6):
+    """Run the same push / advance / flush calls through both; return their windows."""
+    s, b = EventSlicer(slice_us, t_start=t_start), EventBinner(w, h, slice_us, t_start=t_start)
+    got_s, got_b = [], []
+    for kind, arg in pushes:
+        got_s.extend(getattr(s, kind)(arg))
+        got_b.extend(getattr(b, kind)(arg))
+    got_s.extend(s.flush())
+    got_b.extend(b.flush())
+    return s, b, got_s, got_b
+
+
+@settings(max_examples=120, deadline=None)
+@given(events_strategy, st.integers(1, 300), st.lists(st.integers(0, 400), max_size=6),
+       st.lists(st.integers(-100, 6000), max_size=3), st.one_of(st.none(), st.integers(-100, 500)))
+def test_slicer_cuts_the_binners_windows(cols, slice_us, cuts, advances, t_start):
+    """Same windows, same grid, same late count, and Eq. (1) of each window's events is the binner's frame,
+    for any batching, interleaved advance() calls and t_start (events outside the sensor included)."""
+    x, y, t, p = cols
+    ev = make_events(x, y, t, p)
+    ev = ev[np.argsort(ev["t"], kind="stable")]
+    parts = np.split(ev, sorted(c for c in cuts if c <= len(ev)))
+    pushes = [("push", part) for part in parts]
+    for i, a in enumerate(advances):  # an advance between batches, at a time not after the next batch
+        k = min(i + 1, len(pushes))
+        nxt = pushes[k][1] if k < len(pushes) and len(pushes[k][1]) else None
+        pushes.insert(k, ("advance", a if nxt is None else min(a, int(nxt["t"][0]))))
+    s, b, got_s, got_b = _slicer_and_binner(pushes, slice_us, t_start)
+    assert [(t0, t1) for t0, t1, _ in got_s] == [(t0, t1) for t0, t1, _ in got_b]
+    assert s.late == b.late and s.window_start == b.window_start
+    for (t0, _, e), (_, _, f) in zip(got_s, got_b):
+        assert e.dtype == EVENT_DTYPE and np.all((e["t"] >= t0) & (e["t"] < t0 + slice_us))
+        assert np.array_equal(event_frames(e, 8, 6, slice_us, t_start=t0, n_slices=1)[0], f)
+
+
+def test_slicer_doc_example_gaps_late_events_and_unsorted_batches():
+    s = EventSlicer(slice_us=100)
+    assert s.push(make_events([1], [2], [1000], [1])) == []
+    got = s.push(make_events([0, 3], [0, 1], [1050, 1250], [0, 1]))
+    assert [(t0, t1, len(e)) for t0, t1, e in got] == [(1000, 1100, 2), (1100, 1200, 0)]
+    assert s.push(make_events([0], [0], [1150], [1])) == [] and s.late == 1  # older than [1200, 1300)
+    # an unsorted batch is cut as if sorted: every event lands in its own window
+    got = s.push(make_events([1, 2, 3, 4], [0, 0, 0, 0], [1420, 1210, 1390, 1305], [1, 1, 0, 0]))
+    assert [(t0, sorted(e["t"].tolist())) for t0, _, e in got] == [(1200, [1210, 1250]), (1300, [1305, 1390])]
+    assert [(t0, e["t"].tolist()) for t0, _, e in s.flush()] == [(1400, [1420])]
+    assert s.flush() == []
+    s.reset()
+    assert s.window_start is None and s.late == 0
+    assert s.advance(5000) == [] and s.window_start == 5000

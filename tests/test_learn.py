@@ -137,6 +137,26 @@ def test_movement_peak_and_activity_box():
     assert 48 <= box[0] <= 52 and 18 <= box[1] <= 22 and 88 <= box[2] <= 91 and 38 <= box[3] <= 41
 
 
+def test_builder_event_crops_are_the_cropped_eq1_frames_and_box_activity():
+    """The builder crops each slice from its events (the live node's crop_events); that must equal cropping the
+    slice's Eq. (1) frame, and the per-slice activity must be the frame's count inside the clipped box."""
+    from microexp.events.dtype import make_events
+    from microexp.events.frames import event_frames
+    from microexp.learn.build import _event_crops
+    from microexp.vision.crop import crop_resize
+
+    rng = np.random.default_rng(5)
+    n = 40_000
+    ev = make_events(rng.integers(0, 350, n), rng.integers(0, 262, n), np.sort(rng.integers(900, 400_000, n)),
+                     rng.integers(0, 3, n))
+    box = (250.4, -20.2, 420.0, 150.0)  # partly outside the 346 x 260 sensor
+    crops, activity = _event_crops(ev, 346, 260, 1_000, 12, 33_000, box, 64)
+    frames = event_frames(ev, 346, 260, 33_000, t_start=1_000, n_slices=12)
+    for k in range(12):
+        np.testing.assert_allclose(crops[k], crop_resize(frames[k], box, 64), rtol=1e-5, atol=1e-6)
+        assert activity[k] == int(frames[k][:, 0:150, 250:346].sum()) > 0
+
+
 def test_synthetic_evk4_map_matches_the_rig_geometry():
     from microexp.synth.face import Subject
     from microexp.synth.render import DAVIS346_VIEW, EVK4_VIEW

@@ -9,8 +9,11 @@ channel index = polarity value of :data:`~microexp.events.dtype.EVENT_DTYPE` (0 
 covers ``[t_start + k*slice_us, t_start + (k+1)*slice_us)`` (left-closed, right-open, so an event exactly on
 an edge belongs to the later slice).
 
-:func:`event_frames` bins a whole recording (training); :class:`EventBinner` bins a live stream window by
-window (the ROS node). Both run the same numba kernel, so for the same events they give identical frames.
+:func:`event_frames` bins a whole recording; :class:`EventBinner` bins a live stream window by window. Both
+run the same numba kernel, so for the same events they give identical frames. :class:`EventSlicer` cuts a
+live stream on the same window grid but hands out each window's *events*: the live node and the dataset
+builder crop those directly (:func:`microexp.vision.crop.crop_events`, equal to cropping the Eq. (1) frame)
+and never build a full-sensor frame.
 
 Counts saturate at the largest value of the output dtype (65535 for the default uint16) instead of
 wrapping around. Events outside the sensor (x >= width, y >= height) or with a polarity other than 0 or 1
@@ -26,7 +29,7 @@ from numba import njit
 from microexp.errors import ParameterError
 from microexp.events.dtype import EVENT_DTYPE
 
-__all__ = ["event_frames", "EventBinner", "DEFAULT_SLICE_US"]
+__all__ = ["event_frames", "EventBinner", "EventSlicer", "DEFAULT_SLICE_US"]
 
 DEFAULT_SLICE_US = 33_000
 """The slice length used throughout microexp (33 ms, about 30 frames/s)."""
@@ -330,4 +333,110 @@ class EventBinner:
         self._t0 += self.slice_us
         self._partial = np.zeros((2, self.height, self.width), dtype=self.dtype)
         self._dirty = False
+        return out
+
+
+_NO_EVENTS = np.zeros(0, dtype=EVENT_DTYPE)
+_NO_EVENTS.flags.writeable = False
+
+
+class EventSlicer:
+    """The window grid of :class:`EventBinner`, handing out each window's events instead of its frame.
+
+    Same rules: windows ``[t_start + k*slice_us, t_start + (k+1)*slice_us)``, ``t_start`` the first event
+    pushed unless given; a window is complete when an event at or after its end arrives; events older than
+    the open window are dropped and counted in :attr:`late`; windows without events come out as empty
+    arrays. For any sequence of pushes, ``event_frames`` of each window's events equals the frame
+    :class:`EventBinner` returns for that window (tested), and :meth:`advance` / :meth:`flush` behave alike.
+    Batches need not be sorted (each is stably sorted by time when it is not). The arrays are views into
+    the pushed batches: read-only use.
+
+    Example
+    -------
+    >>> from microexp.events.dtype import make_events
+    >>> s = EventSlicer(slice_us=100)
+    >>> s.push(make_events([1], [2], [1000], [1]))
+    []
+    >>> [(t0, t1, len(e)) for t0, t1, e in s.push(make_events([0, 3], [0, 1], [1050, 1250], [0, 1]))]
+    [(1000, 1100, 2), (1100, 1200, 0)]
+    >>> [(t0, t1, len(e)) for t0, t1, e in s.flush()]
+    [(1200, 1300, 1)]
+    """
+
+    def __init__(self, slice_us: int = DEFAULT_SLICE_US, t_start: Optional[int] = None):
+        _, _, self.slice_us = _check_geometry(1, 1, slice_us)
+        self._t_start0 = None if t_start is None else int(t_start)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the next push starts a new window grid (at ``t_start`` or its first event)."""
+        self._t0: Optional[int] = self._t_start0
+        self._open: list = []
+        self.late = 0
+
+    @property
+    def window_start(self) -> Optional[int]:
+        """Start of the open window (None before the first event)."""
+        return self._t0
+
+    def _take_open(self, tail: Optional[np.ndarray] = None) -> np.ndarray:
+        parts = self._open if tail is None or tail.shape[0] == 0 else self._open + [tail]
+        self._open = []
+        if not parts:
+            return _NO_EVENTS
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def push(self, events: np.ndarray) -> list:
+        """Add events; return the windows they complete as a list of ``(t0, t1, events)``."""
+        events = _check_events(events)
+        if events.shape[0] == 0:
+            return []
+        t = events["t"]
+        if t.shape[0] > 1 and not bool(np.all(t[1:] >= t[:-1])):
+            events = events[np.argsort(t, kind="stable")]
+            t = events["t"]
+        if self._t0 is None:
+            self._t0 = int(t[0])
+        t0, s = self._t0, self.slice_us
+        lo = int(np.searchsorted(t, t0, side="left"))
+        if lo:
+            self.late += lo
+            events, t = events[lo:], t[lo:]
+            if events.shape[0] == 0:
+                return []
+        k_last = (int(t[-1]) - t0) // s
+        if k_last == 0:
+            self._open.append(events)
+            return []
+        cuts = np.searchsorted(t, t0 + s * np.arange(1, k_last + 1, dtype=np.int64), side="left")
+        done = [(t0, t0 + s, self._take_open(events[:int(cuts[0])]))]
+        for k in range(1, k_last):
+            a, b = int(cuts[k - 1]), int(cuts[k])
+            done.append((t0 + k * s, t0 + (k + 1) * s, events[a:b] if b > a else _NO_EVENTS))
+        self._t0 = t0 + k_last * s
+        self._open = [events[int(cuts[-1]):]]
+        return done
+
+    def advance(self, t: int) -> list:
+        """Time has reached ``t`` without events: close the windows that end at or before ``t`` (as
+        :meth:`EventBinner.advance`); before the first event, ``t`` starts the window grid."""
+        t = int(t)
+        if self._t0 is None:
+            self._t0 = t
+            return []
+        k = (t - self._t0) // self.slice_us
+        if k <= 0:
+            return []
+        s = self.slice_us
+        done = [(self._t0, self._t0 + s, self._take_open())]
+        done += [(self._t0 + j * s, self._t0 + (j + 1) * s, _NO_EVENTS) for j in range(1, k)]
+        self._t0 += k * s
+        return done
+
+    def flush(self) -> list:
+        """Return the open window (if any event fell into it) as ``[(t0, t1, events)]`` and close it."""
+        if not self._open or self._t0 is None:
+            return []
+        out = [(self._t0, self._t0 + self.slice_us, self._take_open())]
+        self._t0 += self.slice_us
         return out

@@ -3,13 +3,18 @@
 Per window (sensor time, the grid of :class:`microexp.events.frames.EventBinner`, i.e. the paper's Eq. (1) as
 in training)::
 
-    events --bin--> 2 x H x W counts --crop_resize--> 2 x 64 x 64 --SNN step--> running mean m (21)
+    events --slice--> the window's events --crop_events--> 2 x 64 x 64 --SNN step--> running mean m (21)
            --> probabilities softmax(m / temperature), top-3, smoothed mean over the horizon
+
+:func:`microexp.vision.crop.crop_events` equals ``crop_resize`` of the window's Eq. (1) frame (tested) and is
+what the dataset builder uses, but it costs one pass over the window's events instead of a full-sensor frame
+(3.7 MB for the EVK4) and a pass over the face box.
 
 The work splits in two halves so that a node can run them on two threads:
 
-- :meth:`StreamingAUPipeline.bin` (cheap; the node's subscription callback): gap detection, Eq. (1) binning,
-  event counts; returns the completed :class:`Window` objects.
+- :meth:`StreamingAUPipeline.bin` (cheap; the node's subscription callback): gap detection, cutting the
+  stream into windows (:class:`microexp.events.frames.EventSlicer`); returns the completed :class:`Window`
+  objects.
 - :meth:`StreamingAUPipeline.infer` (the worker): crop to the face box (or fixed ROI), one SNN step, the
   :class:`WindowResult`.
 
@@ -50,27 +55,27 @@ import numpy as np
 from microexp.aus import AU_LABELS, NUM_CLASSES
 from microexp.errors import ParameterError
 from microexp.events.dtype import EVENT_DTYPE
-from microexp.events.frames import DEFAULT_SLICE_US, EventBinner
+from microexp.events.frames import DEFAULT_SLICE_US, EventSlicer
 from microexp.infer.smoothing import HorizonSmoother, LatencyStats, au_probabilities, top_k
-from microexp.vision.crop import Box, clip_box, crop_resize
+from microexp.vision.crop import Box, clip_box, crop_events
 
 __all__ = ["Window", "WindowResult", "StreamingAUPipeline", "offline_probabilities", "resolve_device"]
 
 
 @dataclass
 class Window:
-    """One completed event window, binned and waiting for inference."""
+    """One completed event window, waiting for inference."""
 
     index: int  #: emission order since the pipeline was made (consecutive unless windows were skipped)
     t0: int  #: window start, sensor µs (inclusive)
     t1: int  #: window end, sensor µs (exclusive)
-    frame: np.ndarray  #: (2, H, W) counts, Eq. (1); read-only use
+    data: np.ndarray  #: the window's events (EVENT_DTYPE, time-sorted); read-only use
     events: int  #: events in the window
     arrival_ns: int  #: monotonic ns at which the data closing the window arrived
-    ready_ns: int  #: monotonic ns at which binning finished
+    ready_ns: int  #: monotonic ns at which the window was cut
     reset: Optional[str] = None  #: reason to reset the SNN before this window, if any
     decode_ms: float = 0.0  #: decoding time of the packet that closed the window (if the caller gave it)
-    bin_ms: float = 0.0  #: binning time of the push that completed the window
+    bin_ms: float = 0.0  #: slicing time of the push that completed the window
 
 
 @dataclass
@@ -157,11 +162,8 @@ class StreamingAUPipeline:
     face:
         Optional :class:`~microexp.infer.face.FaceTracker` (anything with ``current() -> box | None``).
     chunk_us:
-        Incoming events are buffered and handed to the binner when they span this much sensor time, or as
-        soon as they close a window. Each binner push copies the open window (2 x H x W: 3.7 MB for the EVK4,
-        0.3 ms on a 2-core VM), so pushing every 1 ms packet would cost a third of a core at any event rate;
-        buffering bounds that while leaving at most ``chunk_us`` of events to bin when the closing packet
-        arrives. Results do not depend on it.
+        Incoming events are buffered and handed to the slicer when they span this much sensor time, or as
+        soon as they close a window (fewer, larger pieces per window). Results do not depend on it.
     """
 
     def __init__(self, model, width: int, height: int, slice_us: int = DEFAULT_SLICE_US,
@@ -190,13 +192,15 @@ class StreamingAUPipeline:
             except Exception as exc:  # eager steps still work; the node logs why
                 self.graph_error = f"{type(exc).__name__}: {exc}"
         self.size = int(config.input_size)
-        self.binner = EventBinner(width, height, slice_us)
+        self.binner = EventSlicer(slice_us)
         self.noise_filter = None
         if noise_filter_us:  # the dataset builder's filter (events.filters); windows still close on raw events
             from microexp.events.filters import BackgroundActivityFilter
 
             self.noise_filter = BackgroundActivityFilter(width, height, int(noise_filter_us))
-        self.width, self.height, self.slice_us = self.binner.width, self.binner.height, self.binner.slice_us
+        if isinstance(width, bool) or isinstance(height, bool) or not (int(width) > 0 and int(height) > 0):
+            raise ParameterError(f"sensor size must be positive integers, got {width!r} x {height!r}")
+        self.width, self.height, self.slice_us = int(width), int(height), self.binner.slice_us
         self.roi = None if roi is None else tuple(float(v) for v in roi)
         if self.roi is not None and clip_box(self.roi, self.width, self.height) is None:
             raise ParameterError(f"roi {self.roi} lies outside the {self.width}x{self.height} sensor")
@@ -212,8 +216,6 @@ class StreamingAUPipeline:
         self._last_t: Optional[int] = None
         self._next_index = 0
         self._next_reset: Optional[str] = "start"
-        self._pending = 0  # events counted into the open window so far
-        self._pending_t0: Optional[int] = None
         self._arrival_ns = 0
         self._decode_ms = 0.0
         # inference side (one thread)
@@ -263,7 +265,7 @@ class StreamingAUPipeline:
         self._decode_ms = 0.0
         out: list = []
         self._push(out)
-        self._emit(out, self.binner.flush(), None)
+        self._emit(out, self.binner.flush())
         return out
 
     def note_discontinuity(self, reason: str = "seq_gap") -> None:
@@ -294,34 +296,22 @@ class StreamingAUPipeline:
             done = self.binner.advance(int(ev["t"][0])) if self.binner.window_start is None else []
             done += self.binner.push(kept)
             done += self.binner.advance(int(ev["t"][-1]))
-            ev = kept
         bin_ms = (time.monotonic_ns() - t_start) / 1e6
-        self._emit(out, done, ev["t"], bin_ms)
+        self._emit(out, done, bin_ms)
 
-    def _emit(self, out: list, done: list, t: Optional[np.ndarray], bin_ms: float = 0.0) -> None:
+    def _emit(self, out: list, done: list, bin_ms: float = 0.0) -> None:
         now = time.monotonic_ns()
-        for t0, t1, frame in done:
-            n = 0 if t is None else int(np.searchsorted(t, t1) - np.searchsorted(t, t0))
-            if t0 == self._pending_t0:
-                n += self._pending
-            out.append(Window(self._next_index, int(t0), int(t1), frame, n, self._arrival_ns, now,
+        for t0, t1, data in done:
+            out.append(Window(self._next_index, int(t0), int(t1), data, int(data.shape[0]), self._arrival_ns, now,
                               self._next_reset, self._decode_ms, bin_ms))
             self._next_index += 1
             self._next_reset = None
-        open_t0 = self.binner.window_start
-        if t is None:
-            self._pending, self._pending_t0 = 0, open_t0
-            return
-        n_open = int(t.shape[0] - np.searchsorted(t, open_t0)) if open_t0 is not None else 0
-        self._pending = n_open + (self._pending if open_t0 == self._pending_t0 and not done else 0)
-        self._pending_t0 = open_t0
 
     def _break(self, out: list, reason: str) -> None:
         """End the clip: emit what is open, restart the window grid at the next event."""
         self._push(out)
-        self._emit(out, self.binner.flush(), None)
+        self._emit(out, self.binner.flush())
         self.binner.reset()
-        self._pending, self._pending_t0 = 0, None
         self.gaps += 1
         self.note_discontinuity(reason)
 
@@ -371,7 +361,7 @@ class StreamingAUPipeline:
         self._last_crop = crop_kind
 
         t_crop = time.monotonic_ns()
-        crop = crop_resize(window.frame, box, self.size, out=self._crop)
+        crop = crop_events(window.data, self.width, self.height, box, self.size, out=self._crop)
         x = torch.from_numpy(crop).unsqueeze(0)
         if self.device != "cpu":
             x = x.to(self.device, non_blocking=True)

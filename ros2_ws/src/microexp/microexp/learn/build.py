@@ -23,10 +23,10 @@ Each kept segment of a session (``manifest.json``), or each bare bag, becomes on
    bounding box of event activity (pixels with at least 3 events and 4x the mean count; 2nd-98th
    percentiles) and the webcam's to a centred square of 45 % of the frame height; ``box_source`` in the
    index says which (``mtcnn``, ``mapped:davis346``, ``events``, ``centre``).
-4. **Arrays**: Eq. (1) frames of each event sensor (:func:`microexp.events.frames.event_frames`, the same
-   kernel as the live node's binner) per slice, cropped and resized to 64 x 64 by
-   :func:`microexp.vision.crop.crop_resize` (the live node's crop); APS and webcam crops through the same
-   function; see :mod:`microexp.learn.dataset` for the list.
+4. **Arrays**: Eq. (1) frames of each event sensor per slice, cropped and resized to 64 x 64: computed from
+   each slice's events by :func:`microexp.vision.crop.crop_events`, the live node's crop, which equals
+   :func:`microexp.vision.crop.crop_resize` of :func:`microexp.events.frames.event_frames` (tested); APS and
+   webcam crops through ``crop_resize``; see :mod:`microexp.learn.dataset` for the list.
 
 A dataset folder can be built in several runs: clips already in its index are skipped (``--overwrite``
 rebuilds them).
@@ -57,7 +57,6 @@ DEFAULT_TOPICS = {
 }
 EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
 DEFAULT_SLICE_US = 33_000  # = microexp.events.frames.DEFAULT_SLICE_US (importing that loads numba)
-CHUNK_SLICES = 16  # full-sensor frames binned at a time (EVK4: 16 x 3.7 MB)
 
 
 def synthetic_evk4_map() -> tuple[float, float, float, float]:
@@ -106,6 +105,7 @@ class BuildOptions:
     topics: dict = field(default_factory=lambda: dict(DEFAULT_TOPICS))
     overwrite: bool = False
     noise_filter_us: int = 0  # background-activity filter window (events.filters); 0 = off (the paper's path)
+    face_box: str = "mtcnn"  # MTCNN's box (paper §3.4) or "landmarks" (infer.face.landmark_box)
 
 
 @dataclass
@@ -277,8 +277,9 @@ def _decode_image(raw: bytes, msgtype: str) -> np.ndarray:
 class Detectors:
     """MTCNN detectors, one per minimum face size (a 1080p webcam needs a coarser pyramid than the APS)."""
 
-    def __init__(self, min_probability: float):
+    def __init__(self, min_probability: float, box: str = "mtcnn"):
         self.min_probability = min_probability
+        self.box = box
         self._by_size: dict = {}
 
     def __call__(self, image: np.ndarray):
@@ -286,7 +287,8 @@ class Detectors:
 
         min_face = max(20, int(0.12 * min(image.shape[:2])))
         if min_face not in self._by_size:
-            self._by_size[min_face] = MtcnnDetector(min_probability=self.min_probability, min_face_size=min_face)
+            self._by_size[min_face] = MtcnnDetector(min_probability=self.min_probability, min_face_size=min_face,
+                                                    box=self.box)
         return self._by_size[min_face](image)
 
 
@@ -346,24 +348,22 @@ def movement_peak(activity: Sequence[float], width: int = 5) -> int:
 
 
 def _event_crops(events: np.ndarray, width: int, height: int, t0_us: int, n: int, slice_us: int, box, size: int):
-    """(crops float32 (n, 2, size, size), events inside the box per slice)."""
-    from microexp.events.frames import event_frames
-    from microexp.vision.crop import clip_box, crop_resize, pixel_box
+    """(crops float32 (n, 2, size, size), events inside the box per slice): the Eq. (1) frame of each slice,
+    cropped, computed from the slice's events by the live node's :func:`microexp.vision.crop.crop_events`."""
+    from microexp.vision.crop import clip_box, crop_events, pixel_box
 
     out = np.empty((n, 2, size, size), dtype=np.float32)
     activity = np.zeros(n, dtype=np.int64)
     inside = clip_box(box, width, height)
     px = pixel_box(inside) if inside is not None else None
     t = events["t"]
-    for k0 in range(0, n, CHUNK_SLICES):
-        m = min(CHUNK_SLICES, n - k0)
-        lo, hi = t0_us + k0 * slice_us, t0_us + (k0 + m) * slice_us
-        part = events[np.searchsorted(t, lo, "left"):np.searchsorted(t, hi, "left")]
-        frames = event_frames(part, width, height, slice_us, t_start=lo, n_slices=m)
-        for j in range(m):
-            crop_resize(frames[j], box, size, out=out[k0 + j])
-            if px is not None:
-                activity[k0 + j] = int(frames[j][:, px[1]:px[3], px[0]:px[2]].sum())
+    cuts = np.searchsorted(t, t0_us + slice_us * np.arange(n + 1, dtype=np.int64), "left")
+    for k in range(n):
+        part = events[int(cuts[k]):int(cuts[k + 1])]
+        crop_events(part, width, height, box, size, out=out[k])
+        if px is not None and part.shape[0]:
+            x, y, p = part["x"], part["y"], part["p"]
+            activity[k] = int(np.count_nonzero((x >= px[0]) & (x < px[2]) & (y >= px[1]) & (y < px[3]) & (p < 2)))
     return out, activity
 
 
@@ -533,9 +533,10 @@ def build_dataset(paths: Sequence, out, opts: Optional[BuildOptions] = None, pro
     root = Path(out)
     sources = find_sources(paths)
     doc = load_or_create_index(root, slice_us=opts.slice_us, size=opts.size, margin=opts.margin,
-                               evk4_map=list(opts.evk4_map), noise_filter_us=int(opts.noise_filter_us))
+                               evk4_map=list(opts.evk4_map), noise_filter_us=int(opts.noise_filter_us),
+                               face_box=opts.face_box)
     have = {c["id"]: c for c in doc["clips"]}
-    detector = Detectors(opts.min_probability)
+    detector = Detectors(opts.min_probability, opts.face_box)
     built, skipped, failed = 0, 0, []
     t_start = time.monotonic()
     bar = tqdm(sources, desc="clips", unit="clip", disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -603,6 +604,10 @@ def add_arguments(parser) -> None:
                         help="background-activity filter before binning: an event passes when a neighbouring pixel "
                              "fired within this many µs (e.g. 5000; 0 = off, the paper's path). Stored in the index; "
                              "models trained on it make the live node filter the same way")
+    parser.add_argument("--face-box", choices=("mtcnn", "landmarks"), default="mtcnn",
+                        help="face box: MTCNN's box (the paper's) or one placed by MTCNN's five landmarks, which puts "
+                             "eyes and mouth at the same crop pixels for every person (infer.face.landmark_box). "
+                             "Stored in the index; models trained on it make the live node crop the same way")
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips already in the index")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for MTCNN")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -626,7 +631,7 @@ def options_from_args(args) -> BuildOptions:
     return BuildOptions(margin=args.margin, detect_every=args.detect_every, min_probability=args.min_probability,
                         evk4_map=parse_map(args.evk4_map), sensors=sensors, webcam=not args.no_webcam,
                         max_slices=args.max_slices, topics=topics, overwrite=args.overwrite,
-                        noise_filter_us=args.noise_filter_us)
+                        noise_filter_us=args.noise_filter_us, face_box=args.face_box)
 
 
 def run(args) -> int:

@@ -136,7 +136,8 @@ def load_or_create_index(root: Path, **fields) -> dict:
         if doc.get("format") != FORMAT:
             raise FormatError(path, f"format {doc.get('format')!r} is not {FORMAT!r}")
         doc.setdefault("noise_filter_us", 0)  # indexes written before the filter existed
-        for key in ("slice_us", "size", "noise_filter_us"):
+        doc.setdefault("face_box", "mtcnn")  # ... and before landmark boxes
+        for key in ("slice_us", "size", "noise_filter_us", "face_box"):
             if key in fields and doc.get(key) != fields[key]:
                 raise ParameterError(f"{path}: the dataset was built with {key}={doc.get(key)}, not {fields[key]}; "
                                      "build into a new folder")

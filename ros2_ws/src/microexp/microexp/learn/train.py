@@ -401,7 +401,8 @@ def _input_description(cfg: TrainConfig, ds) -> dict:
             "size": ds.size, "crop": "microexp.vision.crop.crop_resize of the MTCNN face box (square, margin 1.2)",
             "scale": "Eq. (1) mean counts per sensor pixel, unscaled" if cfg.modality == "events" else "RGB / 255",
             "window": "slices centred on the activity peak",
-            "noise_filter_us": int(ds.index.get("noise_filter_us", 0) or 0) if cfg.modality == "events" else 0}
+            "noise_filter_us": int(ds.index.get("noise_filter_us", 0) or 0) if cfg.modality == "events" else 0,
+            "face_box": str(ds.index.get("face_box", "mtcnn") or "mtcnn")}
 
 
 def _fold_metrics(scores: np.ndarray, y: np.ndarray) -> dict:

@@ -72,6 +72,9 @@ PARAMS = (
     Param("face_smoothing", 0.5, "weight of the newest face box in its exponential smoothing (1 = no smoothing)",
           min=0.01, max=1.0),
     Param("face_margin", 1.2, "side of the square crop / longer side of the face box", min=0.5, max=4.0),
+    Param("face_box", "model", "face box rule: mtcnn (MTCNN's box, the paper's), landmarks (placed by MTCNN's five "
+          "landmarks, infer.face.landmark_box) or model = as the model's training data (its checkpoint)",
+          choices=("model", "mtcnn", "landmarks")),
     Param("face_min_probability", 0.9, "MTCNN detections less probable than this are ignored", min=0.0, max=1.0),
     Param("face_stale_s", 2.0, "the face is lost when no detection came for this long (0 = never)",
           min=0.0, max=3600.0, unit="s"),
@@ -133,6 +136,8 @@ class InferenceNode(Node):
         self.temperature = float(self.p["temperature"] or self.meta.get("extra", {}).get("temperature") or 1.0)
         trained_filter = int(self.meta.get("extra", {}).get("input", {}).get("noise_filter_us", 0) or 0)
         self.noise_filter_us = trained_filter if self.p["noise_filter_us"] < 0 else int(self.p["noise_filter_us"])
+        trained_box = str(self.meta.get("extra", {}).get("input", {}).get("face_box", "mtcnn") or "mtcnn")
+        self.face_box = trained_box if self.p["face_box"] == "model" else self.p["face_box"]
         self.roi = parse_roi(self.p["roi"])
         self.box_map = BoxMap.from_list(self.p["frame_to_events"])
         self.face: Optional[FaceTracker] = None
@@ -222,7 +227,7 @@ class InferenceNode(Node):
         from microexp.infer.face import FaceDetectorThread, MtcnnDetector, to_rgb
         from microexp.ros.images import from_msg
 
-        detector = MtcnnDetector(self.device, self.p["face_min_probability"])
+        detector = MtcnnDetector(self.device, self.p["face_min_probability"], box=self.face_box)
 
         def detect(msg: Image):
             image = from_msg(msg)

@@ -37,7 +37,7 @@ import numpy as np
 
 from microexp.errors import ParameterError
 
-__all__ = ["CROP_SIZE", "Box", "crop_resize", "pixel_box", "square_box", "parse_roi", "full_box", "clip_box"]
+__all__ = ["CROP_SIZE", "Box", "crop_resize", "crop_events", "pixel_box", "square_box", "parse_roi", "full_box", "clip_box"]
 
 CROP_SIZE = 64
 """Side of the model's input frames (the paper's 64 x 64)."""
@@ -108,6 +108,46 @@ def crop_resize(frame: np.ndarray, box: Optional[Sequence[float]] = None, size: 
     return out
 
 
+def crop_events(events: np.ndarray, width: int, height: int, box: Optional[Sequence[float]] = None,
+                size: int = CROP_SIZE, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The crop of the Eq. (1) frame of ``events``, computed from the events themselves.
+
+    Equal (up to float summation order; tested within 1e-5) to::
+
+        crop_resize(event_frames(events, width, height, n_slices=1, t_start=<their window>)[0], box, size)
+
+    for the events of one window, without the (2, height, width) frame: area resampling is linear in the
+    counts, so each event inside the box adds its pixel's area weights (at most 2 x 2 output pixels) to the
+    output. The cost is one pass over the events instead of one over the box (a 432 x 432 EVK4 face box is
+    373,000 pixel reads per 33 ms window, while the synthetic rig's face sends ~8,000 events into it). Events
+    outside the sensor or with a polarity other than 0/1 are ignored, as :func:`event_frames` ignores them.
+    The frame's saturation at 65,535 events per pixel and window is not reproduced (a pixel cannot fire that
+    often in 33 ms). When the box is not larger than ``size`` (upscaling), the box region is binned and
+    handed to :func:`crop_resize`.
+
+    ``events``: EVENT_DTYPE array (x, y, t, p) of one window, any order.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+        raise ParameterError(f"crop_events: size must be a positive integer, got {size!r}")
+    width, height = int(width), int(height)
+    x0, y0, x1, y1 = (0, 0, width, height) if box is None else pixel_box(box)
+    if out is None:
+        out = np.empty((2, size, size), dtype=np.float32)
+    elif out.shape != (2, size, size) or out.dtype != np.float32:
+        raise ParameterError(f"crop_events: out must be float32 {(2, size, size)}, got {out.dtype} {out.shape}")
+    x, y, p = events["x"], events["y"], events["p"]
+    if y1 - y0 >= size and x1 - x0 >= size and (y1 - y0, x1 - x0) != (size, size):
+        ty, tx = _area_table(y1 - y0, size), _area_table(x1 - x0, size)
+        _event_area_kernel()(x, y, p, width, height, y0, x0, *ty, *tx, out)
+        return out
+    region = np.zeros((2, y1 - y0, x1 - x0), dtype=np.float32)
+    keep = (x < width) & (y < height) & (p < 2)
+    xi, yi = x[keep].astype(np.int64) - x0, y[keep].astype(np.int64) - y0
+    inside = (xi >= 0) & (xi < x1 - x0) & (yi >= 0) & (yi < y1 - y0)
+    np.add.at(region, (p[keep][inside].astype(np.int64), yi[inside], xi[inside]), 1.0)
+    return crop_resize(region, None, size, out=out)
+
+
 @functools.lru_cache(maxsize=64)
 def _area_table(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Area weights of downscaling ``src`` pixels to ``dst`` (``src >= dst``) along one axis, per source pixel:
@@ -169,6 +209,34 @@ def _sparse_area_kernel():
                         out[k, a1, b0] += val * aw1 * bw0
                         if b1 >= 0:
                             out[k, a1, b1] += val * aw1 * bw1
+
+    return area
+
+
+@functools.lru_cache(maxsize=None)
+def _event_area_kernel():
+    from numba import njit
+
+    @njit(cache=True, nogil=True, boundscheck=False)
+    def area(xs, ys, ps, width, height, y0, x0, yd0, yw0, yd1, yw1, xd0, xw0, xd1, xw1, out):  # pragma: no cover
+        hr, wr = yd0.shape[0], xd0.shape[0]
+        out[:] = 0.0
+        for i in range(xs.shape[0]):
+            x, y, k = np.intp(xs[i]), np.intp(ys[i]), np.intp(ps[i])
+            if x >= width or y >= height or k >= 2:
+                continue
+            ry, rx = y - y0, x - x0
+            if ry < 0 or ry >= hr or rx < 0 or rx >= wr:
+                continue
+            a0, aw0, a1, aw1 = yd0[ry], yw0[ry], yd1[ry], yw1[ry]
+            b0, bw0, b1, bw1 = xd0[rx], xw0[rx], xd1[rx], xw1[rx]
+            out[k, a0, b0] += aw0 * bw0
+            if b1 >= 0:
+                out[k, a0, b1] += aw0 * bw1
+            if a1 >= 0:
+                out[k, a1, b0] += aw1 * bw0
+                if b1 >= 0:
+                    out[k, a1, b1] += aw1 * bw1
 
     return area
 
