@@ -179,7 +179,28 @@ def event_frames(events: np.ndarray, width: int, height: int, slice_us: int = DE
     return out.reshape(n_slices, 2, height, width)
 
 
-class EventBinner:
+class _WindowGrid:
+    """The window grid shared by :class:`EventBinner` and :class:`EventSlicer`."""
+
+    slice_us: int
+    _t0: Optional[int]
+
+    @property
+    def window_start(self) -> Optional[int]:
+        """Start of the open window (None before the first event)."""
+        return self._t0
+
+    def _windows_before(self, t: int) -> int:
+        """How many windows end at or before ``t`` (an event at ``t`` would close them); before the first
+        event, ``t`` starts the grid and none do."""
+        t = int(t)
+        if self._t0 is None:
+            self._t0 = t
+            return 0
+        return max(0, (t - self._t0) // self.slice_us)
+
+
+class EventBinner(_WindowGrid):
     """Streaming Eq. (1) binner: feed time-sorted event batches, get each window once it is complete.
 
     Windows are ``[t_start + k*slice_us, t_start + (k+1)*slice_us)``; ``t_start`` defaults to the first
@@ -219,11 +240,6 @@ class EventBinner:
         self._partial = np.zeros((2, self.height, self.width), dtype=self.dtype)
         self._dirty = False
         self.late = 0
-
-    @property
-    def window_start(self) -> Optional[int]:
-        """Start of the open window (None before the first event)."""
-        return self._t0
 
     def _bin_block(self, events, nb):
         """Bin events into windows [t0, t0 + nb*slice_us); window 0 continues the partial one."""
@@ -310,12 +326,8 @@ class EventBinner:
         """Time has reached ``t`` without events to bin (e.g. events removed by a noise filter): close the
         windows that end at or before ``t``, as an event at ``t`` would, and return them; before the first
         event, ``t`` starts the window grid."""
-        t = int(t)
-        if self._t0 is None:
-            self._t0 = t
-            return []
-        k = (t - self._t0) // self.slice_us
-        if k <= 0:
+        k = self._windows_before(t)
+        if k == 0:
             return []
         s = self.slice_us
         done = [(self._t0, self._t0 + s, self._partial if self._dirty else self._zero)]
@@ -340,7 +352,7 @@ _NO_EVENTS = np.zeros(0, dtype=EVENT_DTYPE)
 _NO_EVENTS.flags.writeable = False
 
 
-class EventSlicer:
+class EventSlicer(_WindowGrid):
     """The window grid of :class:`EventBinner`, handing out each window's events instead of its frame.
 
     Same rules: windows ``[t_start + k*slice_us, t_start + (k+1)*slice_us)``, ``t_start`` the first event
@@ -373,11 +385,6 @@ class EventSlicer:
         self._t0: Optional[int] = self._t_start0
         self._open: list = []
         self.late = 0
-
-    @property
-    def window_start(self) -> Optional[int]:
-        """Start of the open window (None before the first event)."""
-        return self._t0
 
     def _take_open(self, tail: Optional[np.ndarray] = None) -> np.ndarray:
         parts = self._open if tail is None or tail.shape[0] == 0 else self._open + [tail]
@@ -420,12 +427,8 @@ class EventSlicer:
     def advance(self, t: int) -> list:
         """Time has reached ``t`` without events: close the windows that end at or before ``t`` (as
         :meth:`EventBinner.advance`); before the first event, ``t`` starts the window grid."""
-        t = int(t)
-        if self._t0 is None:
-            self._t0 = t
-            return []
-        k = (t - self._t0) // self.slice_us
-        if k <= 0:
+        k = self._windows_before(t)
+        if k == 0:
             return []
         s = self.slice_us
         done = [(self._t0, self._t0 + s, self._take_open())]
