@@ -344,3 +344,23 @@ def test_slicer_doc_example_gaps_late_events_and_unsorted_batches():
     s.reset()
     assert s.window_start is None and s.late == 0
     assert s.advance(5000) == [] and s.window_start == 5000
+
+
+def test_fast_event_copies_equal_numpys():
+    """concat_events / copy_events / take_events (raw-record copies) give numpy's results for EVENT_DTYPE
+    arrays, strided views included, and fall back to numpy for other layouts."""
+    from microexp.events.dtype import concat_events, copy_events, take_events
+
+    rng = np.random.default_rng(2)
+    ev = make_events(rng.integers(0, 60000, 500), rng.integers(0, 60000, 500), rng.integers(-2**40, 2**40, 500),
+                     rng.integers(0, 2, 500))
+    parts = [ev[:100], ev[100:101], ev[101:0], ev[101::3], ev[::-7]]
+    assert np.array_equal(concat_events(parts), np.concatenate(parts))
+    assert concat_events(parts).dtype == EVENT_DTYPE
+    copied = copy_events(ev[::2])
+    assert np.array_equal(copied, ev[::2]) and not np.shares_memory(copied, ev)
+    mask, order = ev["t"] > 0, np.argsort(ev["t"], kind="stable")
+    assert np.array_equal(take_events(ev, mask), ev[mask]) and np.array_equal(take_events(ev, order), ev[order])
+    other = np.zeros(4, dtype=[("x", "<u2"), ("t", "<i8")])
+    assert np.array_equal(concat_events([other, other]), np.concatenate([other, other]))
+    assert np.array_equal(take_events(other, [1, 0]), other[[1, 0]])

@@ -32,7 +32,7 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from microexp.errors import FormatError
-from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
+from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events, copy_events
 
 __all__ = ["read_aedat4", "iter_aedat4", "Aedat4Recording", "Aedat4Frame", "Aedat4Item", "IMU_DTYPE",
            "AEDAT4_MAGIC", "check_aedat4"]
@@ -375,7 +375,7 @@ def read_aedat4(path) -> Aedat4Recording:
     def cat(chunks, dtype):
         if not chunks:
             return np.empty(0, dtype=dtype)
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return chunks[0] if len(chunks) == 1 else concat_events(chunks)
 
     return Aedat4Recording(path=path, camera=streams.camera, width=streams.width, height=streams.height,
                            events=cat(parts["events"], EVENT_DTYPE), frames=parts["frame"],

@@ -19,6 +19,33 @@ TRIGGER_DTYPE = np.dtype([("t", "<i8"), ("id", "u1"), ("value", "u1")])
 """t (int64 µs), id (trigger channel), value (1 = rising edge, 0 = falling edge)."""
 
 
+_RAW = np.dtype((np.void, EVENT_DTYPE.itemsize))
+
+
+def _raw(a: np.ndarray) -> np.ndarray:
+    return a.view(_RAW) if a.dtype == EVENT_DTYPE else a
+
+
+def concat_events(parts) -> np.ndarray:
+    """``np.concatenate`` of event arrays, fast: EVENT_DTYPE is a packed, unaligned 13-byte record, which numpy
+    copies field by field (165,000 events: 3.8 ms on the development VM); seen as raw 13-byte records the same
+    copy is a memcpy (0.1 ms). Other dtypes go through ``np.concatenate`` unchanged."""
+    parts = list(parts)
+    if parts and all(isinstance(a, np.ndarray) and a.dtype == EVENT_DTYPE for a in parts):
+        return np.concatenate([a.view(_RAW) for a in parts]).view(EVENT_DTYPE)
+    return np.concatenate(parts)
+
+
+def copy_events(a: np.ndarray) -> np.ndarray:
+    """``a.copy()``, fast for EVENT_DTYPE (see :func:`concat_events`)."""
+    return _raw(a).copy().view(a.dtype)
+
+
+def take_events(a: np.ndarray, index) -> np.ndarray:
+    """``a[index]`` for an integer or boolean index array, fast for EVENT_DTYPE (see :func:`concat_events`)."""
+    return _raw(a)[index].view(a.dtype)
+
+
 def make_events(x, y, t, p) -> np.ndarray:
     """Build an :data:`EVENT_DTYPE` array from four equally long sequences.
 

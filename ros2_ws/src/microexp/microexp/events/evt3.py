@@ -64,7 +64,7 @@ import numba as nb
 import numpy as np
 
 from microexp.errors import ParameterError
-from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
+from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events, copy_events
 
 WORD_BYTES = 2
 MAX_COORD = 2048  # 11-bit coordinates
@@ -285,7 +285,7 @@ def shrink(arr: np.ndarray, n: int) -> np.ndarray:
     if arr.base is None and arr.flags.owndata:
         arr.resize(n, refcheck=False)
         return arr
-    return arr[:n].copy()
+    return copy_events(arr[:n])
 
 
 def run_kernel(kernel, counter, words, state, width, height, small_words=1 << 16):

@@ -20,6 +20,7 @@ import functools
 import numpy as np
 
 from microexp.errors import ParameterError
+from microexp.events.dtype import take_events
 
 #: timestamp of "never": far enough in the past that ``t - NEVER`` exceeds any dt
 NEVER = np.int64(-(1 << 62))
@@ -88,4 +89,4 @@ class BackgroundActivityFilter:
         kept = _kernel()(x, y, events["t"].astype(np.int64, copy=False), self._last, np.int64(self.dt_us), keep)
         self.seen += n
         self.kept += int(kept)
-        return events[keep]
+        return take_events(events, keep)

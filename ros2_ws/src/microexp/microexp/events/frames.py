@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from microexp.errors import ParameterError
-from microexp.events.dtype import EVENT_DTYPE
+from microexp.events.dtype import EVENT_DTYPE, concat_events, take_events
 
 __all__ = ["event_frames", "EventBinner", "EventSlicer", "DEFAULT_SLICE_US"]
 
@@ -391,7 +391,7 @@ class EventSlicer(_WindowGrid):
         self._open = []
         if not parts:
             return _NO_EVENTS
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return parts[0] if len(parts) == 1 else concat_events(parts)
 
     def push(self, events: np.ndarray) -> list:
         """Add events; return the windows they complete as a list of ``(t0, t1, events)``."""
@@ -400,7 +400,7 @@ class EventSlicer(_WindowGrid):
             return []
         t = events["t"]
         if t.shape[0] > 1 and not bool(np.all(t[1:] >= t[:-1])):
-            events = events[np.argsort(t, kind="stable")]
+            events = take_events(events, np.argsort(t, kind="stable"))
             t = events["t"]
         if self._t0 is None:
             self._t0 = int(t[0])

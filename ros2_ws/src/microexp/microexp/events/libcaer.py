@@ -50,7 +50,7 @@ import numpy as np
 from numba import njit
 
 from microexp.errors import ParameterError
-from microexp.events.dtype import EVENT_DTYPE, empty_events, empty_triggers
+from microexp.events.dtype import EVENT_DTYPE, concat_events, copy_events, empty_events, empty_triggers
 
 __all__ = ["LibcaerDecoder", "LibcaerEncoder", "LibcaerCmpDecoder", "LibcaerCmpEncoder",
            "ROLLOVER_US", "CMP_SPAN_US"]
@@ -198,7 +198,7 @@ def _decode_libcaer(words, base_us, wraps, last_ts, width, height, ox, oy, ot, o
 def _trim(arr: np.ndarray, n: int) -> np.ndarray:
     if n == arr.shape[0]:
         return arr
-    return arr[:n].copy()
+    return copy_events(arr[:n])
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -271,7 +271,7 @@ class LibcaerDecoder:
         whole = (buf.shape[0] // 8) * 8
         self._pending = buf[whole:].copy()
         parts.append(self._run(buf[:whole]))
-        events = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        events = parts[0] if len(parts) == 1 else concat_events(parts)
         return events, empty_triggers()
 
 
@@ -443,7 +443,7 @@ class LibcaerCmpDecoder:
         whole = buf.shape[0] & ~1
         self._pending = buf[whole:].copy()
         parts.append(self._run(buf[:whole]))
-        events = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        events = parts[0] if len(parts) == 1 else concat_events(parts)
         return events, empty_triggers()
 
 

@@ -54,7 +54,7 @@ import numpy as np
 
 from microexp.aus import AU_LABELS, NUM_CLASSES
 from microexp.errors import ParameterError
-from microexp.events.dtype import EVENT_DTYPE
+from microexp.events.dtype import EVENT_DTYPE, concat_events
 from microexp.events.frames import DEFAULT_SLICE_US, EventSlicer
 from microexp.infer.smoothing import HorizonSmoother, LatencyStats, au_probabilities, top_k
 from microexp.vision.crop import Box, clip_box, crop_events
@@ -286,7 +286,7 @@ class StreamingAUPipeline:
     def _push(self, out: list) -> None:
         if not self._buf:
             return
-        ev = self._buf[0] if len(self._buf) == 1 else np.concatenate(self._buf)
+        ev = self._buf[0] if len(self._buf) == 1 else concat_events(self._buf)
         self._buf, self._buf_t0 = [], None
         t_start = time.monotonic_ns()
         if self.noise_filter is None:

@@ -169,13 +169,13 @@ class EventStream:
     last_seq: Optional[int] = None
 
     def events(self) -> np.ndarray:
-        from microexp.events.dtype import EVENT_DTYPE
+        from microexp.events.dtype import EVENT_DTYPE, concat_events, take_events
 
         if not self.chunks:
             return np.zeros(0, dtype=EVENT_DTYPE)
-        ev = np.concatenate(self.chunks)
+        ev = concat_events(self.chunks)
         if len(ev) > 1 and np.any(np.diff(ev["t"]) < 0):
-            ev = ev[np.argsort(ev["t"], kind="stable")]
+            ev = take_events(ev, np.argsort(ev["t"], kind="stable"))
         return ev
 
     def offset_ns(self) -> Optional[int]:

@@ -43,7 +43,7 @@ import numba
 import numpy as np
 
 from microexp.errors import ParameterError
-from microexp.events.dtype import empty_events
+from microexp.events.dtype import concat_events, empty_events, take_events
 from microexp.synth.face import FaceAnimation, FaceParams, NUM_PARAMS, face_layout
 from microexp.synth.render import CameraView, Roi, layout_roi, log_irradiance
 
@@ -235,13 +235,13 @@ class DvsPixelArray:
                 self._buf *= 4          # one pixel needs more room than the buffer has
             start = nxt
         parts.append(self._noise(self._t_prev, float(t_us)))
-        ev = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        ev = ev[np.argsort(ev["t"], kind="stable")]
+        ev = concat_events(parts) if len(parts) > 1 else parts[0]
+        ev = take_events(ev, np.argsort(ev["t"], kind="stable"))
         keep = _refractory_filter(ev["x"], ev["y"], ev["t"], self._last_out, np.int64(round(self.config.refractory_us)))
         self._l_prev = l_new
         self._t_prev = float(t_us)
         self.frames += 1
-        return ev[keep]
+        return take_events(ev, keep)
 
 
 # ------------------------------------------------------------------------------------------ render schedule
@@ -358,7 +358,7 @@ class DvsClipSimulator:
             for name, ev in self._frame(self._next).items():
                 parts[name].append(ev)
             self._next += 1
-        return {name: (np.concatenate(p) if p else empty_events(0)) for name, p in parts.items()}
+        return {name: (concat_events(p) if p else empty_events(0)) for name, p in parts.items()}
 
     @property
     def done(self) -> bool:
