@@ -340,3 +340,11 @@ def test_synth_dataset_records_takes_through_the_real_path(tmp_path):
         assert np.asarray(filtered.array(c, "davis346")).sum() < np.asarray(data.array(raw, "davis346")).sum()
     with pytest.raises(ParameterError, match="noise_filter_us"):
         build_dataset(sessions, tmp_path / "filtered", BuildOptions(noise_filter_us=1000), progress=False)
+    # ... and with landmark-placed face boxes: recorded in the index, other boxes of about the same size
+    build_dataset(sessions[:1], tmp_path / "aligned", BuildOptions(face_box="landmarks", webcam=False), progress=False)
+    aligned = ClipDataset(tmp_path / "aligned")
+    assert aligned.index["face_box"] == "landmarks" and data.index["face_box"] == "mtcnn"
+    box_l, box_m = aligned.clips[0]["sensors"]["davis346"]["box"], clips[0]["sensors"]["davis346"]["box"]
+    assert box_l != box_m and 0.8 < (box_l[2] - box_l[0]) / (box_m[2] - box_m[0]) < 1.25
+    with pytest.raises(ParameterError, match="face_box"):
+        build_dataset(sessions[:1], tmp_path / "aligned", BuildOptions(), progress=False)

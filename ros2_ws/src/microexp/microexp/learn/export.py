@@ -114,8 +114,10 @@ def model_card(summary: dict, info: dict, meta: dict, note: str = "") -> str:
         f"{inp.get('scale', 'Eq. (1) mean counts per sensor pixel')}"
         + (f", binned after the background-activity filter (neighbour support within {inp['noise_filter_us']} µs)"
            if inp.get("noise_filter_us") else "")
+        + (", face box placed by MTCNN's five landmarks (`landmark_box`)" if inp.get("face_box") == "landmarks"
+           else "")
         + ". The live node (`microexp infer`, `inference_node`) feeds it exactly this, one 33 ms slice per step"
-        + (" (its `noise_filter_us` defaults to the model's)" if inp.get("noise_filter_us") else "") + ".",
+        + (" (its `noise_filter_us` and `face_box` default to the model's)") + ".",
         f"- Output: one score per AU ({', '.join(meta.get('classes') or [])}): the time-averaged vote activation "
         "in [0, 1]. The live node publishes probabilities softmax(scores / T) with T = "
         f"{extra.get('temperature', 1.0):.4g}, fitted by temperature scaling on the held-out fold predictions "
