@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from microexp.aus import AU_LABELS, NUM_CLASSES, au_index
+from microexp.errors import MicroexpError, ParameterError
 from microexp.learn import metrics as M
 from microexp.learn.build import activity_box, movement_peak, synthetic_evk4_map
 from microexp.learn.dataset import ClipDataset, empty_index, save_array, save_index
@@ -283,6 +284,33 @@ def test_tiny_train_checkpoint_load_predict(tmp_path):
     assert bad.returncode == 2 and "metrics.json" in bad.stderr and not (tmp_path / "x.pt").exists()
 
 
+def test_takes_protocol_trains_on_first_performances_and_tests_on_later_ones(tmp_path):
+    from microexp.learn.dataset import save_index
+    from microexp.learn.train import samples_for, take_split
+
+    data = write_tiny_dataset(tmp_path / "data")
+    cfg = make_config("snn", "events", "cpu", epochs=1, slices=4)
+    with pytest.raises(MicroexpError, match="two or more takes"):
+        take_split(samples_for(ClipDataset(data), cfg))
+    ds = ClipDataset(data)
+    doc = ds.index
+    for c in list(doc["clips"]):  # a second take of every AU (same arrays, trial 2), and a third of one
+        for trial in ((2, 3) if c["au"] == "AU26" else (2,)):
+            doc["clips"].append(dict(c, id=c["id"].replace("_t1", f"_t{trial}"), trial=trial))
+    save_index(data, doc)
+    samples = samples_for(ClipDataset(data), cfg)
+    [(name, train, test)] = take_split(samples)
+    assert name == "takes" and len(train) == 6 and len(test) == 8
+    assert {samples[i].trial for i in train} == {1} and {samples[i].trial for i in test} == {2, 3}
+    assert {samples[i].subject for i in train} == {samples[i].subject for i in test} == {"S01", "S02"}
+    summary = run_training(data, tmp_path / "run", cfg, device="cpu", progress=False, protocol="takes")
+    fold = json.loads((tmp_path / "run" / "fold_takes" / "metrics.json").read_text())
+    assert summary["folds"] == 1 and fold["test_clips"] == 8 and fold["train_clips"] == 6
+    assert {p["clip"][-2:] for p in fold["predictions"]} == {"t2", "t3"}
+    with pytest.raises(ParameterError, match="single split"):
+        run_training(data, tmp_path / "run2", cfg, folds=["S01"], device="cpu", progress=False, protocol="takes")
+
+
 def test_training_resume_keeps_finished_folds(tmp_path):
     data = write_tiny_dataset(tmp_path / "data")
     cfg = make_config("snn", "events", "cpu", epochs=1, slices=4)
@@ -327,7 +355,6 @@ def test_synth_dataset_records_takes_through_the_real_path(tmp_path):
     assert all(s["status"].startswith("kept") for s in again["sessions"].values())
     assert again["dataset"]["built"] == 0 and again["dataset"]["clips"] == 2
     # the same sessions with the background-activity filter: recorded in the index, fewer events binned
-    from microexp.errors import ParameterError
     from microexp.learn.build import BuildOptions, build_dataset
 
     sessions = [out / "sessions" / "S01", out / "sessions" / "S01-take2"]

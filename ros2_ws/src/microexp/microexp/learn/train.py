@@ -131,6 +131,8 @@ class Sample:
     array: str          # array name in the dataset
     peak: int           # movement centre (slice index)
     slices: int
+    trial: int = 1      # performance number of the AU by this subject (takes: 1, 2, ...)
+    au: str = ""
 
 
 def samples_for(ds, cfg: TrainConfig) -> list[Sample]:
@@ -142,10 +144,12 @@ def samples_for(ds, cfg: TrainConfig) -> list[Sample]:
             for s in cfg.sensors:
                 if s in clip["arrays"]:
                     out.append(Sample(clip["id"], clip["subject"], int(clip["label"]), s,
-                                      int(clip["sensors"][s]["activity_peak"]), int(clip["slices"])))
+                                      int(clip["sensors"][s]["activity_peak"]), int(clip["slices"]),
+                                      int(clip.get("trial") or 1), str(clip.get("au", ""))))
         elif "webcam_rgb" in clip["arrays"] and cfg.sensors[0] in clip["arrays"]:
             out.append(Sample(clip["id"], clip["subject"], int(clip["label"]), "webcam_rgb",
-                              int(clip["sensors"][cfg.sensors[0]]["activity_peak"]), int(clip["slices"])))
+                              int(clip["sensors"][cfg.sensors[0]]["activity_peak"]), int(clip["slices"]),
+                              int(clip.get("trial") or 1), str(clip.get("au", ""))))
     if not out:
         raise MicroexpError(f"the dataset has no clips for modality {cfg.modality!r} and sensor(s) {cfg.sensor!r}")
     return out
@@ -173,6 +177,23 @@ def loso_folds(samples: Sequence[Sample], only: Optional[Sequence[str]] = None) 
         train = [i for i, s in enumerate(samples) if s.subject != subject]
         folds.append((subject, train, test))
     return folds
+
+
+def take_split(samples: Sequence[Sample]) -> list[tuple[str, list[int], list[int]]]:
+    """The ``takes`` protocol: one split ``("takes", train, test)`` that trains on each subject's first
+    performance of every AU (its lowest trial number) and tests on the later ones -- the same people, new
+    performances. It measures how well a performance is recognised when the person is known; leave-one-subject-
+    out cannot do better than that. Needs at least two takes (``synth-dataset --takes 2``, protocol ``takes``)."""
+    first: dict = {}
+    for s in samples:
+        key = (s.subject, s.label, s.array)
+        first[key] = min(first.get(key, s.trial), s.trial)
+    train = [i for i, s in enumerate(samples) if s.trial == first[(s.subject, s.label, s.array)]]
+    test = [i for i, s in enumerate(samples) if s.trial != first[(s.subject, s.label, s.array)]]
+    if not test:
+        raise MicroexpError("--protocol takes needs two or more takes of an AU per subject; the dataset has one "
+                            "(record more with `microexp synth-dataset --takes 2` or the protocol's `takes`)")
+    return [("takes", train, test)]
 
 
 class ClipBank:
@@ -412,8 +433,10 @@ def _fold_metrics(scores: np.ndarray, y: np.ndarray) -> dict:
 
 
 def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = None, device: str = "auto",
-                 resume: bool = False, final: bool = False, progress: bool = True, threads: Optional[int] = None) -> dict:
-    """Leave-one-subject-out training of ``cfg`` on the dataset ``data``; writes ``out`` and returns the summary."""
+                 resume: bool = False, final: bool = False, progress: bool = True, threads: Optional[int] = None,
+                 protocol: str = "loso") -> dict:
+    """Leave-one-subject-out training of ``cfg`` on the dataset ``data`` (``protocol="takes"``: the one split of
+    :func:`take_split` instead); writes ``out`` and returns the summary."""
     import torch
 
     from microexp.infer.pipeline import resolve_device
@@ -431,8 +454,12 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
     out = Path(out)
     ds = ClipDataset(data)
     samples = samples_for(ds, cfg)
-    fold_list = loso_folds(samples, folds)
-    cfg_doc = {"train": dataclasses.asdict(cfg), "data": str(Path(data).resolve()), "device": device,
+    if protocol not in ("loso", "takes"):
+        raise ParameterError(f"--protocol must be 'loso' or 'takes', got {protocol!r}")
+    if protocol == "takes" and folds:
+        raise ParameterError("--folds selects leave-one-subject-out folds; --protocol takes has a single split")
+    fold_list = take_split(samples) if protocol == "takes" else loso_folds(samples, folds)
+    cfg_doc = {"train": dataclasses.asdict(cfg), "data": str(Path(data).resolve()), "device": device, "protocol": protocol,
                "world_size": d.world, "folds": [f[0] for f in fold_list], "final": final}
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -463,10 +490,14 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
             if d.main and progress:
                 print(f"fold {subject}: done earlier (accuracy {fold_results[-1]['accuracy']:.3f})", file=sys.stderr)
             continue
-        assert not ({samples[i].subject for i in train_idx} & {samples[i].subject for i in test_idx})
+        if protocol == "loso":
+            assert not ({samples[i].subject for i in train_idx} & {samples[i].subject for i in test_idx})
+        else:  # the same people, never the same performance
+            assert not ({samples[i].clip_id for i in train_idx} & {samples[i].clip_id for i in test_idx})
         t0 = time.monotonic()
         model, history = train_fold(cfg, bank, samples, train_idx, folder, device, d, resume, progress,
-                                    fold_key=all_subjects.index(subject) + 1, label=f"fold {subject}")
+                                    fold_key=all_subjects.index(subject) + 1 if subject in all_subjects else 1000,
+                                    label=f"fold {subject}")
         if d.main:
             scores = predict(model, bank.batch(test_idx), cfg.batch_size, device)
             y = np.array([samples[i].label for i in test_idx])
@@ -545,6 +576,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sensor", default="davis346", help="event sensor(s) (comma-separated: davis346,evk4)")
     parser.add_argument("--config", choices=("paper", "cpu"), default="cpu", help="paper's settings or the reduced CPU ones")
     parser.add_argument("--folds", default="all", help="'all', or test subjects / fold numbers, e.g. S03 or 0,1")
+    parser.add_argument("--protocol", choices=("loso", "takes"), default="loso",
+                        help="loso: leave-one-subject-out folds (the paper's); takes: one split that trains on each "
+                             "subject's first performance of every AU and tests on the later takes (same people, "
+                             "new performances: the ceiling of leave-one-subject-out)")
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--epochs", type=int, default=None, help="override the configuration's epochs")
     parser.add_argument("--slices", type=int, default=None, help="override the window length (33 ms slices)")
@@ -563,7 +598,7 @@ def run(args) -> int:
                       lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     folds = None if args.folds.strip().lower() == "all" else [f.strip() for f in args.folds.split(",") if f.strip()]
     summary = run_training(args.data, args.out, cfg, folds=folds, device=args.device, resume=args.resume,
-                           final=args.final, progress=not args.quiet, threads=args.threads)
+                           final=args.final, progress=not args.quiet, threads=args.threads, protocol=args.protocol)
     if summary:
         brief = {k: summary[k] for k in ("model", "modality", "sensor", "config", "folds", "accuracy", "accuracy_std",
                                          "top3_accuracy", "top3_accuracy_std", "macro_f1", "seconds") if k in summary}
