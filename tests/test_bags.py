@@ -39,10 +39,17 @@ def _copy(testdata, tmp_path, name="codecs_evt3_trigger"):
 
 
 def test_folder_without_metadata(testdata, tmp_path):
+    """A sqlite3 bag folder without metadata.yaml is what a killed recorder leaves: read as truncated (issue 15);
+    a folder without metadata and without data files is not a bag."""
     bag = _copy(testdata, tmp_path)
     (bag / "metadata.yaml").unlink()
+    with Bag(bag) as b:
+        assert b.truncated and "no metadata.yaml" in b.truncation
+        assert sum(t.messages for t in b.topics().values()) > 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
     with pytest.raises(FormatError, match="no metadata.yaml"):
-        Bag(bag)
+        Bag(empty)
 
 
 def test_metadata_naming_a_missing_file(testdata, tmp_path):

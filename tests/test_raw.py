@@ -201,18 +201,27 @@ def test_header_cut_short(tmp_path):
     _bad(_write(tmp_path, "cut.raw", b"% evt 3.0\n% geometry 12"), "ends inside the header", 10)
 
 
-def test_truncated_payload(tmp_path, testdata):
+def test_trailing_partial_word_is_dropped_with_a_warning(tmp_path, testdata, caplog):
+    """A stray byte at the end (or a file cut mid-word) costs that partial word, not the file (issue 15)."""
     src = testdata(*EVT3_SAMPLE).read_bytes()
-    path = _write(tmp_path, "trunc3.raw", src[:-1])
-    _bad(path, "truncated file.*partial 2-byte word", len(src) - 2)
-    with pytest.raises(FormatError, match="truncated") as err:
-        for _ in iter_raw(path, chunk_bytes=100_001):
-            pass
-    assert err.value.offset == len(src) - 2
-    with pytest.raises(FormatError, match="truncated"):
-        raw_payload(path)
+    whole = read_raw(testdata(*EVT3_SAMPLE)).events
+    for name, data in (("cut3.raw", src[:-1]), ("stray3.raw", src + b"\x07")):
+        path = _write(tmp_path, name, data)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="microexp"):
+            rec = read_raw(path)
+        assert len(caplog.records) == 1
+        msg = caplog.records[0].getMessage()
+        assert str(path) in msg and "partial 2-byte word" in msg and f"at byte {len(data) - 1}" in msg
+        expected = whole if name.startswith("stray") else read_raw(_write(tmp_path, "whole.raw", src[:-2])).events
+        assert np.array_equal(rec.events, expected)
+        chunks = [e for e, _ in iter_raw(path, chunk_bytes=100_001)]
+        assert sum(len(e) for e in chunks) == len(expected)
+        assert len(raw_payload(path)) % 2 == 0
     src2 = testdata(*SPARKLERS).read_bytes()
-    _bad(_write(tmp_path, "trunc2.raw", src2[:-3]), "partial 4-byte word", len(src2) - 4)
+    with caplog.at_level("WARNING", logger="microexp"):
+        rec2 = read_raw(_write(tmp_path, "trunc2.raw", src2[:-3]))
+    assert "partial 4-byte word" in caplog.records[-1].getMessage() and len(rec2.events) > 0
 
 
 def test_random_bytes(tmp_path):

@@ -3,10 +3,16 @@ start/stop, status (recording/kept/redone/discarded/error), lux, sensors, softwa
 
 It is rewritten atomically (temp file + rename, mode 0600) at every change, so a crash leaves the last
 complete state. ``validate`` checks it against ``schemas/manifest.schema.json``.
+
+Full disks: beside the manifest lies a reserve file (``.manifest.reserve``, a few hundred KiB allocated when the
+session starts). When a save meets ENOSPC, the temp file is removed, the reserve is released and the save is
+tried again, so the manifest can still record that a segment failed for lack of space; the reserve is
+allocated again at the next save that finds room. A save never leaves an empty ``manifest.json.tmp``.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import re
@@ -14,10 +20,53 @@ from importlib import resources
 from pathlib import Path
 
 from microexp import __version__
-from microexp.errors import FormatError, ParameterError
+from microexp.errors import FormatError, MicroexpError, ParameterError
 
 PSEUDONYM = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MANIFEST = "manifest.json"
+RESERVE = ".manifest.reserve"
+RESERVE_BYTES = 512 << 10
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_json_atomic(path, doc: dict) -> Path:
+    """Write ``doc`` as JSON to ``path`` through a temp file and a rename (mode 0600); on failure the temp
+    file is removed and the OSError raised (the old file is untouched)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    text = json.dumps(doc, indent=2) + "\n"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def check_output_folder(path, what: str = "--out") -> Path:
+    """A folder that output can be written to: created when missing; refused (ParameterError naming it) when it
+    is a file, or when a file cannot be created in it (read-only, immutable, no permission)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ParameterError(f"{what} {p}: is a file, not a folder")
+    try:
+        p.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"{what} {p}: cannot create the folder: {exc.strerror or exc}") from None
+    probe = p / f".microexp-write-test-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ParameterError(f"{what} {p}: cannot write into this folder: {exc.strerror or exc}") from None
+    return p
 
 
 def check_pseudonym(subject: str) -> str:
@@ -26,6 +75,21 @@ def check_pseudonym(subject: str) -> str:
         raise ParameterError(f"subject {subject!r}: use a pseudonym such as S01 (letters, digits, _ or -; "
                              "recordings of faces are biometric data, never store names)")
     return subject
+
+
+SENSOR_TOPICS = {"davis346": "/davis346/events", "evk4": "/evk4/events", "webcam": "/webcam/image_raw"}
+"""The stream of each sensor that must deliver during every segment of a session that runs it."""
+
+
+def silent_topics(seg: dict, expected) -> str:
+    """'' when every topic of ``expected`` has messages in segment ``seg``; else the reason the segment failed,
+    e.g. ``no /evk4/events messages during segment seg_0001_AU1_t1 (sensor stopped or unplugged?)``."""
+    got = seg.get("messages") or {}
+    silent = [t for t in expected if t and not got.get(t)]
+    if not silent:
+        return ""
+    return (f"no {', '.join(silent)} messages during segment {seg.get('name', '?')} "
+            "(sensor stopped, unplugged, or its input is corrupt)")
 
 
 def now_iso() -> str:
@@ -86,14 +150,74 @@ class Manifest:
         return seg
 
     def save(self) -> Path:
+        """Write the manifest atomically; on a full disk release the reserve and try once more. Raises
+        MicroexpError (one line naming the file) when it still cannot be written; the previous manifest stays."""
         path = self.folder / MANIFEST
-        tmp = path.with_suffix(".json.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.doc, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
+        try:
+            write_json_atomic(path, self.doc)
+        except OSError as exc:
+            if exc.errno not in NO_SPACE or not self.release_reserve():
+                raise MicroexpError(f"{path}: cannot save the manifest: {exc.strerror or exc}") from None
+            try:
+                write_json_atomic(path, self.doc)
+            except OSError as exc2:
+                raise MicroexpError(f"{path}: cannot save the manifest even after releasing its reserve: "
+                                    f"{exc2.strerror or exc2}") from None
+            return path
+        self.ensure_reserve()
         return path
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.folder / RESERVE
+
+    def ensure_reserve(self) -> bool:
+        """Allocate the reserve file when it is missing (True when it is there afterwards)."""
+        p = self.reserve_path
+        if p.exists():
+            return True
+        size = max(RESERVE_BYTES, 4 * len(json.dumps(self.doc)))
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return False
+        try:
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if exc.errno in NO_SPACE:
+                    raise
+                os.write(fd, b"\0" * size)  # a file system without fallocate
+            os.close(fd)
+            return True
+        except OSError:
+            os.close(fd)
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+            return False
+
+    def release_reserve(self) -> bool:
+        """Delete the reserve file (True when there was one)."""
+        try:
+            os.unlink(self.reserve_path)
+            return True
+        except OSError:
+            return False
+
+    def drop_reserve(self) -> None:
+        """At the end of a session: the reserve is no longer needed."""
+        self.release_reserve()
+
+    def remove(self) -> None:
+        """Remove the manifest and reserve of a session that never recorded (its validation failed), so that the
+        same ``--out`` can be used again."""
+        for p in (self.folder / MANIFEST, self.reserve_path):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
 
 
 def load(folder) -> dict:

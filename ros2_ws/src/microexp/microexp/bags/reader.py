@@ -4,8 +4,16 @@ Quirks handled: metadata that names no storage identifier (inferred from the dat
 an empty ``files`` list (``relative_file_paths`` used instead), version 5 to 9 metadata.
 
 Interrupted recordings: an MCAP bag whose writer was killed has no metadata.yaml and no MCAP footer. It is
-opened anyway (``Bag.truncated`` is True) and read record by record up to the last complete chunk.
-Anything else that is wrong is reported as :class:`~microexp.errors.FormatError` naming the file.
+opened anyway (``Bag.truncated`` is True) and read record by record up to the last complete chunk. A sqlite3
+bag whose writer was killed has no metadata.yaml either: it is recovered to its last committed transaction
+(SQLite rolls the hot journal back; the file is changed in place) and read as ``truncated``. A data file
+shorter than the metadata says (a bag cut off) is ``truncated`` too.
+
+Integrity: :meth:`Bag.verify` checks every MCAP chunk's CRC-32 (chunks written with CRC 0 cannot be
+checked and are counted) and runs SQLite's ``integrity_check`` plus a check of the messages' time range
+against metadata.yaml; the first problem is raised as FormatError. Reading MCAP messages checks the CRCs of
+the chunks read as well. Data files must lie inside the bag folder (metadata.yaml naming another path is
+refused). Anything else that is wrong is reported as :class:`~microexp.errors.FormatError` naming the file.
 """
 from __future__ import annotations
 
@@ -61,6 +69,8 @@ class Bag:
         self.truncation: str = ""
         if not self.path.exists():
             raise FormatError(self.path, "does not exist")
+        if not self.path.is_dir() and not self.path.is_file():
+            raise FormatError(self.path, "not a regular file or folder (a pipe or device?): not a bag")
         if self.path.is_dir():
             self.files = self._files_from_metadata()
         elif self.path.suffix in (".mcap", ".db3"):
@@ -80,6 +90,14 @@ class Bag:
                 self.truncated = True
                 self.truncation = "no metadata.yaml (the recording did not close)"
                 return mcaps
+            dbs = sorted(self.path.glob("*.db3"))
+            if dbs:  # a sqlite3 recording that never closed: its last committed transaction
+                for db in dbs:
+                    _recover_sqlite(db)
+                self.truncated = True
+                self.truncation = ("no metadata.yaml (the recording did not close); recovered to its last committed "
+                                   "transaction")
+                return dbs
             raise FormatError(self.path, "no metadata.yaml in this folder: not a rosbag2 bag folder")
         try:
             doc = yaml.safe_load(meta_path.read_text())
@@ -94,10 +112,17 @@ class Bag:
             names = [f.get("path") for f in info.get("files") or [] if isinstance(f, dict) and f.get("path")]
         if not names:
             raise FormatError(meta_path, "lists no data files (relative_file_paths and files are empty)")
-        files = [self.path / n for n in names]
-        for f in files:
+        files = []
+        root = self.path.resolve()
+        for n in names:
+            if not isinstance(n, str) or not n:
+                raise FormatError(meta_path, "names a data file that is not a file name")
+            f = self.path / n
+            if Path(n).is_absolute() or ".." in Path(n).parts or root not in f.resolve().parents:
+                raise FormatError(meta_path, f"names data file {n!r} outside the bag folder: refused")
             if not f.exists():
                 raise FormatError(meta_path, f"names data file {f.name!r}, which is missing")
+            files.append(f)
         return files
 
     # -- reading ---------------------------------------------------------------------------------------
@@ -107,6 +132,12 @@ class Bag:
         from rosbags.rosbag2 import Reader
 
         for f in self.files:
+            if self.storage == "sqlite3" and _sqlite_cut(f):
+                self.truncated = True
+                self.truncation = self.truncation or (f"{f.name} is shorter than its own header says (cut off): "
+                                                      "unreadable as sqlite3")
+                raise FormatError(f, "sqlite3 file cut off (shorter than its header's page count): the bag is "
+                                     "truncated and SQLite cannot read a cut database")
             if self.storage == "mcap" and not _mcap_complete(f):
                 self.truncated = True
                 self.truncation = self.truncation or f"{f.name} has no MCAP footer (the writer stopped)"
@@ -159,7 +190,37 @@ class Bag:
             except FormatError:
                 raise
             except Exception as exc:
-                raise FormatError(reader.path, f"stopped reading mid-file: {exc}") from None
+                why = "a chunk's CRC does not match its data: the file is damaged" if "checksum" in str(exc).lower() \
+                    else f"stopped reading mid-file: {exc}"
+                raise FormatError(reader.path, why) from None
+
+    def verify(self) -> dict:
+        """Check the data files' integrity (see the module docstring); raise FormatError at the first problem.
+        Returns ``{"chunks": checked, "chunks_without_crc": n}`` (MCAP) or ``{"integrity_check": "ok"}``."""
+        out: dict = {}
+        for f in self.files:
+            if self.storage == "mcap":
+                r = _verify_mcap(f)
+                out["chunks"] = out.get("chunks", 0) + r["chunks"]
+                out["chunks_without_crc"] = out.get("chunks_without_crc", 0) + r["chunks_without_crc"]
+            else:
+                lo, hi = _verify_sqlite(f)
+                out["integrity_check"] = "ok"
+                if self.metadata and len(self.files) == 1:
+                    self._check_time_range(lo, hi)
+        return out
+
+    def _check_time_range(self, lo: int | None, hi: int | None) -> None:
+        """Messages outside metadata.yaml's [starting_time, starting_time + duration] mean damaged timestamps."""
+        try:
+            start = int(self.metadata["starting_time"]["nanoseconds_since_epoch"])
+            dur = int(self.metadata["duration"]["nanoseconds"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if lo is not None and (lo < start or hi > start + dur):
+            raise FormatError(self.files[0], f"message times {lo / 1e9:.3f}..{hi / 1e9:.3f} s lie outside the "
+                                             f"metadata's {start / 1e9:.3f}..{(start + dur) / 1e9:.3f} s: damaged "
+                                             "timestamps")
 
     @staticmethod
     def deserialize(raw: bytes, msgtype: str):
@@ -176,6 +237,84 @@ def _mcap_complete(file: Path) -> bool:
             return False
         fh.seek(size - 8)
         return fh.read(8) == b"\x89MCAP0\r\n"
+
+
+def _recover_sqlite(file: Path) -> None:
+    """Open a killed sqlite3 bag read-write once, so that SQLite rolls back its hot journal (or replays its WAL)
+    and the file holds exactly the last committed transaction; rosbags then reads it as immutable."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{file}", uri=True)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise FormatError(file, f"killed sqlite3 bag cannot be recovered: {exc}") from None
+
+
+def _sqlite_cut(file: Path) -> bool:
+    """A sqlite3 file shorter than its header's page count x page size (cut off)."""
+    with open(file, "rb") as fh:
+        head = fh.read(100)
+        fh.seek(0, 2)
+        size = fh.tell()
+    if len(head) < 100:
+        return True
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    return pages > 0 and size < pages * page
+
+
+def _verify_sqlite(file: Path) -> tuple:
+    """SQLite's integrity_check; returns the messages' (min, max) timestamp read from the table itself."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
+            lo, hi = conn.execute("SELECT min(timestamp), max(timestamp) FROM messages NOT INDEXED").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise FormatError(file, f"damaged sqlite3 bag: {exc}") from None
+    if rows != ["ok"]:
+        raise FormatError(file, f"damaged sqlite3 bag: integrity_check: {'; '.join(rows)}")
+    return lo, hi
+
+
+def _verify_mcap(file: Path) -> dict:
+    """CRC-32 of every chunk (those written with CRC 0 are counted, not checked)."""
+    from mcap.records import Chunk
+    from mcap.stream_reader import CRCValidationError, StreamReader, get_chunk_data_stream
+
+    checked = without = 0
+    with open(file, "rb") as fh:
+        reader = StreamReader(fh, skip_magic=False, emit_chunks=True)
+        try:
+            for rec in reader.records:
+                if not isinstance(rec, Chunk):
+                    continue
+                if rec.uncompressed_crc == 0:
+                    without += 1
+                    continue
+                try:
+                    get_chunk_data_stream(rec, validate_crc=True)
+                except CRCValidationError as exc:
+                    raise FormatError(file, f"chunk {checked + without + 1} (messages {rec.message_start_time / 1e9:.3f}.."
+                                            f"{rec.message_end_time / 1e9:.3f} s): CRC {exc.actual:08x} does not match "
+                                            f"the stored {exc.expected:08x}: the file is damaged") from None
+                checked += 1
+        except FormatError:
+            raise
+        except Exception:  # noqa: BLE001 - a file cut off inside a record: checked up to there
+            pass
+    return {"chunks": checked, "chunks_without_crc": without}
 
 
 class _Conn:
@@ -200,8 +339,10 @@ class _TruncatedMcap:
         from mcap.stream_reader import StreamReader
 
         schemas: dict[int, str] = {}
+        from mcap.stream_reader import CRCValidationError
+
         with open(self.path, "rb") as fh:
-            reader = StreamReader(fh, skip_magic=False, emit_chunks=False)
+            reader = StreamReader(fh, skip_magic=False, emit_chunks=False, validate_crcs=True)
             try:
                 for rec in reader.records:
                     if isinstance(rec, Schema):
@@ -217,6 +358,8 @@ class _TruncatedMcap:
                             yield conn, rec.log_time, rec.data
                     if count:
                         self.last_complete_offset = fh.tell()
+            except CRCValidationError:
+                raise FormatError(self.path, "a chunk's CRC does not match its data: the file is damaged") from None
             except (McapError, EOFError, ValueError, OSError):
                 return  # the file ends inside a record: everything before it was read
             except Exception as exc:  # the mcap library's end-of-file error has no common base

@@ -7,12 +7,20 @@ error (disk full, file-size limit) closes the segment, is reported through ``on_
 drops messages until the next segment opens; bags already closed are untouched.
 
 Files and folders are created owner-only (0700 / 0600): recordings of faces are biometric data.
+
+Integrity: MCAP chunks are written with the CRC-32 of their records (rosbags' writer leaves it 0, "not
+computed"), so readers can tell a damaged chunk. sqlite3 bags are committed every ``commit_s`` (1 s): a
+recorder killed with SIGKILL leaves a bag that holds everything up to its last commit (no metadata.yaml;
+:class:`~microexp.bags.reader.Bag` reads it as ``truncated``); the messages since that commit are lost.
+A failing callback (``on_error``/``on_closed``) is reported in ``errors`` and never stops the writer thread.
 """
 from __future__ import annotations
 
 import errno
 import os
 import queue
+import types
+import zlib
 import threading
 import time
 from collections import defaultdict
@@ -67,7 +75,8 @@ class SegmentWriter:
 
     def __init__(self, root, topics: dict[str, str], storage: str = "mcap", queue_bytes: int = 512 << 20,
                  split_bytes: int = 0, split_seconds: float = 0.0,
-                 on_error: Callable[[str], None] | None = None, on_closed: Callable[[BagInfo], None] | None = None):
+                 on_error: Callable[[str], None] | None = None, on_closed: Callable[[BagInfo], None] | None = None,
+                 commit_s: float = 1.0):
         if storage not in STORAGES:
             raise ParameterError(f"storage {storage!r} is not one of {', '.join(STORAGES)}")
         self.root = Path(root)
@@ -78,6 +87,8 @@ class SegmentWriter:
         self.queue_bytes = int(queue_bytes)
         self.split_bytes = int(split_bytes)
         self.split_seconds = float(split_seconds)
+        self.commit_s = float(commit_s)
+        self._last_commit = 0.0
         self.on_error = on_error or (lambda m: None)
         self.on_closed = on_closed or (lambda b: None)
         self.counters: dict[str, TopicCounters] = defaultdict(TopicCounters)
@@ -165,6 +176,17 @@ class SegmentWriter:
     def _loop(self) -> None:
         while True:
             item = self._q.get()
+            try:
+                if self._step(item):
+                    return
+            except Exception as exc:  # noqa: BLE001 - the writer thread must outlive any error
+                self.errors.append(f"bag writer: {type(exc).__name__}: {exc}")
+                if item[0] in ("close", "sync"):
+                    item[1].set()
+
+    def _step(self, item) -> bool:
+        """Handle one queue item; True when the thread is to end."""
+        if True:
             kind = item[0]
             if kind == "msg":
                 _, topic, t_ns, data = item
@@ -180,10 +202,32 @@ class SegmentWriter:
                 self._segment = ""
                 item[1].set()
             elif kind == "sync":
+                self._commit()
                 item[1].set()
             elif kind == "stop":
                 self._close_bag()
-                return
+                return True
+        return False
+
+    def _notify_error(self, message: str) -> None:
+        try:
+            self.on_error(message)
+        except Exception as exc:  # noqa: BLE001
+            self.errors.append(f"reporting {message!r} failed: {exc}")
+
+    def _notify_closed(self, bag: "BagInfo") -> None:
+        try:
+            self.on_closed(bag)
+        except Exception as exc:  # noqa: BLE001
+            self.errors.append(f"{bag.path}: recording its close failed: {exc}")
+
+    def _commit(self) -> None:
+        """sqlite3: commit what was written, so a killed process keeps it."""
+        self._last_commit = time.monotonic()
+        storage = getattr(self._writer, "storage", None)
+        conn = getattr(storage, "conn", None)
+        if conn is not None:
+            conn.commit()
 
     def _bag_path(self) -> Path:
         name = self._segment if self._split_index == 0 else f"{self._segment}_split{self._split_index:03d}"
@@ -199,6 +243,10 @@ class SegmentWriter:
             store = typestore()
             for topic, msgtype in sorted(self.topics.items()):
                 self._conns[topic] = writer.add_connection(topic, msgtype, typestore=store)
+            if self.storage == "mcap":
+                writer.storage.close_chunk = types.MethodType(_close_chunk_with_crc, writer.storage)
+            elif self.storage == "sqlite3":
+                writer.storage.conn.commit()  # the topics table: a killed bag names its topics
         except OSError as exc:
             self._fail(f"cannot open bag {path}: {exc.strerror or exc}", path)
             return
@@ -207,7 +255,7 @@ class SegmentWriter:
         os.chmod(path, 0o700)
         self._writer = writer
         self._bag = BagInfo(path=str(path), segment=self._segment)
-        self._opened_at = time.monotonic()
+        self._opened_at = self._last_commit = time.monotonic()
 
     def _write(self, topic: str, t_ns: int, data: bytes) -> None:
         c = self.counters[topic]
@@ -216,11 +264,11 @@ class SegmentWriter:
             return
         try:
             self._writer.write(self._conns[topic], int(t_ns), data)
-        except OSError as exc:
+            if self.commit_s and self.storage == "sqlite3" and time.monotonic() - self._last_commit >= self.commit_s:
+                self._commit()
+        except Exception as exc:  # noqa: BLE001 - OSError, or sqlite3's own error types for the same causes
             c.dropped += 1
-            reason = "disk full" if exc.errno == errno.ENOSPC else (
-                "file size limit reached" if exc.errno == errno.EFBIG else (exc.strerror or str(exc)))
-            self._fail(f"writing {self._bag.path if self._bag else '?'} failed: {reason}; segment closed", None)
+            self._fail(f"writing {self._bag.path if self._bag else '?'} failed: {_reason(exc)}; segment closed", None)
             return
         c.written += 1
         c.bytes += len(data)
@@ -243,13 +291,13 @@ class SegmentWriter:
             return
         try:
             writer.close()
-        except OSError as exc:
-            bag.error = f"closing failed: {exc.strerror or exc}"
-            self.errors.append(f"{bag.path}: {bag.error}")
-            self.on_error(f"{bag.path}: {bag.error}")
+        except Exception as exc:  # noqa: BLE001
+            bag.error = f"closing {bag.path} failed: {_reason(exc)}"
+            self.errors.append(bag.error)
+            self._notify_error(bag.error)
         self._chmod_files(Path(bag.path))
         self.bags.append(bag)
-        self.on_closed(bag)
+        self._notify_closed(bag)
 
     def _fail(self, message: str, path) -> None:
         """A bag that cannot go on: keep what was written, report, and drop until the next segment."""
@@ -262,14 +310,23 @@ class SegmentWriter:
         if writer is not None:
             try:
                 writer.close()
-            except Exception:
-                pass  # metadata may not fit on a full disk; the data file keeps every flushed chunk
+            except Exception:  # noqa: BLE001
+                # metadata may not fit on a full disk; the data file keeps every flushed chunk (sqlite3: every
+                # commit); release the file handles
+                storage = getattr(writer, "storage", None)
+                for closer in (getattr(getattr(storage, "bio", None), "close", None),
+                               getattr(getattr(storage, "conn", None), "close", None)):
+                    try:
+                        if closer is not None:
+                            closer()
+                    except Exception:  # noqa: BLE001
+                        pass
         if bag is not None:
             bag.error = message
             self._chmod_files(Path(bag.path))
             self.bags.append(bag)
-            self.on_closed(bag)
-        self.on_error(message)
+            self._notify_closed(bag)
+        self._notify_error(message)
 
     @staticmethod
     def _chmod_files(path: Path) -> None:
@@ -279,3 +336,65 @@ class SegmentWriter:
                     os.chmod(f, 0o600)
                 except OSError:
                     pass
+
+
+def _reason(exc: BaseException) -> str:
+    """A write error in a few words: 'disk full', 'file size limit reached' or the system's message."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code in (errno.ENOSPC, errno.EDQUOT) or "database or disk is full" in text:
+        return "disk full"
+    if code == errno.EFBIG:
+        return "file size limit reached"
+    return getattr(exc, "strerror", None) or text or type(exc).__name__
+
+
+def _close_chunk_with_crc(self) -> None:
+    """rosbags' ``McapWriter.close_chunk`` with the chunk's CRC-32 filled in (bound to the storage object)."""
+    from io import BytesIO
+
+    from rosbags.rosbag2.storage_mcap import PendingChunk, write_record, write_string, write_uint16, write_uint32, \
+        write_uint64
+    from collections import defaultdict as _dd
+
+    records = self.chunk.bio.getvalue()
+    rec = BytesIO()
+    write_uint64(rec, self.chunk.message_start_time)
+    write_uint64(rec, self.chunk.message_end_time)
+    write_uint64(rec, len(records))
+    write_uint32(rec, zlib.crc32(records))
+    compressed = self.compressor(records)
+    write_string(rec, self.compression)
+    write_uint64(rec, len(compressed))
+    rec.write(compressed)
+
+    chunk_start = self.bio.tell()
+    write_record(self.bio, 0x06, rec)
+    chunk_end = self.bio.tell()
+
+    offsets: list = []
+    for cid, msgs in self.chunk.msgs.items():
+        offsets.append((cid, self.bio.tell()))
+        rec = BytesIO()
+        write_uint16(rec, cid)
+        write_uint32(rec, len(msgs) * 16)
+        for ts, offset in msgs:
+            write_uint64(rec, ts)
+            write_uint64(rec, offset)
+        write_record(self.bio, 0x07, rec)
+
+    rec = BytesIO()
+    write_uint64(rec, self.chunk.message_start_time)
+    write_uint64(rec, self.chunk.message_end_time)
+    write_uint64(rec, chunk_start)
+    write_uint64(rec, chunk_end - chunk_start)
+    write_uint32(rec, len(offsets) * 10)
+    for cid, offset in offsets:
+        write_uint16(rec, cid)
+        write_uint64(rec, offset)
+    write_uint64(rec, self.bio.tell() - chunk_end)
+    write_string(rec, self.compression)
+    write_uint64(rec, len(compressed))
+    write_uint64(rec, len(records))
+    self.chunks.append(rec)
+    self.chunk = PendingChunk(2**63 - 1, 0, BytesIO(), _dd(list))

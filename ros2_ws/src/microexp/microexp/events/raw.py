@@ -29,12 +29,14 @@ Sensor size, first match wins:
    (:func:`read_raw_header` leaves the size as None).
 
 Errors: every malformed input raises ``FormatError(path, reason, offset)``: empty file, no ``"% "`` header,
-a header cut off before its end, no or an unknown event format, a size that cannot be found, a trailing
-partial word (a file is complete, so this is reported; the stream decoders keep such bytes instead), and,
-with ``strict=True`` (the default), reserved word types (which is how random bytes show up).
+a header cut off before its end, no or an unknown event format, a size that cannot be found, and, with
+``strict=True`` (the default), reserved word types (which is how random bytes show up). A trailing partial
+word (a file cut mid-word, a stray byte appended) is not an error: its bytes are dropped and one warning
+naming the file and offset goes to the ``microexp`` logger (stderr by default).
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -229,14 +231,21 @@ def _require_size(header: RawHeader) -> None:
                           "pass width and height", 0)
 
 
+def _warn_partial(header: RawHeader, rem: int, offset: int) -> None:
+    word = FORMATS[header.format][2]
+    logging.getLogger("microexp").warning(
+        f"warning: {header.path}: at byte {offset}: ignoring the last {rem} byte(s), a partial {word}-byte word "
+        "(file cut off or a stray byte appended)")
+
+
 def _payload_size(header: RawHeader) -> int:
+    """Payload bytes in whole words (a trailing partial word is dropped with a warning)."""
     size = os.path.getsize(header.path) - header.header_bytes
     word = FORMATS[header.format][2]
     rem = size % word
     if rem:
-        raise FormatError(header.path, f"truncated file: the last {rem} byte(s) are a partial {word}-byte word",
-                          header.header_bytes + size - rem)
-    return size
+        _warn_partial(header, rem, header.header_bytes + size - rem)
+    return size - rem
 
 
 def _check_unknown(header: RawHeader, dec) -> None:
@@ -298,8 +307,7 @@ def iter_raw(path, chunk_bytes: int = 1 << 22, width: Optional[int] = None, heig
             if events.shape[0] or triggers.shape[0]:
                 yield events, triggers
     if dec.pending_bytes:
-        raise FormatError(header.path, f"truncated file: the last {dec.pending_bytes} byte(s) are a partial "
-                          f"{word}-byte word", offset - dec.pending_bytes)
+        _warn_partial(header, dec.pending_bytes, offset - dec.pending_bytes)
 
 
 def raw_payload(path) -> np.ndarray:
@@ -307,7 +315,7 @@ def raw_payload(path) -> np.ndarray:
 
     For passing EVT3 through undecoded (the words are little-endian; view as ``"<u2"`` for EVT3, ``"<u4"`` for
     EVT2). The sensor size does not have to be known (see :func:`read_raw_header` for it). A trailing partial
-    word raises FormatError.
+    word is left out (with a warning).
     """
     header = read_raw_header(path)
     nbytes = _payload_size(header)

@@ -30,6 +30,13 @@ Each kept segment of a session (``manifest.json``), or each bare bag, becomes on
 
 A dataset folder can be built in several runs: clips already in its index are skipped (``--overwrite``
 rebuilds them).
+
+Damaged input: every bag is verified before it is read (MCAP chunk CRCs, SQLite integrity_check); a damaged
+bag's clip is not built. A truncated bag (killed recorder, file cut off) is skipped too unless
+``allow_truncated`` (``--allow-truncated``), which builds it and marks its index entry ``"truncated": REASON``.
+A session whose manifest.json is unreadable is skipped as a whole. Each skip is one line on stderr and an entry
+of the summary's ``failed`` list; the command's exit status is 1 when that list is not empty. The output folder
+is checked (a writable folder) before any work.
 """
 from __future__ import annotations
 
@@ -106,6 +113,7 @@ class BuildOptions:
     overwrite: bool = False
     noise_filter_us: int = 0  # background-activity filter window (events.filters); 0 = off (the paper's path)
     face_box: str = "mtcnn"  # MTCNN's box (paper §3.4) or "landmarks" (infer.face.landmark_box)
+    allow_truncated: bool = False  # build clips of truncated bags (flagged "truncated" in the index)
 
 
 @dataclass
@@ -126,10 +134,12 @@ class SegmentSource:
         return safe_name(f"{self.session}__{self.segment}")
 
 
-def find_sources(paths: Sequence) -> list[SegmentSource]:
+def find_sources(paths: Sequence, problems: Optional[list] = None) -> list[SegmentSource]:
     """Segments to build from session folders (kept segments of ``manifest.json``), bare bags, or folders
-    of sessions."""
+    of sessions. With ``problems`` (a list), a session whose manifest cannot be read is appended to it
+    (``{"clip": session, "error": ...}``) and skipped instead of raising."""
     from microexp.bags import manifest as mf
+    from microexp.bags.session import is_bag
 
     out: list[SegmentSource] = []
     for raw in paths:
@@ -137,21 +147,27 @@ def find_sources(paths: Sequence) -> list[SegmentSource]:
         if not p.exists():
             raise FormatError(p, "does not exist")
         if (p / mf.MANIFEST).exists():
-            doc = mf.load(p)
+            try:
+                doc = mf.load(p)
+            except MicroexpError as exc:
+                if problems is None:
+                    raise
+                problems.append({"clip": p.name, "error": str(exc)})
+                continue
             for seg in doc["segments"]:
                 if seg["status"] != "kept" or not seg["bags"]:
                     continue
                 out.append(SegmentSource(session=p.name, segment=seg["name"], bags=[p / b for b in seg["bags"]],
                                          subject=seg["subject"], au=seg["au"], trial=int(seg["trial"]),
                                          lux=float(seg["lux"]) if seg.get("lux") else None, segment_id=seg["id"]))
-        elif (p / "metadata.yaml").exists() or p.suffix in (".mcap", ".db3"):
+        elif is_bag(p):
             out.append(SegmentSource(session=p.parent.name or "bags", segment=p.stem if p.is_file() else p.name,
                                      bags=[p]))
         elif p.is_dir():
             sessions = sorted(c for c in p.iterdir() if (c / mf.MANIFEST).exists())
             if not sessions:
                 raise FormatError(p, "is neither a session (manifest.json), a bag, nor a folder of sessions")
-            out.extend(find_sources(sessions))
+            out.extend(find_sources(sessions, problems))
         else:
             raise FormatError(p, "is neither a session folder (manifest.json) nor a rosbag2 bag")
     return out
@@ -194,14 +210,17 @@ class SegmentData:
     frames: dict = field(default_factory=dict)      # "aps" / "webcam" -> list of (stamp_ns, raw, msgtype)
     ground_truth: list = field(default_factory=list)
     markers: list = field(default_factory=list)
+    truncated: str = ""   # why a bag of the segment is truncated ('' when none is)
 
 
 def _stamp_ns(msg) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
-def read_segment(bags: Sequence, topics: dict, sensors: Sequence[str], webcam: bool = True) -> SegmentData:
-    """One pass over the bag(s) of a segment."""
+def read_segment(bags: Sequence, topics: dict, sensors: Sequence[str], webcam: bool = True,
+                 allow_truncated: bool = True) -> SegmentData:
+    """One pass over the bag(s) of a segment, after verifying them (FormatError when damaged, or when
+    truncated and not ``allow_truncated``)."""
     from microexp.bags.reader import Bag
     from microexp.events.codecs import make_decoder
 
@@ -217,6 +236,12 @@ def read_segment(bags: Sequence, topics: dict, sensors: Sequence[str], webcam: b
     decoders: dict = {}
     for bag_path in bags:
         with Bag(bag_path) as bag:
+            bag.verify()
+            if bag.truncated:
+                if not allow_truncated:
+                    raise FormatError(bag_path, f"truncated bag ({bag.truncation}): skipped (--allow-truncated "
+                                                "builds it, flagged in the index)")
+                data.truncated = data.truncated or bag.truncation
             present = [t for t in bag.topics() if t in role_of]
             for topic, msgtype, _, raw in bag.messages(present):
                 role = role_of[topic]
@@ -502,6 +527,7 @@ def build_clip(src: SegmentSource, data: SegmentData, opts: BuildOptions, detect
     gt = _ground_truth_slices(data.ground_truth, start_ns, slice_ns)
     return {"id": clip_id, **labels, "session": src.session, "segment": src.segment, "segment_id": src.segment_id,
             "bags": [str(Path(b).resolve()) for b in src.bags], "slices": n, "t_start_ns": int(start_ns),
+            **({"truncated": data.truncated} if data.truncated else {}),
             "reference": ref, "activity_peak": info[ref]["activity_peak"], "arrays": rel, "sensors": info,
             "ground_truth": gt}
 
@@ -530,14 +556,21 @@ def build_dataset(paths: Sequence, out, opts: Optional[BuildOptions] = None, pro
         import torch
 
         torch.set_num_threads(int(threads))
-    root = Path(out)
-    sources = find_sources(paths)
+    from microexp.bags.manifest import check_output_folder
+
+    if opts.max_slices is not None and int(opts.max_slices) < 1:
+        raise ParameterError(f"--max-slices must be >= 1, got {opts.max_slices}")
+    root = check_output_folder(out, "--out")
+    bad_sources: list = []
+    sources = find_sources(paths, bad_sources)
+    for b in bad_sources:
+        print(f"skipped {b['clip']}: {b['error']}", file=sys.stderr)
     doc = load_or_create_index(root, slice_us=opts.slice_us, size=opts.size, margin=opts.margin,
                                evk4_map=list(opts.evk4_map), noise_filter_us=int(opts.noise_filter_us),
                                face_box=opts.face_box)
     have = {c["id"]: c for c in doc["clips"]}
     detector = Detectors(opts.min_probability, opts.face_box)
-    built, skipped, failed = 0, 0, []
+    built, skipped, failed = 0, 0, list(bad_sources)
     t_start = time.monotonic()
     bar = tqdm(sources, desc="clips", unit="clip", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     for src in bar:
@@ -546,7 +579,7 @@ def build_dataset(paths: Sequence, out, opts: Optional[BuildOptions] = None, pro
             skipped += 1
             continue
         try:
-            data = read_segment(src.bags, opts.topics, opts.sensors, opts.webcam)
+            data = read_segment(src.bags, opts.topics, opts.sensors, opts.webcam, opts.allow_truncated)
             entry = build_clip(src, data, opts, detector, root)
         except MicroexpError as exc:
             failed.append({"clip": src.clip_id, "error": str(exc)})
@@ -564,7 +597,7 @@ def build_dataset(paths: Sequence, out, opts: Optional[BuildOptions] = None, pro
         save_index(root, doc)
     clips = doc["clips"]
     summary = {"out": str(root), "clips": len(clips), "built": built, "skipped_existing": skipped,
-               "failed": failed, "seconds": round(time.monotonic() - t_start, 1),
+               "failed": failed, "truncated": sum(bool(c.get("truncated")) for c in clips), "seconds": round(time.monotonic() - t_start, 1),
                "subjects": sorted({c["subject"] for c in clips}),
                "by_array": {a: sum(a in c["arrays"] for c in clips) for a in
                             ("davis346", "evk4", "davis346_aps", "webcam_rgb", "webcam_gray")},
@@ -609,6 +642,9 @@ def add_arguments(parser) -> None:
                              "eyes and mouth at the same crop pixels for every person (infer.face.landmark_box). "
                              "Stored in the index; models trained on it make the live node crop the same way")
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips already in the index")
+    parser.add_argument("--allow-truncated", action="store_true",
+                        help="build clips of truncated bags too (killed recorder, file cut off); they are marked "
+                             "\"truncated\" in the index. Default: skipped, each with one line")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for MTCNN")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -626,16 +662,19 @@ def options_from_args(args) -> BuildOptions:
         raise ParameterError(f"--sensors {args.sensors!r}: choose from {', '.join(EVENT_ARRAYS)}")
     if args.detect_every < 1:
         raise ParameterError("--detect-every must be >= 1")
+    if args.max_slices is not None and args.max_slices < 1:
+        raise ParameterError(f"--max-slices must be >= 1, got {args.max_slices}")
     if args.noise_filter_us < 0:
         raise ParameterError(f"--noise-filter-us must be >= 0, got {args.noise_filter_us}")
     return BuildOptions(margin=args.margin, detect_every=args.detect_every, min_probability=args.min_probability,
                         evk4_map=parse_map(args.evk4_map), sensors=sensors, webcam=not args.no_webcam,
                         max_slices=args.max_slices, topics=topics, overwrite=args.overwrite,
-                        noise_filter_us=args.noise_filter_us, face_box=args.face_box)
+                        noise_filter_us=args.noise_filter_us, face_box=args.face_box,
+                        allow_truncated=args.allow_truncated)
 
 
 def run(args) -> int:
     summary = build_dataset(args.paths, args.out, options_from_args(args), progress=not args.quiet,
                             threads=args.threads)
     print(json.dumps(summary), flush=True)
-    return 1 if summary["failed"] and not summary["clips"] else 0
+    return 1 if summary["failed"] else 0

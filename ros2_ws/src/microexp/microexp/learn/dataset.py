@@ -114,8 +114,17 @@ class ClipDataset:
         return self.root / clip["arrays"][name]
 
     def array(self, clip: dict, name: str) -> np.ndarray:
-        """The array ``name`` of ``clip``, memory-mapped read-only."""
-        return np.load(self.path(clip, name), mmap_mode="r")
+        """The array ``name`` of ``clip``, memory-mapped read-only (FormatError naming the file when it is
+        missing or damaged)."""
+        path = self.path(clip, name)
+        try:
+            return np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise FormatError(path, f"missing (array {name!r} of clip {clip['id']}); rebuild the clip with "
+                                    "microexp dataset --overwrite") from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise FormatError(path, f"damaged .npy array ({str(exc).splitlines()[0][:160]}); rebuild the clip "
+                                    "with microexp dataset --overwrite") from None
 
 
 # ---------------------------------------------------------------------------------------------- writing

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from microexp.errors import MicroexpError
+from microexp.errors import FormatError, MicroexpError
 
 
 def add_arguments(parser) -> None:
@@ -22,6 +22,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--card", default=None, help="model card path (default: MODEL_CARD.md beside --out)")
     parser.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16)")
     parser.add_argument("--note", default="", help="a paragraph added to the card (e.g. where the data came from)")
+
+
+def _read_json(path: Path) -> dict:
+    """A metrics.json as a dict (FormatError naming the file otherwise)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise FormatError(path, f"not valid JSON: {exc.msg}", exc.pos) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(path, f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    if not isinstance(doc, dict):
+        raise FormatError(path, "not a JSON object (a metrics.json of microexp train)")
+    return doc
 
 
 def _sha256(path: Path) -> str:
@@ -42,7 +55,16 @@ def export_run(run, out, card: Optional[str] = None, half: bool = True, note: st
     for p, what in ((metrics_path, "leave-one-subject-out metrics"), (src, "final model (train with --final)")):
         if not p.exists():
             raise MicroexpError(f"{p}: missing ({what}); {run} is not a finished `microexp train --final` run")
-    summary = json.loads(metrics_path.read_text())
+    summary = _read_json(metrics_path)
+    missing = [k for k in ("model", "modality", "sensor", "folds", "accuracy", "top3_accuracy", "macro_f1", "train")
+               if k not in summary]
+    train = summary.get("train")
+    if not missing:
+        missing = [f"train.{k}" for k in ("config", "epochs", "batch_size", "lr", "dropout", "slices", "jitter",
+                                          "shift_px", "mirror", "seed") if not isinstance(train, dict) or k not in train]
+    if missing:
+        raise FormatError(metrics_path, f"field {missing[0]} missing: not the metrics.json of a finished "
+                                        "`microexp train` run")
     loso = {k: summary.get(k) for k in ("accuracy", "accuracy_std", "top3_accuracy", "top3_accuracy_std",
                                          "macro_f1", "macro_f1_std", "folds", "pooled_accuracy")}
     calibration = calibrate_temperature(run)
@@ -71,9 +93,12 @@ def calibrate_temperature(run) -> dict:
 
     scores, labels = [], []
     for fold in sorted(Path(run).glob("fold_*/metrics.json")):
-        for p in json.loads(fold.read_text()).get("predictions", []):
-            scores.append(p["scores"])
-            labels.append(au_index(p["true"]))
+        try:
+            for p in _read_json(fold).get("predictions", []):
+                scores.append([float(v) for v in p["scores"]])
+                labels.append(au_index(p["true"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise FormatError(fold, "predictions are not a list of {scores, true} entries") from None
     if not scores:
         raise MicroexpError(f"{run}: no fold predictions to calibrate the temperature on")
     s, y = np.asarray(scores, dtype=np.float64), np.asarray(labels)

@@ -59,7 +59,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from microexp.aus import AU_LABELS, NUM_CLASSES, au_index
-from microexp.errors import MicroexpError, ParameterError
+from microexp.errors import FormatError, MicroexpError, ParameterError
 
 MODELS = ("snn", "cnn3d")
 MODALITIES = ("events", "rgb")
@@ -118,6 +118,13 @@ def make_config(model: str, modality: str, config: str = "cpu", sensor: str = "d
     else:
         raise ParameterError(f"--config must be 'paper' or 'cpu', got {config!r}")
     base.update({k: v for k, v in overrides.items() if v is not None})
+    import math
+
+    if not (isinstance(base["lr"], (int, float)) and math.isfinite(base["lr"]) and 0 < base["lr"] <= 10):
+        raise ParameterError(f"--lr must be a number in (0, 10], got {base['lr']!r}")
+    for key in ("epochs", "batch_size", "slices"):
+        if int(base[key]) < 1:
+            raise ParameterError(f"--{key.replace('_', '-')} must be >= 1, got {base[key]}")
     return TrainConfig(model=model, modality=modality, sensor=sensor, config=config, **base)
 
 
@@ -360,13 +367,20 @@ def train_fold(cfg: TrainConfig, bank: ClipBank, samples: Sequence[Sample], trai
     start_epoch = 0
     last = folder / "last.pt"
     if resume and last.exists():
-        state = torch.load(last, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"])
+        try:
+            state = torch.load(last, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            history = list(state["history"])
+            start_epoch = int(state["epoch"])
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch reports damaged files through many exception types
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise FormatError(last, f"damaged resume state ({type(exc).__name__}: {detail}); delete it to train this "
+                                    "fold again from its start") from None
     net = model
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP

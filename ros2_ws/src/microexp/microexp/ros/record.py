@@ -23,7 +23,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--first-trial", type=int, default=None,
                         help="trial number of each AU's first take (default 1; a later session of a subject continues)")
     parser.add_argument("--lux", type=float, default=None, help="measured illuminance written to each segment")
-    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=None, help="bag storage (default mcap)")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=None, help="bag storage (default mcap). mcap: CRC-checked chunks; a killed "
+                        "recorder loses at most the last unflushed chunk (about 1 MiB). sqlite3: committed every second; "
+                        "a killed recorder (SIGKILL, power loss) loses the messages since the last commit and leaves "
+                        "no metadata.yaml (info reads the bag as truncated); sqlite3 has no checksums")
     parser.add_argument("--params", action="append", default=[], help="ROS 2 parameter file(s) for the nodes")
     parser.add_argument("--time-scale", type=float, default=None, help="scale every protocol phase duration")
     parser.add_argument("--headless", action="store_true", help="run the protocol unattended (default without a tty)")
@@ -37,6 +40,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     summary = session(args)
     print(json.dumps(summary), flush=True)
+    if summary.get("errors"):
+        # the summary (stdout) lists them all; the one line names the first
+        raise MicroexpError(f"{args.out}: the session ended with {len(summary['errors'])} error(s), first: "
+                            f"{summary['errors'][0]}")
     return 0
 
 
@@ -50,11 +57,13 @@ def session(args, add_nodes=None) -> dict:
     sensors = [s.strip() for s in args.sensors.split(",") if s.strip()]
     headless = args.headless or not sys.stdin.isatty()
     graph = Graph()
+    recorder = None
     try:
         recorder = graph.add(RecorderNode(parameter_overrides=overrides(
             "recorder", args.params, out=args.out, subject=args.subject, storage=args.storage, source=args.source)))
         for node in build_sensors(args, sensors, overrides):
             graph.add(node)
+        recorder.p["expect_topics"] = recorder.p["expect_topics"] + expected_topics(args, sensors)
         ui = None
         if not headless:
             from microexp.ros.protocol_ui import TerminalUI
@@ -99,8 +108,21 @@ def session(args, add_nodes=None) -> dict:
         if protocol.error:
             raise MicroexpError(protocol.error)
         return summary
+    except MicroexpError:
+        if recorder is not None and not recorder.manifest.segments:
+            recorder.manifest.remove()  # nothing was recorded: the same --out can be used again
+        raise
     finally:
         graph.close()
+
+
+def expected_topics(args, sensors: list[str]) -> list[str]:
+    """The streams that must deliver during every segment: those of the sensors this session runs."""
+    from microexp.bags.manifest import SENSOR_TOPICS
+
+    files = {"davis346": args.davis_file, "evk4": args.evk4_file, "webcam": args.webcam_file}
+    return [SENSOR_TOPICS[s] for s in sensors if s in SENSOR_TOPICS
+            and (args.source != "file" or files.get(s))]
 
 
 def build_sensors(args, sensors: list[str], overrides) -> list:

@@ -9,8 +9,6 @@ manifest (``manifest.json``) and, at the end, ``summary.json`` lie beside the ba
 """
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -21,7 +19,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from microexp.aus import au_index, au_label
-from microexp.bags.manifest import Manifest, check_pseudonym, now_iso
+from microexp.bags.manifest import (Manifest, check_output_folder, check_pseudonym, now_iso, silent_topics,
+                                    write_json_atomic)
 from microexp.bags.writer import SegmentWriter
 from microexp.config import Param
 from microexp.errors import MicroexpError
@@ -57,6 +56,8 @@ PARAMS = (
                             "topic each poll_ms (serialized bytes, no executor work per message); executor = "
                             "subscription callbacks", choices=("poll", "executor")),
     Param("poll_ms", 1.0, "reader thread period (intake=poll)", min=0.1, max=100.0, unit="ms"),
+    Param("expect_topics", [""], "topics that must deliver during every segment; a segment in which one is silent "
+                                 "is closed as error with the reason (empty = no check)"),
 )
 
 
@@ -72,6 +73,8 @@ class RecorderNode(Node):
         self.p = declare_params(self, PARAMS)
         check_pseudonym(self.p["subject"])
         self.folder = Path(self.p["out"])
+        if self.folder.exists() and not self.folder.is_dir():
+            raise MicroexpError(f"{self.get_name()}: parameter out: {self.folder} is a file, not a folder")
         if self.folder.exists() and any(self.folder.iterdir()):
             raise MicroexpError(f"{self.get_name()}: parameter out: {self.folder} exists and is not empty; "
                                 "choose a new session folder (nothing already recorded is overwritten)")
@@ -81,6 +84,7 @@ class RecorderNode(Node):
             if not msgtype or msgtype.count("/") != 2:
                 raise MicroexpError(f"{self.get_name()}: parameter topics: {entry!r} is not 'topic|package/msg/Type'")
             self.topics[topic] = msgtype
+        check_output_folder(self.folder, f"{self.get_name()}: parameter out:")
         self.writer = SegmentWriter(self.folder, self.topics, storage=self.p["storage"],
                                     queue_bytes=self.p["queue_mb"] << 20, split_bytes=self.p["split_mb"] << 20,
                                     split_seconds=self.p["split_s"], on_error=self._on_writer_error,
@@ -185,6 +189,10 @@ class RecorderNode(Node):
         self.writer.close_segment(wait=True, stop_ns=seg["stop_ns"], quiet_s=self.p["tail_quiet_s"],
                                   max_wait_s=self.p["tail_max_s"])
         with self._lock:
+            silent = silent_topics(seg, self.p["expect_topics"]) if status == "kept" else ""
+            if silent and seg["status"] == "recording":
+                seg["status"], seg["error"] = "error", silent
+                self.get_logger().error(silent)
             if seg["status"] == "recording":
                 seg["status"] = status
             self.last_closed = seg
@@ -249,7 +257,10 @@ class RecorderNode(Node):
             seg["stop_ns"] = self.get_clock().now().nanoseconds
             self.current = None
             self.last_closed = seg
-            self.manifest.save()
+            try:
+                self.manifest.save()
+            except MicroexpError as exc:
+                self.get_logger().error(str(exc))
             self._marker("error", seg, message)
 
     # -- services ---------------------------------------------------------------------------------------------
@@ -322,14 +333,17 @@ class RecorderNode(Node):
                    "dropped": sum(c["dropped"] for c in topics.values()),
                    "bytes": sum(c["bytes"] for c in topics.values()),
                    "errors": list(self.writer.errors), "topics": topics, "sync": sync or {}}
+        summary["errors"] += [f"{s['name']}: {s['error']}" for s in self.manifest.segments
+                              if s.get("error") and not any(s["error"] in e for e in summary["errors"])]
         self.manifest.doc["finished"] = now_iso()
         if sync:
             self.manifest.doc["sync"] = sync
         self.manifest.save()
-        path = self.folder / "summary.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(summary, fh, indent=2)
+        try:
+            write_json_atomic(self.folder / "summary.json", summary)
+        except OSError as exc:
+            summary["errors"].append(f"{self.folder / 'summary.json'}: not written: {exc.strerror or exc}")
+        self.manifest.drop_reserve()
         return summary
 
     def destroy_node(self):

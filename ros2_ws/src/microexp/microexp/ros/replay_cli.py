@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import time
 
+from microexp.errors import MicroexpError
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("bag", help="bag folder or session folder")
-    parser.add_argument("--rate", type=float, default=1.0, help="speed factor (1 = as recorded, 0 = flat out)")
+    parser.add_argument("--rate", type=float, default=1.0, help="speed factor, 0.001..1000 (1 = as recorded, 0 = flat out)")
     parser.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
     parser.add_argument("--topics", default="", help="comma-separated topics to replay (default: all)")
     parser.add_argument("--qos", choices=("reliable", "sensor"), default="reliable", help="QoS of the republished topics")
@@ -32,7 +34,10 @@ def run(args) -> int:
         errs = sorted(abs(e) for e in node.timing_errors_us)
         p99 = errs[int(0.99 * (len(errs) - 1))] / 1000 if errs else None
         print(json.dumps({"bag": str(args.bag), "published": node.published,
-                          "messages": sum(node.published.values()), "send_error_p99_ms": p99}), flush=True)
+                          "messages": sum(node.published.values()), "send_error_p99_ms": p99,
+                          "skipped": node.skipped}), flush=True)
+        if node.error:
+            raise MicroexpError(f"replay stopped after {sum(node.published.values())} messages: {node.error}")
         return 0
     finally:
         graph.close()

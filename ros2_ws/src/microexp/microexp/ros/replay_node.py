@@ -14,6 +14,7 @@ from pathlib import Path
 from rclpy.node import Node
 
 from microexp.bags.reader import Bag
+from microexp.bags.session import playable_bags
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.ros.base import LOSSLESS_QOS, SENSOR_QOS, declare_params, run_node
@@ -37,14 +38,8 @@ LOOP = ("loop", 0, b"")  # marker between passes of a looped replay
 
 
 def bag_folders(path) -> list[Path]:
-    """A bag folder itself, or the segment bags of a session folder in name order."""
-    p = Path(path)
-    if (p / "metadata.yaml").exists() or p.suffix in (".mcap", ".db3"):
-        return [p]
-    bags = sorted(d for d in p.iterdir() if d.is_dir() and (d / "metadata.yaml").exists()) if p.is_dir() else []
-    if not bags:
-        raise MicroexpError(f"{p}: neither a bag nor a session folder with bags")
-    return bags
+    """A bag folder itself, or the playable segment bags of a session folder in name order."""
+    return playable_bags(path)[0]
 
 
 class ReplayNode(Node):
@@ -53,16 +48,33 @@ class ReplayNode(Node):
         self.p = declare_params(self, PARAMS)
         if not self.p["bag"]:
             raise MicroexpError(f"{self.get_name()}: parameter bag: empty")
-        self.bags = bag_folders(self.p["bag"])
+        rate = self.p["rate"]
+        if rate != 0 and not 1e-3 <= rate <= 1000:
+            raise MicroexpError(f"{self.get_name()}: parameter rate: {rate!r} is outside 0.001..1000 (0 = as fast as "
+                                "possible)")
+        self.bags, self.skipped = playable_bags(self.p["bag"])
+        for line in self.skipped:
+            self.get_logger().warning(line)
+        self.error = ""
         wanted = {t for t in self.p["topics"] if t}
         self.types: dict[str, str] = {}
         self.counts: dict[str, int] = {}
         for b in self.bags:
             with Bag(b) as bag:
+                bag.verify()
                 for t in bag.topics().values():
                     if not wanted or t.name in wanted:
                         self.types[t.name] = t.msgtype
                         self.counts[t.name] = self.counts.get(t.name, 0) + t.messages
+        absent = sorted(wanted - set(self.types))
+        if absent:
+            available = set()
+            for b in self.bags:
+                with Bag(b) as bag:
+                    available.update(bag.topics())
+            available = sorted(available)
+            raise MicroexpError(f"{self.get_name()}: parameter topics: {', '.join(absent)} not in {self.p['bag']} "
+                                f"(it has: {', '.join(available) or 'no topics'})")
         qos = LOSSLESS_QOS if self.p["qos"] == "reliable" else SENSOR_QOS
         self.pubs = {t: self.create_publisher(_msg_class(mt), t, qos) for t, mt in self.types.items()}
         self.published: dict[str, int] = {t: 0 for t in self.types}
@@ -125,6 +137,7 @@ class ReplayNode(Node):
                 if item is None:
                     break
                 if isinstance(item, MicroexpError):
+                    self.error = str(item)
                     self.get_logger().error(f"replay stopped: {item}")
                     break
                 if item is LOOP:

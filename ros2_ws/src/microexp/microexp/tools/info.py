@@ -2,7 +2,11 @@
 
 Keys for every recording: format, width, height, events, on_events, t_first_us, t_last_us, frames,
 triggers; a bag adds ``topics`` (per topic: type, messages, and for event streams seq_gaps, events ...).
-Unreadable input: exit code 2 and a one-line error naming the file (and byte offset where known).
+Unreadable input: exit code 2 and a one-line error naming the file (and byte offset where known). Bags are
+verified first (MCAP chunk CRCs, SQLite integrity_check): a damaged bag is such an error. A truncated bag
+(killed recorder, file cut off) is described as far as it reads, with ``"truncated": true`` and the reason.
+RAW files are decoded chunk by chunk (memory bounded by the chunk, whatever the file size). Anything but a
+regular file or a folder (a pipe, a device) is refused without reading it.
 """
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ def describe(path, width: int | None = None, height: int | None = None) -> dict:
     p = Path(path)
     if not p.exists():
         raise FormatError(p, "does not exist")
+    if not p.is_dir() and not p.is_file():
+        raise FormatError(p, "not a regular file (a pipe, socket or device?): info reads files and bag folders only")
     if p.is_dir() or p.suffix in (".mcap", ".db3"):
         return describe_bag(p)
     with open(p, "rb") as fh:
@@ -67,14 +73,29 @@ def _event_summary(events, triggers, frames: int) -> dict:
     }
 
 
-def describe_raw(p: Path, width, height) -> dict:
-    from microexp.events.raw import read_raw
+def describe_raw(p: Path, width, height, chunk_bytes: int = 1 << 22) -> dict:
+    """Streamed: one chunk of payload (and its decoded events) in memory at a time."""
+    import numpy as np
 
-    rec = read_raw(p, width=width, height=height)
-    out = {"path": str(p), "format": f"prophesee-raw-{rec.format}", "width": rec.width, "height": rec.height}
-    out.update(_event_summary(rec.events, rec.triggers, 0))
-    out["rising_triggers"] = int((rec.triggers["value"] == 1).sum()) if len(rec.triggers) else 0
-    out["header"] = rec.header.fields
+    from microexp.events.raw import iter_raw, read_raw_header
+
+    header = read_raw_header(p, width, height)
+    out = {"path": str(p), "format": f"prophesee-raw-{header.format}", "width": header.width,
+           "height": header.height, "events": 0, "on_events": 0, "t_first_us": None, "t_last_us": None,
+           "frames": 0, "triggers": 0, "rising_triggers": 0}
+    for events, triggers in iter_raw(p, chunk_bytes=chunk_bytes, width=width, height=height):
+        if len(events):
+            out["events"] += len(events)
+            out["on_events"] += int(np.count_nonzero(events["p"]))
+            if out["t_first_us"] is None:
+                out["t_first_us"] = int(events["t"][0])
+            out["t_last_us"] = int(events["t"][-1])
+        if len(triggers):
+            out["triggers"] += len(triggers)
+            out["rising_triggers"] += int((triggers["value"] == 1).sum())
+    if out["width"] is None:  # iter_raw took the caller's size
+        out["width"], out["height"] = width, height
+    out["header"] = header.fields
     return out
 
 
@@ -93,10 +114,12 @@ def describe_bag(p: Path) -> dict:
     from microexp.bags.reader import Bag
 
     with Bag(p) as bag:
+        integrity = bag.verify()
         topics = bag.topics()
         out = {"path": str(p), "format": f"rosbag2-{bag.storage}", "width": None, "height": None,
                "events": 0, "on_events": 0, "t_first_us": None, "t_last_us": None, "frames": 0, "triggers": 0,
                "messages": sum(t.messages for t in topics.values()), "truncated": bag.truncated, "topics": {}}
+        out["integrity"] = integrity
         if bag.truncated:
             out["truncation"] = bag.truncation + "; counts cover what was flushed before it"
         for name, t in sorted(topics.items()):
