@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a file or folder the system refused (read-only, full, not a folder ...): one line
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"microexp {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

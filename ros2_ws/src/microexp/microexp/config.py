@@ -5,6 +5,7 @@ defaults under ``<node>: ros__parameters:`` and a test keeps the two equal.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -12,6 +13,19 @@ from typing import Any, Iterable
 import yaml
 
 from microexp.errors import ParameterError
+
+
+_TOKEN = r"(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})"
+_TOPIC = re.compile(rf"^(?:~|~/{_TOKEN}(?:/{_TOKEN})*|/?{_TOKEN}(?:/{_TOKEN})*)$")
+
+
+def check_topic_name(name: str, what: str = "topic") -> str:
+    """A valid ROS 2 topic name (tokens of letters, digits and _ that do not start with a digit, separated by
+    single /; an optional leading / or ~/), else ParameterError naming ``what``."""
+    if not isinstance(name, str) or not _TOPIC.match(name):
+        raise ParameterError(f"{what} {name!r}: not a valid ROS 2 topic name (letters, digits and _ separated by "
+                             "single '/', no token starting with a digit, no trailing '/'), e.g. /evk4/events")
+    return name
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ start/stop, status (recording/kept/redone/discarded/error), lux, sensors, softwa
 It is rewritten atomically (temp file + rename, mode 0600) at every change, so a crash leaves the last
 complete state. ``validate`` checks it against ``schemas/manifest.schema.json``.
 
-Full disks: beside the manifest lies a reserve file (``.manifest.reserve``, a few hundred KiB allocated when the
-session starts). When a save meets ENOSPC, the temp file is removed, the reserve is released and the save is
-tried again, so the manifest can still record that a segment failed for lack of space; the reserve is
-allocated again at the next save that finds room. A save never leaves an empty ``manifest.json.tmp``.
+Full disks: beside the manifest lies a reserve file (``.manifest.reserve``, 512 KiB or 8x the manifest,
+allocated before each segment starts and removed when the session finishes). When a save meets ENOSPC, the
+temp file is removed, 64 KiB of the reserve are given back and the save is tried again, so the manifest can
+still record that a segment failed for lack of space. A segment that starts while the reserve cannot be
+allocated in full is marked ``error`` ("disk full: ...") and not recorded; once space comes back, the next
+segment records. A save never leaves a ``manifest.json.tmp`` behind.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ PSEUDONYM = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MANIFEST = "manifest.json"
 RESERVE = ".manifest.reserve"
 RESERVE_BYTES = 512 << 10
+RESERVE_STEP = 64 << 10
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -146,69 +149,82 @@ class Manifest:
                "au": au, "trial": int(trial), "lux": float(lux), "status": "recording", "note": note,
                "start_ns": int(start_ns), "stop_ns": None, "bags": [], "messages": {}}
         self.segments.append(seg)
+        if not self.ensure_reserve():
+            # the disk is (still) full: recording now could leave no room to save the manifest. The segment is
+            # an error and is not recorded; the next one records once space has come back
+            seg["status"] = "error"
+            seg["error"] = (f"disk full: no room in {self.folder} for the manifest's reserve "
+                            f"({self.reserve_bytes() >> 10} KiB); segment not recorded")
+            seg["stop_ns"] = int(start_ns)
         self.save()
         return seg
 
     def save(self) -> Path:
-        """Write the manifest atomically; on a full disk release the reserve and try once more. Raises
-        MicroexpError (one line naming the file) when it still cannot be written; the previous manifest stays."""
+        """Write the manifest atomically. On a full disk, give back reserve space (a step at a time) and try
+        again; raises MicroexpError (one line naming the file) when it still cannot be written, and the
+        previous manifest stays."""
         path = self.folder / MANIFEST
-        try:
-            write_json_atomic(path, self.doc)
-        except OSError as exc:
-            if exc.errno not in NO_SPACE or not self.release_reserve():
-                raise MicroexpError(f"{path}: cannot save the manifest: {exc.strerror or exc}") from None
+        while True:
             try:
                 write_json_atomic(path, self.doc)
-            except OSError as exc2:
-                raise MicroexpError(f"{path}: cannot save the manifest even after releasing its reserve: "
-                                    f"{exc2.strerror or exc2}") from None
-            return path
-        self.ensure_reserve()
-        return path
+                return path
+            except OSError as exc:
+                if exc.errno not in NO_SPACE or not self.release_reserve(RESERVE_STEP):
+                    raise MicroexpError(f"{path}: cannot save the manifest: {exc.strerror or exc}") from None
 
     @property
     def reserve_path(self) -> Path:
         return self.folder / RESERVE
 
-    def ensure_reserve(self) -> bool:
-        """Allocate the reserve file when it is missing (True when it is there afterwards)."""
-        p = self.reserve_path
-        if p.exists():
-            return True
-        size = max(RESERVE_BYTES, 4 * len(json.dumps(self.doc)))
-        try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError:
-            return False
-        try:
-            try:
-                os.posix_fallocate(fd, 0, size)
-            except OSError as exc:
-                if exc.errno in NO_SPACE:
-                    raise
-                os.write(fd, b"\0" * size)  # a file system without fallocate
-            os.close(fd)
-            return True
-        except OSError:
-            os.close(fd)
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
-            return False
+    def reserve_bytes(self) -> int:
+        return max(RESERVE_BYTES, 8 * len(json.dumps(self.doc)))
 
-    def release_reserve(self) -> bool:
-        """Delete the reserve file (True when there was one)."""
+    def ensure_reserve(self) -> bool:
+        """Allocate the reserve file to its full size (True when it is complete afterwards)."""
+        size = self.reserve_bytes()
         try:
-            os.unlink(self.reserve_path)
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_size >= size:
+                return True
+            os.posix_fallocate(fd, 0, size)
+            return True
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                return False
+            try:  # a file system without fallocate
+                os.lseek(fd, 0, os.SEEK_END)
+                os.write(fd, b"\0" * (size - os.fstat(fd).st_size))
+                os.fsync(fd)
+                return True
+            except OSError:
+                return False
+        finally:
+            os.close(fd)
+
+    def release_reserve(self, nbytes: int | None = None) -> bool:
+        """Give back ``nbytes`` of the reserve (all of it when None); True when something was given back."""
+        p = self.reserve_path
+        try:
+            size = p.stat().st_size
+        except OSError:
+            return False
+        if size == 0:
+            return False
+        try:
+            if nbytes is None or nbytes >= size:
+                os.unlink(p)
+            else:
+                os.truncate(p, size - nbytes)
             return True
         except OSError:
             return False
 
     def drop_reserve(self) -> None:
         """At the end of a session: the reserve is no longer needed."""
-        self.release_reserve()
+        self.release_reserve(None)
 
     def remove(self) -> None:
         """Remove the manifest and reserve of a session that never recorded (its validation failed), so that the

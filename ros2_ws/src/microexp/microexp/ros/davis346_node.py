@@ -85,6 +85,7 @@ class Davis346Node(Node):
         self.open_failures = 0
         self.finished = threading.Event()
         self._stop = threading.Event()
+        self.playback_error = ""  # why playback stopped early ('' when it did not); `microexp play` exits 1 on it
         if self.p["mode"] == "file":
             if not self.p["file"]:
                 raise MicroexpError(f"{self.get_name()}: parameter file: empty; mode=file needs an AEDAT4 file")
@@ -114,9 +115,11 @@ class Davis346Node(Node):
                 if not self.p["loop"]:
                     break
         except MicroexpError as exc:
-            self.get_logger().error(f"playback stopped: {exc}")
+            self.playback_error = f"playback stopped: {exc}"
+            self.get_logger().error(self.playback_error)
         except Exception as exc:  # a file that turns corrupt mid-stream: stop cleanly with a message
-            self.get_logger().error(f"playback stopped: {self.p['file']}: {exc}")
+            self.playback_error = f"playback stopped: {self.p['file']}: {exc}"
+            self.get_logger().error(self.playback_error)
         finally:
             self.get_logger().info(f"playback finished: {self.seq} event packets, {self.events_published} events")
             self.finished.set()

@@ -58,6 +58,7 @@ class Evk4Node(Node):
         self.events_bytes = 0
         self.finished = threading.Event()
         self._stop = threading.Event()
+        self.playback_error = ""  # why playback stopped early ('' when it did not); `microexp play` exits 1 on it
         if self.p["mode"] == "device":
             self._open_device_or_fail()
         if not self.p["file"]:
@@ -98,9 +99,11 @@ class Evk4Node(Node):
                 if not self.p["loop"]:
                     break
         except MicroexpError as exc:
-            self.get_logger().error(f"playback stopped: {exc}")
+            self.playback_error = f"playback stopped: {exc}"
+            self.get_logger().error(self.playback_error)
         except Exception as exc:  # a corrupt file mid-stream: stop cleanly with a message
-            self.get_logger().error(f"playback stopped: {self.p['file']}: {exc}")
+            self.playback_error = f"playback stopped: {self.p['file']}: {exc}"
+            self.get_logger().error(self.playback_error)
         finally:
             self.get_logger().info(f"playback finished: {self.packets} packets, {self.events_bytes} bytes")
             self.finished.set()
@@ -127,8 +130,9 @@ class Evk4Node(Node):
         bad = np.nonzero(np.isin(words >> 12, (0x1, 0x9, 0xB, 0xC, 0xD)))[0]
         if len(bad):
             offset = self.header.header_bytes + 2 * int(bad[0])
-            self.get_logger().error(f"{self.p['file']}: corrupt EVT3 data at byte {offset} (reserved word type "
-                                    f"{int(words[bad[0]] >> 12):#x}); playback stops there")
+            self.playback_error = (f"{self.p['file']}: corrupt EVT3 data at byte {offset} (reserved word type "
+                                   f"{int(words[bad[0]] >> 12):#x}); playback stops there")
+            self.get_logger().error(self.playback_error)
             words = words[: bad[0]]
         return words
 

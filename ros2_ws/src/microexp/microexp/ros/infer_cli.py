@@ -110,6 +110,11 @@ def run(args) -> int:
     from microexp.ros.compose import overrides
     from microexp.ros.inference_node import InferenceNode
 
+    from microexp.config import check_topic_name
+
+    for opt in ("events_topic", "frames_topic"):
+        if getattr(args, opt, None):
+            check_topic_name(getattr(args, opt), "--" + opt.replace("_", "-"))
     values = {param: getattr(args, opt) for opt, param in _OPTIONS.items() if getattr(args, opt) is not None}
     if not rclpy.ok():
         rclpy.init(args=["microexp", "--ros-args", *args.ros_args] if args.ros_args else None)

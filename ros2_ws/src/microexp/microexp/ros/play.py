@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from microexp.errors import ParameterError
+from microexp.errors import MicroexpError, ParameterError
 
 
 def add_arguments(parser) -> None:
@@ -98,6 +98,9 @@ def run(args) -> int:
             for topic, entry in summary.items():
                 entry["published"] = published.get(topic)
             print(json.dumps(summary), flush=True)
+        errors = [n.playback_error for n in nodes if getattr(n, "playback_error", "")]
+        if errors:
+            raise MicroexpError(errors[0])
         return 0
     except KeyboardInterrupt:
         return 130

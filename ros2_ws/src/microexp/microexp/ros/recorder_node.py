@@ -168,9 +168,12 @@ class RecorderNode(Node):
             au = au_label(au_index(au))
             seg = self.manifest.add_segment(subject or self.p["subject"], au, trial, lux,
                                             self.get_clock().now().nanoseconds, note)
-            self.writer.open_segment(seg["name"], start_ns=seg["start_ns"])
-            seg["bags"].append(seg["name"])
-            self.manifest.save()
+            if seg["status"] == "error":  # no room for the manifest's reserve: not recorded
+                self.get_logger().error(seg["error"])
+            else:
+                self.writer.open_segment(seg["name"], start_ns=seg["start_ns"])
+                seg["bags"].append(seg["name"])
+                self.manifest.save()
             self.current = seg
         self._marker("start", seg)
         return seg
@@ -184,7 +187,8 @@ class RecorderNode(Node):
             if seg is None:
                 return None
             self.current = None
-            seg["stop_ns"] = self.get_clock().now().nanoseconds
+            if seg["stop_ns"] is None:  # a segment closed by a write error keeps the time of the error
+                seg["stop_ns"] = self.get_clock().now().nanoseconds
         # not under the lock: the writer thread reports closed bags through _on_bag_closed, which takes it
         self.writer.close_segment(wait=True, stop_ns=seg["stop_ns"], quiet_s=self.p["tail_quiet_s"],
                                   max_wait_s=self.p["tail_max_s"])
@@ -253,10 +257,10 @@ class RecorderNode(Node):
         self.get_logger().error(message)
         seg = self.current
         if seg is not None:
+            # the segment stays current (its writer drops until the next segment) so that the protocol's stop
+            # answers as usual and the session goes on: recording resumes with the next segment
             seg["status"], seg["error"] = "error", message
             seg["stop_ns"] = self.get_clock().now().nanoseconds
-            self.current = None
-            self.last_closed = seg
             try:
                 self.manifest.save()
             except MicroexpError as exc:

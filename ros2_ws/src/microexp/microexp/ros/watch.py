@@ -133,6 +133,16 @@ def run(args) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
 
+    from microexp.config import check_topic_name
+    from microexp.errors import ParameterError
+
+    if not args.timeout >= 0 or args.timeout == float("inf"):
+        raise ParameterError(f"--timeout must be a number of seconds >= 0 (0 = never), got {args.timeout}")
+    if args.count < 0:
+        raise ParameterError(f"--count must be >= 0, got {args.count}")
+    for opt, value in (("--topic", args.topic), ("--diagnostics", args.diagnostics)):
+        if value is not None:
+            check_topic_name(value, opt)
     want = 1 if args.once else max(0, args.count)
     tty = sys.stdout.isatty() and not args.plain and not want
     rclpy.init()
@@ -154,8 +164,14 @@ def run(args) -> int:
             node.create_subscription(DiagnosticArray, diag_topic, state.set_diagnostics, qos_profile_sensor_data)
         if not tty:
             print(f"watching {topic}" + (f" (diagnostics {diag_topic})" if diag_topic else ""), flush=True)
+        next_type_check = 0.0
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
+            if not state.messages and time.monotonic() >= next_type_check:
+                next_type_check = time.monotonic() + 0.5
+                types = dict(node.get_topic_names_and_types()).get(topic)
+                if types and AU_TYPE not in types:
+                    raise ParameterError(f"--topic {topic}: carries {', '.join(types)}, not {AU_TYPE}")
             newest = None
             while received:
                 newest = received.popleft()
