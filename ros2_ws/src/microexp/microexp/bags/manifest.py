@@ -8,8 +8,8 @@ Full disks: beside the manifest lies a reserve file (``.manifest.reserve``, 512 
 allocated before each segment starts and removed when the session finishes). When a save meets ENOSPC, the
 temp file is removed, 64 KiB of the reserve are given back and the save is tried again, so the manifest can
 still record that a segment failed for lack of space. A segment that starts while the reserve cannot be
-allocated in full is marked ``error`` ("disk full: ...") and not recorded; once space comes back, the next
-segment records. A save never leaves a ``manifest.json.tmp`` behind.
+allocated in full, or while less than 1 MiB is free besides it, is marked ``error`` ("disk full: ...") and
+not recorded; once space comes back, the next segment records. A save never leaves a ``manifest.json.tmp`` behind.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ MANIFEST = "manifest.json"
 RESERVE = ".manifest.reserve"
 RESERVE_BYTES = 512 << 10
 RESERVE_STEP = 64 << 10
+MIN_FREE_BYTES = 1 << 20
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -149,12 +150,15 @@ class Manifest:
                "au": au, "trial": int(trial), "lux": float(lux), "status": "recording", "note": note,
                "start_ns": int(start_ns), "stop_ns": None, "bags": [], "messages": {}}
         self.segments.append(seg)
-        if not self.ensure_reserve():
+        reserved = self.ensure_reserve()
+        free = self.free_bytes()
+        if not reserved or free < MIN_FREE_BYTES:
             # the disk is (still) full: recording now could leave no room to save the manifest. The segment is
             # an error and is not recorded; the next one records once space has come back
             seg["status"] = "error"
-            seg["error"] = (f"disk full: no room in {self.folder} for the manifest's reserve "
-                            f"({self.reserve_bytes() >> 10} KiB); segment not recorded")
+            seg["error"] = (f"disk full: {free >> 10} KiB free in {self.folder}"
+                            + ("" if reserved else f", no room for the manifest's reserve ({self.reserve_bytes() >> 10} KiB)")
+                            + f"; segment not recorded (it needs {MIN_FREE_BYTES >> 20} MiB free to start)")
             seg["stop_ns"] = int(start_ns)
         self.save()
         return seg
@@ -175,6 +179,14 @@ class Manifest:
     @property
     def reserve_path(self) -> Path:
         return self.folder / RESERVE
+
+    def free_bytes(self) -> int:
+        """Bytes the file system of the session folder still has for this user."""
+        try:
+            st = os.statvfs(self.folder)
+        except OSError:
+            return 0
+        return st.f_bavail * st.f_frsize
 
     def reserve_bytes(self) -> int:
         return max(RESERVE_BYTES, 8 * len(json.dumps(self.doc)))

@@ -294,6 +294,7 @@ def _verify_mcap(file: Path) -> dict:
     from mcap.stream_reader import CRCValidationError, StreamReader, get_chunk_data_stream
 
     checked = without = 0
+    complete = _mcap_complete(file)
     with open(file, "rb") as fh:
         reader = StreamReader(fh, skip_magic=False, emit_chunks=True)
         try:
@@ -312,8 +313,10 @@ def _verify_mcap(file: Path) -> dict:
                 checked += 1
         except FormatError:
             raise
-        except Exception:  # noqa: BLE001 - a file cut off inside a record: checked up to there
-            pass
+        except Exception as exc:  # noqa: BLE001
+            if complete:  # a closed file that does not parse is damaged (a cut one is checked up to its end)
+                raise FormatError(file, f"damaged MCAP file: record {checked + without + 1} does not parse "
+                                        f"({type(exc).__name__}: {str(exc)[:120]})") from None
     return {"chunks": checked, "chunks_without_crc": without}
 
 
