@@ -158,6 +158,10 @@ def run(args) -> int:
             print(f"watch: no {AU_TYPE} topic appeared within {args.timeout:g} s", file=sys.stderr)
             return 1
         diag_topic = args.diagnostics or diagnostics_topic_for(topic)
+        executor.spin_once(timeout_sec=0.2)  # a topic of another type must be refused before subscribing to it
+        types = dict(node.get_topic_names_and_types()).get(topic)
+        if types and AU_TYPE not in types:
+            raise ParameterError(f"--topic {topic}: carries {', '.join(types)}, not {AU_TYPE}")
         received: deque = deque(maxlen=1000)
         node.create_subscription(AUPrediction, topic, lambda m: received.append(m), qos_profile_sensor_data)
         if diag_topic:
