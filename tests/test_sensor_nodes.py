@@ -16,10 +16,10 @@ from microexp.tools.info import describe
 pytestmark = pytest.mark.ros
 
 
-def play(*args, timeout=240):
+def play(*args, timeout=240, code=0):
     res = subprocess.run([sys.executable, "-m", "microexp.cli", "play", "--count", *map(str, args)],
                          capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.returncode == code, res.stderr[-2000:]
     return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr + res.stdout
 
 
@@ -71,8 +71,8 @@ def test_raw_file_turning_corrupt_mid_stream_stops_cleanly(testdata, tmp_path):
     cut = len(data) // 2 & ~1
     data[cut:cut + 2] = (0x9123).to_bytes(2, "little")  # a reserved word type
     bad.write_bytes(bytes(data))
-    counts, err = play("--evk4-file", bad, "--rate", "0")
-    assert "corrupt EVT3 data at byte" in err
+    counts, err = play("--evk4-file", bad, "--rate", "0", code=2)  # what played is counted; the exit says it failed
+    assert "corrupt EVT3 data at byte" in err and f"microexp play: error: {bad}: corrupt EVT3" in err
     assert 0 < counts["/evk4/events"]["events"] < describe(src)["events"]
 
 
