@@ -327,6 +327,23 @@ def test_mcap_chunks_carry_crcs_and_a_flipped_byte_is_detected(tmp_path):
             list(b.messages())
 
 
+@pytest.mark.ros
+def test_replay_refuses_a_bag_with_a_damaged_chunk(tmp_path):
+    bag = write_bag(tmp_path / "ok", "seg", 8000)
+    mcap = bag / "seg.mcap"
+    data = bytearray(mcap.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    mcap.write_bytes(bytes(data))
+    one_line_error(microexp("replay", bag, "--rate", "0", timeout=120), str(mcap), "CRC")
+
+
+def test_sqlite_bag_cut_in_half_is_reported_as_cut(tmp_path):
+    bag = write_bag(tmp_path / "db", "seg", 3000, storage="sqlite3")
+    db = bag / "seg.db3"
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+    one_line_error(microexp("info", bag), str(db), "cut off")
+
+
 def test_damaged_db3_is_detected_not_misreported(tmp_path):
     """A flipped bit in one message's timestamp (the issue's 'last time 562 s'): SQLite's integrity_check and the
     time range against metadata.yaml catch it; `info` refuses with one line."""
