@@ -183,30 +183,31 @@ class SegmentWriter:
                 self.errors.append(f"bag writer: {type(exc).__name__}: {exc}")
                 if item[0] in ("close", "sync"):
                     item[1].set()
+                elif item[0] == "stop":
+                    return
 
     def _step(self, item) -> bool:
         """Handle one queue item; True when the thread is to end."""
-        if True:
-            kind = item[0]
-            if kind == "msg":
-                _, topic, t_ns, data = item
-                with self._lock:
-                    self._pending -= len(data)
-                self._write(topic, t_ns, data)
-            elif kind == "open":
-                self._close_bag()
-                self._segment, self._split_index = item[1], 0
-                self._open_bag()
-            elif kind == "close":
-                self._close_bag()
-                self._segment = ""
-                item[1].set()
-            elif kind == "sync":
-                self._commit()
-                item[1].set()
-            elif kind == "stop":
-                self._close_bag()
-                return True
+        kind = item[0]
+        if kind == "msg":
+            _, topic, t_ns, data = item
+            with self._lock:
+                self._pending -= len(data)
+            self._write(topic, t_ns, data)
+        elif kind == "open":
+            self._close_bag()
+            self._segment, self._split_index = item[1], 0
+            self._open_bag()
+        elif kind == "close":
+            self._close_bag()
+            self._segment = ""
+            item[1].set()
+        elif kind == "sync":
+            self._commit()
+            item[1].set()
+        elif kind == "stop":
+            self._close_bag()
+            return True
         return False
 
     def _notify_error(self, message: str) -> None:
