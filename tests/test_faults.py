@@ -609,6 +609,9 @@ def test_dataset_skips_cut_damaged_and_bad_manifest_inputs_and_flags_truncated_o
     assert any(k.startswith("flip__") and "CRC" in v for k, v in reasons.items())
     skipped = [ln for ln in res.stderr.splitlines() if ln.startswith("skipped")]
     assert len(skipped) == 3 and "Traceback" not in res.stderr
+    index = json.loads((tmp_path / "ds" / "index.json").read_text())
+    assert {c["id"] for c in index["clips"]} == {f"S05_session__{s['name']}" for s in load_manifest(session)["segments"]}
+    assert {e["clip"] for e in index["skipped"]} == set(reasons)  # the index says what was left out, and why
 
     res = microexp("dataset", cut, flip, "--out", tmp_path / "ds2", "--allow-truncated", *args, timeout=600)
     assert res.returncode == 1, res.stderr[-3000:]

@@ -34,8 +34,9 @@ rebuilds them).
 Damaged input: every bag is verified before it is read (MCAP chunk CRCs, SQLite integrity_check); a damaged
 bag's clip is not built. A truncated bag (killed recorder, file cut off) is skipped too unless
 ``allow_truncated`` (``--allow-truncated``), which builds it and marks its index entry ``"truncated": REASON``.
-A session whose manifest.json is unreadable is skipped as a whole. Each skip is one line on stderr and an entry
-of the summary's ``failed`` list; the command's exit status is 1 when that list is not empty. The output folder
+A session whose manifest.json is unreadable is skipped as a whole. Each skip is one line on stderr, an entry
+of the summary's ``failed`` list and of the index's ``skipped`` list (of the latest run); the command's exit
+status is 1 when that list is not empty. The output folder
 is checked (a writable folder) before any work.
 """
 from __future__ import annotations
@@ -593,8 +594,8 @@ def build_dataset(paths: Sequence, out, opts: Optional[BuildOptions] = None, pro
                 doc["sources"].append(parent)
         save_index(root, doc)
         built += 1
-    if not built:
-        save_index(root, doc)
+    doc["skipped"] = failed  # the inputs of this run that were left out, and why (truncated, damaged, ...)
+    save_index(root, doc)
     clips = doc["clips"]
     summary = {"out": str(root), "clips": len(clips), "built": built, "skipped_existing": skipped,
                "failed": failed, "truncated": sum(bool(c.get("truncated")) for c in clips), "seconds": round(time.monotonic() - t_start, 1),
