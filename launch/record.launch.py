@@ -16,7 +16,8 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, LogInfo, OpaqueFunction,
+                            RegisterEventHandler)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
@@ -36,6 +37,35 @@ def _default_text(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+class RecordingFailed(RuntimeError):
+    pass
+
+
+def _fail(reason: str):
+    """An action that makes ros2 launch shut down and exit with code 1, logging ``reason`` on one line."""
+    def fail(_context):
+        raise RecordingFailed(reason)
+    return OpaqueFunction(function=fail)
+
+
+def _on_exit(event, context, name: str, executable: str):
+    if context.is_shutdown:  # the launch is already ending: nodes exit as asked
+        return None
+    if executable == "protocol_node" and event.returncode == 0:
+        reason = "the protocol finished"
+        return [LogInfo(msg=f"{reason}: shutting the recording down"), EmitEvent(event=Shutdown(reason=reason))]
+    what = "the protocol" if executable == "protocol_node" else f"node {name}"
+    reason = f"{what} exited (exit code {event.returncode})"
+    if executable in ("protocol_node", "recorder_node"):
+        return [_fail(reason)]
+    # a sensor source died: the recorder ends the session saying so, then the launch ends (exit code 1)
+    call = ExecuteProcess(cmd=["timeout", "20", "ros2", "service", "call", "/recorder/end_session",
+                               "microexp_msgs/srv/EndSession", f"{{reason: '{reason}'}}"],
+                          name="end_session", output="log")
+    return [LogInfo(msg=f"{reason}: ending the session"), call,
+            RegisterEventHandler(OnProcessExit(target_action=call, on_exit=[_fail(reason)]))]
+
+
 def _nodes(context):
     values = {o.name: LaunchConfiguration(o.name).perform(context) for o in RECORD_OPTIONS}
     extra = {name: LaunchConfiguration(name).perform(context) for name, _, _ in LAUNCH_ONLY}
@@ -50,10 +80,10 @@ def _nodes(context):
                     ros_arguments=["--log-level", extra["log_level"]])
         actions.append(node)
         # The protocol's end ends the launch; so does any other node's (a dead sensor or recorder leaves
-        # nothing worth waiting for): every remaining node gets SIGINT and shuts down cleanly.
-        reason = "the protocol finished" if is_protocol else f"node {spec.name} exited"
-        actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=[
-            LogInfo(msg=f"{reason}: shutting the recording down"), EmitEvent(event=Shutdown(reason=reason))])))
+        # nothing worth waiting for): every remaining node gets SIGINT and shuts down cleanly. A node other
+        # than the protocol and the recorder first has the recorder end the session saying which one.
+        actions.append(RegisterEventHandler(OnProcessExit(
+            target_action=node, on_exit=lambda event, ctx, name=spec.name, kind=spec.executable: _on_exit(event, ctx, name, kind))))
     return actions
 
 

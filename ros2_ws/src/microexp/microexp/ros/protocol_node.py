@@ -172,8 +172,10 @@ class ProtocolNode(Node):
         self._thread.start()
 
     def _on_event(self, kind: str, info: dict) -> None:
-        if kind == "phase":
+        if kind == "phase" and info.get("au"):
             self.get_logger().info(f"{info['au']} trial {info['trial']}: {info['phase']}")
+        elif kind == "phase":
+            self.get_logger().info(f"protocol {info['phase']}")
         if self.ui is not None:
             self.ui.show(kind, info, self.runner)
 

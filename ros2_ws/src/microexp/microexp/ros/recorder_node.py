@@ -109,6 +109,7 @@ class RecorderNode(Node):
         self.exit_reason = ""
         self._sync: dict = {}  # sensor -> its last SensorSync state, from the recorded sync_status topics
         self._publishers_seen: dict = {}  # topic -> publisher node names
+        self._lost: dict = {}  # topic -> the publishers that vanished during the session
         self._subs = {}
         self._intake_group = None
         self._reader = None
@@ -128,8 +129,7 @@ class RecorderNode(Node):
         """Subscribe to configured topics once a publisher appears, matching the publishers' reliability."""
         for topic, msgtype in self.topics.items():
             infos = self.get_publishers_info_by_topic(topic)
-            if infos:
-                self._note_publishers(topic, infos)
+            self._note_publishers(topic, infos)
             if topic in self._subs or not infos:
                 continue
             reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
@@ -176,15 +176,26 @@ class RecorderNode(Node):
             msg = deserialize_message(data, _msg_class("microexp_msgs/msg/SyncStatus"))
         except Exception:  # noqa: BLE001 - a diagnostic: never stop the intake for it
             return
+        def num(v):
+            v = float(v)
+            return None if v != v else v  # NaN (not estimated yet) -> null: manifest.json stays strict JSON
+
         for s in msg.sensors:
-            self._sync[s.sensor] = {"locked": bool(s.locked), "offset_ms": float(s.offset_ms),
-                                    "drift_ppm": float(s.drift_ppm), "jitter_us": float(s.jitter_us),
+            self._sync[s.sensor] = {"locked": bool(s.locked), "offset_ms": num(s.offset_ms),
+                                    "drift_ppm": num(s.drift_ppm), "jitter_us": num(s.jitter_us),
                                     "samples": int(s.samples), "outliers": int(s.outliers)}
 
     def _note_publishers(self, topic: str, infos) -> None:
+        """Remember who publishes ``topic``; a topic whose publishers all vanish while the session runs (a
+        sensor node died) is logged and named in the manifest's end_reason."""
         names = sorted({f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos})
-        if self._publishers_seen.get(topic) != names:
-            self._publishers_seen[topic] = names
+        if not names:
+            if self._publishers_seen.get(topic) and topic not in self._lost and self.summary is None:
+                self._lost[topic] = ", ".join(self._publishers_seen[topic])
+                self.get_logger().warning(f"{topic}: its publisher {self._lost[topic]} is gone")
+            return
+        self._lost.pop(topic, None)
+        self._publishers_seen[topic] = names
 
     def sensors(self) -> dict:
         """The sensors whose topics had publishers: {sensor: {topic, topics, nodes}} (manifest ``sensors``)."""
@@ -381,6 +392,9 @@ class RecorderNode(Node):
             if self.summary is not None:
                 return self.summary
             self.summary = {}  # ending: a concurrent call returns at once
+        if self._lost:
+            nodes = sorted({n for v in self._lost.values() for n in v.split(", ")})
+            reason = f"{reason}; publisher(s) gone before the end: {', '.join(nodes)}"
         if self.current is not None and reason not in ("finished", "protocol finished"):
             # a take still open when the session was ended otherwise than by the protocol: it is incomplete
             seg = self.current
