@@ -94,6 +94,22 @@ def wait_for_subscribers(node, stop, param: str = "wait_for_subscribers_s") -> N
         stop.wait(0.02)
 
 
+def _signal_when_parent_dies(sig) -> None:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies. ``ros2 launch`` stopped by
+    SIGTERM cancels itself without stopping its nodes; this way they still shut down cleanly (and a recorder
+    still ends its session)."""
+    import ctypes
+    import os
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent is gone already
+            os.kill(os.getpid(), sig)
+    except (OSError, AttributeError):  # not Linux: nothing to set up
+        pass
+
+
 def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) -> int:
     """``main()`` of a node executable: init, spin until Ctrl-C, SIGTERM, shutdown or ``done(node)``, clean up,
     one-line errors. Before ``destroy_node()`` the node's ``exit_reason`` says why it stops (a recorder writes
@@ -101,6 +117,7 @@ def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) 
     terminal both send SIGINT on Ctrl-C), so the clean-up finishes and no traceback appears."""
     import signal
 
+    _signal_when_parent_dies(signal.SIGTERM)
     rclpy.init(args=args)
     node = None
     reason = "node ended"
@@ -119,7 +136,7 @@ def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) 
     except KeyboardInterrupt:
         reason = "interrupted (SIGINT)"
     except ExternalShutdownException:
-        reason = "shut down (SIGTERM or ROS shutdown)"
+        reason = "terminated (SIGTERM, or its ros2 launch / ros2 run ended)"
     except MicroexpError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

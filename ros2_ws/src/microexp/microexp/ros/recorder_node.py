@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -428,9 +429,19 @@ class RecorderNode(Node):
         with os.fdopen(fd, "w") as fh:
             json.dump(summary, fh, indent=2)
         self.summary = summary
-        self.get_logger().info(f"session {self.folder} ended ({reason}): {summary['segments']} segments, "
-                               f"{summary['kept']} kept, {summary['dropped']} dropped")
+        self._log_line(f"session {self.folder} ended ({reason}): {summary['segments']} segments, "
+                       f"{summary['kept']} kept, {summary['dropped']} dropped")
         return summary
+
+    def _log_line(self, text: str, error: bool = False) -> None:
+        """Log, also after the context shut down (Ctrl-C), when rosout can no longer take it."""
+        if self.context.ok():
+            (self.get_logger().error if error else self.get_logger().info)(text)
+        else:
+            try:
+                print(f"[{'ERROR' if error else 'INFO'}] [{self.get_name()}]: {text}", file=sys.stderr, flush=True)
+            except OSError:  # the terminal of a ros2 launch that is gone
+                pass
 
     def destroy_node(self):
         # a recorder that shuts down (Ctrl-C, SIGTERM, end of the launch) ends its session first
@@ -438,7 +449,7 @@ class RecorderNode(Node):
             try:
                 self.finish(reason=self.exit_reason or "recorder shut down")
             except Exception as exc:  # noqa: BLE001 - one line: what was recorded stays on disk
-                self.get_logger().error(f"ending the session failed: {type(exc).__name__}: {exc}")
+                self._log_line(f"ending the session failed: {type(exc).__name__}: {exc}", error=True)
         self._stop_intake.set()
         if self._reader is not None:
             self._reader.join(timeout=5.0)

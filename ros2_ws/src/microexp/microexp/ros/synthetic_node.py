@@ -156,7 +156,8 @@ class SyntheticRigNode(Node):
         with self._cache_lock:
             if key in self._cache:
                 return True
-            busy = key in self._key_locks
+            lock = self._key_locks.get(key)
+            busy = lock is not None and lock.locked()  # simulated and played already: simulate again
         if not busy:
             threading.Thread(target=self._simulate, args=(au, trial), daemon=True).start()
         return False
@@ -251,6 +252,10 @@ class SyntheticRigNode(Node):
                         return
                 try:
                     self._play(msgs)
+                except Exception as exc:  # noqa: BLE001 - publishing after shutdown (Ctrl-C): stop quietly
+                    if not self.context.ok() or self._stop.is_set():
+                        return
+                    self.get_logger().error(f"playing {au} trial {trial} failed: {type(exc).__name__}: {exc}")
                 finally:
                     self.clips_played += 1
                     self._pending -= 1
