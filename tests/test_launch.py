@@ -30,7 +30,7 @@ RECORD_FAST = ("ros2 launch microexp record.launch.py source:=synthetic subject:
                "out:=recordings/S02 time_scale:=0.5")
 REPLAY = "ros2 launch microexp replay.launch.py bag:=recordings/S01 loop:=true"
 INFER = "ros2 launch microexp inference.launch.py events_topic:=/evk4/events"
-ECHO = "ros2 topic echo --once /inference/au"
+ECHO = "ros2 topic echo --once /inference/au microexp_msgs/msg/AUPrediction"
 
 
 @pytest.fixture(scope="module")
