@@ -130,7 +130,8 @@ def run(args) -> int:
         except KeyboardInterrupt:
             pass
         if args.count or args.duration:
-            print(json.dumps({"node": node.get_fully_qualified_name(), "events_topic": node.events_sub.topic_name,
+            print(json.dumps({"node": node.get_fully_qualified_name(),
+                              "events_topic": node.resolve_topic_name(node.p["events_topic"]),
                               "model_id": node.model_id,
                               "device": node.device, **node.counters(), "latency_ms": node.latency_summary()}),
                   flush=True)
