@@ -272,3 +272,22 @@ def test_ros2_run_node_param_service_interface_pkg(cli_env, tmp_path):
     assert manifest["segments"][0]["status"] == "error"
     assert (tmp_path / "alone" / "summary.json").exists()
     read_all(tmp_path / "alone" / manifest["segments"][0]["name"])
+
+
+def test_record_launch_from_a_real_recording(cli_env, tmp_path):
+    """source:=file under launch: the EVK4 node plays a real RAW file (looped by a parameter file) into the
+    protocol's segment."""
+    raw = Path(os.environ.get("MICROEXP_TESTDATA", REPO.parent / "shared" / "data")) / "events" / \
+        "expelliarmus_evt3_sample.raw"
+    if not raw.exists():
+        pytest.skip(f"test recording {raw} is absent (set MICROEXP_TESTDATA to the shared data folder)")
+    (tmp_path / "loop.yaml").write_text("evk4:\n  ros__parameters:\n    loop: true\n")
+    line = (f"ros2 launch microexp record.launch.py source:=file evk4_file:={raw} sensors:=evk4 subject:=S05 "
+            "aus:=AU12 out:=recordings/S05 time_scale:=0.3 params_file:=loop.yaml")
+    res = sh(line, cli_env, tmp_path, timeout=240, check=False)
+    assert res.returncode == 0 and "Traceback" not in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
+    manifest = load_manifest(tmp_path / "recordings" / "S05")
+    assert manifest["end_reason"] == "protocol finished" and manifest["source"] == "file"
+    assert list(manifest["sensors"]) == ["evk4"]
+    seg = manifest["segments"][0]
+    assert seg["status"] == "kept" and read_all(tmp_path / "recordings" / "S05" / seg["name"])["/evk4/events"]

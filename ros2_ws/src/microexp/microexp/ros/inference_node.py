@@ -261,6 +261,31 @@ class InferenceNode(Node):
         with torch.inference_mode():
             self.model.step(torch.zeros(1, 2, size, size, device=self.device))
         self.model.reset()
+        # The whole live path once (decode, bin, crop, SNN step): their numba kernels compile on first use, which
+        # would otherwise fall on the first windows of the first stream (skipped as late); compiled kernels are
+        # cached in $NUMBA_CACHE_DIR, so later starts take a fraction of it.
+        try:
+            import numpy as np
+
+            from microexp.events.codecs import make_decoder, make_encoder
+            from microexp.events.dtype import make_events
+            from microexp.infer.pipeline import StreamingAUPipeline
+
+            rng = np.random.default_rng(0)
+            n, (w, h) = 4000, (346, 260)
+            t = np.sort(rng.integers(0, 100_000, n))
+            events = make_events(rng.integers(0, w, n), rng.integers(0, h, n), t, rng.integers(0, 2, n))
+            for enc in ("evt3", "libcaer"):
+                payload, time_base = make_encoder(enc, w, h).encode(events)
+                make_decoder(enc, w, h).decode(bytes(payload), int(time_base))
+            pipeline = StreamingAUPipeline(self.model, w, h, slice_us=self.p["slice_us"], roi=None,
+                                           device=self.device, temperature=self.temperature, cuda_graph=False,
+                                           noise_filter_us=self.noise_filter_us)
+            pipeline.push(events)
+            pipeline.flush()
+        except Exception as exc:  # noqa: BLE001 - a warm-up only: the live path reports its own errors
+            self.get_logger().warning(f"warm-up of the live path failed: {type(exc).__name__}: {exc}")
+        self.model.reset()
 
     def _start_face_detection(self) -> None:
         from microexp.infer.face import FaceDetectorThread, MtcnnDetector, to_rgb
