@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -254,6 +255,14 @@ def test_ros2_run_node_param_service_interface_pkg(cli_env, tmp_path):
             assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
             time.sleep(0.5)
         assert sh("ros2 param get /recorder subject", cli_env, tmp_path).stdout.strip() == "String value is: S04"
+        deadline = time.monotonic() + 30
+        while True:  # the recorder's own subscriptions (taken by its reader thread), no hidden helper node
+            info = sh("ros2 node info /recorder", cli_env, tmp_path).stdout
+            if "/recorder/segments: microexp_msgs/msg/SegmentMarker" in info.split("Publishers:")[0]:
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.5)
+        assert not [n for n in sh("ros2 node list", cli_env, tmp_path).stdout.split() if n.startswith("/_")]
         services = sh("ros2 service list", cli_env, tmp_path).stdout.split()
         assert {"/recorder/start_segment", "/recorder/end_session", "/recorder/take_status"} <= set(services)
         res = sh("ros2 service call /recorder/start_segment microexp_msgs/srv/StartSegment "
@@ -291,3 +300,17 @@ def test_record_launch_from_a_real_recording(cli_env, tmp_path):
     assert list(manifest["sensors"]) == ["evk4"]
     seg = manifest["segments"][0]
     assert seg["status"] == "kept" and read_all(tmp_path / "recordings" / "S05" / seg["name"])["/evk4/events"]
+
+
+def test_protocol_with_a_terminal_under_launch_takes_keys(cli_env, tmp_path):
+    """protocol_prefix gives the protocol node a terminal (here a pseudo-terminal that types space, as the
+    experimenter would in the terminal emulator a real prefix opens): it shows its UI and waits for the key."""
+    helper = Path(__file__).parent / "helpers" / "pty_keys.py"
+    line = ("ros2 launch microexp record.launch.py source:=synthetic sensors:=davis346,webcam subject:=S06 aus:=AU2 "
+            f"out:=recordings/S06 time_scale:=0.3 protocol_prefix:='{sys.executable} {helper} SPACE'")
+    res = sh(line, cli_env, tmp_path, timeout=240, check=False)
+    output = res.stdout + res.stderr
+    assert res.returncode == 0 and "Traceback" not in output, output[-3000:]
+    assert "no terminal on stdin" not in output and "space start" in output and "session complete" in output
+    manifest = load_manifest(tmp_path / "recordings" / "S06")
+    assert manifest["end_reason"] == "protocol finished" and manifest["segments"][0]["status"] == "kept"
