@@ -1,9 +1,9 @@
 """Live Action Unit inference (full ROS 2 install, e.g. the Docker image's `infer` service).
 
-Runs the ``inference_node`` executable (node name ``inference``; ``microexp infer`` runs the same node): events of ``events_topic`` in,
-``/inference/au`` (microexp_msgs/AUPrediction) and ``/inference/diagnostics`` out. Parameters come from
-``params_file`` (default: the package's config/inference_node.yaml), then from the launch arguments below,
-which override the file (their defaults are the file's). List them with
+Runs the ``inference_node`` executable (node name ``inference``; ``microexp infer`` runs the same node):
+events of ``events_topic`` in, ``/inference/au`` (microexp_msgs/AUPrediction) and ``/inference/diagnostics``
+out. Parameters come from ``params_file`` (default: the package's config/inference_node.yaml), then from the
+launch arguments below, which override the file (their defaults are the file's). List them with
 ``ros2 launch microexp inference.launch.py --show-args``; example::
 
     ros2 launch microexp inference.launch.py events_topic:=/davis346/events frames_topic:=/davis346/image_raw \\

@@ -72,7 +72,9 @@ def _nodes(context):
     config = os.path.join(get_package_share_directory("microexp"), "config")
     actions = []
     for spec in record_graph(values):
-        files = [os.path.join(config, f"{spec.executable}.yaml")] + ([extra["params_file"]] if extra["params_file"] else [])
+        files = [os.path.join(config, f"{spec.executable}.yaml")]
+        if extra["params_file"]:
+            files.append(extra["params_file"])
         is_protocol = spec.executable == "protocol_node"
         node = Node(package="microexp", executable=spec.executable, name=spec.name, output="screen",
                     emulate_tty=True, parameters=files + [spec.params],
@@ -83,7 +85,8 @@ def _nodes(context):
         # nothing worth waiting for): every remaining node gets SIGINT and shuts down cleanly. A node other
         # than the protocol and the recorder first has the recorder end the session saying which one.
         actions.append(RegisterEventHandler(OnProcessExit(
-            target_action=node, on_exit=lambda event, ctx, name=spec.name, kind=spec.executable: _on_exit(event, ctx, name, kind))))
+            target_action=node,
+            on_exit=lambda event, ctx, name=spec.name, kind=spec.executable: _on_exit(event, ctx, name, kind))))
     return actions
 
 

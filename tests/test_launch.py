@@ -169,14 +169,14 @@ def _interrupted_session(cli_env, tmp: Path, send) -> tuple[dict, str, int]:
     proc = start(line, cli_env, tmp, tmp / "launch.log")
     try:
         deadline, seen = time.monotonic() + 180, None
-        while time.monotonic() < deadline:  # 2.5 s into the first take: the clip is being performed
+        while time.monotonic() < deadline:  # 3.5 s into the first take: the clip is being performed
             try:
                 segs = json.loads((out / "manifest.json").read_text())["segments"]
             except (OSError, ValueError, KeyError):
                 segs = []
             if segs and segs[0]["status"] == "recording":
                 seen = seen or time.monotonic()
-                if time.monotonic() - seen > 2.5:
+                if time.monotonic() - seen > 3.5:
                     break
             time.sleep(0.1)
         else:

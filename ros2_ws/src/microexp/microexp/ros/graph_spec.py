@@ -27,7 +27,8 @@ class Option:
 
 
 RECORD_OPTIONS = (
-    Option("source", "synthetic", "what drives the sensors: synthetic (simulated rig), file (recordings) or device (cameras)"),
+    Option("source", "synthetic",
+           "what drives the sensors: synthetic (simulated rig), file (recordings) or device (cameras)"),
     Option("sensors", "davis346,evk4,webcam", "comma-separated sensors to run"),
     Option("out", os.path.join(os.environ.get("MICROEXP_RECORDINGS_DIR", "recordings"), "session"),
            "session folder to create (owner-only; one bag per segment inside; must not exist or be empty)"),
@@ -90,7 +91,8 @@ def typed(options: dict) -> dict:
         raise ParameterError(f"recording option source: {out['source']!r} is not one of synthetic, file, device")
     bad = [s for s in sensor_list(out["sensors"]) if s not in SENSORS]
     if bad:
-        raise ParameterError(f"recording option sensors: unknown sensor(s) {', '.join(bad)} (known: {', '.join(SENSORS)})")
+        raise ParameterError(f"recording option sensors: unknown sensor(s) {', '.join(bad)} "
+                             f"(known: {', '.join(SENSORS)})")
     if out["time_scale"] <= 0:
         raise ParameterError(f"recording option time_scale: {out['time_scale']} must be above 0")
     return out
