@@ -49,7 +49,9 @@ def cli_env():
     env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(REPO / ".venv")
     env.pop("PYTHONPATH", None)
-    return env
+    yield env
+    # the ros2 commands started a daemon for this domain: stop it with the tests
+    subprocess.run(["bash", "-c", "ros2 daemon stop"], env=env, capture_output=True, timeout=60)
 
 
 def sh(line: str, env: dict, cwd: Path, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
