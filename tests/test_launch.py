@@ -286,22 +286,24 @@ def test_ros2_run_node_param_service_interface_pkg(cli_env, tmp_path):
 
 
 def test_record_launch_from_a_real_recording(cli_env, tmp_path):
-    """source:=file under launch: the EVK4 node plays a real RAW file (looped by a parameter file) into the
-    protocol's segment."""
-    raw = Path(os.environ.get("MICROEXP_TESTDATA", REPO.parent / "shared" / "data")) / "events" / \
-        "expelliarmus_evt3_sample.raw"
-    if not raw.exists():
-        pytest.skip(f"test recording {raw} is absent (set MICROEXP_TESTDATA to the shared data folder)")
-    (tmp_path / "loop.yaml").write_text("evk4:\n  ros__parameters:\n    loop: true\n")
-    line = (f"ros2 launch microexp record.launch.py source:=file evk4_file:={raw} sensors:=evk4 subject:=S05 "
-            "aus:=AU12 out:=recordings/S05 time_scale:=0.3 params_file:=loop.yaml")
+    """source:=file under launch: the DAVIS346 node plays a real AEDAT4 recording (looped by a parameter file)
+    into the protocol's segment."""
+    aedat = Path(os.environ.get("MICROEXP_TESTDATA", REPO.parent / "shared" / "data")) / "events" / \
+        "tonic_sample.aedat4"
+    if not aedat.exists():
+        pytest.skip(f"test recording {aedat} is absent (set MICROEXP_TESTDATA to the shared data folder)")
+    (tmp_path / "loop.yaml").write_text("davis346:\n  ros__parameters:\n    loop: true\n")
+    line = (f"ros2 launch microexp record.launch.py source:=file davis_file:={aedat} sensors:=davis346 "
+            "subject:=S05 aus:=AU12 out:=recordings/S05 time_scale:=0.5 params_file:=loop.yaml")
     res = sh(line, cli_env, tmp_path, timeout=240, check=False)
     assert res.returncode == 0 and "Traceback" not in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
     manifest = load_manifest(tmp_path / "recordings" / "S05")
     assert manifest["end_reason"] == "protocol finished" and manifest["source"] == "file"
-    assert list(manifest["sensors"]) == ["evk4"]
+    assert list(manifest["sensors"]) == ["davis346"]
     seg = manifest["segments"][0]
-    assert seg["status"] == "kept" and read_all(tmp_path / "recordings" / "S05" / seg["name"])["/evk4/events"]
+    assert seg["status"] == "kept", seg
+    assert read_all(tmp_path / "recordings" / "S05" / seg["name"]).get("/davis346/events"), \
+        (seg, (res.stdout + res.stderr)[-3000:])
 
 
 def test_protocol_with_a_terminal_under_launch_takes_keys(cli_env, tmp_path):
