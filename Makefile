@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 MICROEXP := $(VENV)/bin/microexp
 export MICROEXP_TESTDATA ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test bench lock clean
+ROS2_SRC ?= $(abspath ../shared/ros2-src)
+
+.PHONY: setup demo test bench lock clean ros2-cli
 
 setup:
 	@bash scripts/setup.sh
@@ -15,7 +17,14 @@ demo: setup
 
 # pytest exits 5 when it collected no test: that is reported, not treated as a failure of the suite.
 test: setup
+	@if [ -d "$(ROS2_SRC)" ]; then bash scripts/ros2_cli.sh --src "$(ROS2_SRC)"; \
+	 else echo "ros2-cli: $(ROS2_SRC) is absent: the tests of the ros2 command line will skip"; fi
 	@$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
+
+# The ROS 2 command line (ros2 launch/run/topic/...) for the pip install, from the jazzy sources in ROS2_SRC;
+# built once into ~/.cache/microexp/ros2-cli-<hash>, then `. .venv/bin/activate` gives `ros2`.
+ros2-cli: setup
+	@bash scripts/ros2_cli.sh --src "$(ROS2_SRC)"
 
 bench: setup
 	$(MICROEXP) bench all

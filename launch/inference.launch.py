@@ -1,15 +1,17 @@
 """Live Action Unit inference (full ROS 2 install, e.g. the Docker image's `infer` service).
 
-Runs the inference node (``microexp infer``, node name ``inference``): events of ``events_topic`` in,
-``/inference/au`` (microexp_msgs/AUPrediction) and ``/inference/diagnostics`` out. Parameters come from
-``params_file`` (default: the package's config/inference_node.yaml), then from the launch arguments below,
-which override the file (their defaults are the file's). List them with
+Runs the ``inference_node`` executable (node name ``inference``; ``microexp infer`` runs the same node):
+events of ``events_topic`` in, ``/inference/au`` (microexp_msgs/AUPrediction) and ``/inference/diagnostics``
+out. Parameters come from ``params_file`` (default: the package's config/inference_node.yaml), then from the
+launch arguments below, which override the file (their defaults are the file's). List them with
 ``ros2 launch microexp inference.launch.py --show-args``; example::
 
     ros2 launch microexp inference.launch.py events_topic:=/davis346/events frames_topic:=/davis346/image_raw \\
         sensor:=davis346 model:=/opt/microexp/models/au_snn_default.pt
 
-The pip install has no launch system: ``microexp infer --help`` takes the same settings.
+The subscriptions take the QoS their publishers offer (``qos:=auto``): reliable on a replay, best effort on
+drivers. On the pip install, ``make ros2-cli`` gives the ``ros2`` command; ``microexp infer --help`` takes the
+same settings in one process.
 """
 import os
 
@@ -32,6 +34,7 @@ ARGUMENTS = (
     ("face_rate_hz", "5.0", "float", "face detections per second at most (0 = no detection)"),
     ("horizon", "10", "int", "windows averaged by the smoothed decision"),
     ("gap_ms", "200.0", "float", "pause in the events (ms) that ends a clip and resets the SNN"),
+    ("qos", "auto", "str", "QoS of the subscriptions: auto (as the publishers offer), sensor or reliable"),
     ("params_file", "", None, "ROS 2 parameter file of the node (empty = the package's config/inference_node.yaml)"),
     ("namespace", "", None, "namespace of the node"),
     ("log_level", "info", None, "log level of the node (debug, info, warn, error)"),
@@ -51,8 +54,7 @@ def generate_launch_description():
                  for name, _, kind, _ in ARGUMENTS if kind is not None}
     node = Node(
         package="microexp",
-        executable="microexp",
-        arguments=["infer"],
+        executable="inference_node",
         name="inference",
         namespace=LaunchConfiguration("namespace"),
         parameters=[LaunchConfiguration("params_file"), overrides],

@@ -1,69 +1,97 @@
-"""Record a labelled session: sensors + recorder + protocol.
+"""Record a labelled session: sensors + recorder + protocol, one process per node.
 
-    ros2 launch microexp record.launch.py source:=synthetic subject:=S01 aus:=AU2,AU12,AU45
-    ros2 launch microexp record.launch.py source:=device out:=/data/recordings/S07_2026-11-27
+    ros2 launch microexp record.launch.py source:=synthetic subject:=S01 aus:=AU2,AU12,AU45 out:=recordings/S01
+    ros2 launch microexp record.launch.py source:=device subject:=S07 out:=/data/recordings/S07 lux:=820
 
-The pip install has no launch: `microexp record ...` composes the same node classes with the same
-parameter files in one process.
+The nodes and their parameters come from :func:`microexp.ros.graph_spec.record_graph`, which ``microexp record``
+composes in one process: the two run the same graph. Each node gets the package's ``config/<node>.yaml``, then
+``params_file``, then the graph's values. The protocol takes keys where it has a terminal (stdin of this
+command) and runs unattended otherwise (it logs so); ``headless:=true`` always runs it unattended. When the
+protocol is done it ends the session through the recorder (summary.json, manifest finished) and exits, and the
+launch shuts down with exit code 0. Ctrl-C or any node ending stops the launch: the recorder closes the open
+segment and records why in the manifest. List the arguments with ``ros2 launch microexp record.launch.py
+--show-args``.
 """
 import os
 
+from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, LogInfo, OpaqueFunction,
+                            RegisterEventHandler)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from ament_index_python.packages import get_package_share_directory
 
-ARGS = [
-    ("source", "synthetic", "what drives the sensors: device (cameras), file (recordings) or synthetic (simulated rig)"),
-    ("sensors", "davis346,evk4,webcam", "comma-separated sensors to run"),
-    ("out", os.path.join(os.environ.get("MICROEXP_RECORDINGS_DIR", "recordings"), "session"),
-     "session folder to create (owner-only; one bag per segment inside)"),
-    ("subject", "S01", "subject pseudonym (never a name)"),
-    ("aus", "all", "Action Units in order, e.g. AU2,AU12,AU45 (all = the 21 of Table 1)"),
-    ("lux", "0.0", "measured illuminance of the face (lx), written to each segment"),
-    ("storage", "mcap", "bag storage: mcap or sqlite3"),
-    ("headless", "false", "run the protocol unattended (no keyboard)"),
-    ("time_scale", "1.0", "multiply every protocol phase duration"),
+from microexp.ros.graph_spec import RECORD_OPTIONS, record_graph
+
+LAUNCH_ONLY = (
     ("params_file", "", "extra ROS 2 parameter file applied to every node (after the package defaults)"),
-    ("davis_file", "", "AEDAT4 file for source:=file"),
-    ("evk4_file", "", "RAW file for source:=file"),
-    ("webcam_file", "", "video file for source:=file"),
-]
+    ("protocol_prefix", "", "launch prefix of the protocol node, e.g. a terminal emulator command that opens "
+                            "its keyboard UI in a window of its own"),
+    ("log_level", "info", "log level of the nodes (debug, info, warn, error)"),
+)
+
+
+def _default_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class RecordingFailed(RuntimeError):
+    pass
+
+
+def _fail(reason: str):
+    """An action that makes ros2 launch shut down and exit with code 1, logging ``reason`` on one line."""
+    def fail(_context):
+        raise RecordingFailed(reason)
+    return OpaqueFunction(function=fail)
+
+
+def _on_exit(event, context, name: str, executable: str):
+    if context.is_shutdown:  # the launch is already ending: nodes exit as asked
+        return None
+    if executable == "protocol_node" and event.returncode == 0:
+        reason = "the protocol finished"
+        return [LogInfo(msg=f"{reason}: shutting the recording down"), EmitEvent(event=Shutdown(reason=reason))]
+    what = "the protocol" if executable == "protocol_node" else f"node {name}"
+    reason = f"{what} exited (exit code {event.returncode})"
+    if executable in ("protocol_node", "recorder_node"):
+        return [_fail(reason)]
+    # a sensor source died: the recorder ends the session saying so, then the launch ends (exit code 1)
+    call = ExecuteProcess(cmd=["timeout", "20", "ros2", "service", "call", "/recorder/end_session",
+                               "microexp_msgs/srv/EndSession", f"{{reason: '{reason}'}}"],
+                          name="end_session", output="log")
+    return [LogInfo(msg=f"{reason}: ending the session"), call,
+            RegisterEventHandler(OnProcessExit(target_action=call, on_exit=[_fail(reason)]))]
 
 
 def _nodes(context):
-    cfg = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGS}
-    share = get_package_share_directory("microexp")
-
-    def params(node_file, **values):
-        files = [os.path.join(share, "config", node_file)]
-        if cfg["params_file"]:
-            files.append(cfg["params_file"])
-        return files + [values]
-
-    sensors = [s.strip() for s in cfg["sensors"].split(",") if s.strip()]
-    nodes = [Node(package="microexp", executable="recorder_node", name="recorder", output="screen",
-                  parameters=params("recorder_node.yaml", out=cfg["out"], subject=cfg["subject"],
-                                    storage=cfg["storage"], source=cfg["source"]))]
-    if cfg["source"] == "synthetic":
-        nodes.append(Node(package="microexp", executable="synthetic_node", name="synthetic", output="screen",
-                          parameters=params("synthetic_node.yaml", sensors=",".join(sensors), subject=cfg["subject"])))
-    else:
-        mode = "device" if cfg["source"] == "device" else "file"
-        for sensor, exe, file_arg in (("davis346", "davis346_node", "davis_file"), ("evk4", "evk4_node", "evk4_file"),
-                                      ("webcam", "webcam_node", "webcam_file")):
-            if sensor in sensors and (mode == "device" or cfg[file_arg]):
-                nodes.append(Node(package="microexp", executable=exe, name=sensor, output="screen",
-                                  parameters=params(f"{exe}.yaml", mode=mode, file=cfg[file_arg])))
-    nodes.append(Node(package="microexp", executable="protocol_node", name="protocol", output="screen",
-                      emulate_tty=True,
-                      parameters=params("protocol_node.yaml", aus=cfg["aus"], subject=cfg["subject"],
-                                        lux=float(cfg["lux"]), headless=cfg["headless"].lower() == "true",
-                                        time_scale=float(cfg["time_scale"]))))
-    return nodes
+    values = {o.name: LaunchConfiguration(o.name).perform(context) for o in RECORD_OPTIONS}
+    extra = {name: LaunchConfiguration(name).perform(context) for name, _, _ in LAUNCH_ONLY}
+    config = os.path.join(get_package_share_directory("microexp"), "config")
+    actions = []
+    for spec in record_graph(values):
+        files = [os.path.join(config, f"{spec.executable}.yaml")]
+        if extra["params_file"]:
+            files.append(extra["params_file"])
+        is_protocol = spec.executable == "protocol_node"
+        node = Node(package="microexp", executable=spec.executable, name=spec.name, output="screen",
+                    emulate_tty=True, parameters=files + [spec.params],
+                    prefix=(extra["protocol_prefix"] or None) if is_protocol else None,
+                    ros_arguments=["--log-level", extra["log_level"]])
+        actions.append(node)
+        # The protocol's end ends the launch; so does any other node's (a dead sensor or recorder leaves
+        # nothing worth waiting for): every remaining node gets SIGINT and shuts down cleanly. A node other
+        # than the protocol and the recorder first has the recorder end the session saying which one.
+        actions.append(RegisterEventHandler(OnProcessExit(
+            target_action=node,
+            on_exit=lambda event, ctx, name=spec.name, kind=spec.executable: _on_exit(event, ctx, name, kind))))
+    return actions
 
 
 def generate_launch_description():
-    return LaunchDescription([DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in ARGS]
-                             + [OpaqueFunction(function=_nodes)])
+    args = [DeclareLaunchArgument(o.name, default_value=_default_text(o.default), description=o.description)
+            for o in RECORD_OPTIONS]
+    args += [DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in LAUNCH_ONLY]
+    return LaunchDescription(args + [OpaqueFunction(function=_nodes)])

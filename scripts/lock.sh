@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Resolves requirements/{ros,core}.txt in a scratch venv and writes every resolved version to
+# Resolves requirements/{ros,core,ros2cli}.txt in a scratch venv and writes every resolved version to
 # requirements/constraints.txt, which setup.sh applies so that installs are reproducible.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -7,7 +7,7 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 python3.11 -m venv "$TMP/venv"
 "$TMP/venv/bin/python" -m pip install -q --dry-run --ignore-installed --report "$TMP/report.json" \
-  -r "$ROOT/requirements/ros.txt" -r "$ROOT/requirements/core.txt"
+  -r "$ROOT/requirements/ros.txt" -r "$ROOT/requirements/core.txt" -r "$ROOT/requirements/ros2cli.txt"
 "$TMP/venv/bin/python" - "$TMP/report.json" "$ROOT/requirements/constraints.txt" <<'PYEOF'
 import json, sys
 report = json.load(open(sys.argv[1]))

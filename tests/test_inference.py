@@ -777,7 +777,7 @@ def test_launch_file_compiles_and_its_arguments_are_described_node_parameters(tm
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
     assert len(calls) == 1
     kw = {k.arg: k.value for k in calls[0].keywords}
-    assert ast.literal_eval(kw["executable"]) == "microexp" and ast.literal_eval(kw["arguments"]) == ["infer"]
+    assert ast.literal_eval(kw["executable"]) == "inference_node" and "arguments" not in kw
     assert ast.literal_eval(kw["name"]) == "inference"
 
 

@@ -6,6 +6,7 @@ from typing import Iterable
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import CallbackGroup
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -24,6 +25,21 @@ LOSSLESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=Reliabilit
                           durability=DurabilityPolicy.VOLATILE)
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class ReaderThreadGroup(CallbackGroup):
+    """Callback group of subscriptions that a reader thread of the node takes messages from itself: rclpy's
+    executors wait only on entities whose group can execute, so they leave these alone. The subscription stays
+    the node's own (``ros2 node info`` lists it under the node)."""
+
+    def can_execute(self, entity) -> bool:
+        return False
+
+    def beginning_execution(self, entity) -> bool:
+        return False
+
+    def ending_execution(self, entity) -> None:
+        pass
 
 
 def qos_named(name: str) -> QoSProfile:
@@ -78,21 +94,63 @@ def wait_for_subscribers(node, stop, param: str = "wait_for_subscribers_s") -> N
         stop.wait(0.02)
 
 
-def run_node(factory, args: list[str] | None = None) -> int:
-    """``main()`` of a node executable: init, spin until Ctrl-C or shutdown, clean up, one-line errors."""
+def _signal_when_parent_dies(sig) -> None:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies. ``ros2 launch`` stopped by
+    SIGTERM cancels itself without stopping its nodes; this way they still shut down cleanly (and a recorder
+    still ends its session)."""
+    import ctypes
+    import os
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent is gone already
+            os.kill(os.getpid(), sig)
+    except (OSError, AttributeError):  # not Linux: nothing to set up
+        pass
+
+
+def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) -> int:
+    """``main()`` of a node executable: init, spin until Ctrl-C, SIGTERM, shutdown or ``done(node)``, clean up,
+    one-line errors. Before ``destroy_node()`` the node's ``exit_reason`` says why it stops (a recorder writes
+    it to its manifest); further SIGINT/SIGTERM during the clean-up are ignored (``ros2 launch`` and the
+    terminal both send SIGINT on Ctrl-C), so the clean-up finishes and no traceback appears."""
+    import signal
+
+    _signal_when_parent_dies(signal.SIGTERM)
     rclpy.init(args=args)
     node = None
+    reason = "node ended"
     try:
         node = factory()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        if done is None:
+            rclpy.spin(node)
+        else:
+            from rclpy.executors import SingleThreadedExecutor
+
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            while rclpy.ok() and not done(node):
+                executor.spin_once(timeout_sec=0.1)
+            reason = "done"
+    except KeyboardInterrupt:
+        reason = "interrupted (SIGINT)"
+    except ExternalShutdownException:
+        reason = "terminated (SIGTERM, or its ros2 launch / ros2 run ended)"
     except MicroexpError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         if node is not None:
-            node.destroy_node()
+            node.exit_reason = reason
+            try:
+                node.destroy_node()
+            except Exception as exc:  # noqa: BLE001 - clean-up after a shutdown: one line, no traceback
+                print(f"error: {node.get_name()}: clean-up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         if rclpy.ok():
             rclpy.shutdown()
+    if exit_code is not None and node is not None:
+        return exit_code(node)
     return 0

@@ -62,7 +62,7 @@ def run(args) -> int:
 
     def add_nodes(graph):
         if model is None:
-            return
+            return []
         from microexp_msgs.msg import AUPrediction
         from rclpy.node import Node
 
@@ -85,6 +85,7 @@ def run(args) -> int:
                                     "latency_ms": round(float(m.latency_ms), 3)})
 
         listener.create_subscription(AUPrediction, "/inference/au", on_au, RELIABLE_QOS)
+        return ["/inference"]  # the protocol starts recording once the inference node reports ready
 
     from microexp.ros.record import session
 

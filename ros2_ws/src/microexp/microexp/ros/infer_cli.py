@@ -92,7 +92,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--horizon", type=int, help="windows in the smoothed decision (default 10)")
     parser.add_argument("--face-rate", type=float, help="face detections per second (0 = off; default 5)")
     parser.add_argument("--gap-ms", type=float, help="event pause that ends a clip, ms (default 200)")
-    parser.add_argument("--qos", choices=("sensor", "reliable"), help="QoS of the subscriptions (default sensor)")
+    parser.add_argument("--qos", choices=("auto", "sensor", "reliable"),
+                        help="QoS of the subscriptions (default auto: as the publishers offer)")
     parser.add_argument("--torch-threads", type=int, help="CPU threads of torch (default 2)")
     parser.add_argument("--params-file", action="append", default=[], help="ROS 2 parameter file (repeatable)")
     parser.add_argument("--name", default="inference", help="node name (default inference)")
@@ -134,7 +135,8 @@ def run(args) -> int:
         except KeyboardInterrupt:
             pass
         if args.count or args.duration:
-            print(json.dumps({"node": node.get_fully_qualified_name(), "events_topic": node.events_sub.topic_name,
+            print(json.dumps({"node": node.get_fully_qualified_name(),
+                              "events_topic": node.resolve_topic_name(node.p["events_topic"]),
                               "model_id": node.model_id,
                               "device": node.device, **node.counters(), "latency_ms": node.latency_summary()}),
                   flush=True)

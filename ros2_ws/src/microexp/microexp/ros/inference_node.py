@@ -3,17 +3,21 @@
 Subscribes to an EventPacket topic (``events_topic``; any encoding of :mod:`microexp.events.codecs`), to an
 image topic for face detection (``frames_topic``: DAVIS346 APS or webcam; optional) and to the recorder's
 segment markers (``segments_topic``). Publishes ``~/au`` (microexp_msgs/AUPrediction) for every 33 ms window
-and ``~/diagnostics`` (diagnostic_msgs/DiagnosticArray) at 1 Hz.
+and ``~/diagnostics`` (diagnostic_msgs/DiagnosticArray) at 1 Hz; ``~/take_status`` (microexp_msgs/TakeStatus)
+answers ready once the model is loaded and warmed up (the demo's protocol waits for it).
 
 Threads: event intake only decodes, bins (:meth:`StreamingAUPipeline.bin`) and enqueues completed windows into
 a bounded drop-oldest queue; a worker thread crops, runs the SNN step and publishes; face detection runs on a
 third thread (:class:`~microexp.infer.face.FaceDetectorThread`), fed with the newest image by the image
 callback. Inference therefore never blocks the event subscription. A window that waits longer than
 ``max_lag_ms``, or is pushed out of the full queue, is skipped and counted (and the SNN is reset before the
-next one). Intake (``intake``): by default a reader thread takes every waiting packet each ``poll_ms`` from a
-subscription of a hidden helper node that no executor spins; rclpy's executor costs about 0.5 ms of Python
-(holding the GIL, so also slowing the worker) per packet, and drivers send 1000 packets a second, while the
-reader's take costs about a third of that. ``intake: executor`` uses an ordinary subscription callback.
+next one). Intake (``intake``): by default a reader thread takes every waiting packet each ``poll_ms`` from the
+node's event subscription, which sits in a callback group that executors leave alone (``ros2 node info`` lists
+it under this node); rclpy's executor costs about 0.5 ms of Python (holding the GIL, so also slowing the
+worker) per packet, and drivers send 1000 packets a second, while the reader's take costs about a third of
+that. ``intake: executor`` uses an ordinary subscription callback. QoS (``qos: auto``): the event and image
+subscriptions are made once their topic has a publisher, reliable when every publisher is (a replay, the
+synthetic rig), best effort otherwise (drivers).
 
 Time: window bounds are sensor µs. ``header.stamp`` of ``~/au`` is the window end mapped to ROS time through
 a clock estimate (:class:`~microexp.timesync.estimator.ClockEstimator`) fitted on (first event time, packet
@@ -34,14 +38,16 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from event_camera_msgs.msg import EventPacket
 from microexp_msgs.msg import AUPrediction, SegmentMarker
+from microexp_msgs.srv import TakeStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from microexp.aus import AU_CODES
 from microexp.config import Param
 from microexp.errors import FormatError, MicroexpError
-from microexp.ros.base import RELIABLE_QOS, declare_params, qos_named, run_node
+from microexp.ros.base import RELIABLE_QOS, SENSOR_QOS, ReaderThreadGroup, declare_params, qos_named, run_node
 
 PARAMS = (
     Param("model", "", "SNN checkpoint (microexp format); empty = the default model "
@@ -61,8 +67,9 @@ PARAMS = (
     Param("events_topic", "/evk4/events", "EventPacket topic to run on (encodings evt3, libcaer, libcaer_cmp)"),
     Param("frames_topic", "", "sensor_msgs/Image topic for face detection (APS or webcam); empty = no detection"),
     Param("sensor", "evk4", "name of the event sensor, copied into AUPrediction.sensor"),
-    Param("qos", "sensor", "QoS of the event and image subscriptions: sensor (best effort) or reliable",
-          choices=("sensor", "reliable")),
+    Param("qos", "auto", "QoS of the event and image subscriptions: auto = as their publishers offer (reliable when "
+                         "every publisher is; made once one appears), sensor (best effort) or reliable",
+          choices=("auto", "sensor", "reliable")),
     Param("slice_us", 33000, "window length (the paper's 33 ms)", min=1000, max=1_000_000, unit="µs"),
     Param("roi", "", "fixed crop x,y,width,height in event pixels, used without face detection or while the "
                      "face is lost (empty = the whole sensor)"),
@@ -170,31 +177,18 @@ class InferenceNode(Node):
 
         self.pub = self.create_publisher(AUPrediction, "~/au", RELIABLE_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "~/diagnostics", RELIABLE_QOS)
-        events_group = MutuallyExclusiveCallbackGroup()
-        other_group = MutuallyExclusiveCallbackGroup()
-        qos = qos_named(self.p["qos"])
+        self._events_group = MutuallyExclusiveCallbackGroup()
+        other_group = self._other_group = MutuallyExclusiveCallbackGroup()
         self._intake_lock = threading.Lock()  # the binning side: one packet at a time
-        self._intake_node = None
         self._reader = None
+        self.events_sub = None
+        self.frames_sub = None
+        self.events_qos = self.frames_qos = ""
         if self.p["intake"] == "executor":
-            self.events_sub = self.create_subscription(EventPacket, self.p["events_topic"], self._on_events, qos,
-                                                       callback_group=events_group)
             idle_period = max(0.005, self.p["gap_ms"] / 2000.0)
-            self.idle_timer = self.create_timer(idle_period, self._on_idle, callback_group=events_group)
-        else:
-            # A hidden helper node that no executor spins: only the reader thread takes its packets. It ignores
-            # the process's ROS arguments (a __node remap would give it this node's name) and subscribes to the
-            # topic name as this node resolves it, remappings included.
-            import rclpy
-
-            topic = self.resolve_topic_name(self.p["events_topic"])
-            self._intake_node = rclpy.create_node(
-                f"_{self.get_name()}_event_intake", namespace=self.get_namespace(), context=self.context,
-                use_global_arguments=False, enable_rosout=False, start_parameter_services=False)
-            self.events_sub = self._intake_node.create_subscription(EventPacket, topic, lambda _msg: None, qos)
-        if self.face is not None:
-            self.frames_sub = self.create_subscription(Image, self.p["frames_topic"], self._on_frame, qos,
-                                                       callback_group=other_group)
+            self.idle_timer = self.create_timer(idle_period, self._on_idle, callback_group=self._events_group)
+        if not self._subscribe():
+            self._subscribe_timer = self.create_timer(0.2, self._subscribe, callback_group=other_group)
         if self.p["segments_topic"]:
             self.segments_sub = self.create_subscription(SegmentMarker, self.p["segments_topic"], self._on_segment,
                                                          RELIABLE_QOS, callback_group=other_group)
@@ -203,15 +197,60 @@ class InferenceNode(Node):
         self._warm_up()
         self._worker = threading.Thread(target=self._work, name="au_inference", daemon=True)
         self._worker.start()
-        if self._intake_node is not None:
+        if self.p["intake"] != "executor":
             self._reader = threading.Thread(target=self._read, name="event_intake", daemon=True)
             self._reader.start()
         if self.face is not None:
             self._start_face_detection()
+        self.ready = True
+        self.create_service(TakeStatus, "~/take_status", self._take_status_srv, callback_group=other_group)
         self.get_logger().info(
-            f"model {self.model_id} on {self.device} (temperature {self.temperature:.3g}); "
-            f"events {self.events_sub.topic_name}; "
+            f"ready: model {self.model_id} on {self.device} (temperature {self.temperature:.3g}); "
+            f"events {self.resolve_topic_name(self.p['events_topic'])}; "
             f"face {'from ' + self.p['frames_topic'] if self.face is not None else 'off (fixed ROI)'}")
+
+    def _take_status_srv(self, req, res):
+        """Ready once the model is loaded and warmed up (a protocol waits for it before recording)."""
+        res.ready, res.idle = bool(self.ready), True
+        res.topics, res.counts = [self.pub.topic_name], [int(self.published)]
+        res.message = "" if self.ready else "loading"
+        return res
+
+    def _qos_for(self, topic: str):
+        """The subscription QoS of ``topic`` (qos parameter; auto: as its publishers offer, None while it has none)."""
+        if self.p["qos"] != "auto":
+            return qos_named(self.p["qos"]), self.p["qos"]
+        infos = self.get_publishers_info_by_topic(self.resolve_topic_name(topic))
+        if not infos:
+            return None, ""
+        if all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos):
+            return RELIABLE_QOS, "reliable"
+        return SENSOR_QOS, "sensor"
+
+    def _subscribe(self) -> bool:
+        """Make the event (and image) subscriptions whose QoS is known; True when all are made."""
+        if self.events_sub is None:
+            qos, name = self._qos_for(self.p["events_topic"])
+            if qos is not None:
+                if self.p["intake"] == "executor":
+                    self.events_sub = self.create_subscription(EventPacket, self.p["events_topic"], self._on_events,
+                                                               qos, callback_group=self._events_group)
+                else:  # taken by the reader thread only
+                    self.events_sub = self.create_subscription(EventPacket, self.p["events_topic"], lambda _m: None,
+                                                               qos, callback_group=ReaderThreadGroup())
+                self.events_qos = name
+                self.get_logger().info(f"subscribed to {self.events_sub.topic_name} ({name})")
+        if self.face is not None and self.frames_sub is None:
+            qos, name = self._qos_for(self.p["frames_topic"])
+            if qos is not None:
+                self.frames_sub = self.create_subscription(Image, self.p["frames_topic"], self._on_frame, qos,
+                                                           callback_group=self._other_group)
+                self.frames_qos = name
+        done = self.events_sub is not None and (self.face is None or self.frames_sub is not None)
+        timer = getattr(self, "_subscribe_timer", None)
+        if done and timer is not None:
+            timer.cancel()
+        return done
 
     # ------------------------------------------------------------------------------------------- set-up
     def _warm_up(self) -> None:
@@ -221,6 +260,31 @@ class InferenceNode(Node):
         size = self.model.config.input_size
         with torch.inference_mode():
             self.model.step(torch.zeros(1, 2, size, size, device=self.device))
+        self.model.reset()
+        # The whole live path once (decode, bin, crop, SNN step): their numba kernels compile on first use, which
+        # would otherwise fall on the first windows of the first stream (skipped as late); compiled kernels are
+        # cached in $NUMBA_CACHE_DIR, so later starts take a fraction of it.
+        try:
+            import numpy as np
+
+            from microexp.events.codecs import make_decoder, make_encoder
+            from microexp.events.dtype import make_events
+            from microexp.infer.pipeline import StreamingAUPipeline
+
+            rng = np.random.default_rng(0)
+            n, (w, h) = 4000, (346, 260)
+            t = np.sort(rng.integers(0, 100_000, n))
+            events = make_events(rng.integers(0, w, n), rng.integers(0, h, n), t, rng.integers(0, 2, n))
+            for enc in ("evt3", "libcaer"):
+                payload, time_base = make_encoder(enc, w, h).encode(events)
+                make_decoder(enc, w, h).decode(bytes(payload), int(time_base))
+            pipeline = StreamingAUPipeline(self.model, w, h, slice_us=self.p["slice_us"], roi=None,
+                                           device=self.device, temperature=self.temperature, cuda_graph=False,
+                                           noise_filter_us=self.noise_filter_us)
+            pipeline.push(events)
+            pipeline.flush()
+        except Exception as exc:  # noqa: BLE001 - a warm-up only: the live path reports its own errors
+            self.get_logger().warning(f"warm-up of the live path failed: {type(exc).__name__}: {exc}")
         self.model.reset()
 
     def _start_face_detection(self) -> None:
@@ -275,8 +339,12 @@ class InferenceNode(Node):
     # ---------------------------------------------------------------------------------------- callbacks
     def _read(self) -> None:
         """intake=poll: every poll_ms, take and process every packet waiting in the subscription."""
-        handle = self.events_sub.handle
         period = self.p["poll_ms"] / 1000.0
+        while self.events_sub is None and not self._stop:  # its publisher has not appeared yet
+            time.sleep(0.05)
+        if self._stop:
+            return
+        handle = self.events_sub.handle
         while not self._stop:
             while not self._stop:
                 try:
@@ -495,8 +563,6 @@ class InferenceNode(Node):
             self._cond.notify_all()
         if self._reader is not None:
             self._reader.join(timeout=5.0)
-        if self._intake_node is not None:
-            self._intake_node.destroy_node()
         if self.detector_thread is not None:
             self.detector_thread.stop()
         if self._worker.is_alive():

@@ -1,13 +1,21 @@
 """Protocol node: runs the elicitation protocol (:mod:`microexp.protocol`) and drives the recorder through
-its services. Headless (unattended sessions, tests) or with a terminal UI for the experimenter:
-``space`` start, ``r`` redo, ``p`` pause/resume, ``n`` skip, ``q`` quit."""
+its services. With a terminal (stdin) it shows the terminal UI and takes the experimenter's keys: ``space``
+start, ``r`` redo, ``p`` pause/resume, ``n`` skip, ``q`` quit. Headless (``headless``), or without a terminal
+(as under ``ros2 launch`` without one: it logs so), it runs unattended: it starts at once.
+
+Before it starts it waits for the nodes of ``wait_for`` to answer ready (``~/take_status``; e.g. the inference
+node of the demo). With ``subject_node`` (a simulated subject such as ``/synthetic``) it waits before each take
+until that node has the take's clip ready, and before keeping a take until the node has performed it and the
+recorder has received every message it published, so that clips lie inside their segments. When the protocol
+is done it ends the recorder's session (``end_session``: summary.json, manifest finished) and the executable
+exits (0, or 1 after an error), which ends ``ros2 launch microexp record.launch.py``."""
 from __future__ import annotations
 
 import sys
 import threading
 import time
 
-from microexp_msgs.srv import LabelSegment, RedoSegment, StartSegment, StopSegment
+from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
@@ -31,6 +39,15 @@ PARAMS = (
     Param("rest_s", 3.0, "rest after the double beep", min=0.0, max=600.0, unit="s"),
     Param("recorder", "/recorder", "name of the recorder node whose services are called"),
     Param("service_timeout_s", 10.0, "wait for the recorder's services at most this long", min=0.1, max=600.0, unit="s"),
+    Param("subject_node", "", "node simulating the subject (e.g. /synthetic): each take waits until its clip is "
+                              "ready, and is kept once the clip was published and the recorder received it all "
+                              "(empty = a real subject)"),
+    Param("wait_for", [""], "nodes whose ~/take_status must answer ready before the protocol starts "
+                            "(e.g. /inference; empty entries are ignored)"),
+    Param("take_timeout_s", 120.0, "wait for subject_node or wait_for at most this long per take", min=0.1,
+          max=3600.0, unit="s"),
+    Param("end_session", True, "when the protocol is done, end the recorder's session (summary.json, manifest "
+                               "finished) and exit"),
 )
 
 
@@ -45,33 +62,87 @@ class RecorderClient:
         self.stop_cli = node.create_client(StopSegment, f"{base}/stop_segment", callback_group=group)
         self.redo_cli = node.create_client(RedoSegment, f"{base}/redo_segment", callback_group=group)
         self.label_cli = node.create_client(LabelSegment, f"{base}/label_segment", callback_group=group)
+        self.end_cli = node.create_client(EndSession, f"{base}/end_session", callback_group=group)
+        self.status_cli = node.create_client(TakeStatus, f"{base}/take_status", callback_group=group)
+        subject = node.p["subject_node"].rstrip("/")
+        self.subject_cli = node.create_client(TakeStatus, f"{subject}/take_status", callback_group=group) \
+            if subject else None
+        self.ready_clis = [node.create_client(TakeStatus, f"{n.rstrip('/')}/take_status", callback_group=group)
+                           for n in node.p["wait_for"] if n.strip()]
 
     def wait(self) -> None:
         t = self.node.p["service_timeout_s"]
-        for cli in (self.start_cli, self.stop_cli, self.redo_cli, self.label_cli):
+        clis = [self.start_cli, self.stop_cli, self.redo_cli, self.label_cli]
+        if self.subject_cli is not None:
+            clis.append(self.subject_cli)
+        for cli in clis:
             if not cli.wait_for_service(timeout_sec=t):
-                raise MicroexpError(f"recorder service {cli.srv_name} did not appear within {t} s")
+                raise MicroexpError(f"service {cli.srv_name} did not appear within {t} s")
+        for cli in self.ready_clis:  # e.g. a model that loads: up to take_timeout_s
+            self.node.get_logger().info(f"waiting for {cli.srv_name} to report ready")
+            self._wait(cli, TakeStatus.Request(), lambda r: r.ready, "to report ready")
 
-    def _call(self, cli, req):
+    def _call(self, cli, req, check: bool = True):
         fut = cli.call_async(req)
         done = threading.Event()
         fut.add_done_callback(lambda _f: done.set())
         if not done.wait(self.node.p["service_timeout_s"]):
-            raise MicroexpError(f"recorder service {cli.srv_name} did not answer")
+            raise MicroexpError(f"service {cli.srv_name} did not answer within {self.node.p['service_timeout_s']} s")
         res = fut.result()
-        if not res.success:
+        if check and hasattr(res, "success") and not res.success:
             raise MicroexpError(f"recorder: {res.message}")
         return res
+
+    def _wait(self, cli, req, done, what: str):
+        """Ask ``cli`` (TakeStatus) every 50 ms until ``done(response)``; MicroexpError after take_timeout_s."""
+        limit = self.node.p["take_timeout_s"]
+        end = time.monotonic() + limit
+        if not cli.wait_for_service(timeout_sec=limit):
+            raise MicroexpError(f"service {cli.srv_name} did not appear within {limit} s")
+        while True:
+            res = self._call(cli, req, check=False)
+            if done(res):
+                return res
+            if time.monotonic() > end:
+                raise MicroexpError(f"{cli.srv_name} did not report {what} within {limit} s ({res.message})")
+            time.sleep(0.05)
+
+    def subject_ready(self, au: str, trial: int) -> None:
+        """The simulated subject has the clip of (au, trial) ready (the experimenter waits for the subject)."""
+        self._wait(self.subject_cli, TakeStatus.Request(au=au, trial=int(trial)), lambda r: r.ready,
+                   f"{au} trial {trial} ready")
+
+    def subject_done(self) -> None:
+        """The simulated subject performed everything asked, and the recorder has received all of it."""
+        res = self._wait(self.subject_cli, TakeStatus.Request(), lambda r: r.idle, "idle")
+        published = dict(zip(res.topics, res.counts))
+
+        def received_all(r) -> bool:
+            got = dict(zip(r.topics, r.counts))
+            return all(got[t] >= n for t, n in published.items() if t in got)
+
+        try:
+            self._wait(self.status_cli, TakeStatus.Request(), received_all, "every published message received")
+        except MicroexpError as exc:  # the segment still holds what arrived: say so, keep going
+            self.node.get_logger().warning(str(exc))
+
+    def end_session(self, reason: str) -> str:
+        res = self._call(self.end_cli, EndSession.Request(reason=reason))
+        return res.summary_path
 
     def start_segment(self, au: str, trial: int) -> int:
         if self.node.before_segment is not None:
             self.node.before_segment(au, trial)
+        elif self.subject_cli is not None:
+            self.subject_ready(au, trial)
         req = StartSegment.Request(subject=self.node.p["subject"], au=au, trial=trial, lux=float(self.node.p["lux"]))
         return self._call(self.start_cli, req).segment_id
 
     def stop_segment(self, status: str) -> None:
         if status == "kept" and self.node.before_stop is not None:
             self.node.before_stop()
+        elif status == "kept" and self.subject_cli is not None:
+            self.subject_done()
         self._call(self.stop_cli, StopSegment.Request(status=status))
 
     def mark_redone(self, segment_id: int) -> None:
@@ -81,9 +152,8 @@ class RecorderClient:
 class ProtocolNode(Node):
     def __init__(self, name: str = "protocol", namespace: str = "", parameter_overrides=None, ui=None,
                  before_segment=None, before_stop=None):
-        """``before_segment(au, trial)``, when given, is called before each take starts (the composed
-        synthetic session uses it to wait until the simulated subject is ready); ``before_stop()`` before a
-        take is closed as kept (there: until the subject finished performing)."""
+        """``before_segment(au, trial)``, when given, is called before each take starts instead of asking
+        ``subject_node``; ``before_stop()`` before a take is closed as kept (tests use them)."""
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
         self.before_segment = before_segment
         self.before_stop = before_stop
@@ -96,13 +166,16 @@ class ProtocolNode(Node):
                                      clock=time.monotonic, takes=self.p["takes"], first_trial=self.p["first_trial"])
         self.finished = threading.Event()
         self.error: str | None = None
+        self.summary_path = ""
         self.keys: list[str] = []
         self._thread = threading.Thread(target=self._run, name="protocol", daemon=True)
         self._thread.start()
 
     def _on_event(self, kind: str, info: dict) -> None:
-        if kind == "phase":
+        if kind == "phase" and info.get("au"):
             self.get_logger().info(f"{info['au']} trial {info['trial']}: {info['phase']}")
+        elif kind == "phase":
+            self.get_logger().info(f"protocol {info['phase']}")
         if self.ui is not None:
             self.ui.show(kind, info, self.runner)
 
@@ -111,8 +184,10 @@ class ProtocolNode(Node):
 
     def _run(self) -> None:
         try:
+            headless = self.p["headless"] or self.ui is None
+            if not self.p["headless"] and self.ui is None:
+                self.get_logger().info("no terminal on stdin: running the protocol unattended (headless)")
             self.client.wait()
-            headless = self.p["headless"]
             if headless:
                 self.runner.start(time.monotonic())
             while self.runner.phase != Phase.DONE:
@@ -134,6 +209,19 @@ class ProtocolNode(Node):
         except MicroexpError as exc:
             self.error = str(exc)
             self.get_logger().error(f"protocol stopped: {exc}")
+        except Exception as exc:  # noqa: BLE001 - e.g. the context shut down under a call: end, one line
+            self.error = f"{type(exc).__name__}: {exc}"
+            if self.context.ok():
+                self.get_logger().error(f"protocol stopped: {self.error}")
+        try:
+            if self.p["end_session"] and self.context.ok():
+                reason = f"protocol stopped: {self.error}" if self.error else "protocol finished"
+                self.summary_path = self.client.end_session(reason)
+                self.get_logger().info(f"session ended ({reason}): {self.summary_path}")
+        except Exception as exc:  # noqa: BLE001
+            if self.context.ok():
+                self.error = self.error or f"ending the session failed: {exc}"
+                self.get_logger().error(f"ending the session failed: {exc}")
         finally:
             self.finished.set()
 
@@ -142,10 +230,14 @@ def main(args=None) -> int:
     from microexp.ros.protocol_ui import TerminalUI
 
     ui = TerminalUI() if sys.stdin.isatty() else None
-    return run_node(lambda: _with_ui(ProtocolNode(ui=ui), ui), args)
+    return run_node(lambda: _with_ui(ProtocolNode(ui=ui), ui), args,
+                    done=lambda node: node.finished.is_set(), exit_code=lambda node: 1 if node.error else 0)
 
 
 def _with_ui(node: ProtocolNode, ui):
     if ui is not None:
-        ui.attach(node)
+        if node.p["headless"]:
+            node.ui = None
+        else:
+            ui.attach(node)
     return node

@@ -1,16 +1,14 @@
 """`microexp record`: a whole recording session in one process — sensors (synthetic rig, files or devices),
-the recorder and the protocol (headless when there is no terminal) — composed from the same node classes
-and parameter files as ``launch/record.launch.py``. Exits when the protocol is done and prints the session
+the recorder and the protocol (headless when there is no terminal) — the nodes of
+:func:`microexp.ros.graph_spec.record_graph`, the graph ``launch/record.launch.py`` runs, composed from the same
+node classes with the same parameters. Exits when the protocol is done and prints the session
 summary (also written as ``summary.json`` beside the bags)."""
 from __future__ import annotations
 
 import json
 import sys
-import time
 
 from microexp.errors import MicroexpError
-
-SYNTH_CLIP_S = 2.5  # length of a synthetic AU clip, neutral margins included (the paper's average)
 
 
 def add_arguments(parser) -> None:
@@ -47,62 +45,57 @@ def run(args) -> int:
     return 0
 
 
-def session(args, add_nodes=None) -> dict:
-    """Run one recording session; ``add_nodes(graph)`` may add more nodes (the demo adds live inference).
-    Returns the summary (also written as summary.json)."""
-    from microexp.ros.compose import Graph, overrides
-    from microexp.ros.protocol_node import ProtocolNode
-    from microexp.ros.recorder_node import RecorderNode
+def options(args) -> dict:
+    """The recording options (:data:`microexp.ros.graph_spec.RECORD_OPTIONS`) of parsed command-line ``args``;
+    None = the graph's default. Without a terminal the protocol runs unattended."""
+    headless = bool(args.headless) or not sys.stdin.isatty()
+    return {"source": args.source, "sensors": args.sensors, "out": args.out, "subject": args.subject,
+            "aus": args.aus, "takes": args.takes, "first_trial": args.first_trial, "lux": args.lux,
+            "storage": args.storage, "headless": headless, "time_scale": args.time_scale, "seed": args.seed,
+            "davis_file": args.davis_file, "evk4_file": args.evk4_file, "webcam_file": args.webcam_file}
 
-    sensors = [s.strip() for s in args.sensors.split(",") if s.strip()]
-    headless = args.headless or not sys.stdin.isatty()
+
+def session(args, add_nodes=None) -> dict:
+    """Run one recording session; ``add_nodes(graph)`` may add more nodes (the demo adds live inference), and
+    returns node names the protocol waits for (their ``~/take_status`` ready) before it starts.
+    Returns the summary (also written as summary.json)."""
+    import importlib
+
+    from microexp.ros.compose import Graph, overrides
+    from microexp.ros.graph_spec import record_graph
+
+    specs = record_graph(options(args))
     graph = Graph()
     recorder = None
     try:
-        recorder = graph.add(RecorderNode(parameter_overrides=overrides(
-            "recorder", args.params, out=args.out, subject=args.subject, storage=args.storage, source=args.source)))
-        for node in build_sensors(args, sensors, overrides):
-            graph.add(node)
-        recorder.p["expect_topics"] = recorder.p["expect_topics"] + expected_topics(args, sensors)
+        nodes = {}
         ui = None
-        if not headless:
-            from microexp.ros.protocol_ui import TerminalUI
+        for spec in specs:
+            cls = getattr(importlib.import_module(spec.module), spec.cls)
+            params = dict(spec.params)
+            kwargs = {}
+            if spec.executable == "protocol_node":
+                if add_nodes is not None:
+                    params["wait_for"] = list(add_nodes(graph) or []) or [""]
+                if not params["headless"]:
+                    from microexp.ros.protocol_ui import TerminalUI
 
-            ui = TerminalUI()
-        extra = {}
-        synth = next((n for n in graph.nodes if type(n).__name__ == "SyntheticRigNode"), None)
-        if args.source == "synthetic":
-            # the simulated subject performs a fixed-length clip: the performance window must hold it
-            scale = args.time_scale or 1.0
-            extra["perform_s"] = max(2.5, (SYNTH_CLIP_S + 0.3) / scale)
-        protocol = graph.add(ProtocolNode(ui=ui, before_segment=synth.wait_ready if synth else None,
-                                          before_stop=(lambda: synth.wait_idle() and recorder.wait_received(
-                                              dict(synth.published))) if synth else None,
-                                          parameter_overrides=overrides(
-            "protocol", args.params, aus=args.aus, subject=args.subject, lux=args.lux, headless=headless,
-            time_scale=args.time_scale, takes=args.takes, first_trial=args.first_trial, **extra)))
+                    ui = kwargs["ui"] = TerminalUI()
+            nodes[spec.name] = graph.add(cls(name=spec.name, parameter_overrides=overrides(
+                spec.name, args.params, **params), **kwargs))
+        recorder, protocol = nodes["recorder"], nodes["protocol"]
         if ui is not None:
             ui.attach(protocol)
-        if add_nodes is not None:
-            add_nodes(graph)
         graph.start()
         while not protocol.finished.wait(0.1):
             pass
-        time.sleep(0.3)  # the last messages of the graph reach the writer
-        sync = {}
-        clocks = [c for n in graph.nodes for c in getattr(n, "clocks", {}).values()]
-        clocks += [n.clock_sync for n in graph.nodes if getattr(n, "clock_sync", None) is not None
-                   and not getattr(n, "clocks", None)]
-        for clock in clocks:
-            if True:
-                est = clock.est
-                sync[clock.sensor] = {k: (None if isinstance(v, float) and v != v else v)  # NaN -> null
-                                      for k, v in est.state().items()}
         for n in graph.nodes:
             stop = getattr(n, "stop_publishing", None)
             if stop:
                 stop()
-        summary = recorder.finish(sync=sync)
+        # the protocol ended the session through the recorder's ~/end_session; when it could not, end it here
+        summary = recorder.summary or recorder.finish(reason=protocol.error or "protocol finished")
+        summary = dict(summary)
         summary["published"] = {t: c for n in graph.nodes if isinstance(getattr(n, "published", None), dict)
                                 for t, c in n.published.items()}
         if protocol.error:
@@ -114,40 +107,3 @@ def session(args, add_nodes=None) -> dict:
         raise
     finally:
         graph.close()
-
-
-def expected_topics(args, sensors: list[str]) -> list[str]:
-    """The streams that must deliver during every segment: those of the sensors this session runs."""
-    from microexp.bags.manifest import SENSOR_TOPICS
-
-    files = {"davis346": args.davis_file, "evk4": args.evk4_file, "webcam": args.webcam_file}
-    return [SENSOR_TOPICS[s] for s in sensors if s in SENSOR_TOPICS
-            and (args.source != "file" or files.get(s))]
-
-
-def build_sensors(args, sensors: list[str], overrides) -> list:
-    nodes = []
-    if args.source == "synthetic":
-        from microexp.ros.synthetic_node import SyntheticRigNode
-
-        scale = args.time_scale or 1.0
-        nodes.append(SyntheticRigNode(parameter_overrides=overrides(
-            "synthetic", args.params, sensors=",".join(sensors), subject=args.subject, seed=args.seed,
-            qos="reliable", prefetch=args.aus, prefetch_takes=args.takes, prefetch_first_trial=args.first_trial,
-            perform_delay_s=3.0 * scale, duration_s=SYNTH_CLIP_S)))
-        return nodes
-    mode = "file" if args.source == "file" else "device"
-    if "evk4" in sensors and (mode == "device" or args.evk4_file):
-        from microexp.ros.evk4_node import Evk4Node
-
-        nodes.append(Evk4Node(parameter_overrides=overrides("evk4", args.params, mode=mode, file=args.evk4_file)))
-    if "davis346" in sensors and (mode == "device" or args.davis_file):
-        from microexp.ros.davis346_node import Davis346Node
-
-        nodes.append(Davis346Node(parameter_overrides=overrides("davis346", args.params, mode=mode,
-                                                                file=args.davis_file)))
-    if "webcam" in sensors and (mode == "device" or args.webcam_file):
-        from microexp.ros.webcam_node import WebcamNode
-
-        nodes.append(WebcamNode(parameter_overrides=overrides("webcam", args.params, mode=mode, file=args.webcam_file)))
-    return nodes

@@ -6,15 +6,23 @@ configured topics as they appear, with the reliability their publishers offer; h
 segment, opened and closed through the services ``~/start_segment``, ``~/stop_segment``,
 ``~/redo_segment``, ``~/label_segment``; ``~/segments`` (SegmentMarker) announces every change; the session
 manifest (``manifest.json``) and, at the end, ``summary.json`` lie beside the bags.
+
+The session ends through ``~/end_session`` (the protocol calls it when it is done) or when the node shuts down
+(Ctrl-C, SIGTERM, the end of ``ros2 launch``): either way the open segment is closed (an interrupted take is
+marked ``error`` with the reason), ``summary.json`` is written and the manifest gets ``finished`` and
+``end_reason``, the sensors whose topics were recorded and their last clock-sync state (from their
+``sync_status`` topics). ``~/take_status`` reports the messages received per topic (the protocol compares them
+with what a simulated subject published).
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
 
 from microexp_msgs.msg import SegmentMarker
-from microexp_msgs.srv import LabelSegment, RedoSegment, StartSegment, StopSegment
+from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -24,7 +32,7 @@ from microexp.bags.manifest import (Manifest, check_output_folder, check_pseudon
 from microexp.bags.writer import SegmentWriter
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, run_node
+from microexp.ros.base import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, ReaderThreadGroup, declare_params, run_node
 
 DEFAULT_TOPICS = (
     "/davis346/events|event_camera_msgs/msg/EventPacket",
@@ -100,17 +108,21 @@ class RecorderNode(Node):
         self.create_service(StopSegment, "~/stop_segment", self._stop_srv)
         self.create_service(RedoSegment, "~/redo_segment", self._redo_srv)
         self.create_service(LabelSegment, "~/label_segment", self._label_srv)
+        self.create_service(TakeStatus, "~/take_status", self._take_status_srv)
+        self.create_service(EndSession, "~/end_session", self._end_session_srv)
+        self.summary: dict | None = None
+        self.exit_reason = ""
+        self._sync: dict = {}  # sensor -> its last SensorSync state, from the recorded sync_status topics
+        self._publishers_seen: dict = {}  # topic -> publisher node names
+        self._lost: dict = {}  # topic -> the publishers that vanished during the session
         self._subs = {}
-        self._intake_node = None
+        self._intake_group = None
         self._reader = None
         self._stop_intake = threading.Event()
         if self.p["intake"] == "poll":
-            # A hidden helper node that no executor spins: only the reader thread takes its messages.
-            import rclpy
-
-            self._intake_node = rclpy.create_node(
-                f"_{self.get_name()}_intake", namespace=self.get_namespace(), context=self.context,
-                use_global_arguments=False, enable_rosout=False, start_parameter_services=False)
+            # The subscriptions are this node's, in a callback group that executors leave alone: only the
+            # reader thread takes their messages.
+            self._intake_group = ReaderThreadGroup()
             self._reader = threading.Thread(target=self._poll, name="recorder_intake", daemon=True)
             self._reader.start()
         self.discover()
@@ -121,18 +133,17 @@ class RecorderNode(Node):
     def discover(self) -> None:
         """Subscribe to configured topics once a publisher appears, matching the publishers' reliability."""
         for topic, msgtype in self.topics.items():
-            if topic in self._subs:
-                continue
             infos = self.get_publishers_info_by_topic(topic)
-            if not infos:
+            self._note_publishers(topic, infos)
+            if topic in self._subs or not infos:
                 continue
             reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
             qos = RELIABLE_QOS if reliable else SENSOR_QOS
             if topic.endswith("/segments"):
                 qos = LATCHED_QOS
-            if self._intake_node is not None:
-                self._subs[topic] = self._intake_node.create_subscription(
-                    _msg_class(msgtype), topic, lambda *_: None, qos, raw=True)
+            if self._intake_group is not None:
+                self._subs[topic] = self.create_subscription(
+                    _msg_class(msgtype), topic, lambda *_: None, qos, raw=True, callback_group=self._intake_group)
             else:
                 self._subs[topic] = self.create_subscription(
                     _msg_class(msgtype), topic, lambda data, info, t=topic: self._on_raw(t, data, info), qos,
@@ -159,6 +170,51 @@ class RecorderNode(Node):
         # the bag's time is when DDS received the message, not when the executor got round to it
         t = int(info.get("received_timestamp") or 0) or self.get_clock().now().nanoseconds
         self.writer.put(topic, t, data)
+        if topic.endswith("/sync_status") and self.topics[topic] == "microexp_msgs/msg/SyncStatus":
+            self._note_sync(data)
+
+    def _note_sync(self, data: bytes) -> None:
+        """Keep each sensor's last clock-sync state (1 Hz messages) for the manifest and summary."""
+        from rclpy.serialization import deserialize_message
+
+        try:
+            msg = deserialize_message(data, _msg_class("microexp_msgs/msg/SyncStatus"))
+        except Exception:  # noqa: BLE001 - a diagnostic: never stop the intake for it
+            return
+        def num(v):
+            v = float(v)
+            return None if v != v else v  # NaN (not estimated yet) -> null: manifest.json stays strict JSON
+
+        for s in msg.sensors:
+            self._sync[s.sensor] = {"locked": bool(s.locked), "offset_ms": num(s.offset_ms),
+                                    "drift_ppm": num(s.drift_ppm), "jitter_us": num(s.jitter_us),
+                                    "samples": int(s.samples), "outliers": int(s.outliers)}
+
+    def _note_publishers(self, topic: str, infos) -> None:
+        """Remember who publishes ``topic``; a topic whose publishers all vanish while the session runs (a
+        sensor node died) is logged and named in the manifest's end_reason."""
+        names = sorted({f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos})
+        if not names:
+            if self._publishers_seen.get(topic) and topic not in self._lost and self.summary is None:
+                self._lost[topic] = ", ".join(self._publishers_seen[topic])
+                self.get_logger().warning(f"{topic}: its publisher {self._lost[topic]} is gone")
+            return
+        self._lost.pop(topic, None)
+        self._publishers_seen[topic] = names
+
+    def sensors(self) -> dict:
+        """The sensors whose topics had publishers: {sensor: {topic, topics, nodes}} (manifest ``sensors``)."""
+        out: dict = {}
+        for topic, nodes in sorted(self._publishers_seen.items()):
+            parts = topic.strip("/").split("/")
+            if len(parts) < 2 or parts[0] in ("recorder", "synthetic") or topic.endswith("/sync_status"):
+                continue
+            entry = out.setdefault(parts[0], {"topic": topic, "topics": [], "nodes": []})
+            if topic.endswith("/events"):
+                entry["topic"] = topic
+            entry["topics"].append(topic)
+            entry["nodes"] = sorted(set(entry["nodes"]) | set(nodes))
+        return out
 
     # -- segments -------------------------------------------------------------------------------------------
     def start_segment(self, subject: str, au: str, trial: int, lux: float, note: str = "") -> dict:
@@ -238,7 +294,11 @@ class RecorderNode(Node):
         m.subject, m.au, m.trial, m.lux = seg["subject"], seg["au"], seg["trial"], float(seg["lux"])
         m.status = seg["status"]
         m.message = message
-        self.marker_pub.publish(m)
+        try:
+            self.marker_pub.publish(m)
+        except Exception:  # noqa: BLE001 - the context is shut down (Ctrl-C): the manifest still says it
+            if self.context.ok():
+                raise
 
     def _on_bag_closed(self, bag) -> None:
         with self._lock:
@@ -322,11 +382,47 @@ class RecorderNode(Node):
             res.success, res.message = False, str(exc)
         return res
 
+    def _take_status_srv(self, req, res):
+        res.ready = True
+        res.idle = self.current is None
+        counts = {t: c.received for t, c in self.writer.counters.items()}
+        res.topics = list(counts)
+        res.counts = [int(v) for v in counts.values()]
+        return res
+
+    def _end_session_srv(self, req, res):
+        try:
+            self.finish(reason=req.reason or "end_session called")
+            res.success, res.summary_path = True, str(self.folder / "summary.json")
+            res.message = f"session {self.folder} finished"
+        except MicroexpError as exc:
+            res.success, res.message = False, str(exc)
+        return res
+
     # -- end of session -------------------------------------------------------------------------------------
-    def finish(self, sync: dict | None = None) -> dict:
-        """Close everything and write ``summary.json``: per topic messages, drops, bytes; duration; sync."""
-        self.stop_segment("kept")
+    def finish(self, sync: dict | None = None, reason: str = "finished") -> dict:
+        """Close everything and write ``summary.json``: per topic messages, drops, bytes; duration; sync.
+        Called once (the protocol's end_session, or the node's shutdown): later calls return the summary.
+        ``reason`` (what ended the session) goes to the manifest's ``end_reason``."""
+        with self._lock:
+            if self.summary is not None:
+                return self.summary
+            self.summary = {}  # ending: a concurrent call returns at once
+        if self._lost:
+            nodes = sorted({n for v in self._lost.values() for n in v.split(", ")})
+            reason = f"{reason}; publisher(s) gone before the end: {', '.join(nodes)}"
+        if self.current is not None and reason not in ("finished", "protocol finished"):
+            # a take still open when the session was ended otherwise than by the protocol: it is incomplete
+            seg = self.current
+            self.stop_segment("kept")
+            with self._lock:
+                if seg["status"] == "kept":
+                    seg["status"], seg["error"] = "error", f"the take did not end: {reason}"
+                self.manifest.save()
+        else:
+            self.stop_segment("kept")
         self.writer.stop()
+        sync = sync or dict(self._sync)
         duration = time.monotonic() - self.started
         topics = {t: {"received": c.received, "written": c.written, "dropped": c.dropped, "outside_segments": c.outside,
                       "bytes": c.bytes}
@@ -336,10 +432,12 @@ class RecorderNode(Node):
                    "kept": sum(s["status"] == "kept" for s in self.manifest.segments),
                    "dropped": sum(c["dropped"] for c in topics.values()),
                    "bytes": sum(c["bytes"] for c in topics.values()),
-                   "errors": list(self.writer.errors), "topics": topics, "sync": sync or {}}
+                   "errors": list(self.writer.errors), "topics": topics, "sync": sync or {}, "end_reason": reason}
         summary["errors"] += [f"{s['name']}: {s['error']}" for s in self.manifest.segments
                               if s.get("error") and not any(s["error"] in e for e in summary["errors"])]
         self.manifest.doc["finished"] = now_iso()
+        self.manifest.doc["end_reason"] = reason
+        self.manifest.doc["sensors"] = self.sensors()
         if sync:
             self.manifest.doc["sync"] = sync
         self.manifest.save()
@@ -348,14 +446,31 @@ class RecorderNode(Node):
         except OSError as exc:
             summary["errors"].append(f"{self.folder / 'summary.json'}: not written: {exc.strerror or exc}")
         self.manifest.drop_reserve()
+        self.summary = summary
+        self._log_line(f"session {self.folder} ended ({reason}): {summary['segments']} segments, "
+                       f"{summary['kept']} kept, {summary['dropped']} dropped")
         return summary
 
+    def _log_line(self, text: str, error: bool = False) -> None:
+        """Log, also after the context shut down (Ctrl-C), when rosout can no longer take it."""
+        if self.context.ok():
+            (self.get_logger().error if error else self.get_logger().info)(text)
+        else:
+            try:
+                print(f"[{'ERROR' if error else 'INFO'}] [{self.get_name()}]: {text}", file=sys.stderr, flush=True)
+            except OSError:  # the terminal of a ros2 launch that is gone
+                pass
+
     def destroy_node(self):
+        # a recorder that shuts down (Ctrl-C, SIGTERM, end of the launch) ends its session first
+        if self.summary is None:
+            try:
+                self.finish(reason=self.exit_reason or "recorder shut down")
+            except Exception as exc:  # noqa: BLE001 - one line: what was recorded stays on disk
+                self._log_line(f"ending the session failed: {type(exc).__name__}: {exc}", error=True)
         self._stop_intake.set()
         if self._reader is not None:
             self._reader.join(timeout=5.0)
-        if self._intake_node is not None:
-            self._intake_node.destroy_node()
         return super().destroy_node()
 
 

@@ -10,7 +10,9 @@ and then reports ``finished``; with ``plan`` empty it waits for the recorder's s
 (``/recorder/segments``) and performs the segment's AU ``perform_delay_s`` after each segment starts — the
 simulated subject watches the protocol screen. Clips are simulated ahead of time on a worker thread (the
 event simulator is slower than real time for the EVK4), then played with their arrival timing at ``rate``.
-Between clips nothing is published (no idle stream).
+Between clips nothing is published (no idle stream). ``~/take_status`` (microexp_msgs/TakeStatus) answers the
+protocol at once: asked with a take's AU and trial it starts simulating that clip and says whether it is
+ready; ``idle`` once every requested clip is published; and the messages published per topic.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import time
 import numpy as np
 from event_camera_msgs.msg import EventPacket
 from microexp_msgs.msg import GroundTruth, SegmentMarker
+from microexp_msgs.srv import TakeStatus
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -119,6 +122,7 @@ class SyntheticRigNode(Node):
         self._cache: dict = {}
         self._key_locks: dict = {}
         self._cache_lock = threading.Lock()
+        self.create_service(TakeStatus, "~/take_status", self._take_status_srv)
         if self.p["prefetch"]:
             threading.Thread(target=self._prefetch_loop, args=(parse_aus(self.p["prefetch"]),),
                              name="synthetic_prefetch", daemon=True).start()
@@ -145,6 +149,34 @@ class SyntheticRigNode(Node):
                 self._cache[key] = list(clip.stream(chunk_s=self.p["chunk_ms"] / 1000.0))
                 self.get_logger().info(f"simulated {au_label(key[0])} trial {key[1]} in {time.monotonic() - t0:.1f} s")
             return self._cache[key]
+
+    def clip_ready(self, au: str, trial: int) -> bool:
+        """Whether the clip of (au, trial) is simulated; if it is neither simulated nor being simulated, start."""
+        key = (au_index(au), int(trial))
+        with self._cache_lock:
+            if key in self._cache:
+                return True
+            lock = self._key_locks.get(key)
+            busy = lock is not None and lock.locked()  # simulated and played already: simulate again
+        if not busy:
+            threading.Thread(target=self._simulate, args=(au, trial), daemon=True).start()
+        return False
+
+    def is_idle(self) -> bool:
+        """Every requested clip has been published."""
+        return self._requests.empty() and self._prepared.empty() and not self._playing.is_set() and self._pending == 0
+
+    def _take_status_srv(self, req, res):
+        try:
+            res.ready = self.clip_ready(req.au, req.trial) if req.au else True
+            res.message = "" if res.ready else f"simulating {req.au} trial {req.trial}"
+        except Exception as exc:  # noqa: BLE001 - a bad AU: say so, the caller times out with the message
+            res.ready, res.message = False, str(exc)
+        res.idle = self.is_idle()
+        published = dict(self.published)
+        res.topics = list(published)
+        res.counts = [int(v) for v in published.values()]
+        return res
 
     def wait_ready(self, au: str, trial: int, timeout_s: float = 120.0) -> bool:
         """Block until the clip of (au, trial) is simulated (the experimenter waits for the subject)."""
@@ -220,6 +252,10 @@ class SyntheticRigNode(Node):
                         return
                 try:
                     self._play(msgs)
+                except Exception as exc:  # noqa: BLE001 - publishing after shutdown (Ctrl-C): stop quietly
+                    if not self.context.ok() or self._stop.is_set():
+                        return
+                    self.get_logger().error(f"playing {au} trial {trial} failed: {type(exc).__name__}: {exc}")
                 finally:
                     self.clips_played += 1
                     self._pending -= 1
