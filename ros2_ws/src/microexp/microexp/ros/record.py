@@ -66,9 +66,8 @@ def session(args, add_nodes=None) -> dict:
 
     specs = record_graph(options(args))
     graph = Graph()
-    recorder = None
+    nodes = {}
     try:
-        nodes = {}
         ui = None
         for spec in specs:
             cls = getattr(importlib.import_module(spec.module), spec.cls)
@@ -102,8 +101,9 @@ def session(args, add_nodes=None) -> dict:
             raise MicroexpError(protocol.error)
         return summary
     except MicroexpError:
+        recorder = nodes.get("recorder")
         if recorder is not None and not recorder.manifest.segments:
-            recorder.manifest.remove()  # nothing was recorded: the same --out can be used again
+            recorder.discard()  # nothing was recorded: the same --out can be used again
         raise
     finally:
         graph.close()

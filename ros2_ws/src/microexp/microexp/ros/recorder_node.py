@@ -451,6 +451,12 @@ class RecorderNode(Node):
                        f"{summary['kept']} kept, {summary['dropped']} dropped")
         return summary
 
+    def discard(self) -> None:
+        """Remove the manifest of a session that recorded no segment (it failed before its first take), so that
+        the same folder can be used again; the node then shuts down without ending a session."""
+        self.summary = {}
+        self.manifest.remove()
+
     def _log_line(self, text: str, error: bool = False) -> None:
         """Log, also after the context shut down (Ctrl-C), when rosout can no longer take it."""
         if self.context.ok():
