@@ -19,6 +19,16 @@ SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=
 # Streams that must not lose a message between processes on one host (recording, tests, labels).
 RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
+# History depth of a reliable sensor stream per kind: how far a subscriber (the recorder) may fall behind
+# before the publisher overwrites what it has not acknowledged. Events and IMU: 10 s of 1 kHz packets;
+# images: 10 s at 30 fps (a 1080p frame is 6 MB: depth is memory when a subscriber stalls).
+STREAM_DEPTH = {"events": 10000, "imu": 10000, "image": 300, "other": 1000}
+# Intake of a recorder or counter: everything the publisher sends is kept until taken (reliable: KEEP_ALL,
+# the publisher waits when the reader's resource limits are reached; best effort: a deep KEEP_LAST).
+INTAKE_RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.VOLATILE)
+INTAKE_BEST_EFFORT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10000,
+                                    reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
 # Replay and benchmarks: nothing may be lost, a slow reader slows the writer down instead (KEEP_ALL).
 LOSSLESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
@@ -26,12 +36,14 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def qos_named(name: str) -> QoSProfile:
-    """'sensor' (best effort) or 'reliable'."""
-    try:
-        return {"sensor": SENSOR_QOS, "reliable": RELIABLE_QOS}[name]
-    except KeyError:
-        raise ParameterError(f"parameter qos: {name!r} is not one of 'sensor', 'reliable'") from None
+def qos_named(name: str, kind: str = "events") -> QoSProfile:
+    """'sensor' (best effort, shallow) or 'reliable' (history depth by stream ``kind``: :data:`STREAM_DEPTH`)."""
+    if name == "sensor":
+        return SENSOR_QOS
+    if name == "reliable":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=STREAM_DEPTH.get(kind, STREAM_DEPTH["other"]),
+                          reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    raise ParameterError(f"parameter qos: {name!r} is not one of 'sensor', 'reliable'")
 
 
 def _descriptor(p: Param) -> ParameterDescriptor:
@@ -78,12 +90,34 @@ def wait_for_subscribers(node, stop, param: str = "wait_for_subscribers_s") -> N
         stop.wait(0.02)
 
 
+def _announce_end(node) -> None:
+    """A playing node (one with ``finished`` and ``published``) logs one line when its playback ends:
+    ``playback ended; published {"topic": count, ...}`` (JSON), which `microexp bench load` reads."""
+    import json
+    import threading
+
+    finished = getattr(node, "finished", None)
+    if not isinstance(finished, threading.Event) or not isinstance(getattr(node, "published", None), dict):
+        return
+
+    def watch():
+        finished.wait()
+        node.get_logger().info("playback ended; published " + json.dumps(dict(node.published)))
+
+    threading.Thread(target=watch, name="announce_end", daemon=True).start()
+
+
 def run_node(factory, args: list[str] | None = None) -> int:
-    """``main()`` of a node executable: init, spin until Ctrl-C or shutdown, clean up, one-line errors."""
+    """``main()`` of a node executable: DDS profile (:mod:`microexp.ros.dds`), init, spin until Ctrl-C or
+    shutdown, clean up, one-line errors."""
+    from microexp.ros.dds import use_profile
+
+    use_profile()
     rclpy.init(args=args)
     node = None
     try:
         node = factory()
+        _announce_end(node)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -32,6 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--webcam-file", help="video file (source=file)")
     parser.add_argument("--sensors", default="davis346,evk4,webcam", help="which sensors to run")
     parser.add_argument("--seed", type=int, default=None, help="synthetic rig seed")
+    from microexp.ros.dds import add_dds_arguments
+
+    add_dds_arguments(parser)
 
 
 def run(args) -> int:
@@ -44,7 +47,10 @@ def session(args, add_nodes=None) -> dict:
     """Run one recording session; ``add_nodes(graph)`` may add more nodes (the demo adds live inference).
     Returns the summary (also written as summary.json)."""
     from microexp.ros.compose import Graph, overrides
+    from microexp.ros.dds import configure
     from microexp.ros.protocol_node import ProtocolNode
+
+    configure(args)  # domain, discovery range (default: this machine only), Fast DDS profile
     from microexp.ros.recorder_node import RecorderNode
 
     sensors = [s.strip() for s in args.sensors.split(",") if s.strip()]
@@ -76,6 +82,8 @@ def session(args, add_nodes=None) -> dict:
             ui.attach(protocol)
         if add_nodes is not None:
             add_nodes(graph)
+        # the session's own publishers: every node of this graph, all in this process
+        recorder.expect_publishers([n.get_fully_qualified_name() for n in graph.nodes], same_process=True)
         graph.start()
         while not protocol.finished.wait(0.1):
             pass
@@ -115,17 +123,25 @@ def build_sensors(args, sensors: list[str], overrides) -> list:
             perform_delay_s=3.0 * scale, duration_s=SYNTH_CLIP_S)))
         return nodes
     mode = "file" if args.source == "file" else "device"
+
+    def qos(node_name):  # recording: reliable with a deep history, unless a parameter file says otherwise
+        from microexp.config import load_params_file
+
+        return None if any("qos" in load_params_file(f, node_name) for f in args.params or []) else "reliable"
+
     if "evk4" in sensors and (mode == "device" or args.evk4_file):
         from microexp.ros.evk4_node import Evk4Node
 
-        nodes.append(Evk4Node(parameter_overrides=overrides("evk4", args.params, mode=mode, file=args.evk4_file)))
+        nodes.append(Evk4Node(parameter_overrides=overrides("evk4", args.params, mode=mode, file=args.evk4_file,
+                                                         qos=qos("evk4"))))
     if "davis346" in sensors and (mode == "device" or args.davis_file):
         from microexp.ros.davis346_node import Davis346Node
 
         nodes.append(Davis346Node(parameter_overrides=overrides("davis346", args.params, mode=mode,
-                                                                file=args.davis_file)))
+                                                                file=args.davis_file, qos=qos("davis346"))))
     if "webcam" in sensors and (mode == "device" or args.webcam_file):
         from microexp.ros.webcam_node import WebcamNode
 
-        nodes.append(WebcamNode(parameter_overrides=overrides("webcam", args.params, mode=mode, file=args.webcam_file)))
+        nodes.append(WebcamNode(parameter_overrides=overrides("webcam", args.params, mode=mode, file=args.webcam_file,
+                                                            qos=qos("webcam"))))
     return nodes

@@ -22,10 +22,13 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from microexp.aus import au_index, au_label
 from microexp.bags.manifest import Manifest, check_pseudonym, now_iso
-from microexp.bags.writer import SegmentWriter
+from microexp.bags.writer import SegmentWriter, TopicCounters
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare_params, run_node
+from microexp.bags.cdr import SeqTracker, event_packet_fields
+from microexp.ros.base import (INTAKE_BEST_EFFORT_QOS, INTAKE_RELIABLE_QOS, LATCHED_QOS, declare_params,
+                               run_node)
+from microexp.ros.neighbours import PublisherWatch
 
 DEFAULT_TOPICS = (
     "/davis346/events|event_camera_msgs/msg/EventPacket",
@@ -57,7 +60,20 @@ PARAMS = (
                             "topic each poll_ms (serialized bytes, no executor work per message); executor = "
                             "subscription callbacks", choices=("poll", "executor")),
     Param("poll_ms", 1.0, "reader thread period (intake=poll)", min=0.1, max=100.0, unit="ms"),
+    Param("expected_publishers", ["/recorder", "/synthetic", "/davis346", "/evk4", "/webcam", "/protocol"],
+          "nodes of this session's graph (fully qualified names); a recorded topic published by any other node, "
+          "or from another host, is flagged as foreign (empty list = any node name)"),
+    Param("allow_remote_publishers", False, "expected nodes may run on other hosts (discovery beyond localhost)"),
 )
+
+
+EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
+
+
+def _merge_foreign(have: list, foreign: list) -> list:
+    seen = {(e["topic"], e["gid"]) for e in have}
+    return have + [{k: e[k] for k in ("topic", "node", "gid", "host_id", "pid16", "foreign")}
+                   for e in foreign if (e["topic"], e["gid"]) not in seen]
 
 
 def _msg_class(msgtype: str):
@@ -97,6 +113,10 @@ class RecorderNode(Node):
         self.create_service(RedoSegment, "~/redo_segment", self._redo_srv)
         self.create_service(LabelSegment, "~/label_segment", self._label_srv)
         self._subs = {}
+        self.seq: dict[str, SeqTracker] = {t: SeqTracker() for t, m in self.topics.items() if m == EVENT_PACKET}
+        self.neighbours = PublisherWatch(self, self.p["expected_publishers"],
+                                         allow_remote=self.p["allow_remote_publishers"])
+        self._seg_base: dict = {}
         self._intake_node = None
         self._reader = None
         self._stop_intake = threading.Event()
@@ -115,7 +135,9 @@ class RecorderNode(Node):
 
     # -- subscriptions ------------------------------------------------------------------------------------
     def discover(self) -> None:
-        """Subscribe to configured topics once a publisher appears, matching the publishers' reliability."""
+        """Subscribe to configured topics once a publisher appears, matching the publishers' reliability;
+        look at who publishes them (:meth:`check_publishers`)."""
+        self.check_publishers()
         for topic, msgtype in self.topics.items():
             if topic in self._subs:
                 continue
@@ -123,7 +145,7 @@ class RecorderNode(Node):
             if not infos:
                 continue
             reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-            qos = RELIABLE_QOS if reliable else SENSOR_QOS
+            qos = INTAKE_RELIABLE_QOS if reliable else INTAKE_BEST_EFFORT_QOS
             if topic.endswith("/segments"):
                 qos = LATCHED_QOS
             if self._intake_node is not None:
@@ -154,7 +176,53 @@ class RecorderNode(Node):
     def _on_raw(self, topic: str, data: bytes, info: dict) -> None:
         # the bag's time is when DDS received the message, not when the executor got round to it
         t = int(info.get("received_timestamp") or 0) or self.get_clock().now().nanoseconds
+        tracker = self.seq.get(topic)
+        if tracker is not None:  # packets lost before the recorder (publisher history, transport): seq gaps
+            try:
+                tracker.update(event_packet_fields(data)[0])
+            except ValueError:
+                pass
         self.writer.put(topic, t, data)
+
+    # -- neighbours and losses ------------------------------------------------------------------------------
+    def expect_publishers(self, nodes: list[str], same_process: bool = False) -> None:
+        """The session names its graph: ``nodes`` (fully qualified names); ``same_process``: all of them run
+        in this process (`microexp record`)."""
+        self.neighbours.set_expected(list(nodes), same_process)
+        self.check_publishers()
+
+    def check_publishers(self) -> None:
+        """Record who publishes each topic; a publisher outside the session's graph is warned about once
+        (one line) and flags the current segment."""
+        for topic, entry in self.neighbours.update(self.topics, self.marker_pub.topic_name):
+            self.get_logger().warning(
+                f"{topic} has a publisher outside this session: node {entry['node'] or '(unnamed)'} "
+                f"(host {entry['host_id']}, pid {entry['pid16']}): {entry['foreign']}; recorded, segment flagged")
+        foreign = self.neighbours.foreign(present_only=True)
+        seg = self.current
+        if seg is not None and foreign:
+            seg["foreign_publishers"] = _merge_foreign(seg.get("foreign_publishers", []), foreign)
+
+    def _loss_snapshot(self) -> dict:
+        seq, out = self.seq, {}
+        for t in self.topics:
+            c = self.writer.counters.get(t) or TopicCounters()  # get: never adds a topic to the summary
+            out[t] = {"received": c.received, "written": c.written, "dropped": c.dropped, "bytes": c.bytes,
+                      "seq_missing": seq[t].missing if t in seq else 0, "seq_gaps": seq[t].gaps if t in seq else 0}
+        return out
+
+    def _segment_loss(self) -> dict:
+        """Per topic of the segment: received (taken by the recorder), written, bytes, dropped (writer queue
+        over its budget or a failed write), seq_missing (EventPackets that never reached the recorder: the
+        publisher's history or the transport lost them) and lost = dropped + seq_missing."""
+        now, base = self._loss_snapshot(), self._seg_base
+        out = {}
+        for t, v in now.items():
+            d = {k: n - base.get(t, {}).get(k, 0) for k, n in v.items()}
+            if any(d.values()):
+                d["lost"] = d["dropped"] + d["seq_missing"]
+                out[t] = d
+        return out
 
     # -- segments -------------------------------------------------------------------------------------------
     def start_segment(self, subject: str, au: str, trial: int, lux: float, note: str = "") -> dict:
@@ -164,6 +232,10 @@ class RecorderNode(Node):
             au = au_label(au_index(au))
             seg = self.manifest.add_segment(subject or self.p["subject"], au, trial, lux,
                                             self.get_clock().now().nanoseconds, note)
+            self._seg_base = self._loss_snapshot()
+            foreign = self.neighbours.foreign(present_only=True)
+            if foreign:
+                seg["foreign_publishers"] = _merge_foreign([], foreign)
             self.writer.open_segment(seg["name"], start_ns=seg["start_ns"])
             seg["bags"].append(seg["name"])
             self.manifest.save()
@@ -184,9 +256,14 @@ class RecorderNode(Node):
         # not under the lock: the writer thread reports closed bags through _on_bag_closed, which takes it
         self.writer.close_segment(wait=True, stop_ns=seg["stop_ns"], quiet_s=self.p["tail_quiet_s"],
                                   max_wait_s=self.p["tail_max_s"])
+        self.check_publishers()
+        foreign = self.neighbours.foreign(present_only=True)
+        if foreign:
+            seg["foreign_publishers"] = _merge_foreign(seg.get("foreign_publishers", []), foreign)
         with self._lock:
             if seg["status"] == "recording":
                 seg["status"] = status
+            seg["loss"] = self._segment_loss()
             self.last_closed = seg
             self.manifest.save()
         self._marker("stop", seg)
@@ -313,16 +390,27 @@ class RecorderNode(Node):
         self.stop_segment("kept")
         self.writer.stop()
         duration = time.monotonic() - self.started
-        topics = {t: {"received": c.received, "written": c.written, "dropped": c.dropped, "outside_segments": c.outside,
-                      "bytes": c.bytes}
-                  for t, c in sorted(self.writer.counters.items())}
+        publishers = self.neighbours.listing()
+        topics = {}
+        for t, c in sorted(self.writer.counters.items()):
+            seq = self.seq.get(t)
+            topics[t] = {"received": c.received, "written": c.written, "dropped": c.dropped,
+                         "outside_segments": c.outside, "bytes": c.bytes,
+                         "seq_gaps": seq.gaps if seq else None, "seq_missing": seq.missing if seq else None,
+                         "lost": c.dropped + (seq.missing if seq else 0),
+                         "publishers": publishers.get(t, [])}
+        foreign = self.neighbours.foreign()
         summary = {"session": str(self.folder), "subject": self.p["subject"], "duration_s": round(duration, 3),
                    "segments": len(self.manifest.segments),
                    "kept": sum(s["status"] == "kept" for s in self.manifest.segments),
                    "dropped": sum(c["dropped"] for c in topics.values()),
+                   "lost": sum(c["lost"] for c in topics.values()),
+                   "foreign_publishers": foreign,
+                   "flagged_segments": [s["name"] for s in self.manifest.segments if s.get("foreign_publishers")],
                    "bytes": sum(c["bytes"] for c in topics.values()),
                    "errors": list(self.writer.errors), "topics": topics, "sync": sync or {}}
         self.manifest.doc["finished"] = now_iso()
+        self.manifest.doc["publishers"] = publishers
         if sync:
             self.manifest.doc["sync"] = sync
         self.manifest.save()
