@@ -10,6 +10,11 @@ segment and the summary say so.
 """
 from __future__ import annotations
 
+import time
+
+UNKNOWN = "_NODE_NAME_UNKNOWN_"
+UNKNOWN_GRACE_S = 3.0
+
 
 def _gid_bytes(info) -> bytes:
     gid = info.endpoint_gid
@@ -34,6 +39,7 @@ class PublisherWatch:
         self.allow_remote = allow_remote
         self.publishers: dict[str, dict[str, dict]] = {}  # topic -> gid -> entry
         self._own_prefix: bytes | None = None
+        self._unnamed: dict[str, float] = {}
 
     def set_expected(self, expected: list[str], same_process: bool | None = None) -> None:
         self.expected = {e.rstrip("/") for e in expected}
@@ -77,6 +83,12 @@ class PublisherWatch:
                 present.add(entry["gid"])
                 if entry["gid"] in known:
                     continue
+                if UNKNOWN in entry["node"]:
+                    # discovery announces endpoints before their node's name: judge once the name is known, or
+                    # after UNKNOWN_GRACE_S (a plain DDS program never names a node)
+                    first = self._unnamed.setdefault(entry["gid"], time.monotonic())
+                    if time.monotonic() - first < UNKNOWN_GRACE_S:
+                        continue
                 entry["foreign"] = self._foreign_reason(_gid_bytes(info), entry["node"])
                 known[entry["gid"]] = entry
                 if entry["foreign"]:
@@ -93,5 +105,6 @@ class PublisherWatch:
 
     def foreign(self, present_only: bool = False) -> list[dict]:
         """Foreign publishers seen (``present_only``: those on the graph at the last look), with their topic."""
-        return [dict(topic=t, **e) for t, v in sorted(self.publishers.items()) for e in v.values()
+        return [dict(topic=t, **{k: e[k] for k in ("node", "gid", "host_id", "pid16", "foreign")})
+                for t, v in sorted(self.publishers.items()) for e in v.values()
                 if e["foreign"] and (e.get("present", True) or not present_only)]

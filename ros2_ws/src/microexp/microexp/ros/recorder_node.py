@@ -207,7 +207,8 @@ class RecorderNode(Node):
         seq, out = self.seq, {}
         for t in self.topics:
             c = self.writer.counters.get(t) or TopicCounters()  # get: never adds a topic to the summary
-            out[t] = {"received": c.received, "written": c.written, "dropped": c.dropped, "bytes": c.bytes,
+            out[t] = {"received": c.received, "written": c.written, "dropped": c.dropped, "outside": c.outside,
+                      "bytes": c.bytes,
                       "seq_missing": seq[t].missing if t in seq else 0, "seq_gaps": seq[t].gaps if t in seq else 0}
         return out
 
