@@ -7,8 +7,11 @@ process. Meanwhile ``N`` busy processes (``while True: pass``, normal priority) 
 ``N`` of ``--busy`` (default 0, 2, 4). Scenarios (``--scenarios``, each a segment of its own session):
 
 - ``rig``: the synthetic rig (``synthetic_node``, DAVIS346 + EVK4 + webcam, reliable), performing ``--aus``;
-- ``evk4_file``: ``evk4_node`` playing the EVK4 RAW file (``--evk4-file``, default the shared EVK3/Gen4.1 HD
-  sample) at real rate (rate 1), reliable;
+- ``evk4_file``: ``evk4_node`` playing the EVK4 RAW file (``--evk4-file``, default the shared Gen4.1 HD EVT3
+  sample: 219,596 events in 9 ms, 10 packets) at real rate (rate 1), reliable. The sample is short, so it is
+  played ``--file-repeat`` times back to back (default 200: its events decoded, shifted by the sample's span
+  + 1 ms per copy, re-encoded as EVT3 into one RAW file: about 2.6 s at the sample's own rate, ~17 Mev/s);
+  ``--file-repeat 1`` plays the file as it is;
 - ``evk4_5mev``: the stress case, the 5 Mev/s EVK4 blob stream of `bench latency` (1 ms EVT3 packets) for
   ``--seconds``, from a publisher process.
 
@@ -35,6 +38,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--aus", default="AU12,AU45", help="rig: the AUs performed (default AU12,AU45)")
     parser.add_argument("--rig-sensors", default="davis346,evk4,webcam", help="rig: simulated sensors")
     parser.add_argument("--evk4-file", default="", help="evk4_file: the RAW file (default: the shared EVK4 sample)")
+    parser.add_argument("--file-repeat", type=int, default=200, help="evk4_file: copies of the file back to back")
     parser.add_argument("--seconds", type=float, default=5.0, help="evk4_5mev: seconds of stream (default 5)")
     parser.add_argument("--rate-mev", type=float, default=5.0, help="evk4_5mev: event rate (default 5 Mev/s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="per scenario")
@@ -46,7 +50,25 @@ def _default_raw() -> Path:
     return root / "events" / "expelliarmus_evt3_sample.raw"
 
 
-def _sensor_commands(name: str, args) -> list[tuple[str, list[str]]]:
+def tiled_raw(src: Path, copies: int, dest: Path) -> dict:
+    """``copies`` of the RAW file's events back to back (shifted by its span + 1 ms) as one EVT3 RAW file."""
+    import numpy as np
+
+    from microexp.events.evt3 import Evt3Encoder
+    from microexp.events.raw import read_raw
+
+    rec = read_raw(src)
+    ev = rec.events[np.argsort(rec.events["t"], kind="stable")]
+    span = int(ev["t"][-1] - ev["t"][0]) + 1000
+    tiled = np.concatenate([ev] * copies)
+    tiled["t"] += np.repeat(np.arange(copies, dtype=np.int64) * span, len(ev))
+    payload, _ = Evt3Encoder(rec.width, rec.height).encode(tiled)
+    dest.write_bytes(f"% evt 3.0\n% geometry {rec.width}x{rec.height}\n% end\n".encode() + payload)
+    return {"file": src.name, "copies": copies, "events": int(len(tiled)), "seconds": round(copies * span / 1e6, 3),
+            "mev_s": round(len(tiled) / (copies * span), 2), "bytes": len(payload)}
+
+
+def _sensor_commands(name: str, args, tmp: Path) -> list[tuple[str, list[str]]]:
     import sys
 
     from microexp.ros.load_bench import node_cmd
@@ -58,6 +80,11 @@ def _sensor_commands(name: str, args) -> list[tuple[str, list[str]]]:
         raw = Path(args.evk4_file) if args.evk4_file else _default_raw()
         if not raw.is_file():
             raise ParameterError(f"bench load: --evk4-file {raw}: no such file")
+        if args.file_repeat > 1:
+            tiled = tmp / f"tiled_{args.file_repeat}.raw"
+            if not tiled.exists():
+                args.file_info = tiled_raw(raw, args.file_repeat, tiled)
+            raw = tiled
         return [("evk4", node_cmd("evk4_node", "evk4", {"mode": "file", "file": str(raw), "rate": 1.0,
                                                         "qos": "reliable", "wait_for_subscribers_s": 30.0}))]
     if name == "evk4_5mev":
@@ -83,7 +110,7 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="microexp_load_") as tmp:
         for n in busy:
             for name in scenarios:
-                cmds = _sensor_commands(name, args)
+                cmds = _sensor_commands(name, args, Path(tmp))
                 session = Path(tmp) / f"{name}_busy{n}"
                 results.setdefault(name, {})[f"busy_{n}"] = run_scenario(session, cmds, env, n,
                                                                          timeout_s=args.timeout)
@@ -95,4 +122,5 @@ def run(args) -> dict:
     return {"bench": "load", "busy": busy, "scenarios": results,
             "lost_rig_and_file_under_load": lost("rig", loaded) + lost("evk4_file", loaded),
             "lost_5mev_under_load": lost("evk4_5mev", loaded), "goal": "0 lost at busy 2 and 4 for rig and evk4_file",
+            "evk4_file": getattr(args, "file_info", {"file": str(args.evk4_file or _default_raw().name), "copies": 1}),
             "dds": dds, "loadavg_1min": round(os.getloadavg()[0], 2)}

@@ -101,7 +101,15 @@ def _announce_end(node) -> None:
         return
 
     def watch():
+        from rclpy.duration import Duration
+
         finished.wait()
+        # "ended" = every reliable subscriber holds what was published (a lagging reader still gets it)
+        for pub in list(node.publishers):
+            try:
+                pub.wait_for_all_acked(Duration(seconds=60))
+            except Exception:  # noqa: BLE001 - shutting down
+                return
         node.get_logger().info("playback ended; published " + json.dumps(dict(node.published)))
 
     threading.Thread(target=watch, name="announce_end", daemon=True).start()

@@ -114,7 +114,7 @@ def run_scenario(session: Path, sensors: list[tuple[str, list[str]]], env: dict,
     try:
         recorder = Proc("recorder", node_cmd("recorder_node", "recorder", {
             "out": str(session), "subject": "B01", "storage": "mcap", "source": "bench",
-            "tail_quiet_s": tail_quiet_s}), env)
+            "tail_quiet_s": tail_quiet_s, "tail_max_s": 60.0}), env)
         procs.append(recorder)
         start = ctl.create_client(StartSegment, "/recorder/start_segment")
         stop = ctl.create_client(StopSegment, "/recorder/stop_segment")
@@ -160,7 +160,8 @@ def run_scenario(session: Path, sensors: list[tuple[str, list[str]]], env: dict,
         written_bytes += lo.get("bytes", 0)
         streams[topic] = {"published": pub, "received": lo.get("received", 0), "recorded": recorded,
                           "lost": (pub - recorded) if pub is not None else None,
-                          "seq_missing": lo.get("seq_missing", 0), "queue_dropped": lo.get("dropped", 0)}
+                          "seq_missing": lo.get("seq_missing", 0), "queue_dropped": lo.get("dropped", 0),
+                          "mb": round(lo.get("bytes", 0) / 1e6, 2)}
     duration = _bag_duration(session / seg["name"])
     return {"streams": streams, "recorder_mb_s": round(written_bytes / duration / 1e6, 2) if duration else None,
             "recorded_mb": round(written_bytes / 1e6, 2), "bag_span_s": round(duration, 3) if duration else None,
@@ -222,6 +223,9 @@ def publish_main(argv: list[str]) -> int:
         msg.seq = i
         msg.events = payload
         pub.publish(msg)
+    from rclpy.duration import Duration
+
+    pub.wait_for_all_acked(Duration(seconds=60))
     node.get_logger().info("playback ended; published " + json.dumps({pub.topic_name: len(payloads)}))
     try:
         while True:  # keep the writer alive: it still holds what the recorder has not acknowledged
