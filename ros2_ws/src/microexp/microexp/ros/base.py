@@ -81,6 +81,8 @@ def wait_for_subscribers(node, stop, param: str = "wait_for_subscribers_s") -> N
     import time
 
     limit = node.p.get(param, 0.0) if hasattr(node, "p") else 0.0
+    if getattr(node, "p", {}).get("mode", "file") != "file":
+        return  # a live device does not wait: its data exists whether or not anyone listens
     end = time.monotonic() + limit
     pubs = [p for p in node.publishers if not p.topic_name.endswith(("/rosout", "/parameter_events"))]
     while limit and time.monotonic() < end and not stop.is_set():

@@ -83,7 +83,7 @@ def run(args) -> int:
     if args.count:
         from microexp.ros.counter import CounterClient
 
-        counter = CounterClient(quiet_s=3.0, timeout_s=max(60.0, args.timeout))
+        counter = CounterClient(quiet_s=5.0, timeout_s=max(60.0, args.timeout))
     try:
         published, ok, error = _play(args)
         if counter is not None:
@@ -127,12 +127,14 @@ def _play(args) -> tuple[dict, bool, str]:
             time.sleep(0.05)
         published = {t: c for n in nodes for t, c in getattr(n, "published", {}).items()}
         if ok:
+            from rclpy.duration import Duration
+
             for n in nodes:  # a reliable writer keeps what is not yet acknowledged: wait for it before exiting
                 for pub in n.publishers:
                     if not pub.topic_name.endswith(("/rosout", "/parameter_events")):
-                        from rclpy.duration import Duration
-
-                        pub.wait_for_all_acked(Duration(seconds=10))
+                        if not pub.wait_for_all_acked(Duration(seconds=30)):
+                            print(f"play: {pub.topic_name}: not every subscriber acknowledged every message "
+                                  "within 30 s", file=sys.stderr)
         return published, ok, error
     finally:
         executor.shutdown(timeout_sec=5.0)
