@@ -18,8 +18,11 @@ process. Meanwhile ``N`` busy processes (``while True: pass``, normal priority) 
 Reported per scenario and N, per stream: ``published`` (the sensor process's own count, from its end line),
 ``received`` (taken by the recorder), ``recorded`` (written to the bag), ``lost = published - recorded``, and
 where it was lost (``seq_missing``: never reached the recorder; ``queue_dropped``: the recorder's writer
-queue); the recorder's MB/s over the bag's span; the 1-minute load average at the start and end of the
-scenario (the machine may be shared: it says how loaded it was).
+queue), ``msgs_per_s`` (recorded messages over the span of the sensor streams' receive times in the bag:
+the rate the publisher achieved; a publisher that falls behind real time on a busy machine shows here, not
+as loss); the recorder's MB/s over the same span; ``play_wall_s`` (segment start to the last sensor's end,
+process start-up included); the 1-minute load average at the start and end of the scenario (the machine may
+be shared: it says how loaded it was).
 """
 from __future__ import annotations
 

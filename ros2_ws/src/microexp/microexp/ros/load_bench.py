@@ -162,7 +162,9 @@ def run_scenario(session: Path, sensors: list[tuple[str, list[str]]], env: dict,
                           "lost": (pub - recorded) if pub is not None else None,
                           "seq_missing": lo.get("seq_missing", 0), "queue_dropped": lo.get("dropped", 0),
                           "mb": round(lo.get("bytes", 0) / 1e6, 2)}
-    duration = _bag_duration(session / seg["name"])
+    duration = _bag_duration(session / seg["name"], published)
+    for topic, st in streams.items():  # achieved rate: what the sensor process managed on this machine
+        st["msgs_per_s"] = round(st["recorded"] / duration, 1) if duration and topic in published else None
     return {"streams": streams, "recorder_mb_s": round(written_bytes / duration / 1e6, 2) if duration else None,
             "recorded_mb": round(written_bytes / 1e6, 2), "bag_span_s": round(duration, 3) if duration else None,
             "play_wall_s": round(play_s, 2), "loadavg_1min_start": round(load_start, 2),
@@ -170,13 +172,14 @@ def run_scenario(session: Path, sensors: list[tuple[str, list[str]]], env: dict,
             "status": seg["status"]}
 
 
-def _bag_duration(path: Path) -> float | None:
-    """Span of the bag's receive times (s)."""
+def _bag_duration(path: Path, topics) -> float | None:
+    """Span of the receive times (s) of ``topics`` in the bag (the sensor streams: not the segment marker,
+    which is written when the segment opens, before the sensor processes have started)."""
     from microexp.bags.reader import Bag
 
     try:
         with Bag(path) as bag:
-            times = [t for _, _, t, _ in bag.messages()]
+            times = [t for _, _, t, _ in bag.messages(list(topics))]
     except Exception:  # noqa: BLE001 - an unreadable bag has no span; its counts still stand
         return None
     return (max(times) - min(times)) / 1e9 if len(times) > 1 else None
