@@ -49,9 +49,9 @@ def session(args, add_nodes=None) -> dict:
     from microexp.ros.compose import Graph, overrides
     from microexp.ros.dds import configure
     from microexp.ros.protocol_node import ProtocolNode
+    from microexp.ros.recorder_node import RecorderNode
 
     configure(args)  # domain, discovery range (default: this machine only), Fast DDS profile
-    from microexp.ros.recorder_node import RecorderNode
 
     sensors = [s.strip() for s in args.sensors.split(",") if s.strip()]
     headless = args.headless or not sys.stdin.isatty()

@@ -6,6 +6,12 @@ configured topics as they appear, with the reliability their publishers offer; h
 segment, opened and closed through the services ``~/start_segment``, ``~/stop_segment``,
 ``~/redo_segment``, ``~/label_segment``; ``~/segments`` (SegmentMarker) announces every change; the session
 manifest (``manifest.json``) and, at the end, ``summary.json`` lie beside the bags.
+
+Losses are counted where they happen: EventPacket ``seq`` gaps (read from the CDR bytes: packets that never
+reached the recorder) and writer-queue drops, per segment (``loss`` in the manifest) and per topic in the
+summary. Every publisher of a recorded topic is listed; one outside the session's graph
+(``expected_publishers``, :mod:`microexp.ros.neighbours`) is warned about once and flags the segment
+(``foreign_publishers``).
 """
 from __future__ import annotations
 
