@@ -112,11 +112,17 @@ def _play(args) -> tuple[dict, bool, str]:
     executor = MultiThreadedExecutor(num_threads=4)
     nodes = []
     spin = None
+    spinning = threading.Event()
+    spinning.set()
     try:
         nodes = build_nodes(args)
         for n in nodes:
             executor.add_node(n)
-        spin = threading.Thread(target=executor.spin, daemon=True)
+        def loop():
+            while spinning.is_set():
+                executor.spin_once(timeout_sec=0.05)
+
+        spin = threading.Thread(target=loop, daemon=True)
         spin.start()
         deadline = time.monotonic() + args.timeout
         ok, error = True, ""
@@ -137,9 +143,12 @@ def _play(args) -> tuple[dict, bool, str]:
                                   "within 30 s", file=sys.stderr)
         return published, ok, error
     finally:
-        executor.shutdown(timeout_sec=5.0)
+        # stop spinning first, then tear down: shutting an executor down while its thread spins races
+        # with that thread (rclpy: "cannot use Destroyable because destruction was requested")
+        spinning.clear()
         if spin is not None:
             spin.join(timeout=5.0)  # never leave a thread inside rclpy while the interpreter exits
+        executor.shutdown(timeout_sec=5.0)  # waits for callbacks still running on its thread pool
         for n in nodes:
             n.destroy_node()
         if rclpy.ok():
