@@ -182,6 +182,7 @@ def test_session_without_neighbours_is_not_flagged(tmp_path):
 def test_bench_load_runs_the_graph_as_separate_processes(testdata):
     testdata("events", "expelliarmus_evt3_sample.raw")
     res = microexp("bench", "load", "--", "--busy", "1", "--scenarios", "evk4_file,evk4_5mev", "--seconds", "0.3",
+                   "--file-repeat", "20",
                    timeout=400)
     out = last_json(res.stdout)
     assert out["bench"] == "load" and out["busy"] == [1] and "loadavg_1min" in out
