@@ -72,7 +72,7 @@ def _nodes(context):
     config = os.path.join(get_package_share_directory("microexp"), "config")
     actions = []
     for spec in record_graph(values):
-        files = [os.path.join(config, f"{spec.executable}.yaml")]
+        files = [os.path.join(config, f"{spec.executable}.yaml")] + ([spec.defaults] if spec.defaults else [])
         if extra["params_file"]:
             files.append(extra["params_file"])
         is_protocol = spec.executable == "protocol_node"

@@ -39,7 +39,7 @@ fi
 
 # 2. the colcon workspace ------------------------------------------------------------------------------
 ws_stamp="$(cd "$WS/src" && find . -path ./microexp/microexp -prune -o -type f \( -name '*.msg' -o -name '*.srv' \
-  -o -name CMakeLists.txt -o -name package.xml -o -name setup.py -o -name setup.cfg -o -name '*.yaml' \) -print \
+  -o -name CMakeLists.txt -o -name package.xml -o -name '*.xml' -o -name setup.py -o -name setup.cfg -o -name '*.yaml' \) -print \
   | sort | xargs cat | sha256sum | cut -c1-16)-$env_stamp"
 if [ "$(cat "$WS/install/.stamp-ws" 2>/dev/null)" != "$ws_stamp" ] || [ ! -d "$WS/install/microexp_msgs" ]; then
   log "building ros2_ws with colcon"

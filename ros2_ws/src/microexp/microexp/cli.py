@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
+    from microexp.ros.dds import configure  # no rclpy: environment only
+
     try:
+        configure(None)  # DDS defaults of every command: this machine only, the package's Fast DDS profile
         return int(module.run(args) or 0)
     except MicroexpError as exc:
         print(f"microexp {args.command}: error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ BENCHES = {
     "evt3": "microexp.bench.evt3",
     "gpu": "microexp.bench.gpu",
     "latency": "microexp.bench.latency",
+    "load": "microexp.bench.load",
     "offline": "microexp.bench.offline",
     "playback": "microexp.bench.playback",
     "recording": "microexp.bench.recording",

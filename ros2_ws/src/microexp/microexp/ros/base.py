@@ -20,6 +20,16 @@ SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=
 # Streams that must not lose a message between processes on one host (recording, tests, labels).
 RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
+# History depth of a reliable sensor stream per kind: how far a subscriber (the recorder) may fall behind
+# before the publisher overwrites what it has not acknowledged. Events and IMU: 10 s of 1 kHz packets;
+# images: 10 s at 30 fps (a 1080p frame is 6 MB: depth is memory when a subscriber stalls).
+STREAM_DEPTH = {"events": 10000, "imu": 10000, "image": 300, "other": 1000}
+# Intake of a recorder or counter: everything the publisher sends is kept until taken (reliable: KEEP_ALL,
+# the publisher waits when the reader's resource limits are reached; best effort: a deep KEEP_LAST).
+INTAKE_RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.VOLATILE)
+INTAKE_BEST_EFFORT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10000,
+                                    reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
 # Replay and benchmarks: nothing may be lost, a slow reader slows the writer down instead (KEEP_ALL).
 LOSSLESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
@@ -42,12 +52,14 @@ class ReaderThreadGroup(CallbackGroup):
         pass
 
 
-def qos_named(name: str) -> QoSProfile:
-    """'sensor' (best effort) or 'reliable'."""
-    try:
-        return {"sensor": SENSOR_QOS, "reliable": RELIABLE_QOS}[name]
-    except KeyError:
-        raise ParameterError(f"parameter qos: {name!r} is not one of 'sensor', 'reliable'") from None
+def qos_named(name: str, kind: str = "events") -> QoSProfile:
+    """'sensor' (best effort, shallow) or 'reliable' (history depth by stream ``kind``: :data:`STREAM_DEPTH`)."""
+    if name == "sensor":
+        return SENSOR_QOS
+    if name == "reliable":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=STREAM_DEPTH.get(kind, STREAM_DEPTH["other"]),
+                          reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    raise ParameterError(f"parameter qos: {name!r} is not one of 'sensor', 'reliable'")
 
 
 def _descriptor(p: Param) -> ParameterDescriptor:
@@ -85,6 +97,8 @@ def wait_for_subscribers(node, stop, param: str = "wait_for_subscribers_s") -> N
     import time
 
     limit = node.p.get(param, 0.0) if hasattr(node, "p") else 0.0
+    if getattr(node, "p", {}).get("mode", "file") != "file":
+        return  # a live device does not wait: its data exists whether or not anyone listens
     end = time.monotonic() + limit
     pubs = [p for p in node.publishers if not p.topic_name.endswith(("/rosout", "/parameter_events"))]
     while limit and time.monotonic() < end and not stop.is_set():
@@ -110,19 +124,49 @@ def _signal_when_parent_dies(sig) -> None:
         pass
 
 
+def _announce_end(node) -> None:
+    """A playing node (one with ``finished`` and ``published``) logs one line when its playback ends:
+    ``playback ended; published {"topic": count, ...}`` (JSON), which `microexp bench load` reads."""
+    import json
+    import threading
+
+    finished = getattr(node, "finished", None)
+    if not isinstance(finished, threading.Event) or not isinstance(getattr(node, "published", None), dict):
+        return
+
+    def watch():
+        from rclpy.duration import Duration
+
+        finished.wait()
+        # "ended" = every reliable subscriber holds what was published (a lagging reader still gets it)
+        for pub in list(node.publishers):
+            try:
+                pub.wait_for_all_acked(Duration(seconds=60))
+            except Exception:  # noqa: BLE001 - shutting down
+                return
+        node.get_logger().info("playback ended; published " + json.dumps(dict(node.published)))
+
+    threading.Thread(target=watch, name="announce_end", daemon=True).start()
+
+
 def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) -> int:
-    """``main()`` of a node executable: init, spin until Ctrl-C, SIGTERM, shutdown or ``done(node)``, clean up,
-    one-line errors. Before ``destroy_node()`` the node's ``exit_reason`` says why it stops (a recorder writes
-    it to its manifest); further SIGINT/SIGTERM during the clean-up are ignored (``ros2 launch`` and the
-    terminal both send SIGINT on Ctrl-C), so the clean-up finishes and no traceback appears."""
+    """``main()`` of a node executable: DDS profile (:mod:`microexp.ros.dds`), init, spin until Ctrl-C, SIGTERM,
+    shutdown or ``done(node)``, clean up, one-line errors. Before ``destroy_node()`` the node's ``exit_reason``
+    says why it stops (a recorder writes it to its manifest); further SIGINT/SIGTERM during the clean-up are
+    ignored (``ros2 launch`` and the terminal both send SIGINT on Ctrl-C), so the clean-up finishes and no
+    traceback appears."""
     import signal
 
+    from microexp.ros.dds import use_profile
+
+    use_profile()
     _signal_when_parent_dies(signal.SIGTERM)
     rclpy.init(args=args)
     node = None
     reason = "node ended"
     try:
         node = factory()
+        _announce_end(node)
         if done is None:
             rclpy.spin(node)
         else:

@@ -43,7 +43,7 @@ PARAMS = (
     Param("exposure_us", 0, "APS exposure (mode=device; 0 = auto exposure)", min=0, max=1_000_000, unit="µs"),
     Param("noise_filter", True, "background-activity noise filter of the camera (mode=device)"),
     Param("bias_preset", "", "named bias preset applied at start (mode=device; empty = camera defaults)"),
-    Param("wait_for_subscribers_s", 0.0, "file playback waits up to this long for a subscriber on every topic",
+    Param("wait_for_subscribers_s", 5.0, "file playback waits up to this long for a subscriber on every topic",
           min=0.0, max=600.0, unit="s"),
     Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
 )
@@ -71,7 +71,7 @@ class Davis346Node(Node):
         self.p = declare_params(self, PARAMS)
         qos = qos_named(self.p["qos"])
         self.event_pub = self.create_publisher(EventPacket, "~/events", qos)
-        self.image_pub = self.create_publisher(Image, "~/image_raw", qos)
+        self.image_pub = self.create_publisher(Image, "~/image_raw", qos_named(self.p["qos"], "image"))
         self.imu_pub = self.create_publisher(Imu, "~/imu", qos)
         self.info_pub = None
         self.camera_info = None

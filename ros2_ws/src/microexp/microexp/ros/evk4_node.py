@@ -36,7 +36,7 @@ PARAMS = (
     Param("erc_rate_mev_s", 0.0, "event-rate controller limit (mode=device; 0 = off)", min=0.0, max=1000.0, unit="Mev/s"),
     Param("trigger_in", False, "enable the external trigger input (mode=device)"),
     Param("trigger_out_period_us", 0, "trigger-out period (mode=device; 0 = off)", min=0, max=10_000_000, unit="µs"),
-    Param("wait_for_subscribers_s", 0.0, "file playback waits up to this long for a subscriber on every topic",
+    Param("wait_for_subscribers_s", 5.0, "file playback waits up to this long for a subscriber on every topic",
           min=0.0, max=600.0, unit="s"),
     Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
 )

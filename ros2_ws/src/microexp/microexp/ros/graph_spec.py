@@ -52,13 +52,15 @@ DEFAULTS = {o.name: o.default for o in RECORD_OPTIONS}
 @dataclass
 class NodeSpec:
     """One node of the graph: its executable (``ros2 run microexp EXECUTABLE``), node name, the class the
-    executable runs, and the parameters the graph sets on top of the node's parameter file."""
+    executable runs, the parameters the graph sets on top of the node's parameter files (``params``), and those
+    it sets unless a user's parameter file gives them (``defaults``)."""
 
     executable: str
     name: str
     module: str
     cls: str
     params: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)
 
 
 def typed(options: dict) -> dict:
@@ -130,7 +132,9 @@ def record_graph(options: dict) -> list[NodeSpec]:
                 ("davis346", "davis346_node", "microexp.ros.davis346_node", "Davis346Node", "davis_file"),
                 ("webcam", "webcam_node", "microexp.ros.webcam_node", "WebcamNode", "webcam_file")):
             if sensor in sensors and (mode == "device" or o[file_opt]):
-                nodes.append(NodeSpec(exe, sensor, module, cls, dict(mode=mode, file=o[file_opt])))
+                # recording keeps every packet: reliable, deep history (a parameter file may say otherwise)
+                nodes.append(NodeSpec(exe, sensor, module, cls, dict(mode=mode, file=o[file_opt]),
+                                      defaults=dict(qos="reliable")))
         if mode == "file" and len(nodes) == 1:
             raise ParameterError("source file: give at least one of davis_file, evk4_file, webcam_file")
     # every stream of a sensor the session runs must deliver during each segment (else the segment is `error`)

@@ -1,7 +1,12 @@
 """`microexp play`: run sensor nodes on files (or the synthetic rig) in one process, the pip install's
-stand-in for `ros2 run` / `ros2 launch`. With ``--count`` a subscriber in the same graph counts what
-arrives over DDS and, when playback ends, prints one JSON line per run: per topic messages, events,
-seq_gaps (and frames for image topics)."""
+stand-in for `ros2 run` / `ros2 launch`.
+
+With ``--count`` a counting subscriber runs in a process of its own (:mod:`microexp.ros.counter`: deep
+reader history, serialized intake on a reader thread, payloads decoded behind it), started before the
+sensors, which wait for it (``wait_for_subscribers_s``) before playing. When playback ends it prints one
+JSON line: per topic ``published`` (what the node sent), ``received`` (what the other process got),
+``lost = published - received``, and for event topics ``events``, ``on_events``, ``seq_gaps``,
+``seq_missing``, first/last event time (``frames`` for image topics)."""
 from __future__ import annotations
 
 import json
@@ -26,6 +31,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--qos", default=None, choices=("sensor", "reliable"),
                         help="QoS of the sensor topics (default: reliable with --count, else sensor)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    parser.add_argument("--wait-subscribers", type=float, default=10.0,
+                        help="with --count: file playback waits up to this long for the counter (default 10 s)")
+    from microexp.ros.dds import add_dds_arguments
+
+    add_dds_arguments(parser)
 
 
 def _overrides(d: dict) -> list:
@@ -36,7 +46,7 @@ def _overrides(d: dict) -> list:
 
 def build_nodes(args) -> list:
     qos = args.qos or ("reliable" if args.count else "sensor")
-    wait = {"wait_for_subscribers_s": 10.0} if args.count else {}
+    wait = {"wait_for_subscribers_s": float(args.wait_subscribers)} if args.count else {}
     nodes = []
     if args.synthetic:
         from microexp.ros.synthetic_node import SyntheticRigNode
@@ -66,49 +76,87 @@ def build_nodes(args) -> list:
 def run(args) -> int:
     if args.count and args.loop:
         raise ParameterError("play: --count and --loop exclude each other (a loop never ends)")
+    from microexp.ros.dds import configure
+
+    configure(args)
+    counter = None
+    if args.count:
+        from microexp.ros.counter import CounterClient
+
+        counter = CounterClient(quiet_s=5.0, timeout_s=max(60.0, args.timeout))
+    try:
+        published, ok, error = _play(args)
+        if counter is not None:
+            from microexp.ros.counter import with_loss
+
+            summary = with_loss(counter.finish(published if ok else {}), published)
+            counter = None
+            print(json.dumps(summary), flush=True)
+        if isinstance(error, MicroexpError):
+            raise error
+        if error:
+            print(f"play: {error}", file=sys.stderr)
+            return 1
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if counter is not None:
+            counter.kill()
+
+
+def _play(args) -> tuple[dict, bool, "str | MicroexpError"]:
+    """Run the nodes until their playback ends; (published per topic, ended normally, error: a timeout as text, a
+    failed input (corrupt or missing file) as the MicroexpError that ends the command)."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
     rclpy.init()
     executor = MultiThreadedExecutor(num_threads=4)
     nodes = []
-    counter = None
     spin = None
+    spinning = threading.Event()
+    spinning.set()
     try:
-        if args.count:
-            from microexp.ros.counter import TopicCounter
-
-            counter = TopicCounter()
-            executor.add_node(counter)
         nodes = build_nodes(args)
         for n in nodes:
             executor.add_node(n)
-        spin = threading.Thread(target=executor.spin, daemon=True)
+        def loop():
+            while spinning.is_set():
+                executor.spin_once(timeout_sec=0.05)
+
+        spin = threading.Thread(target=loop, daemon=True)
         spin.start()
         deadline = time.monotonic() + args.timeout
+        ok, error = True, ""
         while not all(n.finished.is_set() for n in nodes):
             if time.monotonic() > deadline:
-                print("play: timeout before playback ended", file=sys.stderr)
-                return 1
+                ok, error = False, "timeout before playback ended"
+                break
             time.sleep(0.05)
-        if counter is not None:
-            published = {t: c for n in nodes for t, c in getattr(n, "published", {}).items()}
-            counter.settle(expected=published)
-            summary = counter.summary()
-            for topic, entry in summary.items():
-                entry["published"] = published.get(topic)
-            print(json.dumps(summary), flush=True)
-        errors = [n.playback_error for n in nodes if getattr(n, "playback_error", "")]
-        if errors:
-            raise MicroexpError(errors[0])
-        return 0
-    except KeyboardInterrupt:
-        return 130
+        published = {t: c for n in nodes for t, c in getattr(n, "published", {}).items()}
+        if ok:
+            from rclpy.duration import Duration
+
+            for n in nodes:  # a reliable writer keeps what is not yet acknowledged: wait for it before exiting
+                for pub in n.publishers:
+                    if not pub.topic_name.endswith(("/rosout", "/parameter_events")):
+                        if not pub.wait_for_all_acked(Duration(seconds=30)):
+                            print(f"play: {pub.topic_name}: not every subscriber acknowledged every message "
+                                  "within 30 s", file=sys.stderr)
+        failed = [n.playback_error for n in nodes if getattr(n, "playback_error", "")]
+        if failed:  # a corrupt or missing input: what played is counted, the exit says it failed
+            ok, error = True, failed[0]
+            return published, ok, MicroexpError(error)
+        return published, ok, error
     finally:
-        executor.shutdown(timeout_sec=5.0)
+        # stop spinning first, then tear down: shutting an executor down while its thread spins races
+        # with that thread (rclpy: "cannot use Destroyable because destruction was requested")
+        spinning.clear()
         if spin is not None:
             spin.join(timeout=5.0)  # never leave a thread inside rclpy while the interpreter exits
-        for n in nodes + ([counter] if counter else []):
+        executor.shutdown(timeout_sec=5.0)  # waits for callbacks still running on its thread pool
+        for n in nodes:
             n.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -33,6 +33,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--webcam-file", help="video file (source=file)")
     parser.add_argument("--sensors", default="davis346,evk4,webcam", help="which sensors to run")
     parser.add_argument("--seed", type=int, default=None, help="synthetic rig seed")
+    from microexp.ros.dds import add_dds_arguments
+
+    add_dds_arguments(parser)
 
 
 def run(args) -> int:
@@ -62,8 +65,10 @@ def session(args, add_nodes=None) -> dict:
     import importlib
 
     from microexp.ros.compose import Graph, overrides
+    from microexp.ros.dds import configure
     from microexp.ros.graph_spec import record_graph
 
+    configure(args)  # domain, discovery range (default: this machine only), Fast DDS profile
     specs = record_graph(options(args))
     graph = Graph()
     nodes = {}
@@ -81,10 +86,12 @@ def session(args, add_nodes=None) -> dict:
 
                     ui = kwargs["ui"] = TerminalUI()
             nodes[spec.name] = graph.add(cls(name=spec.name, parameter_overrides=overrides(
-                spec.name, args.params, **params), **kwargs))
+                spec.name, args.params, defaults=spec.defaults, **params), **kwargs))
         recorder, protocol = nodes["recorder"], nodes["protocol"]
         if ui is not None:
             ui.attach(protocol)
+        # the session's own publishers: every node of this graph, all in this process
+        recorder.expect_publishers([n.get_fully_qualified_name() for n in graph.nodes], same_process=True)
         graph.start()
         while not protocol.finished.wait(0.1):
             pass

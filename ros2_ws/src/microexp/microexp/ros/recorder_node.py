@@ -13,6 +13,11 @@ marked ``error`` with the reason), ``summary.json`` is written and the manifest 
 ``end_reason``, the sensors whose topics were recorded and their last clock-sync state (from their
 ``sync_status`` topics). ``~/take_status`` reports the messages received per topic (the protocol compares them
 with what a simulated subject published).
+Losses are counted where they happen: EventPacket ``seq`` gaps (read from the CDR bytes: packets that never
+reached the recorder) and writer-queue drops, per segment (``loss`` in the manifest) and per topic in the
+summary. Every publisher of a recorded topic is listed; one outside the session's graph
+(``expected_publishers``, :mod:`microexp.ros.neighbours`) is warned about once and flags the segment
+(``foreign_publishers``).
 """
 from __future__ import annotations
 
@@ -27,12 +32,15 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from microexp.aus import au_index, au_label
+from microexp.bags.cdr import SeqTracker, event_packet_fields
 from microexp.bags.manifest import (Manifest, check_output_folder, check_pseudonym, now_iso, silent_topics,
                                     write_json_atomic)
-from microexp.bags.writer import SegmentWriter
+from microexp.bags.writer import SegmentWriter, TopicCounters
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, ReaderThreadGroup, declare_params, run_node
+from microexp.ros.base import (INTAKE_BEST_EFFORT_QOS, INTAKE_RELIABLE_QOS, LATCHED_QOS, ReaderThreadGroup,
+                               declare_params, run_node)
+from microexp.ros.neighbours import PublisherWatch
 
 DEFAULT_TOPICS = (
     "/davis346/events|event_camera_msgs/msg/EventPacket",
@@ -66,7 +74,20 @@ PARAMS = (
     Param("poll_ms", 1.0, "reader thread period (intake=poll)", min=0.1, max=100.0, unit="ms"),
     Param("expect_topics", [""], "topics that must deliver during every segment; a segment in which one is silent "
                                  "is closed as error with the reason (empty = no check)"),
+    Param("expected_publishers", ["/recorder", "/synthetic", "/davis346", "/evk4", "/webcam", "/protocol"],
+          "nodes of this session's graph (fully qualified names); a recorded topic published by any other node, "
+          "or from another host, is flagged as foreign (empty list = any node name)"),
+    Param("allow_remote_publishers", False, "expected nodes may run on other hosts (discovery beyond localhost)"),
 )
+
+
+EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
+
+
+def _merge_foreign(have: list, foreign: list) -> list:
+    seen = {(e["topic"], e["gid"]) for e in have}
+    return have + [{k: e[k] for k in ("topic", "node", "gid", "host_id", "pid16", "foreign")}
+                   for e in foreign if (e["topic"], e["gid"]) not in seen]
 
 
 def _msg_class(msgtype: str):
@@ -117,6 +138,10 @@ class RecorderNode(Node):
         self._lost: dict = {}  # topic -> the publishers that vanished during the session
         self._subs = {}
         self._intake_group = None
+        self.seq: dict[str, SeqTracker] = {t: SeqTracker() for t, m in self.topics.items() if m == EVENT_PACKET}
+        self.neighbours = PublisherWatch(self, self.p["expected_publishers"],
+                                         allow_remote=self.p["allow_remote_publishers"])
+        self._seg_base: dict = {}
         self._reader = None
         self._stop_intake = threading.Event()
         if self.p["intake"] == "poll":
@@ -131,14 +156,16 @@ class RecorderNode(Node):
 
     # -- subscriptions ------------------------------------------------------------------------------------
     def discover(self) -> None:
-        """Subscribe to configured topics once a publisher appears, matching the publishers' reliability."""
+        """Subscribe to configured topics once a publisher appears, matching the publishers' reliability;
+        look at who publishes them (:meth:`check_publishers`)."""
+        self.check_publishers()
         for topic, msgtype in self.topics.items():
             infos = self.get_publishers_info_by_topic(topic)
             self._note_publishers(topic, infos)
             if topic in self._subs or not infos:
                 continue
             reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-            qos = RELIABLE_QOS if reliable else SENSOR_QOS
+            qos = INTAKE_RELIABLE_QOS if reliable else INTAKE_BEST_EFFORT_QOS
             if topic.endswith("/segments"):
                 qos = LATCHED_QOS
             if self._intake_group is not None:
@@ -169,6 +196,12 @@ class RecorderNode(Node):
     def _on_raw(self, topic: str, data: bytes, info: dict) -> None:
         # the bag's time is when DDS received the message, not when the executor got round to it
         t = int(info.get("received_timestamp") or 0) or self.get_clock().now().nanoseconds
+        tracker = self.seq.get(topic)
+        if tracker is not None:  # packets lost before the recorder (publisher history, transport): seq gaps
+            try:
+                tracker.update(event_packet_fields(data)[0])
+            except ValueError:
+                pass
         self.writer.put(topic, t, data)
         if topic.endswith("/sync_status") and self.topics[topic] == "microexp_msgs/msg/SyncStatus":
             self._note_sync(data)
@@ -216,6 +249,47 @@ class RecorderNode(Node):
             entry["nodes"] = sorted(set(entry["nodes"]) | set(nodes))
         return out
 
+    # -- neighbours and losses ------------------------------------------------------------------------------
+    def expect_publishers(self, nodes: list[str], same_process: bool = False) -> None:
+        """The session names its graph: ``nodes`` (fully qualified names); ``same_process``: all of them run
+        in this process (`microexp record`)."""
+        self.neighbours.set_expected(list(nodes), same_process)
+        self.check_publishers()
+
+    def check_publishers(self) -> None:
+        """Record who publishes each topic; a publisher outside the session's graph is warned about once
+        (one line) and flags the current segment."""
+        for topic, entry in self.neighbours.update(self.topics, self.marker_pub.topic_name):
+            self.get_logger().warning(
+                f"{topic} has a publisher outside this session: node {entry['node'] or '(unnamed)'} "
+                f"(host {entry['host_id']}, pid {entry['pid16']}): {entry['foreign']}; recorded, segment flagged")
+        foreign = self.neighbours.foreign(present_only=True)
+        seg = self.current
+        if seg is not None and foreign:
+            seg["foreign_publishers"] = _merge_foreign(seg.get("foreign_publishers", []), foreign)
+
+    def _loss_snapshot(self) -> dict:
+        seq, out = self.seq, {}
+        for t in self.topics:
+            c = self.writer.counters.get(t) or TopicCounters()  # get: never adds a topic to the summary
+            out[t] = {"received": c.received, "written": c.written, "dropped": c.dropped, "outside": c.outside,
+                      "bytes": c.bytes,
+                      "seq_missing": seq[t].missing if t in seq else 0, "seq_gaps": seq[t].gaps if t in seq else 0}
+        return out
+
+    def _segment_loss(self) -> dict:
+        """Per topic of the segment: received (taken by the recorder), written, bytes, dropped (writer queue
+        over its budget or a failed write), seq_missing (EventPackets that never reached the recorder: the
+        publisher's history or the transport lost them) and lost = dropped + seq_missing."""
+        now, base = self._loss_snapshot(), self._seg_base
+        out = {}
+        for t, v in now.items():
+            d = {k: n - base.get(t, {}).get(k, 0) for k, n in v.items()}
+            if any(d.values()):
+                d["lost"] = d["dropped"] + d["seq_missing"]
+                out[t] = d
+        return out
+
     # -- segments -------------------------------------------------------------------------------------------
     def start_segment(self, subject: str, au: str, trial: int, lux: float, note: str = "") -> dict:
         if self.current is not None:
@@ -224,6 +298,10 @@ class RecorderNode(Node):
             au = au_label(au_index(au))
             seg = self.manifest.add_segment(subject or self.p["subject"], au, trial, lux,
                                             self.get_clock().now().nanoseconds, note)
+            self._seg_base = self._loss_snapshot()
+            foreign = self.neighbours.foreign(present_only=True)
+            if foreign:
+                seg["foreign_publishers"] = _merge_foreign([], foreign)
             if seg["status"] == "error":  # no room for the manifest's reserve: not recorded
                 self.get_logger().error(seg["error"])
             else:
@@ -248,6 +326,10 @@ class RecorderNode(Node):
         # not under the lock: the writer thread reports closed bags through _on_bag_closed, which takes it
         self.writer.close_segment(wait=True, stop_ns=seg["stop_ns"], quiet_s=self.p["tail_quiet_s"],
                                   max_wait_s=self.p["tail_max_s"])
+        self.check_publishers()
+        foreign = self.neighbours.foreign(present_only=True)
+        if foreign:
+            seg["foreign_publishers"] = _merge_foreign(seg.get("foreign_publishers", []), foreign)
         with self._lock:
             silent = silent_topics(seg, self.p["expect_topics"]) if status == "kept" else ""
             if silent and seg["status"] == "recording":
@@ -255,6 +337,7 @@ class RecorderNode(Node):
                 self.get_logger().error(silent)
             if seg["status"] == "recording":
                 seg["status"] = status
+            seg["loss"] = self._segment_loss()
             self.last_closed = seg
             self.manifest.save()
         self._marker("stop", seg)
@@ -424,13 +507,23 @@ class RecorderNode(Node):
         self.writer.stop()
         sync = sync or dict(self._sync)
         duration = time.monotonic() - self.started
-        topics = {t: {"received": c.received, "written": c.written, "dropped": c.dropped, "outside_segments": c.outside,
-                      "bytes": c.bytes}
-                  for t, c in sorted(self.writer.counters.items())}
+        publishers = self.neighbours.listing()
+        topics = {}
+        for t, c in sorted(self.writer.counters.items()):
+            seq = self.seq.get(t)
+            topics[t] = {"received": c.received, "written": c.written, "dropped": c.dropped,
+                         "outside_segments": c.outside, "bytes": c.bytes,
+                         "seq_gaps": seq.gaps if seq else None, "seq_missing": seq.missing if seq else None,
+                         "lost": c.dropped + (seq.missing if seq else 0),
+                         "publishers": publishers.get(t, [])}
+        foreign = self.neighbours.foreign()
         summary = {"session": str(self.folder), "subject": self.p["subject"], "duration_s": round(duration, 3),
                    "segments": len(self.manifest.segments),
                    "kept": sum(s["status"] == "kept" for s in self.manifest.segments),
                    "dropped": sum(c["dropped"] for c in topics.values()),
+                   "lost": sum(c["lost"] for c in topics.values()),
+                   "foreign_publishers": foreign,
+                   "flagged_segments": [s["name"] for s in self.manifest.segments if s.get("foreign_publishers")],
                    "bytes": sum(c["bytes"] for c in topics.values()),
                    "errors": list(self.writer.errors), "topics": topics, "sync": sync or {}, "end_reason": reason}
         summary["errors"] += [f"{s['name']}: {s['error']}" for s in self.manifest.segments
@@ -438,6 +531,7 @@ class RecorderNode(Node):
         self.manifest.doc["finished"] = now_iso()
         self.manifest.doc["end_reason"] = reason
         self.manifest.doc["sensors"] = self.sensors()
+        self.manifest.doc["publishers"] = publishers
         if sync:
             self.manifest.doc["sync"] = sync
         self.manifest.save()

@@ -93,7 +93,7 @@ class SyntheticRigNode(Node):
                 encoder.reset()
                 self.encoders[s] = (enc, encoder)
             if s in ("davis346", "webcam"):
-                self.pubs[(s, "frame")] = self.create_publisher(Image, f"/{s}/image_raw", qos)
+                self.pubs[(s, "frame")] = self.create_publisher(Image, f"/{s}/image_raw", qos_named(self.p["qos"], "image"))
             self.clocks[s] = SensorClock(self, s, topic=f"/{s}/sync_status")
         self.gt_pub = self.create_publisher(GroundTruth, "~/ground_truth", qos_named("reliable"))
         self.published: dict[str, int] = {}

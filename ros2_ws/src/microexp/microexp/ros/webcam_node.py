@@ -32,7 +32,7 @@ PARAMS = (
     Param("loop", False, "play the file again at its end"),
     Param("frame_id", "webcam", "frame_id of the published headers"),
     Param("qos", "sensor", "QoS of the image topics: sensor (best effort) or reliable", choices=("sensor", "reliable")),
-    Param("wait_for_subscribers_s", 0.0, "file playback waits up to this long for a subscriber on every topic",
+    Param("wait_for_subscribers_s", 5.0, "file playback waits up to this long for a subscriber on every topic",
           min=0.0, max=600.0, unit="s"),
     Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
 )
@@ -46,7 +46,7 @@ class WebcamNode(Node):
             raise MicroexpError(f"{self.get_name()}: parameter fourcc: {self.p['fourcc']!r} is not four characters")
         if self.p["mode"] == "file" and not self.p["file"]:
             raise MicroexpError(f"{self.get_name()}: parameter file: empty; mode=file needs a video file")
-        qos = qos_named(self.p["qos"])
+        qos = qos_named(self.p["qos"], "image")
         self.pub = self.create_publisher(Image, "~/image_raw", qos)
         self.preview_pub = self.create_publisher(Image, "~/preview/image_raw", qos) if self.p["preview_width"] else None
         self.clock_sync = SensorClock(self, "webcam")
