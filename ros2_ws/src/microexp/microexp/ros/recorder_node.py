@@ -258,7 +258,10 @@ class RecorderNode(Node):
 
     def check_publishers(self) -> None:
         """Record who publishes each topic; a publisher outside the session's graph is warned about once
-        (one line) and flags the current segment."""
+        (one line) and flags the current segment. Skipped once the node's context is shut down (the session
+        ending on Ctrl-C or SIGTERM): the graph can no longer be asked."""
+        if not self.context.ok():
+            return
         for topic, entry in self.neighbours.update(self.topics, self.marker_pub.topic_name):
             self.get_logger().warning(
                 f"{topic} has a publisher outside this session: node {entry['node'] or '(unnamed)'} "
