@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MICROEXP := $(VENV)/bin/microexp
 export MICROEXP_TESTDATA ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test bench lock clean
+.PHONY: setup demo test bench lock clean openeb
 
 setup:
 	@bash scripts/setup.sh
@@ -13,8 +13,16 @@ setup:
 demo: setup
 	$(MICROEXP) demo --out out/demo
 
+# OpenEB (HAL + Python bindings) for evk4_node mode:=device, built from $(OPENEB_SRC) into a cache outside the
+# tree (scripts/openeb.sh; seconds when cached). `make test` runs it when the source folder is there.
+export OPENEB_SRC ?= $(abspath ../shared/openeb-src)
+openeb: setup
+	@bash scripts/openeb.sh --apt --src "$(OPENEB_SRC)" >/dev/null
+
 # pytest exits 5 when it collected no test: that is reported, not treated as a failure of the suite.
 test: setup
+	@if [ -e "$(OPENEB_SRC)" ]; then bash scripts/openeb.sh --apt --src "$(OPENEB_SRC)" >/dev/null; \
+	  else echo "make test: no OpenEB source at $(OPENEB_SRC): the tests that need OpenEB skip"; fi
 	@$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 
 bench: setup
