@@ -605,3 +605,45 @@ class Evt3Encoder:
             self._buf = np.empty(max(need, 2 * self._buf.shape[0]), dtype="<u2")
         k = _encode_evt3(ev, self._buf, self._state)
         return self._buf[:k].tobytes(), 0
+
+    def encode_with_triggers(self, events, triggers) -> bytes:
+        """Encode time-sorted events with external-trigger edges (TRIGGER_DTYPE, time-sorted) merged in: each
+        edge becomes TIME_HIGH (after any gap words), TIME_LOW and EXT_TRIGGER, placed after the events of its
+        time or earlier. Returns the payload bytes; the stream stays valid for later :meth:`encode` calls."""
+        ev = as_events(events)
+        if triggers is None or len(triggers) == 0:
+            return self.encode(ev)[0]
+        tr = np.asarray(triggers)
+        if np.any(np.diff(tr["t"]) < 0) or int(tr["t"][0]) < 0:
+            raise ParameterError("trigger times must be sorted and >= 0")
+        cuts = np.searchsorted(ev["t"], tr["t"], side="right")
+        parts = []
+        prev = 0
+        for k in range(len(tr)):
+            c = int(cuts[k])
+            if c > prev:
+                parts.append(self.encode(ev[prev:c])[0])
+                prev = c
+            parts.append(self._trigger_words(int(tr["t"][k]), int(tr["id"][k]), int(tr["value"][k])))
+        if prev < ev.shape[0]:
+            parts.append(self.encode(ev[prev:])[0])
+        return b"".join(parts)
+
+    def _trigger_words(self, t: int, channel: int, value: int) -> bytes:
+        s = self._state
+        last = int(s[_E_LAST_T]) if s[_E_HAVE] else None
+        if last is not None and t < last:
+            raise ParameterError(f"trigger at t={t} comes before the stream's time {last}")
+        words = []
+        eth = t >> 12
+        th = int(s[_E_TH])
+        if s[_E_HAVE]:
+            while eth - th >= _HALF:  # long gap: the same intermediate TIME_HIGH words as events get
+                th += _HALF - 1
+                words.append(0x8000 | (th & 0xFFF))
+        words += [0x8000 | (eth & 0xFFF), 0x6000 | (t & 0xFFF), 0xA000 | ((channel & 0xF) << 8) | (value & 1)]
+        s[_E_HAVE] = 1
+        s[_E_TH] = eth
+        s[_E_TL] = t & 0xFFF
+        s[_E_LAST_T] = t
+        return np.asarray(words, dtype="<u2").tobytes()
