@@ -1,7 +1,6 @@
 """DAVIS346 mode:=device against dv-processing 2's dv.io.camera.DAVIS: every method the device path calls
 exists in the installed class, and the node's device loop, fed by an object that replays a real AEDAT4
 recording through the DAVIS method names, publishes all of it over real DDS (only the USB end replaced)."""
-import threading
 import time
 from datetime import timedelta
 
