@@ -99,9 +99,9 @@ def test_packetizer_gives_back_every_event_and_trigger_in_file_sized_packets(tes
 # -- OpenEB: the device path over DDS ------------------------------------------------------------------------
 
 def play_device(path, *extra, timeout=300):
-    res = subprocess.run([sys.executable, "-m", "microexp.cli", "play", "--count", "--evk4-device",
-                          "--evk4-file", str(path), "--rate", "0", *extra], capture_output=True, text=True,
-                         timeout=timeout)
+    # as README shows it: microexp play --evk4-device --evk4-file REC.raw --rate 0 --count
+    res = subprocess.run([sys.executable, "-m", "microexp.cli", "play", "--evk4-device", "--evk4-file", str(path),
+                          "--rate", "0", "--count", *extra], capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr
 
@@ -280,6 +280,35 @@ def test_absent_camera_is_retried_with_one_line_each_time(openeb, graph):
     time.sleep(1.5)
     assert node.open_failures >= 3
     assert not node.finished.is_set()
+
+
+@pytest.mark.ros
+def test_play_evk4_device_without_a_camera_retries_until_interrupted(openeb):
+    """README: `microexp play --evk4-device --count` (no camera here: it keeps retrying, one line each time)."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "microexp.cli", "play", "--evk4-device", "--count"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if "cannot be opened" in line]
+    assert lines and "EVK4 camera (first found) cannot be opened" in lines[0] and "retrying in 2 s" in lines[0]
+    assert proc.returncode in (0, 130)
+
+
+def test_make_openeb_is_cached(openeb):
+    """README: `make openeb` (CI built it before the tests: a second run finds the cache)."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    t0 = time.monotonic()
+    res = subprocess.run(["make", "openeb"], cwd=repo, capture_output=True, text=True, timeout=1800)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "[openeb] cached:" in res.stderr and time.monotonic() - t0 < 120
+    check = subprocess.run([str(repo / ".venv" / "bin" / "python"), "-c",
+                            "import metavision_hal, numpy; print(numpy.__version__)"], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.startswith("2."), check.stderr
 
 
 def test_bad_bias_file_fails_the_node_at_start(openeb, graph, tmp_path):
