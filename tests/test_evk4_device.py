@@ -335,3 +335,27 @@ def test_out_of_range_bias_stops_the_device_with_one_line(openeb, graph, testdat
     assert node.finished.wait(30)
     assert "bias_fo = -151 is outside its allowed range -150..200" in node.error
     assert node.packets == 0
+
+
+@pytest.mark.ros
+def test_sensor_serial_and_geometry_reach_the_session_manifest(graph, testdata, tmp_path):
+    from microexp.bags.manifest import validate
+    from microexp.ros.compose import overrides
+    from microexp.ros.evk4_node import Evk4Node
+    from microexp.ros.recorder_node import RecorderNode
+
+    rec = graph.add(RecorderNode(parameter_overrides=overrides(
+        "recorder", None, out=str(tmp_path / "rec"), subject="S01",
+        topics=["/evk4/events|event_camera_msgs/msg/EventPacket"])))
+    graph.add(Evk4Node(parameter_overrides=overrides(
+        "evk4", None, mode="file", file=str(testdata("events", "expelliarmus_evt3_sample.raw")), rate=0.0)))
+    graph.start()
+    end = time.monotonic() + 30
+    while "evk4" not in rec.manifest.doc["sensors"] and time.monotonic() < end:
+        time.sleep(0.1)
+    manifest = next((tmp_path / "rec").rglob("manifest.json"))
+    doc = json.loads(manifest.read_text())
+    validate(doc)
+    info = doc["sensors"]["evk4"]
+    assert info["serial"] == "00000307" and (info["width"], info["height"]) == (1280, 720)
+    assert info["topic"] == "/evk4/events"

@@ -176,7 +176,7 @@ class Evk4Node(Node):
             self.finished.set()
 
     def _publish_info(self, info: dict):
-        self.sensor_info = {"sensor": "evk4", "topic": self.pub.topic_name, **info}
+        self.sensor_info = {"name": "evk4", "topic": self.pub.topic_name, **info}
         self.info_pub.publish(String(data=json.dumps(self.sensor_info)))
 
     def _play(self):
