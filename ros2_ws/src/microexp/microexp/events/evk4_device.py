@@ -470,9 +470,10 @@ class OpenEBDevice:
     def start(self) -> None:
         self._stream = self._facility("i_events_stream")
         self._decoder = self._facility("i_events_stream_decoder")
-        self._facility("i_event_cd_decoder").add_event_buffer_callback(self._cd.append)
+        # the callbacks look the lists up on each call: read() swaps them for empty ones
+        self._facility("i_event_cd_decoder").add_event_buffer_callback(lambda a: self._cd.append(a))
         trig = self._facility("i_event_ext_trigger_decoder")
-        if trig is not None:
+        if trig is not None:  # this binding lends the decoder's memory: copy it
             trig.add_event_buffer_callback(lambda a: self._trig.append(np.array(a, copy=True)))
         self._stream.start()
 
