@@ -46,7 +46,7 @@ def make_raw(path: Path, n: int) -> tuple[int, int]:
     base = base.copy()
     base["t"] -= int(base["t"][0])  # start near 0 so that the tiled stream's first epoch is unambiguous
     reps = -(-n // len(base))
-    enc = Evt3Encoder(rec.width, rec.height)
+    enc = Evt3Encoder(rec.width, rec.height, vectors="sensor")  # the form OpenEB decodes
     head = "".join(line + "\n" for line in rec.header.lines if not line.startswith("% end"))
     size = 0
     with open(path, "wb") as f:

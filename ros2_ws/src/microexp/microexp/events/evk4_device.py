@@ -184,7 +184,7 @@ class Evt3Packetizer:
     """
 
     def __init__(self, width: int, height: int, packet_time_us: int = 1000, max_bytes: int = 1_000_000):
-        self.encoder = Evt3Encoder(width, height)
+        self.encoder = Evt3Encoder(width, height, vectors="sensor")  # OpenEB reads only the sensor's vector form
         self.width, self.height = width, height
         self.packet_time_us = int(packet_time_us)
         self.max_bytes = int(max_bytes)
