@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numba as nb
 import numpy as np
 
 from microexp.errors import MicroexpError, ParameterError
@@ -146,13 +147,29 @@ def make_settings(p: dict) -> DeviceSettings:
 # ----------------------------------------------------------------------------------------- event batching
 
 HAL_TO_EVENT = ("x", "y", "t", "p")
+# Metavision::EventCD as the bindings give it (aligned C struct, 16 bytes)
+HAL_CD_DTYPE = np.dtype({"names": ["x", "y", "p", "t"], "formats": ["<u2", "<u2", "<i2", "<i8"],
+                         "offsets": [0, 2, 4, 8], "itemsize": 16})
+
+
+@nb.njit(cache=True, nogil=True)
+def _hal_to_events(w, out):
+    """w: (n, 2) uint64 views of 16-byte EventCD records (x | y << 16 | p << 32, then t) -> out (EVENT_DTYPE)."""
+    for i in range(w.shape[0]):
+        a = w[i, 0]
+        r = out[i]
+        r.x = a & 0xFFFF
+        r.y = (a >> 16) & 0xFFFF
+        r.p = (a >> 32) & 0xFFFF
+        r.t = np.int64(w[i, 1])
 
 
 def hal_events(arr: np.ndarray) -> np.ndarray:
-    """OpenEB EventCD records (x, y, p, t) -> EVENT_DTYPE."""
-    out = np.empty(arr.shape[0], dtype=EVENT_DTYPE)
-    for name in HAL_TO_EVENT:
-        out[name] = arr[name]
+    """OpenEB EventCD records (x, y, p, t; 16 bytes each, or their raw bytes) -> EVENT_DTYPE, in one pass."""
+    raw = np.ascontiguousarray(arr).view(np.uint8)
+    out = np.empty(raw.shape[0] // 16, dtype=EVENT_DTYPE)
+    if len(out):
+        _hal_to_events(raw.view("<u8").reshape(-1, 2), out)
     return out
 
 
@@ -471,7 +488,13 @@ class OpenEBDevice:
         self._stream = self._facility("i_events_stream")
         self._decoder = self._facility("i_events_stream_decoder")
         # the callbacks look the lists up on each call: read() swaps them for empty ones
-        self._facility("i_event_cd_decoder").add_event_buffer_callback(lambda a: self._cd.append(a))
+        # (as raw bytes: numpy concatenates structured arrays field by field, bytes in one copy)
+        def on_cd(a):
+            if a.dtype != HAL_CD_DTYPE:
+                raise MicroexpError(f"OpenEB's EventCD dtype {a.dtype} is not the expected {HAL_CD_DTYPE}")
+            self._cd.append(a.view(np.uint8))
+
+        self._facility("i_event_cd_decoder").add_event_buffer_callback(on_cd)
         trig = self._facility("i_event_ext_trigger_decoder")
         if trig is not None:  # this binding lends the decoder's memory: copy it
             trig.add_event_buffer_callback(lambda a: self._trig.append(np.array(a, copy=True)))
