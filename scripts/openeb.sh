@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds OpenEB (Prophesee's open Metavision SDK: HAL + Python bindings) from a source folder and installs it
-# into a cache outside the source tree, keyed by the source's hash, this script's hash, the pybind11 pin and the
-# Python it is built for. A second run with the same inputs finds the finished install and takes a second.
+# into a cache outside the source tree, keyed by the source's hash, the build recipe (step 3 of this script), the
+# pybind11 pin (requirements/openeb.txt) and the Python it is built for. A second run with the same inputs finds the finished install and takes a second.
 #
 #   scripts/openeb.sh [--src DIR] [--prefix DIR] [--python PYEXE] [--venv DIR] [--apt] [--deps-only] [--jobs N]
 #
@@ -118,6 +118,9 @@ if [ "$(cat "$PREFIX/.microexp-openeb" 2>/dev/null)" = "$key" ]; then
 else
   t0=$(date +%s)
   WORK="$PREFIX.build"
+  # pybind11 comes from PyPI through pip (the target Python's, else python3's)
+  { "$PYEXE" -m pip --version || python3 -m pip --version; } >/dev/null 2>&1 \
+    || die "neither $PYEXE nor python3 has pip, which fetches $PYBIND11_PIN (install python3-pip)"
   rm -rf "$WORK" "${PREFIX:?}"/*
   mkdir -p "$WORK"
   if [ -n "$TARBALL" ]; then
