@@ -7,7 +7,7 @@ export MICROEXP_TESTDATA ?= $(abspath ../shared/data)
 
 ROS2_SRC ?= $(abspath ../shared/ros2-src)
 
-.PHONY: setup demo test bench lock clean ros2-cli
+.PHONY: setup demo test bench lock clean ros2-cli openeb
 
 setup:
 	@bash scripts/setup.sh
@@ -15,10 +15,18 @@ setup:
 demo: setup
 	$(MICROEXP) demo --out out/demo
 
+# OpenEB (HAL + Python bindings) for evk4_node mode:=device, built from $(OPENEB_SRC) into a cache outside the
+# tree (scripts/openeb.sh; seconds when cached). `make test` runs it when the source folder is there.
+export OPENEB_SRC ?= $(abspath ../shared/openeb-src)
+openeb: setup
+	@bash scripts/openeb.sh --apt --src "$(OPENEB_SRC)" >/dev/null
+
 # pytest exits 5 when it collected no test: that is reported, not treated as a failure of the suite.
 test: setup
 	@if [ -d "$(ROS2_SRC)" ]; then bash scripts/ros2_cli.sh --src "$(ROS2_SRC)"; \
 	 else echo "ros2-cli: $(ROS2_SRC) is absent: the tests of the ros2 command line will skip"; fi
+	@if [ -e "$(OPENEB_SRC)" ]; then bash scripts/openeb.sh --apt --src "$(OPENEB_SRC)" >/dev/null; \
+	  else echo "make test: no OpenEB source at $(OPENEB_SRC): the tests that need OpenEB skip"; fi
 	@$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 
 # The ROS 2 command line (ros2 launch/run/topic/...) for the pip install, from the jazzy sources in ROS2_SRC;

@@ -10,6 +10,7 @@ import sys
 BENCHES = {
     "binning": "microexp.bench.binning",
     "evt3": "microexp.bench.evt3",
+    "evk4-device": "microexp.bench.evk4_device",
     "gpu": "microexp.bench.gpu",
     "latency": "microexp.bench.latency",
     "load": "microexp.bench.load",

@@ -539,6 +539,96 @@ def _encode_evt3(ev, out, state):
     return k
 
 
+@nb.njit(cache=True, nogil=True)
+def _encode_evt3_sensor(ev, out, state, width):
+    """As :func:`_encode_evt3`, but vectors in the sensor's own form: VECT_BASE_X, then VECT_12, VECT_12, VECT_8
+    covering 32 pixels from the base (only where base + 32 <= width), which is the only vector form OpenEB's
+    decoder reads (it takes every VECT_12 as the start of such a triple and skips a lone VECT_8)."""
+    n = ev.shape[0]
+    if n == 0:
+        return 0
+    th = state[_E_TH]
+    tl = state[_E_TL]
+    cy = state[_E_Y]
+    bx = state[_E_BX]
+    vp = state[_E_VP]
+    k = 0
+    if state[_E_HAVE] == 0:
+        t0 = np.int64(ev[0].t)
+        th = t0 >> 12
+        out[0] = 0x8000 | (th & 0xFFF)
+        k = 1
+        tl = -1
+    i = 0
+    while i < n:
+        e = ev[i]
+        t = np.int64(e.t)
+        y = np.int64(e.y)
+        x = np.int64(e.x)
+        p = np.int64(e.p)
+        eth = t >> 12
+        etl = t & 0xFFF
+        if eth - th >= _HALF:
+            while eth - th >= _HALF:
+                th += _HALF - 1
+                out[k] = 0x8000 | (th & 0xFFF)
+                k += 1
+        out[k] = 0x8000 | (eth & 0xFFF)
+        k += np.int64(eth != th)
+        out[k] = 0x6000 | etl
+        k += np.int64(etl != tl)
+        out[k] = y
+        k += np.int64(y != cy)
+        th = eth
+        tl = etl
+        cy = y
+        if vp == p and bx >= 0 and bx <= x and x < bx + 32 and bx + 32 <= width:
+            b = bx
+        else:
+            b = x
+        j = i + 1
+        run = False
+        if j < n and b + 32 <= width:
+            f = ev[j]
+            fx = np.int64(f.x)
+            run = (np.int64(f.t) == t) & (np.int64(f.y) == y) & (np.int64(f.p) == p) & (fx > x) & (fx < b + 32)
+        if not run:
+            out[k] = 0x2000 | (p << 11) | x
+            k += 1
+            vp = _pick(np.int64(p == vp), vp, np.int64(-1))
+            i = j
+            continue
+        last = x
+        while j < n:
+            f = ev[j]
+            fx = np.int64(f.x)
+            if np.int64(f.t) != t or np.int64(f.y) != y or np.int64(f.p) != p or fx <= last or fx >= b + 32:
+                break
+            last = fx
+            j += 1
+        if b != bx or vp != p:
+            out[k] = 0x3000 | (p << 11) | b
+            k += 1
+            vp = p
+        mask = 0
+        for q in range(i, j):
+            mask |= 1 << (np.int64(ev[q].x) - b)
+        out[k] = 0x4000 | (mask & 0xFFF)
+        out[k + 1] = 0x4000 | ((mask >> 12) & 0xFFF)
+        out[k + 2] = 0x5000 | ((mask >> 24) & 0xFF)
+        k += 3
+        bx = b + 32
+        i = j
+    state[_E_HAVE] = 1
+    state[_E_TH] = th
+    state[_E_TL] = tl
+    state[_E_Y] = cy
+    state[_E_BX] = bx
+    state[_E_VP] = vp
+    state[_E_LAST_T] = np.int64(ev[n - 1].t)
+    return k
+
+
 def as_events(events) -> np.ndarray:
     """``events`` as a contiguous EVENT_DTYPE array (a copy only when the dtype or layout differs)."""
     arr = np.asarray(events)
@@ -577,12 +667,19 @@ def check_events(ev: np.ndarray, width: int, height: int, last_t: int | None, pr
 
 
 class Evt3Encoder:
-    """Stateful EVT 3.0 encoder: consecutive :meth:`encode` calls form one valid stream."""
+    """Stateful EVT 3.0 encoder: consecutive :meth:`encode` calls form one valid stream.
+
+    ``vectors="compact"`` (default) writes single VECT_12 / VECT_8 words; ``vectors="sensor"`` writes them as
+    the sensor does, VECT_12 + VECT_12 + VECT_8 for 32 pixels from a base, the only form OpenEB's decoder
+    reads (so Prophesee's own tools decode the stream too)."""
 
     encoding = "evt3"
 
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, vectors: str = "compact"):
         self.width, self.height = _check_size(width, height)
+        if vectors not in ("compact", "sensor"):
+            raise ParameterError(f"vectors must be 'compact' or 'sensor', not {vectors!r}")
+        self.vectors = vectors
         self.reset()
 
     def reset(self) -> None:
@@ -603,5 +700,50 @@ class Evt3Encoder:
         need = 4 * ev.shape[0] + extra + 8
         if self._buf.shape[0] < need:
             self._buf = np.empty(max(need, 2 * self._buf.shape[0]), dtype="<u2")
-        k = _encode_evt3(ev, self._buf, self._state)
+        if self.vectors == "sensor":
+            k = _encode_evt3_sensor(ev, self._buf, self._state, self.width)
+        else:
+            k = _encode_evt3(ev, self._buf, self._state)
         return self._buf[:k].tobytes(), 0
+
+    def encode_with_triggers(self, events, triggers) -> bytes:
+        """Encode time-sorted events with external-trigger edges (TRIGGER_DTYPE, time-sorted) merged in: each
+        edge becomes TIME_HIGH (after any gap words), TIME_LOW and EXT_TRIGGER, placed after the events of its
+        time or earlier. Returns the payload bytes; the stream stays valid for later :meth:`encode` calls."""
+        ev = as_events(events)
+        if triggers is None or len(triggers) == 0:
+            return self.encode(ev)[0]
+        tr = np.asarray(triggers)
+        if np.any(np.diff(tr["t"]) < 0) or int(tr["t"][0]) < 0:
+            raise ParameterError("trigger times must be sorted and >= 0")
+        cuts = np.searchsorted(ev["t"], tr["t"], side="right")
+        parts = []
+        prev = 0
+        for k in range(len(tr)):
+            c = int(cuts[k])
+            if c > prev:
+                parts.append(self.encode(ev[prev:c])[0])
+                prev = c
+            parts.append(self._trigger_words(int(tr["t"][k]), int(tr["id"][k]), int(tr["value"][k])))
+        if prev < ev.shape[0]:
+            parts.append(self.encode(ev[prev:])[0])
+        return b"".join(parts)
+
+    def _trigger_words(self, t: int, channel: int, value: int) -> bytes:
+        s = self._state
+        last = int(s[_E_LAST_T]) if s[_E_HAVE] else None
+        if last is not None and t < last:
+            raise ParameterError(f"trigger at t={t} comes before the stream's time {last}")
+        words = []
+        eth = t >> 12
+        th = int(s[_E_TH])
+        if s[_E_HAVE]:
+            while eth - th >= _HALF:  # long gap: the same intermediate TIME_HIGH words as events get
+                th += _HALF - 1
+                words.append(0x8000 | (th & 0xFFF))
+        words += [0x8000 | (eth & 0xFFF), 0x6000 | (t & 0xFFF), 0xA000 | ((channel & 0xF) << 8) | (value & 1)]
+        s[_E_HAVE] = 1
+        s[_E_TH] = eth
+        s[_E_TL] = t & 0xFFF
+        s[_E_LAST_T] = t
+        return np.asarray(words, dtype="<u2").tobytes()

@@ -98,3 +98,13 @@ def trigger_words(words: np.ndarray, times: np.ndarray) -> np.ndarray:
     out[1::3] = (TIME_LOW << 12) | (t & 0xFFF)
     out[2::3] = words[idx]
     return out
+
+
+def trigger_triples(triggers: np.ndarray) -> np.ndarray:
+    """For each edge of a TRIGGER_DTYPE array: TIME_HIGH, TIME_LOW, EXT_TRIGGER (uint16), time modulo 2**24 µs."""
+    out = np.empty(3 * len(triggers), np.uint16)
+    t = np.maximum(np.asarray(triggers["t"], np.int64), 0) % WRAP_US
+    out[0::3] = (TIME_HIGH << 12) | ((t >> 12) & 0xFFF)
+    out[1::3] = (TIME_LOW << 12) | (t & 0xFFF)
+    out[2::3] = 0xA000 | ((np.asarray(triggers["id"], np.uint16) & 0xF) << 8) | (np.asarray(triggers["value"], np.uint16) & 1)
+    return out

@@ -2,8 +2,12 @@
 
 Publishes ``~/events`` (EventPacket; ``libcaer`` like libcaer_driver by default, or ``libcaer_cmp`` /
 ``evt3``: all decodable by event_camera_codecs), batched by time and size; ``~/image_raw`` (mono8 APS
-frames); ``~/imu`` (sensor_msgs/Imu: m/s², rad/s); ``~/camera_info`` when a calibration file is given;
-``~/sync_status``.
+frames); ``~/imu`` (sensor_msgs/Imu: m/s², rad/s); ``~/triggers`` (EventPacket ``evt3``: a TIME_HIGH, TIME_LOW,
+EXT_TRIGGER word triple per trigger, sensor time modulo 2^24 µs; the header stamp is the first trigger's time
+on the ROS clock); ``~/camera_info`` when a calibration file is given; ``~/sync_status``.
+
+``mode:=device`` drives the camera through dv-processing 2's ``dv.io.camera.DAVIS`` (see
+:mod:`microexp.events.davis_device`); a method it lacks is an error at start.
 """
 from __future__ import annotations
 
@@ -41,8 +45,11 @@ PARAMS = (
     Param("serial", "", "camera serial number (mode=device; empty = first DAVIS found)"),
     Param("frame_interval_ms", 25.0, "APS frame interval (mode=device)", min=1.0, max=1000.0, unit="ms"),
     Param("exposure_us", 0, "APS exposure (mode=device; 0 = auto exposure)", min=0, max=1_000_000, unit="µs"),
-    Param("noise_filter", True, "background-activity noise filter of the camera (mode=device)"),
-    Param("bias_preset", "", "named bias preset applied at start (mode=device; empty = camera defaults)"),
+    Param("noise_filter", True, "background-activity noise filter of the camera, 2 ms (mode=device)"),
+    Param("bias_preset", "", "DAVIS bias file ('NAME COARSE FINE' lines) applied at start (mode=device; "
+          "empty = camera defaults)"),
+    Param("trigger_in", True, "detect rising and falling edges on the SIGNAL_IN line, publish ~/triggers "
+          "(mode=device)"),
     Param("wait_for_subscribers_s", 5.0, "file playback waits up to this long for a subscriber on every topic",
           min=0.0, max=600.0, unit="s"),
     Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
@@ -66,13 +73,16 @@ def _camera_info(path: str, frame_id: str) -> CameraInfo:
 
 
 class Davis346Node(Node):
-    def __init__(self, name: str = "davis346", namespace: str = "", parameter_overrides=None):
+    def __init__(self, name: str = "davis346", namespace: str = "", parameter_overrides=None, camera_factory=None):
+        """``camera_factory(serial)`` opens the camera (default: ``dv.io.camera.DAVIS``); tests replace it."""
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
         self.p = declare_params(self, PARAMS)
         qos = qos_named(self.p["qos"])
         self.event_pub = self.create_publisher(EventPacket, "~/events", qos)
         self.image_pub = self.create_publisher(Image, "~/image_raw", qos_named(self.p["qos"], "image"))
         self.imu_pub = self.create_publisher(Imu, "~/imu", qos)
+        self.trigger_pub = self.create_publisher(EventPacket, "~/triggers", qos_named("reliable"))
+        self.trigger_seq = 0
         self.info_pub = None
         self.camera_info = None
         if self.p["calibration_file"]:
@@ -94,6 +104,13 @@ class Davis346Node(Node):
             check_aedat4(self.p["file"])  # a clear error at start for a file that is not AEDAT4
             target = self._play_file
         else:
+            from microexp.events.davis_device import bias_names, davis_class, parse_davis_bias_file
+
+            self.davis_cls = davis_class()  # a method the device path calls and dv-processing lacks: error here
+            self.biases = (parse_davis_bias_file(self.p["bias_preset"], bias_names(self.davis_cls))
+                           if self.p["bias_preset"] else [])
+            self.camera_factory = camera_factory or (
+                lambda serial: self.davis_cls(serial) if serial else self.davis_cls())
             target = self._run_device
         self._thread = threading.Thread(target=target, name="davis346", daemon=True)
         self._thread.start()
@@ -125,51 +142,37 @@ class Davis346Node(Node):
             self.finished.set()
 
     def _run_device(self) -> None:
-        try:
-            import dv_processing as dv
-        except ImportError:
-            self.get_logger().error("dv-processing is not installed: mode=device is unavailable")
-            self.finished.set()
-            return
-        from microexp.events.aedat4 import _events_to_numpy, _imu_to_numpy  # the same conversions as files
+        from microexp.events.davis_device import configure, read_loop
 
-        while not self._stop.is_set():
-            try:
-                cam = dv.io.camera.open(self.p["serial"]) if self.p["serial"] else dv.io.camera.open()
-            except Exception as exc:  # absent, unplugged, or busy
+        log = self.get_logger()
+        wait_for_subscribers(self, self._stop)
+        try:
+            while not self._stop.is_set():
+                try:
+                    cam = self.camera_factory(self.p["serial"])
+                except Exception as exc:  # absent, unplugged, or busy
+                    self.open_failures += 1
+                    log.error(f"DAVIS346 {self.p['serial'] or '(any)'} cannot be opened ({exc}); "
+                              f"retrying in {self.p['retry_interval_s']:g} s")
+                    if self._stop.wait(self.p["retry_interval_s"]):
+                        break
+                    continue
+                self.clock_sync.est.reset()  # an opened camera starts a new sensor clock
+                done = configure(cam, self.davis_cls, self.p, self.biases)
+                log.info(f"DAVIS346 {cam.getSerialNumber()} open: {'; '.join(done)}")
+                self.encoder = None
+                if read_loop(cam, self._dispatch, self._stop) == "stopped":
+                    break
                 self.open_failures += 1
-                self.get_logger().error(f"DAVIS346 {self.p['serial'] or '(any)'} cannot be opened ({exc}); "
-                                        f"retrying in {self.p['retry_interval_s']} s")
+                log.error(f"DAVIS346 stopped delivering data (unplugged?); reopening in "
+                          f"{self.p['retry_interval_s']:g} s")
+                del cam
                 if self._stop.wait(self.p["retry_interval_s"]):
                     break
-                continue
-            self._configure(cam)
-            self.encoder = None
-            while not self._stop.is_set() and cam.isRunning():
-                store = cam.getNextEventBatch()
-                if store is not None and len(store):
-                    self._dispatch("events", _events_to_numpy(store))
-                frame = cam.getNextFrame()
-                if frame is not None:
-                    self._dispatch("frame", frame)
-                imu = cam.getNextImuBatch()
-                if imu is not None and len(imu):
-                    self._dispatch("imu", _imu_to_numpy(imu))
-                if store is None and frame is None:
-                    self._stop.wait(0.0005)
-            self.get_logger().error("DAVIS346 stopped delivering data; reopening")
-        self.finished.set()
-
-    def _configure(self, cam) -> None:
-        from datetime import timedelta
-
-        for setter, value in (("setDavisFrameInterval", timedelta(milliseconds=self.p["frame_interval_ms"])),
-                              ("setDavisExposureDuration", timedelta(microseconds=self.p["exposure_us"]))):
-            if setter == "setDavisExposureDuration" and not self.p["exposure_us"]:
-                continue
-            fn = getattr(cam, setter, None)
-            if fn is not None:
-                fn(value)
+        except Exception as exc:  # a camera refusing a setting: one line, the node stays up without data
+            log.error(f"DAVIS346 device stopped: {type(exc).__name__}: {exc}")
+        finally:
+            self.finished.set()
 
     # -- publishing ------------------------------------------------------------------------------------------
     def _dispatch(self, kind: str, data) -> None:
@@ -179,6 +182,8 @@ class Davis346Node(Node):
             self._publish_frame(data)
         elif kind == "imu":
             self._publish_imu(data)
+        elif kind == "triggers":
+            self._publish_triggers(data)
 
     def _stamp(self, sensor_us: int, ready_us: int | None = None):
         ns = self.clock_sync.stamp(int(sensor_us), self.get_clock().now().nanoseconds, ready_us)
@@ -239,6 +244,21 @@ class Davis346Node(Node):
                 float(s["gx"]) * d2r, float(s["gy"]) * d2r, float(s["gz"]) * d2r)
             self.imu_pub.publish(msg)
             self._count(self.imu_pub)
+
+    def _publish_triggers(self, triggers: np.ndarray) -> None:
+        if len(triggers) == 0:
+            return
+        from microexp.events.evt3_split import trigger_triples
+
+        msg = EventPacket()
+        msg.header.frame_id = self.p["frame_id"]
+        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(int(triggers["t"][0]))
+        msg.width, msg.height = 346, 260
+        msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = self.trigger_seq, 0, "evt3", False
+        msg.events = trigger_triples(triggers).tobytes()
+        self.trigger_pub.publish(msg)
+        self.trigger_seq += 1
+        self._count(self.trigger_pub)
 
     def destroy_node(self):
         self._stop.set()

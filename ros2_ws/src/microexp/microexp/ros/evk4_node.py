@@ -1,44 +1,56 @@
-"""EVK4 (Prophesee IMX636) node: a live camera through OpenEB / Metavision SDK, or RAW file playback.
+"""EVK4 (Prophesee IMX636) node: a live camera through OpenEB's HAL Python bindings, or RAW file playback.
 
-Publishes ``~/events`` (event_camera_msgs/EventPacket, encoding ``evt3``: the sensor's words passed through
-undecoded, batched by time and size), ``~/triggers`` (EventPacket, ``evt3``: for each external-trigger edge a
-TIME_HIGH, TIME_LOW, EXT_TRIGGER word triple, so any EVT3 decoder reads it) and ``~/sync_status``.
+Publishes ``~/events`` (event_camera_msgs/EventPacket, encoding ``evt3``, batched by time and size: in file
+mode the file's words passed through undecoded; in device mode the HAL's decoded events encoded again, trigger
+edges included, see :mod:`microexp.events.evk4_device`), ``~/triggers`` (EventPacket, ``evt3``: for each
+external-trigger edge a TIME_HIGH, TIME_LOW, EXT_TRIGGER word triple, so any EVT3 decoder reads it),
+``~/sensor_info`` (std_msgs/String, latched: JSON with serial, geometry, sensor, source) and ``~/sync_status``.
+
+``mode:=device`` opens the camera ``serial`` (empty = the first found), or with ``device_file:=REC.raw`` a RAW
+file through OpenEB as a device: the same code path, for tests and benchmarks without a camera.
 """
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
 from event_camera_msgs.msg import EventPacket
 from rclpy.node import Node
+from std_msgs.msg import String
 
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.events.evt3_split import Evt3TimeState, split_evt3, trigger_words, word_times
 from microexp.playback import Pacer
-from microexp.ros.base import declare_params, qos_named, run_node, wait_for_subscribers
+from microexp.ros.base import LATCHED_QOS, declare_params, qos_named, run_node, wait_for_subscribers
 from microexp.ros.sync import SensorClock
 
 PARAMS = (
     Param("mode", "file", "where events come from: a RAW file or the camera", choices=("file", "device")),
     Param("file", "", "RAW file to play back (mode=file)"),
-    Param("rate", 1.0, "playback speed: 1 = real time, 0 = as fast as possible", min=0.0, max=1000.0),
+    Param("rate", 1.0, "playback speed of a file (mode=file, or device_file): 1 = real time, 0 = as fast as possible",
+          min=0.0, max=1000.0),
     Param("loop", False, "start the file again at its end"),
     Param("width", 0, "sensor width when the RAW header has no geometry (0 = from the header)", min=0, max=8192, unit="px"),
     Param("height", 0, "sensor height when the RAW header has no geometry (0 = from the header)", min=0, max=8192, unit="px"),
     Param("packet_time_us", 1000, "a packet spans at most this much sensor time", min=50, max=1_000_000, unit="µs"),
     Param("packet_max_bytes", 1_000_000, "a packet holds at most this many payload bytes", min=64, max=64_000_000, unit="B"),
-    Param("frame_id", "evk4", "frame_id of the published headers"),
+    Param("frame_id", "evk4", "frame_id of the published headers (empty = the camera's serial number)"),
     Param("qos", "sensor", "QoS of ~/events: sensor (best effort) or reliable", choices=("sensor", "reliable")),
     Param("serial", "", "camera serial number (mode=device; empty = first camera found)"),
-    Param("bias_file", "", "Metavision bias file applied at start (mode=device)"),
+    Param("device_file", "", "mode=device: open this RAW file through OpenEB as a device instead of a camera"),
+    Param("bias_file", "", "Metavision .bias file ('VALUE % NAME' lines) applied at start (mode=device)"),
     Param("roi", "", "region of interest x,y,width,height (mode=device; empty = full sensor)"),
     Param("erc_rate_mev_s", 0.0, "event-rate controller limit (mode=device; 0 = off)", min=0.0, max=1000.0, unit="Mev/s"),
     Param("trigger_in", False, "enable the external trigger input (mode=device)"),
     Param("trigger_out_period_us", 0, "trigger-out period (mode=device; 0 = off)", min=0, max=10_000_000, unit="µs"),
+    Param("sync_mode", "standalone", "camera synchronisation for multi-camera rigs (mode=device)",
+          choices=("standalone", "master", "slave")),
     Param("wait_for_subscribers_s", 5.0, "file playback waits up to this long for a subscriber on every topic",
           min=0.0, max=600.0, unit="s"),
-    Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
+    Param("retry_interval_s", 2.0, "wait between attempts to open an absent, busy or unplugged camera", min=0.1,
+          max=3600.0, unit="s"),
 )
 
 
@@ -59,8 +71,13 @@ class Evk4Node(Node):
         self.finished = threading.Event()
         self._stop = threading.Event()
         self.playback_error = ""  # why playback stopped early ('' when it did not); `microexp play` exits 1 on it
+        self.open_failures = 0
+        self.error = ""
+        self.frame_id = self.p["frame_id"]
+        self.info_pub = self.create_publisher(String, "~/sensor_info", LATCHED_QOS)
         if self.p["mode"] == "device":
-            self._open_device_or_fail()
+            self._start_device()
+            return
         if not self.p["file"]:
             raise MicroexpError(f"{self.get_name()}: parameter file: empty; mode=file needs a RAW file")
         from microexp.events.raw import raw_payload, read_raw_header
@@ -71,17 +88,97 @@ class Evk4Node(Node):
         if self.header.width is None:
             raise MicroexpError(f"{self.p['file']}: the header gives no sensor size; set the width and height parameters")
         self._payload = raw_payload
+        self.frame_id = self.p["frame_id"] or self.header.serial or "evk4"
+        self._publish_info({"serial": self.header.serial or "", "width": self.header.width,
+                            "height": self.header.height, "sensor": "", "plugin": self.header.plugin or "",
+                            "source": self.p["file"]})
         self._thread = threading.Thread(target=self._play, name="evk4_playback", daemon=True)
         self._thread.start()
 
-    def _open_device_or_fail(self):
+    # -- device mode ------------------------------------------------------------------------------------------
+    def _start_device(self):
+        from microexp.events.evk4_device import make_settings, openeb_available
+
+        reason = openeb_available()
+        if reason:
+            raise MicroexpError(f"{self.get_name()}: mode=device needs OpenEB: {reason}")
+        # bad parameters and an unreadable bias file fail here, at start, not in the thread
+        self.settings = make_settings(self.p)
+        self.header = None
+        self.device_info = None
+        self._thread = threading.Thread(target=self._run_device, name="evk4_device", daemon=True)
+        self._thread.start()
+
+    def _run_device(self):
+        from microexp.events.evk4_device import DeviceUnavailable, Evt3Packetizer, OpenEBDevice, stream_device
+
+        log = self.get_logger()
         try:
-            import metavision_hal  # noqa: F401  (OpenEB's Python bindings: only in the Docker image)
-        except ImportError:
-            raise MicroexpError(
-                f"{self.get_name()}: mode=device needs OpenEB / Metavision SDK (module metavision_hal), which the pip "
-                "install does not have: use the Docker image, or mode=file to play a RAW file") from None
-        raise MicroexpError(f"{self.get_name()}: live EVK4 capture runs in the Docker image's driver (see README)")
+            while not self._stop.is_set():
+                dev = OpenEBDevice(serial=self.p["serial"], raw_file=self.p["device_file"])
+                try:
+                    info = dev.open()
+                except DeviceUnavailable as exc:
+                    self.open_failures += 1
+                    log.error(f"EVK4 {exc}; retrying in {self.p['retry_interval_s']:g} s")
+                    if self._stop.wait(self.p["retry_interval_s"]):
+                        break
+                    continue
+                self.device_info = info
+                self.clock_sync.est.reset()  # an opened camera starts a new sensor clock
+                self.header = info  # width/height of the published packets
+                self.frame_id = self.p["frame_id"] or info.serial
+                for note in dev.configure(self.settings):
+                    log.warning(note)
+                self._publish_info({"serial": info.serial, "width": info.width, "height": info.height,
+                                    "sensor": info.sensor, "plugin": info.plugin, "source": info.source,
+                                    "biases": self.settings.biases})
+                log.info(f"EVK4 {info.serial or '(no serial)'} open: {info.width}x{info.height} {info.sensor} "
+                         f"({dev.describe()})")
+                wait_for_subscribers(self, self._stop)
+                packetizer = Evt3Packetizer(info.width, info.height, self.p["packet_time_us"],
+                                            self.p["packet_max_bytes"])
+                self.packetizer = packetizer
+                pacer = Pacer(self.p["rate"] if self.p["device_file"] else 0.0, self._stop)
+
+                def on_packet(pkt):
+                    if pacer.wait(max(pkt.t_first_us, 0)):
+                        self._publish(pkt.words, pkt.t_first_us, pkt.t_last_us)
+                        self._publish_triggers(pkt.trigger_words)
+
+                dev.start()
+                try:
+                    how = stream_device(dev, packetizer, on_packet, self._stop)
+                finally:
+                    dev.close()
+                self.device_stats = {"buffers": dev.buffers, "bytes_in": dev.bytes_in,
+                                     "events": packetizer.events_in, "triggers": packetizer.triggers_in,
+                                     "reordered": packetizer.reordered, "outside": packetizer.dropped_outside}
+                if how == "stopped":
+                    break
+                if self.p["device_file"]:
+                    log.info(f"device_file {self.p['device_file']} ended: {packetizer.events_in} events, "
+                             f"{packetizer.triggers_in} triggers in {self.packets} packets")
+                    if not self.p["loop"]:
+                        break
+                    continue
+                self.open_failures += 1
+                log.error(f"EVK4 {info.serial} stopped delivering data (unplugged?); reopening in "
+                          f"{self.p['retry_interval_s']:g} s")
+                if self._stop.wait(self.p["retry_interval_s"]):
+                    break
+        except MicroexpError as exc:
+            log.error(f"EVK4 device stopped: {exc}")
+            self.error = self.playback_error = str(exc)
+        except Exception as exc:
+            log.error(f"EVK4 device stopped: {type(exc).__name__}: {exc}")
+            self.error = self.playback_error = str(exc)
+        finally:
+            self.finished.set()
+
+    def _publish_info(self, info: dict):
+        self.sensor_info = {"name": "evk4", "topic": self.pub.topic_name, **info}
+        self.info_pub.publish(String(data=json.dumps(self.sensor_info)))
 
     def _play(self):
         wait_for_subscribers(self, self._stop)
@@ -138,7 +235,7 @@ class Evk4Node(Node):
 
     def _publish(self, words: np.ndarray, t_first_us: int, t_last_us: int | None = None):
         msg = EventPacket()
-        msg.header.frame_id = self.p["frame_id"]
+        msg.header.frame_id = self.frame_id
         arrival = self.get_clock().now().nanoseconds
         stamp = self.clock_sync.stamp(t_first_us, arrival, t_last_us) if t_first_us >= 0 else arrival
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
@@ -158,7 +255,7 @@ class Evk4Node(Node):
         if len(out) == 0:
             return
         msg = EventPacket()
-        msg.header.frame_id = self.p["frame_id"]
+        msg.header.frame_id = self.frame_id
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.width, msg.height = self.header.width, self.header.height
         msg.seq = self.trigger_seq

@@ -20,6 +20,8 @@ from microexp.errors import MicroexpError, ParameterError
 def add_arguments(parser) -> None:
     parser.add_argument("--davis-file", help="AEDAT4 file for the DAVIS346 node")
     parser.add_argument("--evk4-file", help="Prophesee RAW (EVT3) file for the EVK4 node")
+    parser.add_argument("--evk4-device", action="store_true",
+                        help="EVK4 node in mode:=device (OpenEB): --evk4-file is opened as a device, else a camera")
     parser.add_argument("--webcam-file", help="video file for the webcam node")
     parser.add_argument("--synthetic", action="store_true", help="run the synthetic rig instead of files")
     parser.add_argument("--aus", default="AU12", help="synthetic: the AUs the simulated subject performs ('all' = 21)")
@@ -53,11 +55,13 @@ def build_nodes(args) -> list:
 
         nodes.append(SyntheticRigNode(parameter_overrides=_overrides(
             {"rate": args.rate, "qos": qos, "plan": args.aus, "sensors": args.sensors, "seed": args.seed})))
-    if args.evk4_file:
+    if args.evk4_file or getattr(args, "evk4_device", False):
         from microexp.ros.evk4_node import Evk4Node
 
+        source = ({"mode": "device", "device_file": args.evk4_file or ""} if getattr(args, "evk4_device", False)
+                  else {"mode": "file", "file": args.evk4_file})
         nodes.append(Evk4Node(parameter_overrides=_overrides(
-            {"mode": "file", "file": args.evk4_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
+            {**source, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
     if args.davis_file:
         from microexp.ros.davis346_node import Davis346Node
 

@@ -152,6 +152,8 @@ class RecorderNode(Node):
             self._reader.start()
         self.discover()
         self.create_timer(0.2, self.discover)
+        self._info_subs: dict = {}
+        self.create_timer(0.5, self._discover_sensor_info)
         self.get_logger().info(f"recording into {self.folder} ({self.p['storage']}); {len(self.topics)} topics")
 
     # -- subscriptions ------------------------------------------------------------------------------------
@@ -175,6 +177,27 @@ class RecorderNode(Node):
                 self._subs[topic] = self.create_subscription(
                     _msg_class(msgtype), topic, lambda data, info, t=topic: self._on_raw(t, data, info), qos,
                     raw=True)
+
+    def _discover_sensor_info(self) -> None:
+        """Sensor nodes publish ``~/sensor_info`` (latched JSON: serial, geometry, biases): into the manifest."""
+        from std_msgs.msg import String
+
+        for topic, types in self.get_topic_names_and_types():
+            if topic.endswith("/sensor_info") and "std_msgs/msg/String" in types and topic not in self._info_subs:
+                self._info_subs[topic] = self.create_subscription(
+                    String, topic, lambda m, t=topic: self._on_sensor_info(t, m.data), LATCHED_QOS)
+
+    def _on_sensor_info(self, topic: str, data: str) -> None:
+        try:
+            info = json.loads(data)
+            name = str(info.pop("name", topic.rsplit("/", 2)[-2]))
+            info["serial"] = str(info.get("serial", ""))
+        except (ValueError, AttributeError):
+            self.get_logger().error(f"{topic}: not a JSON object; sensor info not recorded")
+            return
+        with self._lock:
+            self.manifest.doc["sensors"][name] = info
+            self.manifest.save()
 
     def _poll(self) -> None:
         """intake=poll: every poll_ms, take every waiting message of every subscribed topic (as CDR bytes)."""

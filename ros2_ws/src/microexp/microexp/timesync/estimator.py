@@ -215,7 +215,7 @@ class ClockEstimator:
             xs = [b[0] for b in kept]
             ys = [b[1] for b in kept]
         slope, intercept = envelope_line(xs, ys)
-        if abs(1.0 / slope - 1.0) * 1e6 > self.max_drift_ppm:
+        if slope <= 0 or abs(1.0 / slope - 1.0) * 1e6 > self.max_drift_ppm:  # <= 0: a replay flat out
             return
         self._slope, self._intercept = slope, intercept
         self.locked = True
