@@ -5,7 +5,8 @@
 #   bash docker/smoke.sh          (needs a Docker engine: bash docker/dockerd.sh start; root for debootstrap)
 #
 #   1. base image: docker/base.sh (debootstrap + docker import; skipped when its content-hash tag exists);
-#   2. OpenEB source image from ../shared/openeb-src (tagged by the archive's hash; skipped when it exists);
+#   2. OpenEB and ROS 2 source images from ../shared/openeb-src and ../shared/ros2-src (tagged by the archives'
+#      hash; skipped when they exist);
 #   3. the image: docker/Dockerfile, pip route (ROS 2 wheels as `make setup`), OpenEB from that archive, the CA of
 #      this machine's pip passed as the build secret `ca`;
 #   4. GPU check: torch in the image, the nvidia runtime of the engine; a CPU fallback is reported loudly;
@@ -20,7 +21,7 @@
 # `FAILED: reason`. Exit status 0 passed, 1 failed (no engine included: nothing is skipped silently).
 # Settings (environment): MICROEXP_SMOKE_IMAGE (default microexp:smoke), MICROEXP_SHARED (default ../shared),
 # MICROEXP_SMOKE_KEEP=1 keeps the recordings folder, MICROEXP_CA_BUNDLE (default: the cert of `pip config`),
-# MICROEXP_SMOKE_PREDICTIONS (default 3), ROS_DOMAIN_ID (default 42), MICROEXP_DOCKER (the docker client).
+# MICROEXP_SMOKE_PREDICTIONS (default 3), MICROEXP_SMOKE_BUILD_LOG (keep the build log there), ROS_DOMAIN_ID (default 42), MICROEXP_DOCKER (the docker client).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -59,21 +60,33 @@ if ! docker_cli image inspect "$src_tag" > /dev/null 2>&1; then
     | DOCKER_BUILDKIT=1 docker_cli build -q -t "$src_tag" -f- "$(dirname "$archive")" > /dev/null \
     || fail "could not make the OpenEB source image"
 fi
+# The ROS 2 launch/ros2cli sources (scripts/ros2_cli.sh builds `ros2` from them), tagged by their hash.
+ros2_dir="$shared/ros2-src"
+if ! ls "$ros2_dir"/*.tar.gz > /dev/null 2>&1; then
+  log "no $ros2_dir: the image gets no ros2 command"
+  ros2_dir="$(mktemp -d)"; echo "no ROS 2 sources" > "$ros2_dir/NONE.tar.gz.txt"
+fi
+ros2_tag="microexp-ros2-src:$(cat "$ros2_dir"/*.tar.gz* | sha256sum | cut -c1-12)"
+if ! docker_cli image inspect "$ros2_tag" > /dev/null 2>&1; then
+  (cd "$ros2_dir" && printf 'FROM scratch\nCOPY %s /\n' "$(ls ./*.tar.gz* | tr '\n' ' ')") \
+    | DOCKER_BUILDKIT=1 docker_cli build -q -t "$ros2_tag" -f- "$ros2_dir" > /dev/null \
+    || fail "could not make the ROS 2 source image"
+fi
 secret=()
 if [ -n "$ca" ] && [ -s "$ca" ]; then secret=(--secret "id=ca,src=$ca"); fi
 log "building $image (pip route, OpenEB $openeb_version; first build: tens of minutes)"
 build_start=$SECONDS
-build_log="$(mktemp "${TMPDIR:-/tmp}/microexp-smoke-build.XXXXXX")"
+build_log="${MICROEXP_SMOKE_BUILD_LOG:-$(mktemp "${TMPDIR:-/tmp}/microexp-smoke-build.XXXXXX")}"
 if ! DOCKER_BUILDKIT=1 docker_cli build --progress=plain --network host -f "$root/docker/Dockerfile" \
       --build-arg ROS_ROUTE=pip --build-arg "BASE_IMAGE_PIP=$base_tag" \
-      --build-arg OPENEB_SOURCE=archive --build-arg "OPENEB_ARCHIVE_IMAGE=$src_tag" \
+      --build-arg OPENEB_SOURCE=archive --build-arg "OPENEB_ARCHIVE_IMAGE=$src_tag" --build-arg "ROS2_SRC_IMAGE=$ros2_tag" \
       --build-arg "OPENEB_VERSION=$openeb_version" "${secret[@]}" -t "$image" "$root" > "$build_log" 2>&1; then
   tail -n 30 "$build_log"
   fail "docker build failed (log $build_log)"
 fi
 build_s=$((SECONDS - build_start))
 cached_steps="$(grep -c ' CACHED$' "$build_log" || true)"
-rm -f "$build_log"
+[ -n "${MICROEXP_SMOKE_BUILD_LOG:-}" ] || rm -f "$build_log"
 size="$(docker_cli image inspect -f '{{.Size}}' "$image")"
 log "built in ${build_s}s ($cached_steps cached steps), image size $((size / 1000000)) MB"
 
@@ -173,14 +186,17 @@ counter="$project-count"
 compose run -d --name "$counter" watch microexp watch --count "$n_pred" --plain --timeout 300 > /dev/null
 sleep 5
 log "replaying $s1 in its own container"
-compose run --rm -T infer microexp replay "/data/recordings/$s1" --wait-subscribers 30 > "$work/replay.log" 2>&1 \
+compose run --rm -T infer microexp replay "/data/recordings/$s1" --topics /evk4/events --wait-subscribers 30 \
+  > "$work/replay.log" 2>&1 \
   || { tail -n 20 "$work/replay.log"; fail "replay of $s1 failed"; }
 code="$(wait_exit "$counter" 120)"
 [ "$code" = 0 ] || { docker_cli logs --tail 20 "$counter"; fail "the counting container got fewer than $n_pred AU predictions (exit $code)"; }
-counted="$(docker_cli logs "$counter" 2>&1 | grep -c -i -E '^(AU|.*\bAU[0-9]+)' || true)"
+# one block per prediction, headed by the topic name (microexp watch --plain)
+counted="$(docker_cli logs "$counter" 2>&1 | grep -c -E '^/[^ ]+/au ' || true)"
+[ "$counted" -ge "$n_pred" ] || { docker_cli logs --tail 20 "$counter"; fail "the counting container printed $counted predictions, not $n_pred"; }
 watch_lines="$(docker_cli logs "$watch_c" 2>&1 | grep -c -E 'AU[0-9]+' || true)"
 [ "$watch_lines" -gt 0 ] || { docker_cli logs --tail 20 "$watch_c"; fail "the watch service printed no AU"; }
-log "AU predictions: the counting container got $n_pred (lines naming an AU: $counted); watch printed $watch_lines lines naming an AU"
+log "AU predictions: the counting container printed $counted; the watch service printed $watch_lines lines naming an AU"
 [ "$(health "$infer_c")" = healthy ] || fail "infer is $(health "$infer_c") after the replay"
 compose stop -t 10 infer watch > /dev/null 2>&1 || true
 
@@ -199,13 +215,15 @@ for _ in $(seq 1 120); do
 done
 [ -n "$bag" ] || fail "record (kill) wrote no segment folder"
 sleep 2
-docker_cli kill "$c" > /dev/null
+docker_cli kill "$c" > /dev/null || fail "record had already exited before docker kill"
 log "killed $c while writing $(basename "$bag")"
 info="$(compose run --rm -T infer microexp info "/data/recordings/$s3/$(basename "$bag")" 2> "$work/info.err")" \
   || { cat "$work/info.err"; fail "microexp info cannot read the bag of the killed recorder"; }
-msgs="$(python3 -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d.get("message_count", d.get("messages", "?")))' <<<"$info" 2>/dev/null || echo "?")"
-log "microexp info read $(basename "$bag"): messages $msgs"
+msgs="$(python3 -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d["messages"], d["truncated"])' <<<"$info" 2>/dev/null || echo "? ?")"
+read -r msgs truncated <<<"$msgs"
+[[ "$msgs" =~ ^[0-9]+$ ]] && [ "$msgs" -gt 0 ] || fail "microexp info of the killed recorder's bag: no messages ($info)"
+log "microexp info read $(basename "$bag"): $msgs messages (truncated: $truncated)"
 
 printf '{"build_s": %d, "cached_steps": %d, "image_bytes": %s, "sessions": 2, "predictions_counted": %d, "killed_bag_messages": "%s", "total_s": %d, "gpu": "%s"}\n' \
-  "$build_s" "$cached_steps" "$size" "$n_pred" "$msgs" $((SECONDS - t0)) "${gpu_line//\"/}"
+  "$build_s" "$cached_steps" "$size" "$counted" "$msgs" $((SECONDS - t0)) "${gpu_line//\"/}"
 echo PASSED
