@@ -281,6 +281,10 @@ def test_compose_services_record_infer_watch():
     assert "c 189:* rmw" in record["device_cgroup_rules"]
     infer_vol = services["infer"]["volumes"][0]
     assert infer_vol["read_only"] is True and infer_vol["target"] == "/data/recordings"
+    # the image's /data/recordings (UID 1000) must not be copied into (and chown) the host folder
+    for name in ("record", "infer"):
+        rec = [v for v in services[name]["volumes"] if v["target"] == "/data/recordings"][0]
+        assert rec["volume"]["nocopy"] is True, name
     assert "deploy" not in services["infer"], "GPU reservation lives in compose.gpu.yaml (fails without a GPU)"
     gpu = compose_doc(COMPOSE_GPU)["services"]["infer"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and gpu["capabilities"] == ["gpu"]
