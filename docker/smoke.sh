@@ -178,15 +178,17 @@ bad="$(find "$rec" \( -type d ! -perm 0700 \) -o \( -type f ! -perm 0600 \) -o !
 [ -z "$bad" ] || fail "not owner-only or not owned by UID $uid: $bad"
 
 log "infer and watch"
-compose up -d infer watch > /dev/null 2>&1 || fail "compose up infer watch failed"
+compose up -d infer watch > "$work/up.log" 2>&1 || { cat "$work/up.log"; fail "compose up infer watch failed"; }
 infer_c="$(compose ps -q infer)"; watch_c="$(compose ps -q watch)"
 wait_healthy "$infer_c" 180 || { docker_cli logs --tail 20 "$infer_c"; fail "infer never reported healthy: $(last_health "$infer_c")"; }
 wait_healthy "$watch_c" 120 || { docker_cli logs --tail 20 "$watch_c"; fail "watch never reported healthy: $(last_health "$watch_c")"; }
 counter="$project-count"
-compose run -d --name "$counter" watch microexp watch --count "$n_pred" --plain --timeout 300 > /dev/null
+# One-off containers come from the `record` service: Compose v1 links a one-off container to the running
+# containers of its own service, which host networking refuses ("can't be used with links").
+compose run -d --name "$counter" record microexp watch --count "$n_pred" --plain --timeout 300 > /dev/null
 sleep 5
 log "replaying $s1 in its own container"
-compose run --rm -T infer microexp replay "/data/recordings/$s1" --topics /evk4/events --wait-subscribers 30 \
+compose run --rm -T record microexp replay "/data/recordings/$s1" --topics /evk4/events --wait-subscribers 30 \
   > "$work/replay.log" 2>&1 \
   || { tail -n 20 "$work/replay.log"; fail "replay of $s1 failed"; }
 code="$(wait_exit "$counter" 120)"
@@ -217,7 +219,7 @@ done
 sleep 2
 docker_cli kill "$c" > /dev/null || fail "record had already exited before docker kill"
 log "killed $c while writing $(basename "$bag")"
-info="$(compose run --rm -T infer microexp info "/data/recordings/$s3/$(basename "$bag")" 2> "$work/info.err")" \
+info="$(compose run --rm -T record microexp info "/data/recordings/$s3/$(basename "$bag")" 2> "$work/info.err")" \
   || { cat "$work/info.err"; fail "microexp info cannot read the bag of the killed recorder"; }
 msgs="$(python3 -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d["messages"], d["truncated"])' <<<"$info" 2>/dev/null || echo "? ?")"
 read -r msgs truncated <<<"$msgs"
