@@ -41,7 +41,7 @@ install_packages() {
 }
 
 start() {
-  mkdir -p "$state_dir"
+  mkdir -p "$state_dir" 2> /dev/null || { echo "dockerd.sh: cannot create the state folder $state_dir" >&2; return 1; }
   if engine_answers; then
     echo "dockerd.sh: an engine already answers; not starting one" >&2
     install_packages || true

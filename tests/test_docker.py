@@ -409,6 +409,28 @@ def test_health_probe_sees_a_real_node(tmp_path):
         target.wait()
 
 
+def test_without_an_engine_smoke_fails_and_dockerd_start_says_why():
+    """No engine is a failure with a reason, never a silent pass: smoke.sh and dockerd.sh as a non-root user whose
+    docker client finds no engine."""
+    import tempfile
+    home = Path(tempfile.mkdtemp(prefix="microexp-dockerd-test."))
+    home.chmod(0o777)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "MICROEXP_DOCKER": "/bin/false",
+           "MICROEXP_DOCKERD_STATE": str(home / "state")}
+    proc = subprocess.run(["bash", str(DOCKER / "smoke.sh")], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1 and "FAILED: no Docker engine answers" in proc.stdout, proc.stdout + proc.stderr
+    if os.geteuid() == 0 and not shutil.which("dockerd"):
+        pytest.skip("as root without dockerd, start would install docker.io")
+    proc = subprocess.run([*as_other_user(), "bash", str(DOCKER / "dockerd.sh"), "start"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.strip().startswith("dockerd.sh: "), proc.stderr
+    assert "root" in proc.stderr, proc.stderr
+    proc = subprocess.run(["bash", str(DOCKER / "dockerd.sh"), "stop"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0 and "did not start" in proc.stderr, "stop leaves an engine it did not start alone"
+    shutil.rmtree(home, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # (e) the real build and run
 # --------------------------------------------------------------------------------------------------------------
