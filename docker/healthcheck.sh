@@ -4,12 +4,11 @@
 # Healthy when
 #   - MICROEXP_HEARTBEAT_FILE is set: that file exists and was modified at most MICROEXP_HEARTBEAT_MAX_AGE_S
 #     seconds ago (default 30), e.g. a file the recorder touches while it writes;
-#   - otherwise: the ROS graph answers `ros2 node list` within MICROEXP_HEALTH_TIMEOUT_S seconds (default 15) and
-#     lists a node whose name matches the extended regular expression MICROEXP_HEALTH_NODE_REGEX (default: any).
+#   - otherwise: health_probe.py (rclpy, next to this script) sees within MICROEXP_HEALTH_TIMEOUT_S seconds
+#     (default 15) a node whose name matches the regular expression MICROEXP_HEALTH_NODE_REGEX (default: any).
 #     With host networking every container of the rig shares one graph, so each service sets a regex naming its
 #     own nodes.
 # Prints one line saying why, and exits 0 (healthy) or 1 (unhealthy), as Docker expects.
-# MICROEXP_ROS2 names the ros2 command to run (default: ros2 on PATH, the image's venv wrapper).
 set -uo pipefail
 
 heartbeat="${MICROEXP_HEARTBEAT_FILE:-}"
@@ -34,14 +33,15 @@ fi
 
 regex="${MICROEXP_HEALTH_NODE_REGEX:-.}"
 limit="${MICROEXP_HEALTH_TIMEOUT_S:-15}"
-ros2_cmd="${MICROEXP_ROS2:-ros2}"
-if ! nodes="$(timeout "$limit" "$ros2_cmd" node list --no-daemon --spin-time 3 2>&1)"; then
-  echo "unhealthy: '$ros2_cmd node list' failed or took more than ${limit}s: $(tail -n 1 <<<"$nodes")"
+spin="${MICROEXP_HEALTH_SPIN_S:-3}"
+here="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
+probe="${MICROEXP_HEALTH_PROBE:-$here/health_probe.py}"
+# Through the entry point: `docker exec` (which runs health checks) bypasses it, and the probe needs the
+# environment it sets up (ROS 2 sourced on the apt route, HOME and caches for any UID).
+entrypoint="${MICROEXP_ENTRYPOINT:-$here/entrypoint.sh}"
+if ! out="$(timeout "$limit" "$entrypoint" python3 "$probe" "$regex" "$spin" 2>&1)"; then
+  echo "${out:+$(tail -n 1 <<<"$out")}${out:-unhealthy: the probe failed or took more than ${limit}s} (ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-0})"
   exit 1
 fi
-if matched="$(grep -E -m 1 -- "$regex" <<<"$nodes")"; then
-  echo "healthy: node $matched (ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-0})"
-  exit 0
-fi
-echo "unhealthy: no node matches /$regex/ on ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-0}; nodes seen: $(tr '\n' ' ' <<<"$nodes")"
-exit 1
+echo "$(tail -n 1 <<<"$out") (ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-0})"
+exit 0

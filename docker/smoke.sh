@@ -1,115 +1,231 @@
 #!/usr/bin/env bash
-# Smoke test of the lab image (issue 7).
+# Smoke test of the image and of docker/compose.yaml, built and run on this machine from nothing but the
+# repository, the Debian mirror of this machine's apt, PyPI and ../shared (the OpenEB source archive).
 #
-# Where a Docker engine answers (`docker info` succeeds):
-#   1. builds docker/Dockerfile from the repository root, with the build args of docker/versions.env;
-#   2. runs `ros2 launch microexp record.launch.py source:=synthetic` in a container for 10 s (then SIGINT, as
-#      Ctrl-C would), its recordings going to a fresh owner-only temporary folder mounted at /data/recordings;
-#   3. checks every bag written there with `microexp info` inside the container: each must be readable and hold
-#      at least one message.
-# Where no engine answers (no docker client, or `docker info` fails) it prints a line starting with
-# "SKIPPED: no Docker engine" and exits 0: nothing was built or run, and it says so.
+#   bash docker/smoke.sh          (needs a Docker engine: bash docker/dockerd.sh start; root for debootstrap)
 #
-# Exit status: 0 passed (or skipped), 1 failed.
-# Settings (environment):
-#   MICROEXP_SMOKE_IMAGE        image tag to build and run        (default microexp:smoke)
-#   MICROEXP_SMOKE_SECONDS      how long to record                (default 10)
-#   MICROEXP_SMOKE_LAUNCH_ARGS  arguments of record.launch.py     (default "source:=synthetic")
-#   MICROEXP_SMOKE_NO_BUILD=1   run an image built before, do not build
-#   MICROEXP_SMOKE_KEEP=1       keep the temporary recordings folder (its path is printed)
+#   1. base image: docker/base.sh (debootstrap + docker import; skipped when its content-hash tag exists);
+#   2. OpenEB and ROS 2 source images from ../shared/openeb-src and ../shared/ros2-src (tagged by the archives'
+#      hash; skipped when they exist);
+#   3. the image: docker/Dockerfile, pip route (ROS 2 wheels as `make setup`), OpenEB from that archive, the CA of
+#      this machine's pip passed as the build secret `ca`;
+#   4. GPU check: torch in the image, the nvidia runtime of the engine; a CPU fallback is reported loudly;
+#   5. with Compose, as a host user that owns a fresh 0700 recordings folder (root runs it as UID 4242: the image's
+#      user is 1000, so the any-UID path is what runs): records two synthetic sessions in a row (`record`, each
+#      into its own timestamped folder), starts `infer` and `watch`, replays the first session in a third
+#      container, counts AU predictions in a fourth (`microexp watch --count`), checks that `watch` printed them,
+#      that every service's health check reached healthy, that every file is owned by the host user with modes
+#      0700/0600, and that `docker kill` of `record` mid-segment leaves a bag that `microexp info` reads.
+#
+# Prints `[smoke] ...` progress lines, then one JSON line of figures (seconds, image size), then PASSED or
+# `FAILED: reason`. Exit status 0 passed, 1 failed (no engine included: nothing is skipped silently).
+# Settings (environment): MICROEXP_SMOKE_IMAGE (default microexp:smoke), MICROEXP_SHARED (default ../shared),
+# MICROEXP_SMOKE_KEEP=1 keeps the recordings folder, MICROEXP_CA_BUNDLE (default: the cert of `pip config`),
+# MICROEXP_SMOKE_PREDICTIONS (default 3), MICROEXP_SMOKE_BUILD_LOG (keep the build log there), ROS_DOMAIN_ID (default 42), MICROEXP_DOCKER (the docker client).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-log() { printf '[smoke] %s\n' "$*"; }
-fail() { printf 'FAILED: %s\n' "$*"; exit 1; }
-
-if ! command -v docker > /dev/null 2>&1; then
-  echo "SKIPPED: no Docker engine (no docker command on PATH); the image was not built and nothing was run"
-  exit 0
-fi
-if ! docker info > /dev/null 2>&1; then
-  echo "SKIPPED: no Docker engine (docker info failed); the image was not built and nothing was run"
-  exit 0
-fi
-
+shared="${MICROEXP_SHARED:-$root/../shared}"
 image="${MICROEXP_SMOKE_IMAGE:-microexp:smoke}"
-seconds="${MICROEXP_SMOKE_SECONDS:-10}"
-launch_args="${MICROEXP_SMOKE_LAUNCH_ARGS:-source:=synthetic}"
+n_pred="${MICROEXP_SMOKE_PREDICTIONS:-3}"
+t0=$SECONDS
+log() { printf '[smoke] %s (%ds)\n' "$*" $((SECONDS - t0)); }
+fail() { printf 'FAILED: %s\n' "$*"; exit 1; }
+docker_cli() { "${MICROEXP_DOCKER:-$(command -v /usr/bin/docker || command -v docker)}" "$@"; }
 
-# 1. build ---------------------------------------------------------------------------------------------------
-if [ "${MICROEXP_SMOKE_NO_BUILD:-0}" != 1 ]; then
-  build_args=()
-  while IFS= read -r line || [ -n "$line" ]; do
-    case "$line" in ''|'#'*) continue ;; esac
-    build_args+=(--build-arg "$line")
-  done < "$here/versions.env"
-  log "building $image from $root (docker/Dockerfile, ${#build_args[@]} build args from docker/versions.env)"
-  docker build -f "$here/Dockerfile" -t "$image" "${build_args[@]}" "$root" || fail "docker build"
+# --- the engine and the tools ----------------------------------------------------------------------------------
+command -v /usr/bin/docker > /dev/null || command -v docker > /dev/null \
+  || fail "no docker client on PATH (bash docker/dockerd.sh start installs docker.io)"
+docker_cli info > /dev/null 2>&1 || fail "no Docker engine answers (start one: bash docker/dockerd.sh start)"
+if docker_cli compose version > /dev/null 2>&1; then
+  compose_cmd=(docker_cli compose)
+elif command -v docker-compose > /dev/null; then
+  compose_cmd=(docker-compose)
+else
+  fail "neither 'docker compose' nor docker-compose is installed (bash docker/dockerd.sh start installs it)"
+fi
+archive="$(ls "$shared"/openeb-src/openeb-*-src.tar.gz 2>/dev/null | head -n 1 || true)"
+[ -n "$archive" ] || fail "no OpenEB source archive in $shared/openeb-src"
+openeb_version="$(basename "$archive" | sed -E 's/^openeb-(.*)-src\.tar\.gz$/\1/')"
+ca="${MICROEXP_CA_BUNDLE:-${PIP_CERT:-$(python3 -m pip config get global.cert 2>/dev/null || true)}}"
+
+# --- 1-3. build --------------------------------------------------------------------------------------------------
+log "base image"
+base_tag="$(bash "$here/base.sh")" || fail "docker/base.sh failed"
+src_tag="microexp-openeb-src:${openeb_version}-$(sha256sum "$archive" | cut -c1-12)"
+if ! docker_cli image inspect "$src_tag" > /dev/null 2>&1; then
+  log "OpenEB source image $src_tag"
+  printf 'FROM scratch\nCOPY %s /\n' "$(basename "$archive")" \
+    | DOCKER_BUILDKIT=1 docker_cli build -q -t "$src_tag" -f- "$(dirname "$archive")" > /dev/null \
+    || fail "could not make the OpenEB source image"
+fi
+# The ROS 2 launch/ros2cli sources (scripts/ros2_cli.sh builds `ros2` from them), tagged by their hash.
+ros2_dir="$shared/ros2-src"
+if ! ls "$ros2_dir"/*.tar.gz > /dev/null 2>&1; then
+  log "no $ros2_dir: the image gets no ros2 command"
+  ros2_dir="$(mktemp -d)"; echo "no ROS 2 sources" > "$ros2_dir/NONE.tar.gz.txt"
+fi
+ros2_tag="microexp-ros2-src:$(cat "$ros2_dir"/*.tar.gz* | sha256sum | cut -c1-12)"
+if ! docker_cli image inspect "$ros2_tag" > /dev/null 2>&1; then
+  (cd "$ros2_dir" && printf 'FROM scratch\nCOPY %s /\n' "$(ls ./*.tar.gz* | tr '\n' ' ')") \
+    | DOCKER_BUILDKIT=1 docker_cli build -q -t "$ros2_tag" -f- "$ros2_dir" > /dev/null \
+    || fail "could not make the ROS 2 source image"
+fi
+secret=()
+if [ -n "$ca" ] && [ -s "$ca" ]; then secret=(--secret "id=ca,src=$ca"); fi
+log "building $image (pip route, OpenEB $openeb_version; first build: tens of minutes)"
+build_start=$SECONDS
+build_log="${MICROEXP_SMOKE_BUILD_LOG:-$(mktemp "${TMPDIR:-/tmp}/microexp-smoke-build.XXXXXX")}"
+if ! DOCKER_BUILDKIT=1 docker_cli build --progress=plain --network host -f "$root/docker/Dockerfile" \
+      --build-arg ROS_ROUTE=pip --build-arg "BASE_IMAGE_PIP=$base_tag" \
+      --build-arg OPENEB_SOURCE=archive --build-arg "OPENEB_ARCHIVE_IMAGE=$src_tag" --build-arg "ROS2_SRC_IMAGE=$ros2_tag" \
+      --build-arg "OPENEB_VERSION=$openeb_version" "${secret[@]}" -t "$image" "$root" > "$build_log" 2>&1; then
+  tail -n 30 "$build_log"
+  fail "docker build failed (log $build_log)"
+fi
+build_s=$((SECONDS - build_start))
+cached_steps="$(grep -c ' CACHED$' "$build_log" || true)"
+[ -n "${MICROEXP_SMOKE_BUILD_LOG:-}" ] || rm -f "$build_log"
+size="$(docker_cli image inspect -f '{{.Size}}' "$image")"
+log "built in ${build_s}s ($cached_steps cached steps), image size $((size / 1000000)) MB"
+
+# --- 4. GPU check --------------------------------------------------------------------------------------------------
+compose_files=(-f "$root/docker/compose.yaml")
+gpu_args=()
+if docker_cli info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then
+  compose_files+=(-f "$root/docker/compose.gpu.yaml")
+  gpu_args=(--gpus 1)
+fi
+gpu_line="$(docker_cli run --rm "${gpu_args[@]}" --entrypoint /opt/microexp/docker/entrypoint.sh "$image" python3 -c '
+import torch
+cuda = torch.version.cuda
+if torch.cuda.is_available():
+    print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__} CUDA {cuda}")
+else:
+    print(f"CPU FALLBACK: torch {torch.__version__} (CUDA {cuda} build) sees no usable GPU")
+' 2>&1 | tail -n 1)"
+if [[ "$gpu_line" == GPU:* ]]; then
+  log "$gpu_line"
+else
+  host_gpu="no NVIDIA GPU on this host"
+  if command -v nvidia-smi > /dev/null; then
+    host_gpu="host driver $(nvidia-smi --query-gpu=driver_version,name,compute_cap --format=csv,noheader 2>/dev/null | head -n 1)"
+  fi
+  [ "${#gpu_args[@]}" -gt 0 ] || host_gpu="$host_gpu; the engine has no nvidia runtime (NVIDIA Container Toolkit)"
+  printf '\n[smoke] !!!!! %s\n[smoke] !!!!! %s: inference runs on the CPU (docker/README.md, "GPU")\n\n' "$gpu_line" "$host_gpu"
 fi
 
-# 2. record --------------------------------------------------------------------------------------------------
-recordings="$(mktemp -d "${TMPDIR:-/tmp}/microexp-smoke.XXXXXX")"
-chmod 0700 "$recordings"
+# --- 5. compose ------------------------------------------------------------------------------------------------------
+uid="$(id -u)"; gid="$(id -g)"
+if [ "$uid" -eq 0 ]; then uid=4242; gid=4242; fi
+work="$(mktemp -d "${TMPDIR:-/tmp}/microexp-smoke.XXXXXX")"
+rec="$work/recordings"
+mkdir -p "$rec" "$work/usb"
+chown "$uid:$gid" "$rec" 2>/dev/null || true
+chmod 0700 "$rec" "$work"
+project="microexp-smoke-$$"
+export COMPOSE_PROJECT_NAME="$project" MICROEXP_IMAGE="$image" MICROEXP_RECORDINGS_HOST_DIR="$rec" \
+  MICROEXP_RECORDINGS_VOLUME="$project-recordings" MICROEXP_UID="$uid" MICROEXP_GID="$gid" \
+  MICROEXP_USB_BUS="$work/usb" MICROEXP_WEBCAM_DEVICE=/dev/null MICROEXP_HEALTH_INTERVAL=2s \
+  ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}" ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+compose() { "${compose_cmd[@]}" "${compose_files[@]}" "$@"; }
 cleanup() {
-  if [ "${MICROEXP_SMOKE_KEEP:-0}" = 1 ]; then
-    log "recordings kept in $recordings"
-  else
-    rm -rf "$recordings"
-  fi
+  compose down --volumes --remove-orphans -t 5 > /dev/null 2>&1 || true
+  for c in $(docker_cli ps -aq --filter "label=com.docker.compose.project=$project"); do docker_cli rm -f "$c" > /dev/null 2>&1 || true; done
+  if [ "${MICROEXP_SMOKE_KEEP:-}" = 1 ]; then echo "[smoke] kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
-# The container runs as the calling user (so the temporary folder stays owner-only and removable), with no
-# network but loopback (DDS discovery stays inside the container), and ROS's log folder in /tmp.
-run=(docker run --rm --network none --user "$(id -u):$(id -g)"
-     -e ROS_HOME=/tmp/ros -e ROS_LOG_DIR=/tmp/ros/log
-     -e ROS_DOMAIN_ID=0 -e ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-     -e MICROEXP_RECORDINGS_DIR=/data/recordings
-     -v "$recordings:/data/recordings" -w /data/recordings
-     "$image")
+health() { docker_cli inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null || echo gone; }
+# wait_healthy CONTAINER SECONDS: true once its health check passed (also after it exited, from the health log)
+wait_healthy() {
+  local c="$1" limit="$2" start=$SECONDS
+  while [ $((SECONDS - start)) -lt "$limit" ]; do
+    [ "$(health "$c")" = healthy ] && return 0
+    if docker_cli inspect -f '{{range .State.Health.Log}}{{.ExitCode}} {{end}}' "$c" 2>/dev/null | grep -qw 0; then return 0; fi
+    [ "$(docker_cli inspect -f '{{.State.Running}}' "$c" 2>/dev/null)" = true ] || return 1
+    sleep 1
+  done
+  return 1
+}
+wait_exit() {  # CONTAINER SECONDS -> prints the exit code
+  local c="$1" limit="$2" start=$SECONDS
+  while [ "$(docker_cli inspect -f '{{.State.Running}}' "$c" 2>/dev/null)" = true ]; do
+    [ $((SECONDS - start)) -lt "$limit" ] || { echo timeout; return 0; }
+    sleep 1
+  done
+  docker_cli inspect -f '{{.State.ExitCode}}' "$c"
+}
+last_health() { docker_cli inspect -f '{{range .State.Health.Log}}{{.Output}}{{end}}' "$1" 2>/dev/null | tail -n 2; }
+# the session folders in the recordings folder, oldest first
+sessions() { find "$rec" -mindepth 1 -maxdepth 1 -type d -name 'session-*' -printf '%f\n' | sort; }
 
-log "recording ${seconds}s: ros2 launch microexp record.launch.py $launch_args"
-set +e
-# shellcheck disable=SC2016  # $1 and $2 expand in the container's shell
-"${run[@]}" bash -c 'timeout --signal=INT --kill-after=20 "$1" ros2 launch microexp record.launch.py $2' \
-  smoke "$seconds" "$launch_args"
-rc=$?
-set -e
-# 124: stopped by the timeout, as intended; 0: the launch ended by itself (e.g. a short synthetic session).
-if [ "$rc" -ne 124 ] && [ "$rc" -ne 0 ]; then
-  fail "ros2 launch microexp record.launch.py exited with status $rc"
-fi
-
-# 3. check ---------------------------------------------------------------------------------------------------
-mapfile -t bags < <(find "$recordings" -name metadata.yaml -printf '%h\n' | sort -u)
-if [ "${#bags[@]}" -eq 0 ]; then
-  # A bag whose writer was not closed has no metadata.yaml: `microexp info` still reads its storage file.
-  mapfile -t bags < <(find "$recordings" -type f \( -name '*.mcap' -o -name '*.db3' \) | sort)
-fi
-if [ "${#bags[@]}" -eq 0 ]; then
-  find "$recordings" -maxdepth 3 | sed 's/^/[smoke]   /'
-  fail "no bag was written under the recordings folder"
-fi
-
-checked=0
-for bag in "${bags[@]}"; do
-  inside="/data/recordings/${bag#"$recordings"/}"
-  log "microexp info $inside"
-  # shellcheck disable=SC2016  # $1 expands in the container's shell
-  if ! "${run[@]}" bash -c 'set -euo pipefail
-      microexp info "$1" > /tmp/info.json
-      python - /tmp/info.json <<"PY"
-import json, sys
-info = json.load(open(sys.argv[1]))
-topics = info.get("topics") or {}
-items = topics.values() if isinstance(topics, dict) else topics
-messages = sum(int(t.get("messages", 0) or 0) for t in items if isinstance(t, dict))
-print(f"[smoke]   {len(topics)} topics, {messages} messages")
-sys.exit(0 if messages > 0 else 1)
-PY' smoke "$inside"; then
-    fail "microexp info did not read $inside, or found no message in it"
-  fi
-  checked=$((checked + 1))
+record_args=(source:=synthetic subject:=S01 aus:=AU2,AU12 time_scale:=0.3 headless:=true)
+for n in 1 2; do
+  log "record: session $n"
+  c="$project-record-$n"
+  compose run -d --name "$c" record record-session "${record_args[@]}" > /dev/null
+  wait_healthy "$c" 120 || { docker_cli logs --tail 20 "$c"; fail "record (session $n) never reported healthy: $(last_health "$c")"; }
+  code="$(wait_exit "$c" 600)"
+  [ "$code" = 0 ] || { docker_cli logs --tail 30 "$c"; fail "record (session $n) exited with $code"; }
+  [ "$(sessions | wc -l)" -eq "$n" ] || fail "expected $n session folders in $rec, found: $(sessions | tr '\n' ' ')"
 done
-echo "PASSED: image $image recorded ${seconds}s with $launch_args; $checked bag(s) read back by microexp info"
+s1="$(sessions | sed -n 1p)"; s2="$(sessions | sed -n 2p)"
+log "sessions $s1 and $s2 recorded"
+for s in "$s1" "$s2"; do [ -f "$rec/$s/manifest.json" ] || fail "$s has no manifest.json"; done
+bad="$(find "$rec" \( -type d ! -perm 0700 \) -o \( -type f ! -perm 0600 \) -o ! -uid "$uid" | head -n 3)"
+[ -z "$bad" ] || fail "not owner-only or not owned by UID $uid: $bad"
+
+log "infer and watch"
+compose up -d infer watch > "$work/up.log" 2>&1 || { cat "$work/up.log"; fail "compose up infer watch failed"; }
+infer_c="$(compose ps -q infer)"; watch_c="$(compose ps -q watch)"
+wait_healthy "$infer_c" 180 || { docker_cli logs --tail 20 "$infer_c"; fail "infer never reported healthy: $(last_health "$infer_c")"; }
+wait_healthy "$watch_c" 120 || { docker_cli logs --tail 20 "$watch_c"; fail "watch never reported healthy: $(last_health "$watch_c")"; }
+counter="$project-count"
+# One-off containers come from the `record` service: Compose v1 links a one-off container to the running
+# containers of its own service, which host networking refuses ("can't be used with links").
+compose run -d --name "$counter" record microexp watch --count "$n_pred" --plain --timeout 300 > /dev/null
+sleep 5
+log "replaying $s1 in its own container"
+compose run --rm -T record microexp replay "/data/recordings/$s1" --topics /evk4/events --wait-subscribers 30 \
+  > "$work/replay.log" 2>&1 \
+  || { tail -n 20 "$work/replay.log"; fail "replay of $s1 failed"; }
+code="$(wait_exit "$counter" 120)"
+[ "$code" = 0 ] || { docker_cli logs --tail 20 "$counter"; fail "the counting container got fewer than $n_pred AU predictions (exit $code)"; }
+# one block per prediction, headed by the topic name (microexp watch --plain)
+counted="$(docker_cli logs "$counter" 2>&1 | grep -c -E '^/[^ ]+/au ' || true)"
+[ "$counted" -ge "$n_pred" ] || { docker_cli logs --tail 20 "$counter"; fail "the counting container printed $counted predictions, not $n_pred"; }
+watch_lines="$(docker_cli logs "$watch_c" 2>&1 | grep -c -E 'AU[0-9]+' || true)"
+[ "$watch_lines" -gt 0 ] || { docker_cli logs --tail 20 "$watch_c"; fail "the watch service printed no AU"; }
+log "AU predictions: the counting container printed $counted; the watch service printed $watch_lines lines naming an AU"
+[ "$(health "$infer_c")" = healthy ] || fail "infer is $(health "$infer_c") after the replay"
+compose stop -t 10 infer watch > /dev/null 2>&1 || true
+
+log "record, killed mid-segment"
+c="$project-record-kill"
+compose run -d --name "$c" record record-session source:=synthetic subject:=S02 aus:=AU2,AU12 time_scale:=1.0 headless:=true > /dev/null
+wait_healthy "$c" 120 || fail "record (kill) never reported healthy: $(last_health "$c")"
+s3=""; bag=""
+for _ in $(seq 1 120); do
+  s3="$(sessions | sed -n 3p)"
+  if [ -n "$s3" ]; then
+    bag="$(find "$rec/$s3" -mindepth 1 -maxdepth 1 -type d | sort | head -n 1)"
+    if [ -n "$bag" ] && [ -n "$(find "$bag" -type f \( -name '*.mcap' -o -name '*.db3' \) -size +8k)" ]; then break; fi
+  fi
+  sleep 1
+done
+[ -n "$bag" ] || fail "record (kill) wrote no segment folder"
+sleep 2
+docker_cli kill "$c" > /dev/null || fail "record had already exited before docker kill"
+log "killed $c while writing $(basename "$bag")"
+info="$(compose run --rm -T record microexp info "/data/recordings/$s3/$(basename "$bag")" 2> "$work/info.err")" \
+  || { cat "$work/info.err"; fail "microexp info cannot read the bag of the killed recorder"; }
+msgs="$(python3 -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d["messages"], d["truncated"])' <<<"$info" 2>/dev/null || echo "? ?")"
+read -r msgs truncated <<<"$msgs"
+[[ "$msgs" =~ ^[0-9]+$ ]] && [ "$msgs" -gt 0 ] || fail "microexp info of the killed recorder's bag: no messages ($info)"
+log "microexp info read $(basename "$bag"): $msgs messages (truncated: $truncated)"
+
+printf '{"build_s": %d, "cached_steps": %d, "image_bytes": %s, "sessions": 2, "predictions_counted": %d, "killed_bag_messages": "%s", "total_s": %d, "gpu": "%s"}\n' \
+  "$build_s" "$cached_steps" "$size" "$counted" "$msgs" $((SECONDS - t0)) "${gpu_line//\"/}"
+echo PASSED
