@@ -1,6 +1,7 @@
 """DAVIS346 mode:=device against dv-processing 2's dv.io.camera.DAVIS: every method the device path calls
 exists in the installed class, and the node's device loop, fed by an object that replays a real AEDAT4
 recording through the DAVIS method names, publishes all of it over real DDS (only the USB end replaced)."""
+import threading
 import time
 from datetime import timedelta
 
@@ -98,22 +99,35 @@ def _run_device_node(factory, **params):
     """Run the node in device mode until the replay ended and the node tried to reopen the camera (the
     factory's second call raises, as an unplugged camera does); return the node and the DDS counts."""
     from microexp.ros.compose import Graph, overrides
-    from microexp.ros.counter import TopicCounter
+    from microexp.ros.counter import CounterClient, with_loss
     from microexp.ros.davis346_node import Davis346Node
+
+    counter = CounterClient(quiet_s=2.0, timeout_s=120.0)  # a subscriber in a process of its own
+    plugged = threading.Event()
+
+    def plug_in(serial):  # the camera is plugged in once the counter is matched (a live camera does not wait)
+        plugged.wait(30)
+        return factory(serial)
 
     g = Graph(threads=3)
     try:
-        counter = g.add(TopicCounter())
         node = g.add(Davis346Node(parameter_overrides=overrides(
-            "davis346", None, mode="device", qos="reliable", wait_for_subscribers_s=3.0, retry_interval_s=0.2, **params), camera_factory=factory))
+            "davis346", None, mode="device", qos="reliable", retry_interval_s=0.2, **params), camera_factory=plug_in))
         g.start()
+        streams = (node.event_pub, node.imu_pub, node.image_pub, node.trigger_pub)
+        end = time.monotonic() + 30
+        while not all(p.get_subscription_count() for p in streams) and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.5)  # discovery is not symmetric: let the counter match the node back
+        plugged.set()
         end = time.monotonic() + 120
         while node.open_failures < 2 and time.monotonic() < end:
             time.sleep(0.05)
         assert node.open_failures >= 2, "the device loop did not end and retry"
-        counter.settle(expected=dict(node.published))
-        return node, counter.summary()
+        published = dict(node.published)
+        return node, with_loss(counter.finish(published), published)
     finally:
+        counter.kill()
         g.close()
 
 

@@ -93,12 +93,14 @@ def declare_params(node: Node, specs: Iterable[Param]) -> dict:
 
 def wait_for_subscribers(node, stop, param: str = "wait_for_subscribers_s") -> None:
     """Block until every publisher of ``node`` has a subscriber, at most ``node.p[param]`` seconds (file
-    playback, so that a counting or recording subscriber sees the first message too)."""
+    playback, also of a RAW file opened as a device, so that a counting or recording subscriber sees the first
+    message too)."""
     import time
 
     limit = node.p.get(param, 0.0) if hasattr(node, "p") else 0.0
-    if getattr(node, "p", {}).get("mode", "file") != "file":
-        return  # a live device does not wait: its data exists whether or not anyone listens
+    params = getattr(node, "p", {})
+    if params.get("mode", "file") != "file" and not params.get("device_file"):
+        return  # a live camera does not wait: its data exists whether or not anyone listens
     end = time.monotonic() + limit
     pubs = [p for p in node.publishers if not p.topic_name.endswith(("/rosout", "/parameter_events"))]
     while limit and time.monotonic() < end and not stop.is_set():

@@ -47,7 +47,8 @@ PARAMS = (
     Param("trigger_out_period_us", 0, "trigger-out period (mode=device; 0 = off)", min=0, max=10_000_000, unit="µs"),
     Param("sync_mode", "standalone", "camera synchronisation for multi-camera rigs (mode=device)",
           choices=("standalone", "master", "slave")),
-    Param("wait_for_subscribers_s", 5.0, "file playback waits up to this long for a subscriber on every topic",
+    Param("wait_for_subscribers_s", 5.0, "file playback (mode=file, or device_file) waits up to this long for "
+          "a subscriber on every topic",
           min=0.0, max=600.0, unit="s"),
     Param("retry_interval_s", 2.0, "wait between attempts to open an absent, busy or unplugged camera", min=0.1,
           max=3600.0, unit="s"),

@@ -21,6 +21,7 @@ summary. Every publisher of a recorded topic is listed; one outside the session'
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 from microexp_msgs.msg import SegmentMarker
 from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import ReliabilityPolicy
 
 from microexp.aus import au_index, au_label
 from microexp.bags.cdr import SeqTracker, event_packet_fields
@@ -556,7 +557,10 @@ class RecorderNode(Node):
                               if s.get("error") and not any(s["error"] in e for e in summary["errors"])]
         self.manifest.doc["finished"] = now_iso()
         self.manifest.doc["end_reason"] = reason
-        self.manifest.doc["sensors"] = self.sensors()
+        sensors = self.sensors()  # the sensors whose topics had publishers, with what they said of themselves
+        for name, info in self.manifest.doc.get("sensors", {}).items():
+            sensors.setdefault(name, {}).update(info)
+        self.manifest.doc["sensors"] = sensors
         self.manifest.doc["publishers"] = publishers
         if sync:
             self.manifest.doc["sync"] = sync
