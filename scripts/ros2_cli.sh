@@ -80,7 +80,16 @@ EOF
   chmod 755 "$VENV/bin/ros2"
 }
 
+# The two PyPI packages the command line needs beyond the wheels live in the venv: a venv made anew at the
+# same path (a fresh clone where an old one was) finds the prefix cached but lacks them.
+install_deps() {
+  "$PY" -c "import osrf_pycommon, psutil" 2>/dev/null && return 0
+  "$PY" -m pip --disable-pip-version-check install -q -r "$ROOT/requirements/ros2cli.txt" \
+    -c "$ROOT/requirements/constraints.txt"
+}
+
 if [ "$(cat "$PREFIX/.stamp" 2>/dev/null)" = "$HASH" ] && [ -x "$PREFIX/bin/ros2" ]; then
+  install_deps
   write_pointers
   log "up to date: $PREFIX"
   exit 0
@@ -88,8 +97,7 @@ fi
 
 t0=$(date +%s)
 log "building into $PREFIX (first run about a minute)"
-"$PY" -m pip --disable-pip-version-check install -q -r "$ROOT/requirements/ros2cli.txt" \
-  -c "$ROOT/requirements/constraints.txt"
+install_deps
 rm -rf "$PREFIX"
 mkdir -p "$PREFIX"
 WORK="$(mktemp -d)"
