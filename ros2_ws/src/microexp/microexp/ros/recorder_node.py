@@ -47,6 +47,7 @@ DEFAULT_TOPICS = (
     "/davis346/events|event_camera_msgs/msg/EventPacket",
     "/davis346/image_raw|sensor_msgs/msg/Image",
     "/davis346/imu|sensor_msgs/msg/Imu",
+    "/davis346/triggers|event_camera_msgs/msg/EventPacket",
     "/davis346/sync_status|microexp_msgs/msg/SyncStatus",
     "/evk4/events|event_camera_msgs/msg/EventPacket",
     "/evk4/triggers|event_camera_msgs/msg/EventPacket",
