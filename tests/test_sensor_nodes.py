@@ -139,8 +139,8 @@ def test_davis_file_that_is_not_aedat4_fails_at_start_naming_it(graph, tmp_path)
         Davis346Node(parameter_overrides=overrides("davis346", None, mode="file", file=str(bad)))
 
 
-# One APS frame of 12 went missing twice in many runs, both on a loaded machine, cause not yet found (the README
-# and the session note say so); one rerun keeps CI from failing on it while the assertion stays exact.
+# In the full suite one APS frame of 12 goes missing on the first try (two of the last three CI runs; alone it
+# passes), cause not yet found (README Limits); one rerun keeps CI green while the assertion stays exact.
 @pytest.mark.flaky(reruns=1)
 def test_davis_node_publishes_aps_frames_of_the_file(tmp_path):
     """No real DAVIS recording with APS frames is in the shared data: dv-processing writes one here."""
