@@ -116,6 +116,32 @@ else
   printf '\n[smoke] !!!!! %s\n[smoke] !!!!! %s: inference runs on the CPU (docker/README.md, "GPU")\n\n' "$gpu_line" "$host_gpu"
 fi
 
+# EVK4 device_read=raw in the image: a RAW file written here, opened through OpenEB as a device, read back through
+# microexp's binding byte for byte.
+raw_line="$(docker_cli run --rm --entrypoint /opt/microexp/docker/entrypoint.sh "$image" python3 -c '
+import os, tempfile
+import numpy as np
+from microexp.events.dtype import EVENT_DTYPE
+from microexp.events.evt3 import Evt3Encoder
+from microexp.events.evk4_device import OpenEBDevice
+ev = np.zeros(50000, EVENT_DTYPE)
+ev["x"], ev["y"], ev["p"], ev["t"] = np.arange(50000) % 1280, np.arange(50000) % 720, 1, np.arange(50000) * 20
+payload, _ = Evt3Encoder(1280, 720, vectors="sensor").encode(ev)
+path = os.path.join(tempfile.mkdtemp(), "smoke.raw")
+with open(path, "wb") as f:
+    f.write(b"% camera_integrator_name Prophesee\n% evt 3.0\n% format EVT3;height=720;width=1280\n% geometry 1280x720\n% end\n" + payload)
+dev = OpenEBDevice(raw_file=path)
+dev.open()
+read, why = dev.choose_read("raw")
+dev.start(raw=True)
+got = b""
+while (piece := dev.read(1.0)) is not None:
+    got += piece
+print("RAW OK" if got == payload else f"RAW MISMATCH {len(got)} of {len(payload)} bytes")
+' 2>&1 | tail -n 1)"
+[ "$raw_line" = "RAW OK" ] || fail "evk4 device_read=raw in the image: $raw_line"
+log "evk4 device_read=raw: OpenEB device bytes equal the file's payload"
+
 # --- 5. compose ------------------------------------------------------------------------------------------------------
 uid="$(id -u)"; gid="$(id -g)"
 if [ "$uid" -eq 0 ]; then uid=4242; gid=4242; fi

@@ -165,6 +165,10 @@ EOF
   log "built and installed in $(( $(date +%s) - t0 )) s: $PREFIX"
 fi
 
+# 3b. microexp's raw-bytes binding (scripts/openeb_raw.sh; its own stamp, so a change to it leaves OpenEB built)
+bash "$ROOT/scripts/openeb_raw.sh" --prefix "$PREFIX" --site "$PREFIX/$SITE_REL" --python "$PYEXE" --pybind11 "$PYBIND11_PIN" \
+  || die "microexp's OpenEB raw binding did not build (scripts/openeb_raw.sh)"
+
 # 4. make it importable from the venv -------------------------------------------------------------------
 if [ -z "$VENV_DIR" ] && [ "$py_is_venv" = 1 ]; then
   VENV_DIR="$("$PYEXE" -c 'import sys; print(sys.prefix)')"

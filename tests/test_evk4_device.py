@@ -96,6 +96,48 @@ def test_packetizer_gives_back_every_event_and_trigger_in_file_sized_packets(tes
         assert p.t_first_us // 500 == p.t_last_us // 500  # one interval of sensor time per packet
 
 
+def raw_pieces(payload: bytes, rng, largest: int):
+    """``payload`` in pieces of random size (odd sizes included), as USB buffers would bring it."""
+    i = 0
+    while i < len(payload):
+        n = int(rng.integers(1, largest))
+        yield payload[i:i + n]
+        i += n
+
+
+@pytest.mark.parametrize("max_bytes", [1_000_000, 3_000])
+def test_raw_packetizer_cuts_the_sensor_words_as_file_playback_does(testdata, tmp_path, max_bytes):
+    """device_read=raw: the sensor's bytes, arriving in pieces of any size, come out as packets of the same
+    words in the same order; with room enough the cuts are file playback's own; triggers and events counted."""
+    from microexp.events.evk4_device import RawEvt3Packetizer
+    from microexp.events.evt3 import Evt3Decoder
+    from microexp.events.evt3_split import Evt3TimeState, split_evt3, word_times
+    from microexp.events.raw import raw_payload, read_raw
+
+    path = raw_from_bag(testdata("bags", "event_camera_py_test_events_1"), tmp_path / "triggers.raw", 640, 480)
+    payload = bytes(raw_payload(path))
+    rec = read_raw(path)
+    pk = RawEvt3Packetizer(packet_time_us=1000, max_bytes=max_bytes)
+    packets = []
+    for piece in raw_pieces(payload, np.random.default_rng(3), 9_000):
+        packets += pk.feed(piece)
+        packets += pk.feed(b"") if len(packets) % 7 == 3 else []  # now and then nothing came in time: flush
+    packets += pk.flush()
+    assert b"".join(p.words.tobytes() for p in packets) == payload
+    assert pk.bytes_in == len(payload) and pk.events_in == len(rec.events) == 343_474
+    assert pk.triggers_in == len(rec.triggers) == 4157 == sum(len(p.trigger_words) for p in packets) // 3
+    dec = Evt3Decoder(640, 480)
+    events = np.concatenate([dec.decode(p.words.tobytes())[0] for p in packets])
+    assert (events == rec.events).all()
+    assert all(p.words.nbytes <= max_bytes for p in packets)
+    if max_bytes == 1_000_000:
+        words = np.frombuffer(payload, "<u2")
+        file_cuts = [s for s, _, _ in split_evt3(words, word_times(words, Evt3TimeState()), 1000, max_bytes)]
+        starts = np.cumsum([0] + [len(p.words) for p in packets[:-1]]).tolist()
+        # a flush ahead of time (nothing came in time) may cut an interval early: every file cut is kept
+        assert set(file_cuts) <= set(starts) and len(starts) < 1.2 * len(file_cuts)
+
+
 def test_sensor_vector_form_round_trips(testdata):
     from microexp.events.evt3 import Evt3Decoder, Evt3Encoder
     from microexp.events.raw import read_raw
@@ -205,21 +247,64 @@ def raw_from_bag(bag_dir, out, width, height):
 
 
 @pytest.mark.ros
-def test_device_path_publishes_every_trigger(openeb, testdata, tmp_path):
+@pytest.mark.parametrize("read", ["raw", "decode"])
+def test_device_path_publishes_every_trigger(openeb, testdata, tmp_path, read):
     """A real EVT3 stream with external-trigger edges (the metavision_driver bag of event_camera_py's tests:
-    2,079 edges of value 1 and 2,078 of value 0, see README), written as a RAW file and opened as a device."""
+    2,079 edges of value 1 and 2,078 of value 0, see README), written as a RAW file and opened as a device;
+    both ways from buffers to packets (device_read)."""
+    if read == "raw":
+        need_raw_binding()
     from microexp.tools.info import describe
 
     raw = raw_from_bag(testdata("bags", "event_camera_py_test_events_1"), tmp_path / "triggers.raw", 640, 480)
     info = describe(raw)
     assert info["events"] == 343_474 and info["on_events"] == 125_183 and info["triggers"] == 4157
     # 2.1 s of sensor time in 10 ms packets (211 messages), sent flat out to a counter in another process
-    counts = run_graph_device(raw, packet_time_us=10_000)
+    counts = run_graph_device(raw, packet_time_us=10_000, device_read=read)
     ev = counts["/evk4/events"]
     assert ev["events"] == info["events"] and ev["on_events"] == info["on_events"]
     assert ev["t_first_us"] == info["t_first_us"] and ev["t_last_us"] == info["t_last_us"]
     assert ev["triggers"] == 4157 == counts["/evk4/triggers"]["triggers"]
     assert ev["seq_gaps"] == 0 and counts["/evk4/triggers"]["seq_gaps"] == 0
+
+
+def need_raw_binding():
+    from microexp.events.evk4_device import raw_reader_available
+
+    reason = raw_reader_available()
+    if reason:
+        pytest.skip(reason)
+
+
+def test_raw_binding_reads_the_payload_bytes_of_a_raw_device(openeb, testdata):
+    """microexp_openeb_raw gives exactly the bytes OpenEB streams: the file's payload, in order."""
+    from microexp.events.raw import raw_payload
+
+    need_raw_binding()
+    path = testdata("events", "expelliarmus_evt3_sample.raw")
+    dev = open_raw_device(path)
+    assert dev.data_format() == "EVT3" and dev.choose_read("auto")[0] == "raw"
+    dev.start(raw=True)
+    pieces = []
+    while (got := dev.read(1.0, max_bytes=64_000)) is not None:
+        pieces.append(got)
+    dev.close()
+    assert b"".join(pieces) == bytes(raw_payload(path))
+    assert dev.buffers >= len([p for p in pieces if p]) >= 1 and dev.bytes_in == len(b"".join(pieces))
+
+
+def test_device_read_raw_on_an_evt2_stream_is_a_clear_error(openeb, testdata):
+    from microexp.events.evk4_device import raw_reader_available
+
+    dev = open_raw_device(testdata("events", "expelliarmus_evt2_sample.raw"))
+    assert dev.data_format() == "EVT2"
+    assert dev.choose_read("auto")[0] == "decode"
+    with pytest.raises(ParameterError, match=r"parameter device_read: raw is not possible: .*"
+                       + ("streams EVT2, not EVT3" if raw_reader_available() is None else "raw binding")):
+        dev.choose_read("raw")
+    with pytest.raises(ParameterError, match=r"parameter device_read: 'fast' is not one of auto, raw, decode"):
+        dev.choose_read("fast")
+    dev.close()
 
 
 # -- OpenEB: settings on a RAW device -------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Benchmark: the EVK4 node's device path (OpenEB HAL decode -> EVT3 encode -> packets) beside its file
-passthrough path, on the same RAW file, in one run.
+"""Benchmark: the EVK4 node's device path, both ways (``raw``: the sensor's bytes passed through; ``decode``:
+OpenEB's decoders, then the EVT3 encoder), beside its file passthrough path, on the same RAW file, in one run.
 
 The RAW file is the shared EVT3 recording (``expelliarmus_evt3_sample.raw``, 219,596 events, Gen4.1 HD) tiled
 to ``--events`` with a time shift of 1 s per copy (so it crosses 2**24 µs wraps), written with that file's own
@@ -7,13 +7,14 @@ header, so OpenEB opens it as it opens the original (``DeviceDiscovery.open_raw_
 
 Two levels, each flat out, best of ``--repeat``:
 
-- ``core``: no ROS. Device: :class:`~microexp.events.evk4_device.OpenEBDevice` reading + decoding buffers and
-  :class:`~microexp.events.evk4_device.Evt3Packetizer` making packets; split into ``hal_s`` (OpenEB read +
-  decode + numpy conversion) and ``encode_s`` (packetizer). File: the node's passthrough (memory-mapped payload,
-  :func:`word_times`, :func:`split_evt3`, :func:`trigger_words`). ``*_cpu_mev_s`` use this process's CPU time
-  (OpenEB reads the file in a thread of its own, which counts there).
-- ``node``: the EVK4 node publishing over DDS to a counting subscriber process (as ``bench playback``), once
-  in ``mode:=device`` with ``device_file`` and once in ``mode:=file``; packets received are counted.
+- ``core``: no ROS. Device: :class:`~microexp.events.evk4_device.OpenEBDevice` reading buffers and its
+  packetizer making packets; ``hal_s`` is the time in ``read`` (OpenEB, and in ``decode`` its decoders and the
+  numpy conversion). File: the node's passthrough (memory-mapped payload, :func:`word_times`,
+  :func:`split_evt3`, :func:`trigger_words`). ``*_cpu_mev_s`` use this process's CPU time (OpenEB reads the
+  file in a thread of its own, which counts there).
+- ``node``: the EVK4 node publishing over DDS to a counting subscriber process (as ``bench playback``), in
+  ``mode:=device`` with ``device_file`` (each ``device_read``) and in ``mode:=file``; packets received are
+  counted.
 
 Goal: device path ≥ 50 Mev/s on one core (an EVK4 in a face scene gives 1–20 Mev/s).
 """
@@ -62,25 +63,24 @@ def make_raw(path: Path, n: int) -> tuple[int, int]:
     return n, size
 
 
-def core_device(path: str) -> dict:
-    from microexp.events.evk4_device import Evt3Packetizer, OpenEBDevice
+def core_device(path: str, read: str) -> dict:
+    """The device path without ROS, ``read`` = 'raw' (the sensor's bytes through microexp's binding) or 'decode'
+    (OpenEB's decoders, then the EVT3 encoder)."""
+    from microexp.events.evk4_device import OpenEBDevice, make_packetizer
 
     dev = OpenEBDevice(raw_file=path)
     info = dev.open()
-    pk = Evt3Packetizer(info.width, info.height, 1000, 1_000_000)
+    pk = make_packetizer(read, info, 1000, 1_000_000)
     packets = 0
     hal_s = enc_s = 0.0
     c0, t0 = time.process_time(), time.perf_counter()
-    dev.start()
+    dev.start(raw=read == "raw")
     while True:
         a = time.perf_counter()
         got = dev.read(0.05)
         b = time.perf_counter()
         hal_s += b - a
-        if got is None:
-            out = pk.flush()
-        else:
-            out = pk.add(*got)
+        out = pk.flush() if got is None else pk.feed(got)
         enc_s += time.perf_counter() - b
         packets += len(out)
         if got is None:
@@ -106,14 +106,14 @@ def core_file(path: str) -> dict:
     return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "packets": packets}
 
 
-def node_run(mode: str, path: str) -> dict:
+def node_run(mode: str, path: str, read: str = "auto") -> dict:
     from microexp.ros.compose import overrides
     from microexp.ros.throughput_bench import play_file
 
     def factory():
         from microexp.ros.evk4_node import Evk4Node
 
-        source = {"mode": "device", "device_file": path} if mode == "device" else {"mode": "file", "file": path}
+        source = {"mode": "device", "device_file": path, "device_read": read} if mode == "device" else {"mode": "file", "file": path}
         return Evk4Node(parameter_overrides=overrides("evk4", None, rate=0.0, qos="reliable",
                                                       wait_for_subscribers_s=30.0, **source))
 
@@ -123,7 +123,7 @@ def node_run(mode: str, path: str) -> dict:
 
 
 def run(args) -> dict:
-    from microexp.events.evk4_device import openeb_available
+    from microexp.events.evk4_device import openeb_available, raw_reader_available
 
     out = {"bench": "evk4-device", "events": args.events, "goal_mev_s": 50}
     reason = openeb_available()
@@ -138,23 +138,30 @@ def run(args) -> dict:
         raw = Path(tmp) / "evk4_tiled.raw"
         n, size = make_raw(raw, args.events)
         out["raw_mb"] = round(size / 1e6, 1)
-        core_device(str(raw))  # untimed: loads numba's kernels and warms the page cache
-        dev = min((core_device(str(raw)) for _ in range(max(1, args.repeat))), key=lambda r: r["wall_s"])
+        reads = ["decode"] + (["raw"] if raw_reader_available() is None else [])
+        if "raw" not in reads:
+            out["raw_skipped"] = raw_reader_available()
+        for read in reads:
+            core_device(str(raw), read)  # untimed: loads numba's kernels and warms the page cache
         fil = min((core_file(str(raw)) for _ in range(max(1, args.repeat))), key=lambda r: r["wall_s"])
-        out.update(
-            device_events=dev["events"], device_mev_s=round(n / dev["wall_s"] / 1e6, 1),
-            device_cpu_mev_s=round(n / dev["cpu_s"] / 1e6, 1),
-            device_hal_mev_s=round(n / dev["hal_s"] / 1e6, 1), device_encode_mev_s=round(n / dev["encode_s"] / 1e6, 1),
-            device_packets=dev["packets"], device_buffers=dev["buffers"],
-            file_mev_s=round(n / fil["wall_s"] / 1e6, 1), file_cpu_mev_s=round(n / fil["cpu_s"] / 1e6, 1),
-            file_packets=fil["packets"])
-        out["device_over_file"] = round(fil["wall_s"] / dev["wall_s"], 3)
+        out.update(file_mev_s=round(n / fil["wall_s"] / 1e6, 1), file_cpu_mev_s=round(n / fil["cpu_s"] / 1e6, 1),
+                   file_packets=fil["packets"])
+        for read in reads:
+            dev = min((core_device(str(raw), read) for _ in range(max(1, args.repeat))), key=lambda r: r["wall_s"])
+            out.update({
+                f"device_{read}_events": dev["events"], f"device_{read}_mev_s": round(n / dev["wall_s"] / 1e6, 1),
+                f"device_{read}_cpu_mev_s": round(n / dev["cpu_s"] / 1e6, 1),
+                f"device_{read}_hal_mev_s": round(n / dev["hal_s"] / 1e6, 1),
+                f"device_{read}_packets": dev["packets"], f"device_{read}_buffers": dev["buffers"],
+                f"device_{read}_over_file": round(fil["wall_s"] / dev["wall_s"], 3)})
         if not args.no_node:
-            nd = node_run("device", str(raw))
             nf = node_run("file", str(raw))
-            out.update(node_device_mev_s=round(n / nd["wall_s"] / 1e6, 1), node_device_sent=nd["sent"],
-                       node_device_received=nd["received"], node_file_mev_s=round(n / nf["wall_s"] / 1e6, 1),
-                       node_file_sent=nf["sent"], node_file_received=nf["received"])
-            out["node_device_over_file"] = round(nf["wall_s"] / nd["wall_s"], 3)
+            out.update(node_file_mev_s=round(n / nf["wall_s"] / 1e6, 1), node_file_sent=nf["sent"],
+                       node_file_received=nf["received"])
+            for read in reads:
+                nd = node_run("device", str(raw), read)
+                out.update({f"node_device_{read}_mev_s": round(n / nd["wall_s"] / 1e6, 1),
+                            f"node_device_{read}_sent": nd["sent"], f"node_device_{read}_received": nd["received"],
+                            f"node_device_{read}_over_file": round(nf["wall_s"] / nd["wall_s"], 3)})
     out["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return out

@@ -1,12 +1,19 @@
 """A Prophesee camera (EVK4) through OpenEB's HAL Python bindings, without ROS: opening, settings, streaming,
 and the decode -> EVT3 -> packets path of ``evk4_node mode:=device``.
 
-OpenEB 5.x's Python ``RawBuffer`` exposes only its size, so the sensor's own bytes cannot reach Python. The
-device path therefore decodes every buffer with the HAL's CD and external-trigger decoders (numpy arrays in
-callbacks) and encodes the events again with :class:`microexp.events.evt3.Evt3Encoder`, trigger edges merged
-into the stream at their time. Packets are cut as file playback cuts a RAW file (one ``packet_time_us`` interval
-of sensor time each, boundaries at its multiples, at most ``packet_max_bytes``), but on the decoded events,
-before encoding, so no pass over the words is needed. A RAW file opened as a device
+Two ways from the camera's buffers to EventPacket payloads (``device_read``):
+
+- ``raw``: OpenEB 5.x's Python ``RawBuffer`` exposes only its size, so microexp builds a small binding of its
+  own (``microexp_openeb_raw``, ``scripts/openeb_raw.sh``) that copies the buffers' bytes out of the
+  ``I_EventsStream``. An EVT3 camera's words are then passed through undecoded, as file playback passes a RAW
+  file's, cut into packets by :class:`RawEvt3Packetizer`.
+- ``decode``: every buffer is decoded with the HAL's CD and external-trigger decoders (numpy arrays in
+  callbacks) and the events are encoded again with :class:`microexp.events.evt3.Evt3Encoder`, trigger edges
+  merged in at their time (:class:`Evt3Packetizer`). This serves cameras that stream another format (EVT2) and
+  installs without the binding.
+
+Both cut packets as file playback cuts a RAW file: one ``packet_time_us`` interval of sensor time each,
+boundaries at its multiples, at most ``packet_max_bytes``. A RAW file opened as a device
 (``DeviceDiscovery.open_raw_file``) runs the same code as a camera.
 
 Metavision bias files (``.bias``) are text: one bias per line as ``VALUE % NAME`` (VALUE an integer offset
@@ -28,8 +35,10 @@ import numpy as np
 
 from microexp.errors import MicroexpError, ParameterError
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events
-from microexp.events.evt3 import Evt3Encoder
-from microexp.events.evt3_split import trigger_triples
+from microexp.events.evt3 import Evt3Encoder, count_events
+from microexp.events.raw import read_raw_header
+from microexp.events.evt3_split import (TIME_HIGH, TIME_LOW, Evt3TimeState, split_evt3, trigger_triples,
+                                        trigger_words, word_times)
 
 # Allowed bias offsets of the Sony IMX636 (EVK4) in OpenEB 5.1.1 (hal_psee_plugins, imx636 bias settings):
 # name -> (min, max). Used to check a bias file where the device has no bias facility to ask.
@@ -55,6 +64,22 @@ def openeb_available() -> Optional[str]:
         import metavision_hal  # noqa: F401
     except ImportError as exc:
         return f"OpenEB's Python bindings (metavision_hal) do not import: {exc} (build them with `make openeb`)"
+    return None
+
+
+DEVICE_READS = ("auto", "raw", "decode")
+
+
+def raw_reader_available() -> Optional[str]:
+    """None when microexp's raw-bytes binding (microexp_openeb_raw) imports, else the reason it does not."""
+    reason = openeb_available()
+    if reason:
+        return reason
+    try:
+        import microexp_openeb_raw  # noqa: F401
+    except ImportError as exc:
+        return (f"microexp's OpenEB raw binding (microexp_openeb_raw) does not import: {exc} "
+                "(`make openeb` builds it with OpenEB)")
     return None
 
 
@@ -219,6 +244,11 @@ class Evt3Packetizer:
     def pending(self) -> int:
         return sum(len(e) for e in self._events) + sum(len(t) for t in self._triggers)
 
+    def feed(self, got) -> list[Packet]:
+        """One read of the device: (events, triggers); both empty (nothing came in time) flushes."""
+        events, triggers = got
+        return self.add(events, triggers) if len(events) or len(triggers) else self.flush()
+
     def add(self, events: Optional[np.ndarray] = None, triggers: Optional[np.ndarray] = None) -> list[Packet]:
         """Take a batch (EVENT_DTYPE / TRIGGER_DTYPE); return the packets it completed."""
         if events is not None and len(events):
@@ -298,6 +328,81 @@ class Evt3Packetizer:
         return Packet(np.frombuffer(payload, dtype="<u2"), min(ts), max(ts), trigger_triples(triggers))
 
 
+class RawEvt3Packetizer:
+    """The sensor's EVT3 bytes in, packets of its own words out, without decoding events.
+
+    Bytes arrive in USB-buffer-sized pieces. The time of every word comes from the TIME_HIGH / TIME_LOW words
+    (:func:`word_times`, its state carried from piece to piece); the words from the first time word of the
+    newest ``packet_time_us`` interval on are held back until a later piece closes that interval (or
+    :meth:`flush`), then cut by :func:`split_evt3` exactly as file playback cuts a RAW file. A piece that ends
+    inside a word keeps its last byte for the next.
+    """
+
+    def __init__(self, packet_time_us: int = 1000, max_bytes: int = 1_000_000):
+        self.packet_time_us = int(packet_time_us)
+        self.max_bytes = int(max_bytes)
+        self.state = Evt3TimeState()
+        self._words = np.empty(0, np.uint16)
+        self._times = np.empty(0, np.int64)
+        self._odd = b""
+        self.bytes_in = 0
+        self.events_in = 0
+        self.triggers_in = 0
+
+    def pending(self) -> int:
+        return len(self._words)
+
+    def feed(self, data) -> list[Packet]:
+        """One read of the device: bytes (empty = nothing came in time: flush what is held back)."""
+        return self.add(data) if len(data) else self.flush()
+
+    def add(self, data) -> list[Packet]:
+        self.bytes_in += len(data)
+        if self._odd:
+            data = self._odd + bytes(data)
+        n = len(data) // 2
+        self._odd = bytes(data[2 * n:])
+        if n == 0:
+            return []
+        words = np.frombuffer(data, dtype="<u2", count=n)
+        times = word_times(words, self.state)
+        self.events_in += count_events(words)
+        self.triggers_in += int(np.count_nonzero((words >> 12) == 0xA))
+        if len(self._words):
+            words = np.concatenate((self._words, words))
+            times = np.concatenate((self._times, times))
+        keep = self._open_interval_start(words, times)
+        self._words, self._times = words[keep:], times[keep:]
+        return self._cut(words[:keep], times[:keep])
+
+    def flush(self) -> list[Packet]:
+        words, times = self._words, self._times
+        self._words, self._times = words[:0], times[:0]
+        return self._cut(words, times)
+
+    def _open_interval_start(self, words: np.ndarray, times: np.ndarray) -> int:
+        """Index of the first time word of the newest interval (len(words): hold nothing back)."""
+        if 2 * len(words) > self.max_bytes:
+            return len(words)
+        latest = int(times[-1])
+        if latest < 0:
+            return 0
+        cutoff = latest - latest % self.packet_time_us
+        typ = words >> 12
+        cut_idx = np.flatnonzero((typ == TIME_HIGH) | (typ == TIME_LOW))
+        if len(cut_idx) == 0:
+            return 0
+        k = int(np.searchsorted(np.maximum.accumulate(times[cut_idx]), cutoff, side="left"))
+        return int(cut_idx[k]) if k < len(cut_idx) else 0
+
+    def _cut(self, words: np.ndarray, times: np.ndarray) -> list[Packet]:
+        out = []
+        for start, end, t0 in split_evt3(words, times, self.packet_time_us, self.max_bytes):
+            w, t = words[start:end], times[start:end]
+            out.append(Packet(w, t0, int(t[-1]), trigger_words(w, t)))
+        return out
+
+
 # ------------------------------------------------------------------------------------------------- device
 
 @dataclass
@@ -316,8 +421,8 @@ class OpenEBDevice:
 
     ``open()`` raises :class:`DeviceUnavailable` (retry later) or MicroexpError (give up). ``configure()``
     applies :class:`DeviceSettings` and returns the log lines to print (one per facility the device lacks).
-    ``read(timeout_s)`` returns ``(events, triggers)`` (possibly empty), or None when the stream ended (file
-    end, camera unplugged).
+    ``start(raw)`` starts streaming; then ``read(timeout_s)`` returns the sensor's bytes (``raw``) or
+    ``(events, triggers)`` (decoded), possibly empty, or None when the stream ended (file end, camera unplugged).
     """
 
     FACILITIES = ("i_events_stream", "i_events_stream_decoder", "i_event_cd_decoder", "i_event_ext_trigger_decoder",
@@ -334,6 +439,7 @@ class OpenEBDevice:
         self._trig: list[np.ndarray] = []
         self.buffers = 0
         self.bytes_in = 0
+        self._raw = False
 
     @property
     def hal(self):
@@ -483,9 +589,46 @@ class OpenEBDevice:
                 raise ParameterError(f"parameter sync_mode: the camera refused mode {s.sync_mode}")
         return notes
 
+    def data_format(self) -> str:
+        """The stream's encoding, upper case without options ('EVT3', 'EVT21', ...; '' when unknown)."""
+        fmt = ""
+        hw = self._facility("i_hw_identification")
+        if hw is not None:
+            try:
+                fmt = str(hw.get_current_data_encoding_format())
+            except Exception:
+                fmt = ""
+        if not fmt and self.raw_file:
+            fmt = read_raw_header(self.raw_file).format or ""
+        return fmt.split(";")[0].strip().upper().replace(".", "")
+
+    def choose_read(self, want: str) -> tuple[str, str]:
+        """('raw' or 'decode', why) for the ``device_read`` parameter value ``want`` (auto, raw, decode).
+        Raises ParameterError when ``raw`` is asked for and cannot be had."""
+        if want not in DEVICE_READS:
+            raise ParameterError(f"parameter device_read: {want!r} is not one of {', '.join(DEVICE_READS)}")
+        if want == "decode":
+            return "decode", "device_read=decode"
+        fmt = self.data_format()
+        reason = raw_reader_available()
+        if reason is None and fmt not in ("EVT3", "EVT30"):
+            reason = f"{self.describe()} streams {fmt or 'an unknown format'}, not EVT3"
+        if reason is None:
+            return "raw", f"the sensor's {fmt} words passed through"
+        if want == "raw":
+            raise ParameterError(f"parameter device_read: raw is not possible: {reason}")
+        return "decode", f"decoded and encoded again as EVT3 ({reason})"
+
     # -- streaming ---------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, raw: bool = False) -> None:
         self._stream = self._facility("i_events_stream")
+        self._raw = raw
+        if raw:
+            import microexp_openeb_raw
+
+            self._raw_read = microexp_openeb_raw.read
+            self._stream.start()
+            return
         self._decoder = self._facility("i_events_stream_decoder")
         # the callbacks look the lists up on each call: read() swaps them for empty ones
         # (as raw bytes: numpy concatenates structured arrays field by field, bytes in one copy)
@@ -500,8 +643,16 @@ class OpenEBDevice:
             trig.add_event_buffer_callback(lambda a: self._trig.append(np.array(a, copy=True)))
         self._stream.start()
 
-    def read(self, timeout_s: float = 0.05):
-        """The events and triggers of the next buffer(s); None when the stream ended."""
+    def read(self, timeout_s: float = 0.05, max_bytes: int = 4 << 20):
+        """The next buffer(s): bytes (raw) or (events, triggers) (decoded); None when the stream ended."""
+        if self._raw:
+            got = self._raw_read(self._stream, timeout_s, max_bytes)
+            if got is None:
+                return None
+            data, buffers = got
+            self.buffers += buffers
+            self.bytes_in += len(data)
+            return data
         end = time.monotonic() + timeout_s
         while True:
             r = self._stream.poll_buffer()
@@ -533,7 +684,14 @@ class OpenEBDevice:
         self.device = None
 
 
-def stream_device(dev: OpenEBDevice, packetizer: Evt3Packetizer, on_packet: Callable[[Packet], None],
+def make_packetizer(read: str, info: DeviceInfo, packet_time_us: int, max_bytes: int):
+    """The packetizer of a ``read`` way ('raw' or 'decode') for the opened device ``info``."""
+    if read == "raw":
+        return RawEvt3Packetizer(packet_time_us, max_bytes)
+    return Evt3Packetizer(info.width, info.height, packet_time_us, max_bytes)
+
+
+def stream_device(dev: OpenEBDevice, packetizer, on_packet: Callable[[Packet], None],
                   stop, idle_flush_s: float = 0.002) -> str:
     """Read ``dev`` until it ends or ``stop`` is set, handing every packet to ``on_packet``; the held-back
     interval is flushed when no buffer came for ``idle_flush_s``. Returns 'stopped' or 'ended'."""
@@ -543,11 +701,6 @@ def stream_device(dev: OpenEBDevice, packetizer: Evt3Packetizer, on_packet: Call
             for pkt in packetizer.flush():
                 on_packet(pkt)
             return "ended"
-        events, triggers = got
-        if len(events) or len(triggers):
-            packets = packetizer.add(events, triggers)
-        else:
-            packets = packetizer.flush()
-        for pkt in packets:
+        for pkt in packetizer.feed(got):
             on_packet(pkt)
     return "stopped"

@@ -129,6 +129,11 @@ def _count_evt3(words, start):
     return n
 
 
+def count_events(words: np.ndarray) -> int:
+    """CD events an EVT3 word array carries (ADDR_X words plus the set bits of vector words)."""
+    return int(_count_evt3(np.asarray(words, dtype=np.uint16), 0)) if len(words) else 0
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def _pick(c, a, b):
     """a if c (0 or 1) else b, as arithmetic so that LLVM keeps the loop free of branches."""

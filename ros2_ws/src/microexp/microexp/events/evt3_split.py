@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 TIME_LOW = 0x6
@@ -26,38 +27,32 @@ class Evt3TimeState:
     wraps: int = 0          # 24-bit wraps seen so far
 
 
+@nb.njit(cache=True, nogil=True)
+def _word_times(words, out, high, low, wraps):
+    """One pass: out[i] = time in force after words[i]; returns the (high, low, wraps) carried on."""
+    for i in range(words.shape[0]):
+        w = np.int64(words[i])
+        typ = w >> 12
+        if typ == TIME_HIGH:
+            v = w & 0xFFF
+            if high >= 0 and v < high - 2048:  # the 24-bit counter wrapped
+                wraps += 1
+            high = v
+            low = 0  # TIME_LOW bits count only after the TIME_HIGH they refine
+        elif typ == TIME_LOW:
+            low = w & 0xFFF
+        out[i] = ((high << 12) | low) + wraps * WRAP_US if high >= 0 else -1
+    return high, low, wraps
+
+
 def word_times(words: np.ndarray, state: Evt3TimeState) -> np.ndarray:
     """Unwrapped time (µs, int64) in force after each word; -1 before the first TIME_HIGH. Updates ``state``."""
-    words = np.asarray(words, dtype=np.uint16)
-    n = len(words)
-    if n == 0:
-        return np.empty(0, np.int64)
-    typ = words >> 12
-    val = (words & 0x0FFF).astype(np.int64)
-    idx = np.arange(n)
-    is_high = typ == TIME_HIGH
-    is_low = typ == TIME_LOW
-    # forward-fill the last TIME_HIGH / TIME_LOW value
-    hi_pos = np.maximum.accumulate(np.where(is_high, idx, -1))
-    lo_pos = np.maximum.accumulate(np.where(is_low, idx, -1))
-    high = np.where(hi_pos >= 0, val[np.maximum(hi_pos, 0)], state.high)
-    # TIME_LOW bits count only after the TIME_HIGH they refine: a new TIME_HIGH starts its period at low = 0
-    low = np.where(lo_pos > hi_pos, val[np.maximum(lo_pos, 0)], np.where(hi_pos >= 0, 0, state.low))
-    # a TIME_HIGH that goes back by more than half its range is a wrap of the 24-bit counter
-    hv = val[is_high]
-    prev = np.concatenate(([state.high], hv[:-1])) if len(hv) else hv
-    wrap_at = (prev >= 0) & (hv < prev - 2048)
-    wraps_per_high = np.cumsum(wrap_at)
-    wraps = np.zeros(n, np.int64)
-    if len(hv):
-        hi_rank = np.cumsum(is_high) - 1  # index into hv of the last TIME_HIGH at or before each word
-        wraps = np.where(hi_rank >= 0, wraps_per_high[np.maximum(hi_rank, 0)], 0)
-    wraps = wraps + state.wraps
-    t = np.where(high >= 0, ((high << 12) | low) + wraps * WRAP_US, -1)
-    state.high = int(high[-1])
-    state.low = int(low[-1])
-    state.wraps = int(wraps[-1])
-    return t
+    words = np.ascontiguousarray(words, dtype=np.uint16)
+    out = np.empty(len(words), np.int64)
+    if len(words):
+        state.high, state.low, state.wraps = (int(v) for v in _word_times(words, out, state.high, state.low,
+                                                                           state.wraps))
+    return out
 
 
 def split_evt3(words: np.ndarray, times: np.ndarray, packet_time_us: int = 1000,

@@ -1,8 +1,9 @@
 """EVK4 (Prophesee IMX636) node: a live camera through OpenEB's HAL Python bindings, or RAW file playback.
 
 Publishes ``~/events`` (event_camera_msgs/EventPacket, encoding ``evt3``, batched by time and size: in file
-mode the file's words passed through undecoded; in device mode the HAL's decoded events encoded again, trigger
-edges included, see :mod:`microexp.events.evk4_device`), ``~/triggers`` (EventPacket, ``evt3``: for each
+mode the file's words passed through undecoded; in device mode the sensor's words passed through
+(``device_read:=raw``) or the HAL's decoded events encoded again, trigger edges included
+(``device_read:=decode``), see :mod:`microexp.events.evk4_device`), ``~/triggers`` (EventPacket, ``evt3``: for each
 external-trigger edge a TIME_HIGH, TIME_LOW, EXT_TRIGGER word triple, so any EVT3 decoder reads it),
 ``~/sensor_info`` (std_msgs/String, latched: JSON with serial, geometry, sensor, source) and ``~/sync_status``.
 
@@ -40,6 +41,10 @@ PARAMS = (
     Param("qos", "sensor", "QoS of ~/events: sensor (best effort) or reliable", choices=("sensor", "reliable")),
     Param("serial", "", "camera serial number (mode=device; empty = first camera found)"),
     Param("device_file", "", "mode=device: open this RAW file through OpenEB as a device instead of a camera"),
+    Param("device_read", "auto", "mode=device: how the camera's buffers become ~/events: raw = the sensor's EVT3 "
+          "words passed through (microexp's OpenEB binding), decode = OpenEB's decoders, then microexp's EVT3 "
+          "encoder, auto = raw where the binding is built and the camera streams EVT3, else decode",
+          choices=("auto", "raw", "decode")),
     Param("bias_file", "", "Metavision .bias file ('VALUE % NAME' lines) applied at start (mode=device)"),
     Param("roi", "", "region of interest x,y,width,height (mode=device; empty = full sensor)"),
     Param("erc_rate_mev_s", 0.0, "event-rate controller limit (mode=device; 0 = off)", min=0.0, max=1000.0, unit="Mev/s"),
@@ -111,7 +116,7 @@ class Evk4Node(Node):
         self._thread.start()
 
     def _run_device(self):
-        from microexp.events.evk4_device import DeviceUnavailable, Evt3Packetizer, OpenEBDevice, stream_device
+        from microexp.events.evk4_device import DeviceUnavailable, OpenEBDevice, make_packetizer, stream_device
 
         log = self.get_logger()
         try:
@@ -134,11 +139,12 @@ class Evk4Node(Node):
                 self._publish_info({"serial": info.serial, "width": info.width, "height": info.height,
                                     "sensor": info.sensor, "plugin": info.plugin, "source": info.source,
                                     "biases": self.settings.biases})
+                read, why = dev.choose_read(self.p["device_read"])
+                self.device_read = read
                 log.info(f"EVK4 {info.serial or '(no serial)'} open: {info.width}x{info.height} {info.sensor} "
-                         f"({dev.describe()})")
+                         f"({dev.describe()}); events: {why}")
                 wait_for_subscribers(self, self._stop)
-                packetizer = Evt3Packetizer(info.width, info.height, self.p["packet_time_us"],
-                                            self.p["packet_max_bytes"])
+                packetizer = make_packetizer(read, info, self.p["packet_time_us"], self.p["packet_max_bytes"])
                 self.packetizer = packetizer
                 pacer = Pacer(self.p["rate"] if self.p["device_file"] else 0.0, self._stop)
 
@@ -147,14 +153,15 @@ class Evk4Node(Node):
                         self._publish(pkt.words, pkt.t_first_us, pkt.t_last_us)
                         self._publish_triggers(pkt.trigger_words)
 
-                dev.start()
+                dev.start(raw=read == "raw")
                 try:
                     how = stream_device(dev, packetizer, on_packet, self._stop)
                 finally:
                     dev.close()
                 self.device_stats = {"buffers": dev.buffers, "bytes_in": dev.bytes_in,
                                      "events": packetizer.events_in, "triggers": packetizer.triggers_in,
-                                     "reordered": packetizer.reordered, "outside": packetizer.dropped_outside}
+                                     "reordered": getattr(packetizer, "reordered", 0),
+                                     "outside": getattr(packetizer, "dropped_outside", 0), "read": read}
                 if how == "stopped":
                     break
                 if self.p["device_file"]:
