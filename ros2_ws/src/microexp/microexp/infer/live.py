@@ -89,6 +89,9 @@ class LiveRunner:
         self._callback_counts: Counter = Counter({"segment_markers": 0})
 
         self._queue: deque = deque()
+        self._in_flight: Optional[StreamingAUPipeline] = None  # the pipeline of the window being inferred
+        self._retired: list = []  # pipelines of earlier streams that may still infer queued windows
+        self._retired_counts: Counter = Counter()  # counts of earlier streams' pipelines that are done
         self._cond = threading.Condition()
         self._intake_lock = threading.Lock()  # the binning side: one packet at a time
         self._stop = False
@@ -142,9 +145,8 @@ class LiveRunner:
         old, self.pipeline = self.pipeline, pipeline
         if old is not None:
             self.counts["stream_changes"] += 1
-            c = old.counters()
-            for k in PIPELINE_COUNTS:
-                self.counts[f"old_{k}"] += c[k]
+            with self._cond:
+                self._retired.append(old)
             pipeline.note_discontinuity("stream")
         self._clock_est = ClockEstimator()
         self._stream_key = packet.key
@@ -204,7 +206,11 @@ class LiveRunner:
                 if not self._queue:
                     return n
                 item = self._queue.popleft()
-            self._process(*item)
+                self._in_flight = item[0]
+            try:
+                self._process(*item)
+            finally:
+                self._in_flight = None
             n += 1
 
     def _work(self) -> None:
@@ -215,7 +221,11 @@ class LiveRunner:
                 if self._stop:
                     return
                 item = self._queue.popleft()
-            self._process(*item)
+                self._in_flight = item[0]
+            try:
+                self._process(*item)
+            finally:
+                self._in_flight = None
 
     def _process(self, pipeline: StreamingAUPipeline, window, stamp_ns: int) -> None:
         if self._clock() - window.arrival_ns > self.max_lag_ns:
@@ -238,19 +248,28 @@ class LiveRunner:
         return self._worker_counts["published"]
 
     def counters(self) -> dict:
-        """Everything counted so far (stream reader, runner and pipeline, summed over streams), one flat dict."""
+        """Everything counted so far (stream reader, runner and pipelines, summed over streams), one flat dict."""
         r = self.reader
         out = {"packets": r.counts["packets"], "events": r.counts["events"], "seq_gaps": r.seq.gaps,
                "packets_missing": r.seq.missing, "decode_errors": r.counts["decode_errors"],
                **self.counts, **self._worker_counts, **self._callback_counts}
-        if self.pipeline is not None:
-            c = self.pipeline.counters()
-            for k in PIPELINE_COUNTS:
-                out[k] = c[k] + out.pop(f"old_{k}", 0)
-            for reason, n in c["resets_by_reason"].items():
-                out[f"resets.{reason}"] = n
         with self._cond:
-            out["queued"] = len(self._queue)
+            queued = len(self._queue)
+            busy = {id(item[0]) for item in self._queue} | {id(self._in_flight)}
+            live = [p for p in self._retired if id(p) in busy]
+            for p in self._retired:  # done: their counts no longer change
+                if id(p) not in busy:
+                    self._retired_counts.update(_pipeline_counts(p))
+            self._retired = live
+            total = Counter(self._retired_counts)
+        if self.pipeline is not None:
+            for p in live + [self.pipeline]:
+                total.update(_pipeline_counts(p))
+            for k in PIPELINE_COUNTS:
+                out[k] = total[k]
+            for k in sorted(k for k in total if k.startswith("resets.")):
+                out[k] = total[k]
+        out["queued"] = queued
         return out
 
     def latency_summary(self) -> dict:
@@ -259,6 +278,13 @@ class LiveRunner:
         out = {} if self.pipeline is None else self.pipeline.latency.summary()
         out.update(self.latency.summary())
         return out
+
+
+def _pipeline_counts(pipeline) -> Counter:
+    c = pipeline.counters()
+    out = Counter({k: c[k] for k in PIPELINE_COUNTS})
+    out.update({f"resets.{reason}": n for reason, n in c["resets_by_reason"].items()})
+    return out
 
 
 def warm_up(model, device: str, slice_us: int, temperature: float, noise_filter_us: int) -> Optional[str]:
