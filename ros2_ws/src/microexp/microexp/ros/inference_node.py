@@ -47,6 +47,7 @@ from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.events.stream import Packet
 from microexp.infer.live import LiveRunner, warm_up
+from microexp.infer.pipeline import StreamingAUPipeline
 from microexp.ros.base import RELIABLE_QOS, SENSOR_QOS, ReaderThreadGroup, declare_params, qos_named, run_node
 
 PARAMS = (
@@ -247,8 +248,6 @@ class InferenceNode(Node):
     # ------------------------------------------------------------------------------------------- set-up
     def _make_pipeline(self, width: int, height: int):
         """The pipeline of a new stream of ``width`` x ``height`` events (the runner calls it)."""
-        from microexp.infer.pipeline import StreamingAUPipeline
-
         pipeline = StreamingAUPipeline(
             self.model, width, height, slice_us=self.p["slice_us"], roi=self.roi, device=self.device,
             horizon=self.p["horizon"], gap_us=int(self.p["gap_ms"] * 1000), temperature=self.temperature,
