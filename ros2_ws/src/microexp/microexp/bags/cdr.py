@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import struct
 
+from microexp.events.stream import SeqTracker  # noqa: F401 - seq counting lives with the stream reader
+
 
 def _align(pos: int, n: int) -> int:
     return (pos + n - 1) & ~(n - 1)
@@ -37,30 +39,3 @@ def event_packet_fields(raw) -> tuple[int, int, str]:
     except struct.error:
         raise ValueError("truncated EventPacket") from None
     return int(seq), int(payload), encoding
-
-
-class SeqTracker:
-    """Gaps in a stream's ``seq`` numbers (one tracker per topic): ``gaps`` (times the next seq was not
-    the previous + 1), ``missing`` (seq numbers skipped forward: packets that never arrived), ``restarts``
-    (seq went backwards: a publisher restarted, or a second publisher on the topic)."""
-
-    __slots__ = ("last", "gaps", "missing", "restarts", "first")
-
-    def __init__(self):
-        self.last: int | None = None
-        self.first: int | None = None
-        self.gaps = self.missing = self.restarts = 0
-
-    def update(self, seq: int) -> None:
-        if self.last is None:
-            self.first = seq
-        elif seq != self.last + 1:
-            self.gaps += 1
-            if seq > self.last:
-                self.missing += seq - self.last - 1
-            else:
-                self.restarts += 1
-        self.last = seq
-
-    def as_dict(self) -> dict:
-        return {"seq_gaps": self.gaps, "seq_missing": self.missing, "seq_restarts": self.restarts}

@@ -7,23 +7,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from microexp.bags.reader import Bag
-from microexp.events.codecs import make_decoder
+from microexp.events.stream import Packet, SeqTracker, StreamReader
 
 EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
 IMAGE = "sensor_msgs/msg/Image"
 
 
 def iter_event_packets(bag: Bag, topic: str) -> Iterator[tuple[object, np.ndarray, np.ndarray]]:
-    """``(message, events, triggers)`` for every EventPacket of ``topic``, decoded by one stateful decoder."""
-    decoder = None
-    encoding = None
+    """``(message, events, triggers)`` for every EventPacket of ``topic``, decoded by one
+    :class:`~microexp.events.stream.StreamReader` (an undecodable payload raises its FormatError)."""
+    reader = StreamReader(strict=True)
     for _, msgtype, _, raw in bag.messages([topic]):
         msg = bag.deserialize(raw, msgtype)
-        if decoder is None or msg.encoding != encoding:
-            encoding = msg.encoding
-            decoder = make_decoder(encoding, int(msg.width), int(msg.height))
-        events, triggers = decoder.decode(msg.events, time_base=int(msg.time_base))
-        yield msg, events, triggers
+        decoded = reader.feed(Packet.from_msg(msg))
+        yield msg, decoded.events, decoded.triggers
 
 
 @dataclass
@@ -42,18 +39,14 @@ class StreamStats:
     height: int = 0
     encoding: str = ""
     bytes: int = 0
-    _last_seq: int | None = field(default=None, repr=False)
+    _seq: SeqTracker = field(default_factory=SeqTracker, repr=False)
 
     def update(self, msg, events: np.ndarray, triggers: np.ndarray) -> None:
         self.messages += 1
         self.width, self.height, self.encoding = int(msg.width), int(msg.height), str(msg.encoding)
         self.bytes += len(msg.events)
-        seq = int(msg.seq)
-        if self._last_seq is not None and seq != self._last_seq + 1:
-            self.seq_gaps += 1
-            if seq > self._last_seq:
-                self.seq_missing += seq - self._last_seq - 1
-        self._last_seq = seq
+        self._seq.update(int(msg.seq))
+        self.seq_gaps, self.seq_missing = self._seq.gaps, self._seq.missing
         self.add_events(events, triggers)
 
     def add_events(self, events: np.ndarray, triggers: np.ndarray) -> None:

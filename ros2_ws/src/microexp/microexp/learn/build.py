@@ -3,7 +3,7 @@
 Each kept segment of a session (``manifest.json``), or each bare bag, becomes one clip:
 
 1. **Read** the bag once: EventPacket streams decoded with the payload codecs (one stateful decoder per
-   stream, as :func:`microexp.bags.events.iter_event_packets`), DAVIS APS and webcam images, the synthetic
+   stream, :class:`microexp.events.stream.StreamReader`), DAVIS APS and webcam images, the synthetic
    ground truth and the recorder's segment markers.
 2. **Time grid.** Every EventPacket's header stamp is the ROS time of its first event (the drivers and the
    synthetic node stamp packets that way), so ``offset = median(stamp_ns - 1000 * t_first_us)`` over the
@@ -53,6 +53,7 @@ import numpy as np
 
 from microexp.aus import au_index, au_label
 from microexp.errors import FormatError, MicroexpError, ParameterError
+from microexp.events.stream import Packet, StreamReader
 from microexp.learn.dataset import (EVENT_ARRAYS, load_or_create_index, safe_name, save_array, save_index)
 
 DEFAULT_TOPICS = {
@@ -183,7 +184,6 @@ class EventStream:
     chunks: list = field(default_factory=list)
     packets: list = field(default_factory=list)  # (t_first_us, stamp_ns)
     seq_missing: int = 0
-    last_seq: Optional[int] = None
 
     def events(self) -> np.ndarray:
         from microexp.events.dtype import EVENT_DTYPE, concat_events, take_events
@@ -223,7 +223,6 @@ def read_segment(bags: Sequence, topics: dict, sensors: Sequence[str], webcam: b
     """One pass over the bag(s) of a segment, after verifying them (FormatError when damaged, or when
     truncated and not ``allow_truncated``)."""
     from microexp.bags.reader import Bag
-    from microexp.events.codecs import make_decoder
 
     role_of = {topics[s]: s for s in sensors if s in topics}
     frame_roles = {"aps": topics.get("aps")}
@@ -234,7 +233,7 @@ def read_segment(bags: Sequence, topics: dict, sensors: Sequence[str], webcam: b
         if topics.get(r):
             role_of[topics[r]] = r
     data = SegmentData()
-    decoders: dict = {}
+    readers: dict = {}  # role -> StreamReader, across the segment's bags
     for bag_path in bags:
         with Bag(bag_path) as bag:
             bag.verify()
@@ -264,18 +263,16 @@ def read_segment(bags: Sequence, topics: dict, sensors: Sequence[str], webcam: b
                 if msgtype != EVENT_PACKET:
                     continue
                 stream = data.streams.setdefault(role, EventStream())
-                key = (role, str(msg.encoding))
-                if key not in decoders:
-                    decoders[key] = make_decoder(str(msg.encoding), int(msg.width), int(msg.height))
-                events, _ = decoders[key].decode(msg.events, time_base=int(msg.time_base))
-                stream.width, stream.height = int(msg.width), int(msg.height)
-                seq = int(msg.seq)
-                if stream.last_seq is not None and seq > stream.last_seq + 1:
-                    stream.seq_missing += seq - stream.last_seq - 1
-                stream.last_seq = seq
+                packet = Packet.from_msg(msg)
+                if role not in readers:
+                    readers[role] = StreamReader(strict=True)
+                decoded = readers[role].feed(packet)
+                events = decoded.events
+                stream.width, stream.height = packet.width, packet.height
+                stream.seq_missing += decoded.missing
                 if len(events):
                     stream.chunks.append(events)
-                    stream.packets.append((int(events["t"][0]), _stamp_ns(msg)))
+                    stream.packets.append((int(events["t"][0]), packet.stamp_ns))
     for frames in data.frames.values():
         frames.sort(key=lambda f: f[0])
     return data

@@ -25,6 +25,9 @@ import sys
 import threading
 import time
 
+from microexp.bags.events import StreamStats
+from microexp.events.stream import Packet, SeqTracker, StreamReader
+
 EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
 IMAGE = "sensor_msgs/msg/Image"
 SKIP = ("/rosout", "/parameter_events")
@@ -34,14 +37,12 @@ class Counts:
     """Per-topic intake counts (taken on the reader thread) and decoded event statistics."""
 
     def __init__(self, msgtype: str):
-        from microexp.bags.cdr import SeqTracker
-        from microexp.bags.events import StreamStats
-
         self.type = msgtype
         self.received = 0
         self.bytes = 0
-        self.seq = SeqTracker()
+        self.seq = SeqTracker()  # from the CDR bytes, on the intake
         self.stats = StreamStats()
+        self.reader = StreamReader()  # decoding, on the decode thread
         self.decode_errors = 0
 
     def as_dict(self, decode: bool) -> dict:
@@ -156,9 +157,6 @@ class CounterProcess:
         from event_camera_msgs.msg import EventPacket
         from rclpy.serialization import deserialize_message
 
-        from microexp.events.codecs import make_decoder
-
-        decoders: dict = {}
         while True:
             item = self._decode_q.get()
             if item is None:
@@ -167,16 +165,15 @@ class CounterProcess:
             c = self.counts[topic]
             try:
                 msg = deserialize_message(raw, EventPacket)
-                key = (topic, msg.encoding)
-                dec = decoders.get(key)
-                if dec is None:
-                    dec = decoders[key] = make_decoder(msg.encoding, msg.width, msg.height)
-                events, triggers = dec.decode(bytes(msg.events), time_base=msg.time_base)
+                decoded = c.reader.feed(Packet.from_msg(msg))
+                if decoded.error is not None:
+                    c.decode_errors += 1
+                    continue
                 s = c.stats
                 s.messages += 1
                 s.width, s.height, s.encoding = int(msg.width), int(msg.height), str(msg.encoding)
                 s.bytes += len(msg.events)
-                s.add_events(events, triggers)
+                s.add_events(decoded.events, decoded.triggers)
             except Exception:  # noqa: BLE001 - an undecodable payload is counted, not fatal
                 c.decode_errors += 1
             finally:

@@ -6,24 +6,23 @@ segment markers (``segments_topic``). Publishes ``~/au`` (microexp_msgs/AUPredic
 and ``~/diagnostics`` (diagnostic_msgs/DiagnosticArray) at 1 Hz; ``~/take_status`` (microexp_msgs/TakeStatus)
 answers ready once the model is loaded and warmed up (the demo's protocol waits for it).
 
-Threads: event intake only decodes, bins (:meth:`StreamingAUPipeline.bin`) and enqueues completed windows into
-a bounded drop-oldest queue; a worker thread crops, runs the SNN step and publishes; face detection runs on a
-third thread (:class:`~microexp.infer.face.FaceDetectorThread`), fed with the newest image by the image
-callback. Inference therefore never blocks the event subscription. A window that waits longer than
-``max_lag_ms``, or is pushed out of the full queue, is skipped and counted (and the SNN is reset before the
-next one). Intake (``intake``): by default a reader thread takes every waiting packet each ``poll_ms`` from the
-node's event subscription, which sits in a callback group that executors leave alone (``ros2 node info`` lists
-it under this node); rclpy's executor costs about 0.5 ms of Python (holding the GIL, so also slowing the
-worker) per packet, and drivers send 1000 packets a second, while the reader's take costs about a third of
-that. ``intake: executor`` uses an ordinary subscription callback. QoS (``qos: auto``): the event and image
-subscriptions are made once their topic has a publisher, reliable when every publisher is (a replay, the
-synthetic rig), best effort otherwise (drivers).
+The live path is :class:`microexp.infer.live.LiveRunner` (no ROS): decoding, binning, the bounded drop-oldest
+queue of windows, the worker thread that infers them (skipping windows older than ``max_lag_ms``), the clock
+estimate and the counters. This node feeds it the packets it takes, publishes what it hands back and reports
+its counters; face detection runs on a thread of its own
+(:class:`~microexp.infer.face.FaceDetectorThread`), fed with the newest image by the image callback, so
+inference never blocks the event subscription. Intake (``intake``): by default a reader thread takes every
+waiting packet each ``poll_ms`` from the node's event subscription, which sits in a callback group that
+executors leave alone (``ros2 node info`` lists it under this node): rclpy's executor costs far more Python
+per packet (holding the GIL, so also slowing the worker) than the reader's take. ``intake: executor`` uses an
+ordinary subscription callback. QoS (``qos: auto``): the event and image subscriptions are made once their
+topic has a publisher, reliable when every publisher is (a replay, the synthetic rig), best effort otherwise
+(drivers).
 
-Time: window bounds are sensor µs. ``header.stamp`` of ``~/au`` is the window end mapped to ROS time through
-a clock estimate (:class:`~microexp.timesync.estimator.ClockEstimator`) fitted on (first event time, packet
-``header.stamp``) pairs, once it is locked (after about 2 s of stream); before that, the ROS arrival time of
-the packet that closed the window. ``latency_ms`` is the time from the arrival of that packet (its DDS
-reception time, ``received_timestamp`` of the message info) to the publish call.
+Time: window bounds are sensor µs. ``header.stamp`` of ``~/au`` is the window end mapped to ROS time by the
+runner's clock estimate once it is locked; before that, the ROS arrival time of the packet that closed the
+window. ``latency_ms`` is the time from the arrival of that packet (its DDS reception time,
+``received_timestamp`` of the message info) to the publish call.
 """
 from __future__ import annotations
 
@@ -31,7 +30,6 @@ import os
 import sys
 import threading
 import time
-from collections import Counter, deque
 from typing import Optional
 
 import numpy as np
@@ -46,7 +44,10 @@ from sensor_msgs.msg import Image
 
 from microexp.aus import AU_CODES
 from microexp.config import Param
-from microexp.errors import FormatError, MicroexpError
+from microexp.errors import MicroexpError
+from microexp.events.stream import Packet
+from microexp.infer.live import LiveRunner, warm_up
+from microexp.infer.pipeline import StreamingAUPipeline
 from microexp.ros.base import RELIABLE_QOS, SENSOR_QOS, ReaderThreadGroup, declare_params, qos_named, run_node
 
 PARAMS = (
@@ -117,16 +118,15 @@ class InferenceNode(Node):
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
         self.p = declare_params(self, PARAMS)
         # torch's OpenMP threads otherwise spin-wait after each parallel region: on a few shared cores they take
-        # the CPU from the event callback and from each other (2 loaded cores: one SNN step 73 ms spinning,
-        # 7 ms passive). OpenMP reads it when torch first loads, so it helps where this node imports torch first
-        # (microexp infer, the launch file); a process that imported torch before should set it itself.
+        # the CPU from the event intake and from each other. OpenMP reads it when torch first loads, so it helps
+        # where this node imports torch first (microexp infer, the launch file); a process that imported torch
+        # before should set it itself.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
 
         from microexp.infer import default_model_path, load_au_model
         from microexp.infer.face import BoxMap, FaceTracker
         from microexp.infer.pipeline import resolve_device
-        from microexp.infer.smoothing import LatencyStats
         from microexp.vision.crop import parse_roi
 
         if self.p["torch_threads"] > 0:
@@ -153,40 +153,25 @@ class InferenceNode(Node):
             self.face = FaceTracker(self.p["face_smoothing"], self.p["face_lost_after"], self.box_map,
                                     self.p["face_margin"], self.p["face_stale_s"])
 
-        self.latency = LatencyStats()
-        self.pipeline = None
-        self._decoder = None
-        self._stream_key = None
-        self._last_seq: Optional[int] = None
-        self._frame_id = ""
-        self._clock_est = None
-        self._last_packet_ns: Optional[int] = None
-        self._flushed = True
-        # one Counter per thread that writes it (intake, worker, executor callbacks): no lost increments
-        self.counts: Counter = Counter({k: 0 for k in (
-            "packets", "events", "seq_gaps", "packets_missing", "decode_errors", "bad_packets", "idle_flushes",
-            "stream_changes")})
-        self._worker_counts: Counter = Counter({"published": 0, "infer_errors": 0})
-        self._callback_counts: Counter = Counter({"segment_markers": 0})
+        self.runner = LiveRunner(self._make_pipeline, self._publish, queue_size=self.p["queue_size"],
+                                 max_lag_ms=self.p["max_lag_ms"], gap_ms=self.p["gap_ms"],
+                                 name=self.p["events_topic"], log=self._log,
+                                 ros_now_ns=lambda: self.get_clock().now().nanoseconds)
         self._prev_skipped = 0
         self._image_size_warned = False
-
-        self._queue: deque = deque()
-        self._cond = threading.Condition()
-        self._stop = False
+        self._stop = threading.Event()  # the reader thread's
 
         self.pub = self.create_publisher(AUPrediction, "~/au", RELIABLE_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "~/diagnostics", RELIABLE_QOS)
         self._events_group = MutuallyExclusiveCallbackGroup()
         other_group = self._other_group = MutuallyExclusiveCallbackGroup()
-        self._intake_lock = threading.Lock()  # the binning side: one packet at a time
         self._reader = None
         self.events_sub = None
         self.frames_sub = None
         self.events_qos = self.frames_qos = ""
         if self.p["intake"] == "executor":
             idle_period = max(0.005, self.p["gap_ms"] / 2000.0)
-            self.idle_timer = self.create_timer(idle_period, self._on_idle, callback_group=self._events_group)
+            self.idle_timer = self.create_timer(idle_period, self.runner.idle, callback_group=self._events_group)
         if not self._subscribe():
             self._subscribe_timer = self.create_timer(0.2, self._subscribe, callback_group=other_group)
         if self.p["segments_topic"]:
@@ -194,9 +179,10 @@ class InferenceNode(Node):
                                                          RELIABLE_QOS, callback_group=other_group)
         self.diag_timer = self.create_timer(self.p["diagnostics_period_s"], self.publish_diagnostics,
                                             callback_group=other_group)
-        self._warm_up()
-        self._worker = threading.Thread(target=self._work, name="au_inference", daemon=True)
-        self._worker.start()
+        error = warm_up(self.model, self.device, self.p["slice_us"], self.temperature, self.noise_filter_us)
+        if error:
+            self.get_logger().warning(f"warm-up of the live path failed: {error}")
+        self.runner.start()
         if self.p["intake"] != "executor":
             self._reader = threading.Thread(target=self._read, name="event_intake", daemon=True)
             self._reader.start()
@@ -208,6 +194,13 @@ class InferenceNode(Node):
             f"ready: model {self.model_id} on {self.device} (temperature {self.temperature:.3g}); "
             f"events {self.resolve_topic_name(self.p['events_topic'])}; "
             f"face {'from ' + self.p['frames_topic'] if self.face is not None else 'off (fixed ROI)'}")
+
+    def _log(self, level: str, message: str, throttle_s: float = 0.0) -> None:
+        log = getattr(self.get_logger(), level)
+        if throttle_s > 0:
+            log(message, throttle_duration_sec=throttle_s)
+        else:
+            log(message)
 
     def _take_status_srv(self, req, res):
         """Ready once the model is loaded and warmed up (a protocol waits for it before recording)."""
@@ -253,39 +246,16 @@ class InferenceNode(Node):
         return done
 
     # ------------------------------------------------------------------------------------------- set-up
-    def _warm_up(self) -> None:
-        """One SNN step on zeros so that the first real window does not pay torch's first-call costs."""
-        import torch
-
-        size = self.model.config.input_size
-        with torch.inference_mode():
-            self.model.step(torch.zeros(1, 2, size, size, device=self.device))
-        self.model.reset()
-        # The whole live path once (decode, bin, crop, SNN step): their numba kernels compile on first use, which
-        # would otherwise fall on the first windows of the first stream (skipped as late); compiled kernels are
-        # cached in $NUMBA_CACHE_DIR, so later starts take a fraction of it.
-        try:
-            import numpy as np
-
-            from microexp.events.codecs import make_decoder, make_encoder
-            from microexp.events.dtype import make_events
-            from microexp.infer.pipeline import StreamingAUPipeline
-
-            rng = np.random.default_rng(0)
-            n, (w, h) = 4000, (346, 260)
-            t = np.sort(rng.integers(0, 100_000, n))
-            events = make_events(rng.integers(0, w, n), rng.integers(0, h, n), t, rng.integers(0, 2, n))
-            for enc in ("evt3", "libcaer"):
-                payload, time_base = make_encoder(enc, w, h).encode(events)
-                make_decoder(enc, w, h).decode(bytes(payload), int(time_base))
-            pipeline = StreamingAUPipeline(self.model, w, h, slice_us=self.p["slice_us"], roi=None,
-                                           device=self.device, temperature=self.temperature, cuda_graph=False,
-                                           noise_filter_us=self.noise_filter_us)
-            pipeline.push(events)
-            pipeline.flush()
-        except Exception as exc:  # noqa: BLE001 - a warm-up only: the live path reports its own errors
-            self.get_logger().warning(f"warm-up of the live path failed: {type(exc).__name__}: {exc}")
-        self.model.reset()
+    def _make_pipeline(self, width: int, height: int):
+        """The pipeline of a new stream of ``width`` x ``height`` events (the runner calls it)."""
+        pipeline = StreamingAUPipeline(
+            self.model, width, height, slice_us=self.p["slice_us"], roi=self.roi, device=self.device,
+            horizon=self.p["horizon"], gap_us=int(self.p["gap_ms"] * 1000), temperature=self.temperature,
+            face=self.face, chunk_us=self.p["chunk_us"], cuda_graph=self.p["cuda_graph"],
+            noise_filter_us=self.noise_filter_us)
+        if pipeline.graph_error:
+            self.get_logger().warning(f"CUDA graph capture failed, eager SNN steps: {pipeline.graph_error}")
+        return pipeline
 
     def _start_face_detection(self) -> None:
         from microexp.infer.face import FaceDetectorThread, MtcnnDetector, to_rgb
@@ -307,46 +277,17 @@ class InferenceNode(Node):
                                                   on_error=lambda m: self.get_logger().warning(m))
         self.detector_thread.start()
 
-    def _open_stream(self, msg: EventPacket) -> None:
-        from microexp.events.codecs import make_decoder
-        from microexp.infer.pipeline import StreamingAUPipeline
-        from microexp.timesync.estimator import ClockEstimator
-
-        key = (msg.encoding, int(msg.width), int(msg.height))
-        self._decoder = make_decoder(msg.encoding, int(msg.width), int(msg.height))
-        old = self.pipeline
-        self.pipeline = StreamingAUPipeline(
-            self.model, int(msg.width), int(msg.height), slice_us=self.p["slice_us"], roi=self.roi,
-            device=self.device, horizon=self.p["horizon"], gap_us=int(self.p["gap_ms"] * 1000),
-            temperature=self.temperature, face=self.face, chunk_us=self.p["chunk_us"],
-            cuda_graph=self.p["cuda_graph"], noise_filter_us=self.noise_filter_us)
-        if self.pipeline.graph_error:
-            self.get_logger().warning(f"CUDA graph capture failed, eager SNN steps: {self.pipeline.graph_error}")
-        if old is not None:
-            self.counts["stream_changes"] += 1
-            self._carry_counts(old)
-            self.pipeline.note_discontinuity("stream")
-        self._clock_est = ClockEstimator()
-        self._stream_key = key
-        self._last_seq = None
-        self.get_logger().info(f"stream {self.p['events_topic']}: {key[0]} {key[1]}x{key[2]}")
-
-    def _carry_counts(self, old) -> None:
-        c = old.counters()
-        for k in ("windows", "skipped", "empty_windows", "no_face_windows", "late_events", "gaps", "resets"):
-            self.counts[f"old_{k}"] += c[k]
-
     # ---------------------------------------------------------------------------------------- callbacks
     def _read(self) -> None:
-        """intake=poll: every poll_ms, take and process every packet waiting in the subscription."""
+        """intake=poll: every poll_ms, take and feed every packet waiting in the subscription."""
         period = self.p["poll_ms"] / 1000.0
-        while self.events_sub is None and not self._stop:  # its publisher has not appeared yet
+        while self.events_sub is None and not self._stop.is_set():  # its publisher has not appeared yet
             time.sleep(0.05)
-        if self._stop:
+        if self._stop.is_set():
             return
         handle = self.events_sub.handle
-        while not self._stop:
-            while not self._stop:
+        while not self._stop.is_set():
+            while not self._stop.is_set():
                 try:
                     with handle:
                         taken = handle.take_message(EventPacket, False)
@@ -355,123 +296,28 @@ class InferenceNode(Node):
                 if taken is None:
                     break
                 self._on_events(*taken)
-            self._on_idle()
+            self.runner.idle()
             time.sleep(period)
 
     def _on_events(self, msg: EventPacket, info: dict) -> None:
-        """One packet: decode, bin, enqueue the windows it completes. ``info`` is the DDS message info (two
-        parameters: rclpy passes it to subscription callbacks too)."""
-        with self._intake_lock:
-            self._take_packet(msg, info)
-
-    def _take_packet(self, msg: EventPacket, info: Optional[dict]) -> None:
-        # Arrival = when DDS received the packet in this process (its received_timestamp, system clock), so
-        # that time spent waiting to be taken counts; the take time where the RMW does not give it.
-        arrival_ns = time.monotonic_ns()
+        """One packet to the runner, with its DDS reception time (``received_timestamp`` of the message info;
+        rclpy passes the info to subscription callbacks too)."""
         received = int(info.get("received_timestamp", 0)) if info else 0
-        if received > 0:
-            ros_arrival_ns = received
-            arrival_ns -= max(0, time.time_ns() - received)
-        else:
-            ros_arrival_ns = self.get_clock().now().nanoseconds
-        if self._stream_key != (msg.encoding, int(msg.width), int(msg.height)):
-            try:
-                self._open_stream(msg)
-            except MicroexpError as exc:
-                self.counts["bad_packets"] += 1
-                self.get_logger().error(f"cannot run on {self.p['events_topic']}: {exc}",
-                                        throttle_duration_sec=10.0)
-                return
-        self.counts["packets"] += 1
-        if self._last_seq is not None and int(msg.seq) != self._last_seq + 1:
-            self.counts["seq_gaps"] += 1
-            if int(msg.seq) > self._last_seq:
-                self.counts["packets_missing"] += int(msg.seq) - self._last_seq - 1
-            self.pipeline.note_discontinuity("seq_gap")
-        self._last_seq = int(msg.seq)
-        self._frame_id = msg.header.frame_id
-        t_decode = time.monotonic_ns()
-        try:
-            events, _ = self._decoder.decode(msg.events, int(msg.time_base))
-        except FormatError as exc:
-            self.counts["decode_errors"] += 1
-            self._decoder.reset()
-            self.pipeline.note_discontinuity("decode_error")
-            self.get_logger().warning(f"undecodable packet seq {msg.seq}: {exc}", throttle_duration_sec=5.0)
-            return
-        decode_ms = (time.monotonic_ns() - t_decode) / 1e6
-        self._last_packet_ns = arrival_ns
-        if events.shape[0] == 0:
-            return
-        self.counts["events"] += int(events.shape[0])
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self._clock_est.update(int(events["t"][0]), stamp_ns if stamp_ns > 0 else ros_arrival_ns)
-        windows = self.pipeline.bin(events, arrival_ns, decode_ms)
-        self._flushed = False
-        self._enqueue(windows, ros_arrival_ns)
-        self.latency.add("intake", (time.monotonic_ns() - arrival_ns) / 1e6)
-
-    def _on_idle(self) -> None:
-        """No packet for gap_ms of wall time: publish the open window now rather than when the stream resumes."""
-        if self.pipeline is None or self._flushed or self._last_packet_ns is None:
-            return
-        if (time.monotonic_ns() - self._last_packet_ns) / 1e6 < self.p["gap_ms"]:
-            return
-        with self._intake_lock:
-            self._flushed = True
-            self.counts["idle_flushes"] += 1
-            self._enqueue(self.pipeline.flush_windows(), self.get_clock().now().nanoseconds)
-
-    def _enqueue(self, windows: list, ros_arrival_ns: int) -> None:
-        if not windows:
-            return
-        est = self._clock_est
-        pipeline = self.pipeline
-        with self._cond:
-            for w in windows:
-                stamp = int(est.to_ros_ns(w.t1)) if est is not None and est.locked else ros_arrival_ns
-                if len(self._queue) >= self.p["queue_size"]:
-                    old_pipeline, old_window, _ = self._queue.popleft()
-                    old_pipeline.skip(old_window)
-                self._queue.append((pipeline, w, stamp))
-            self._cond.notify()
+        self.runner.feed(Packet.from_msg(msg), received)
 
     def _on_frame(self, msg: Image) -> None:
         if self.detector_thread is not None:
             self.detector_thread.submit(msg)
 
     def _on_segment(self, msg: SegmentMarker) -> None:
-        if msg.event in SEGMENT_BOUNDARIES and self.pipeline is not None:
-            self._callback_counts["segment_markers"] += 1
-            self.pipeline.reset("segment")
+        if msg.event in SEGMENT_BOUNDARIES:
+            self.runner.segment_boundary()
 
-    # ------------------------------------------------------------------------------------------- worker
-    def _work(self) -> None:
-        max_lag_ns = self.p["max_lag_ms"] * 1e6
-        while True:
-            with self._cond:
-                while not self._queue and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                pipeline, window, stamp = self._queue.popleft()
-            if time.monotonic_ns() - window.arrival_ns > max_lag_ns:
-                pipeline.skip(window)
-                continue
-            try:
-                result = pipeline.infer(window)
-            except Exception as exc:  # noqa: BLE001 - one bad window must not stop live inference
-                self._worker_counts["infer_errors"] += 1
-                pipeline.skip(window)
-                self.get_logger().error(f"inference failed on window {window.t0}: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=5.0)
-                continue
-            self._publish(result, stamp)
-
-    def _publish(self, r, stamp_ns: int) -> None:
+    def _publish(self, r, stamp_ns: int, frame_id: str) -> None:
+        """One window's result as an AUPrediction (the runner's worker thread calls it)."""
         msg = AUPrediction()
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
-        msg.header.frame_id = self._frame_id
+        msg.header.frame_id = frame_id
         msg.window_start_us = int(r.t0)
         msg.window_end_us = int(r.t1)
         msg.sensor = self.p["sensor"]
@@ -488,35 +334,38 @@ class InferenceNode(Node):
         before = time.monotonic_ns()
         self.pub.publish(msg)
         after = time.monotonic_ns()
-        self._worker_counts["published"] += 1
         self.latency.add("publish", (after - before) / 1e6)
         self.latency.add("total", (after - r.arrival_ns) / 1e6)
 
     # -------------------------------------------------------------------------------------- diagnostics
     @property
+    def pipeline(self):
+        """The pipeline of the current stream (None before the first packet)."""
+        return self.runner.pipeline
+
+    @property
+    def latency(self):
+        """Latency statistics of the intake (the runner's) and of publishing."""
+        return self.runner.latency
+
+    @latency.setter
+    def latency(self, stats) -> None:
+        self.runner.latency = stats
+
+    @property
     def published(self) -> int:
         """AUPredictions published so far."""
-        return self._worker_counts["published"]
+        return self.runner.published
 
     def counters(self) -> dict:
-        """Everything counted so far (pipeline and node), one flat dict."""
-        out = {**self.counts, **self._worker_counts, **self._callback_counts}
-        if self.pipeline is not None:
-            c = self.pipeline.counters()
-            for k in ("windows", "skipped", "empty_windows", "no_face_windows", "late_events", "gaps", "resets"):
-                out[k] = c[k] + out.pop(f"old_{k}", 0)
-            for reason, n in c["resets_by_reason"].items():
-                out[f"resets.{reason}"] = n
-        with self._cond:
-            out["queued"] = len(self._queue)
-        return out
+        """Everything counted so far (stream, queue, pipeline), one flat dict."""
+        return self.runner.counters()
 
     def latency_summary(self) -> dict:
-        """p50/p99 (ms) per stage: the pipeline's (decode, bin, queue, crop, snn, post, ready), the node's
-        (intake: a packet's reception by DDS to the end of its decoding and binning; publish; total = reception
-        of the closing packet to publish) and face detection (detect)."""
-        out = {} if self.pipeline is None else self.pipeline.latency.summary()
-        out.update(self.latency.summary())
+        """p50/p99 (ms) per stage: the pipeline's (decode, bin, queue, crop, snn, post, ready), the runner's
+        (intake: a packet's reception by DDS to the end of its decoding and binning), the node's (publish;
+        total = reception of the closing packet to publish) and face detection (detect)."""
+        out = self.runner.latency_summary()
         if self.detector_thread is not None:
             out.update(self.detector_thread.latency.summary())
         return out
@@ -558,15 +407,12 @@ class InferenceNode(Node):
         self.diag_pub.publish(msg)
 
     def destroy_node(self):
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
+        self._stop.set()
         if self._reader is not None:
             self._reader.join(timeout=5.0)
         if self.detector_thread is not None:
             self.detector_thread.stop()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+        self.runner.stop()
         return super().destroy_node()
 
 

@@ -1,0 +1,165 @@
+"""One EventPacket stream, read packet by packet: the payload decoder, ``seq`` gaps, stream changes, resets.
+
+Every reader of EventPackets (bag reading, the dataset builder, the live inference runner, the counting
+subscriber) feeds the packets of one stream (one topic, or one role of a recording) to a
+:class:`StreamReader`:
+
+- **decoder per encoding and geometry**: the stream is keyed by ``(encoding, width, height)``; the first
+  packet, and any packet whose key differs from the previous one (a stream change: another driver, another
+  sensor mode), opens a fresh decoder (:func:`microexp.events.codecs.make_decoder`) and forgets the previous
+  ``seq``, so a change is not also counted as a gap;
+- **seq gaps**: ``seq`` not the previous + 1 within a stream is a gap; skipped numbers forward are missing
+  packets, a step backwards a restart (:class:`SeqTracker`); the decoder keeps its state across a gap;
+- **format errors**: a payload the decoder rejects (:class:`~microexp.errors.FormatError`) is counted and
+  the decoder reset (its carried state, e.g. EVT3's time high bits, may be what went wrong); a ``strict``
+  reader raises it after that, for files where a damaged payload is an error.
+
+Packets are plain data (:class:`Packet`, or :meth:`Packet.from_msg` of any object with the EventPacket
+fields: rclpy messages, messages deserialized from bags), so the reader needs no ROS.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from microexp.errors import FormatError
+from microexp.events.codecs import make_decoder
+from microexp.events.dtype import empty_events, empty_triggers
+
+__all__ = ["Packet", "Decoded", "SeqTracker", "StreamReader"]
+
+
+class SeqTracker:
+    """Gaps in a stream's ``seq`` numbers (one tracker per topic): ``gaps`` (times the next seq was not
+    the previous + 1), ``missing`` (seq numbers skipped forward: packets that never arrived), ``restarts``
+    (seq went backwards: a publisher restarted, or a second publisher on the topic)."""
+
+    __slots__ = ("last", "gaps", "missing", "restarts", "first")
+
+    def __init__(self):
+        self.last: int | None = None
+        self.first: int | None = None
+        self.gaps = self.missing = self.restarts = 0
+
+    def update(self, seq: int) -> int:
+        """Take the next ``seq``; returns the packets it shows missing (0 without a gap, -1 for a restart)."""
+        missing = 0
+        if self.last is None:
+            if self.first is None:
+                self.first = seq
+        elif seq != self.last + 1:
+            self.gaps += 1
+            if seq > self.last:
+                missing = seq - self.last - 1
+                self.missing += missing
+            else:
+                self.restarts += 1
+                missing = -1
+        self.last = seq
+        return missing
+
+    def forget_last(self) -> None:
+        """The next seq starts a new run (a new stream): it is not compared with the previous one."""
+        self.last = None
+
+    def as_dict(self) -> dict:
+        return {"seq_gaps": self.gaps, "seq_missing": self.missing, "seq_restarts": self.restarts}
+
+
+@dataclass(frozen=True)
+class Packet:
+    """The fields of an ``event_camera_msgs/msg/EventPacket`` that reading it needs."""
+
+    encoding: str
+    width: int
+    height: int
+    seq: int
+    payload: object  #: the payload bytes (bytes-like, or the message's uint8 sequence)
+    time_base: int = 0
+    stamp_ns: int = 0  #: header.stamp in ns (0 = unset)
+    frame_id: str = ""
+
+    @property
+    def key(self) -> tuple:
+        return self.encoding, self.width, self.height
+
+    @classmethod
+    def from_msg(cls, msg) -> "Packet":
+        """From an EventPacket message (rclpy, or deserialized from a bag)."""
+        stamp = msg.header.stamp
+        return cls(str(msg.encoding), int(msg.width), int(msg.height), int(msg.seq), msg.events,
+                   int(msg.time_base), int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
+                   str(msg.header.frame_id))
+
+
+@dataclass
+class Decoded:
+    """What one packet gave."""
+
+    events: np.ndarray  #: EVENT_DTYPE (empty after a format error)
+    triggers: np.ndarray  #: TRIGGER_DTYPE
+    opened: bool = False  #: the packet opened a stream (the first packet, or a changed encoding or geometry)
+    changed: bool = False  #: it replaced a previous stream (a stream change)
+    seq_gap: bool = False  #: its seq was not the previous + 1 of the same stream
+    missing: int = 0  #: packets skipped forward by that gap
+    error: Optional[FormatError] = None  #: the payload was undecodable (the decoder was reset)
+
+
+class StreamReader:
+    """Decodes the packets of one stream in order (see the module docstring).
+
+    ``counts``: ``packets``, ``events``, ``triggers``, ``decode_errors``, ``stream_changes``; ``seq`` is the
+    stream's :class:`SeqTracker` (``gaps``, ``missing``, ``restarts``, summed over stream changes)."""
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+        self.key: Optional[tuple] = None
+        self.decoder = None
+        self.seq = SeqTracker()
+        self.counts: Counter = Counter({k: 0 for k in (
+            "packets", "events", "triggers", "decode_errors", "stream_changes")})
+
+    def open(self, encoding: str, width: int, height: int) -> bool:
+        """Make the decoder of ``(encoding, width, height)`` unless it is the current stream's; True when a
+        stream was opened. Raises :class:`~microexp.errors.ParameterError` for an unknown encoding or a bad
+        geometry, leaving the current stream as it was."""
+        key = (str(encoding), int(width), int(height))
+        if key == self.key:
+            return False
+        decoder = make_decoder(*key)
+        if self.key is not None:
+            self.counts["stream_changes"] += 1
+        self.key, self.decoder = key, decoder
+        self.seq.forget_last()
+        return True
+
+    def reset(self) -> None:
+        """Forget the decoder's carried state and the previous seq (the stream restarts)."""
+        if self.decoder is not None:
+            self.decoder.reset()
+        self.seq.forget_last()
+
+    def feed(self, packet: Packet) -> Decoded:
+        """Decode the next packet of the stream."""
+        had_stream = self.key is not None
+        opened = self.open(packet.encoding, packet.width, packet.height)
+        self.counts["packets"] += 1
+        missing = self.seq.update(int(packet.seq))
+        out = Decoded(empty_events(), empty_triggers(), opened, opened and had_stream, missing != 0,
+                      max(missing, 0))
+        try:
+            events, triggers = self.decoder.decode(packet.payload, time_base=int(packet.time_base))
+        except FormatError as exc:
+            self.counts["decode_errors"] += 1
+            self.decoder.reset()
+            if self.strict:
+                raise
+            out.error = exc
+            return out
+        self.counts["events"] += int(events.shape[0])
+        self.counts["triggers"] += int(triggers.shape[0])
+        out.events, out.triggers = events, triggers
+        return out
