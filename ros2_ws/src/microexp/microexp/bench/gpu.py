@@ -79,7 +79,7 @@ def bench_step(device: str, steps: int) -> dict:
 def bench_sustained(device: str, rate: float, seconds: float) -> dict:
     import torch
 
-    from microexp.bench.latency import blob_packets
+    from microexp.synth.streams import blob_packets
     from microexp.events.codecs import make_decoder, make_encoder
     from microexp.infer.pipeline import StreamingAUPipeline
     from microexp.models.snn import AUSpikingNet, SNNConfig

@@ -32,7 +32,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from microexp.learn.train import make_config, run_training
+    from microexp.learn.config import make_config
+    from microexp.learn.train import run_training
 
     data, runs = Path(args.data), Path(args.runs)
     if not (data / "index.json").exists():

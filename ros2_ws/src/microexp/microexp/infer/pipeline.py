@@ -57,9 +57,10 @@ from microexp.errors import ParameterError
 from microexp.events.dtype import EVENT_DTYPE, concat_events
 from microexp.events.frames import DEFAULT_SLICE_US, EventSlicer
 from microexp.infer.smoothing import HorizonSmoother, LatencyStats, au_probabilities, top_k
+from microexp.models.device import resolve_device
 from microexp.vision.crop import Box, clip_box, crop_events
 
-__all__ = ["Window", "WindowResult", "StreamingAUPipeline", "offline_probabilities", "resolve_device"]
+__all__ = ["Window", "WindowResult", "StreamingAUPipeline", "offline_probabilities"]
 
 
 @dataclass
@@ -102,19 +103,6 @@ class WindowResult:
     @property
     def labels(self) -> tuple:
         return tuple(AU_LABELS[i] for i in self.top3)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError(f"device {device!r}: torch sees no CUDA GPU here (use 'auto' or 'cpu')")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ParameterError(f"device {device!r}: expected auto, cpu or cuda[:N]")
-    return device
 
 
 def offline_probabilities(model, crops: np.ndarray, temperature: float = 1.0) -> np.ndarray:

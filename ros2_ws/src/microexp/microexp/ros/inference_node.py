@@ -125,7 +125,7 @@ class InferenceNode(Node):
 
         from microexp.infer import default_model_path, load_au_model
         from microexp.infer.face import BoxMap, FaceTracker
-        from microexp.infer.pipeline import resolve_device
+        from microexp.models.device import resolve_device
         from microexp.infer.smoothing import LatencyStats
         from microexp.vision.crop import parse_roi
 
@@ -288,7 +288,9 @@ class InferenceNode(Node):
         self.model.reset()
 
     def _start_face_detection(self) -> None:
-        from microexp.infer.face import FaceDetectorThread, MtcnnDetector, to_rgb
+        from microexp.infer.face import FaceDetectorThread
+        from microexp.vision.face import MtcnnDetector
+        from microexp.vision.image import to_rgb
         from microexp.ros.images import from_msg
 
         detector = MtcnnDetector(self.device, self.p["face_min_probability"], box=self.face_box)
