@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from microexp.events.frames import event_frames
 from microexp.synth.streams import uniform_events
 
 WIDTH, HEIGHT = 346, 260
@@ -133,8 +134,6 @@ def _dv_frames(stores, ranges, n):
 
 
 def run(args) -> dict:
-    from microexp.events.frames import event_frames
-
     n_events = int(args.events)
     repeat = int(args.repeat)
     events = uniform_events(n_events, WIDTH, HEIGHT, SPAN_US)

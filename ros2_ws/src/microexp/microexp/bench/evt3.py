@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from microexp.errors import ParameterError
+from microexp.events.evt3 import Evt3Decoder, Evt3Encoder
+from microexp.events.raw import read_raw
 from microexp.synth.streams import face_like_events
 
 SAMPLE = ("events", "expelliarmus_evt3_sample.raw")
@@ -50,8 +53,6 @@ def _testdata() -> Path:
 
 
 def _sample_events():
-    from microexp.events.raw import read_raw
-
     path = _testdata().joinpath(*SAMPLE)
     if not path.exists():
         return None
@@ -89,11 +90,6 @@ def expelliarmus_time_model(t: np.ndarray) -> np.ndarray:
 
 
 def run(args) -> dict:
-    from microexp.events.evt3 import Evt3Decoder, Evt3Encoder
-    from microexp.events.raw import read_raw
-
-    from microexp.errors import ParameterError
-
     n = int(args.events)
     if n < 1 or int(args.repeat) < 1:
         raise ParameterError(f"--events and --repeat must be at least 1 (got {n}, {args.repeat})")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from microexp.events.evt3 import Evt3Encoder
 from microexp.synth.streams import row_run_events
 
 EVT3_BYTES_PER_EVENT = None  # measured per run
@@ -30,7 +31,6 @@ def add_arguments(parser) -> None:
 
 
 def playback(events: int | None = None) -> dict:
-    from microexp.events.evt3 import Evt3Encoder
     from microexp.ros.compose import overrides
     from microexp.ros.throughput_bench import play_file
 

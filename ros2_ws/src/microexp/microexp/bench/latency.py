@@ -41,8 +41,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from microexp.errors import ParameterError
+from microexp.infer import default_model_path
 
 STREAMS = {"davis346": (346, 260), "evk4": (1280, 720)}
 
@@ -70,8 +72,6 @@ def add_arguments(parser) -> None:
 def _choose_model(requested: str, folder: str) -> tuple[str, str]:
     """(checkpoint path, description): ``--model``, else the default model, else a random-init SNN. The
     weights matter a little: the live step's fc1 work grows with the trained model's spike density."""
-    from microexp.infer import default_model_path
-
     if requested and requested != "random":
         return requested, requested
     default = default_model_path()
@@ -100,8 +100,6 @@ def _cpu_split():
 
 def _node_params(items) -> dict:
     """``NAME=VALUE`` strings -> node parameter values (YAML scalars: 1, 0.5, true, text)."""
-    import yaml
-
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
