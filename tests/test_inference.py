@@ -32,12 +32,14 @@ from microexp.errors import MicroexpError, ParameterError
 from microexp.events.dtype import EVENT_DTYPE
 from microexp.events.frames import event_frames
 from microexp.infer import load_au_model
-from microexp.infer.face import BoxMap, FaceDetectorThread, FaceTracker, MtcnnDetector, to_rgb
+from microexp.infer.face import BoxMap, FaceDetectorThread, FaceTracker
 from microexp.infer.pipeline import StreamingAUPipeline, offline_probabilities
 from microexp.infer.smoothing import HorizonSmoother, au_probabilities, top_k
 from microexp.models import (AUSpikingNet, C3DNet, CheckpointArchitectureError, CheckpointError,
                              CheckpointNotFoundError, CNN3DConfig, SNNConfig, save_checkpoint)
 from microexp.vision.crop import crop_resize, parse_roi, pixel_box, square_box
+from microexp.vision.face import MtcnnDetector
+from microexp.vision.image import to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "ros2_ws" / "src" / "microexp"
@@ -374,7 +376,7 @@ def test_mtcnn_finds_no_face_in_a_blank_frame_and_the_thread_counts_misses():
 
 
 def test_landmark_box_geometry_and_errors():
-    from microexp.infer.face import LANDMARK_DROP, LANDMARK_SIDE, landmark_box
+    from microexp.vision.face import LANDMARK_DROP, LANDMARK_SIDE, landmark_box
 
     lm = [(40, 50), (60, 50), (50, 60), (42, 70), (58, 70)]  # eyes 20 px above the mouth corners
     x0, y0, x1, y1 = landmark_box(lm)
@@ -394,7 +396,7 @@ def test_landmark_boxes_put_every_synthetic_face_at_the_same_crop_pixels():
     boxes they spread over 3-5 px."""
     from facenet_pytorch.models.mtcnn import MTCNN
 
-    from microexp.infer.face import landmark_box
+    from microexp.vision.face import landmark_box
     from microexp.synth.rig import SyntheticRig
     from microexp.vision.crop import square_box
 
@@ -815,12 +817,13 @@ def test_latency_bench_rig_stream_is_the_synthetic_rigs_events():
     import argparse
 
     from microexp.bench import latency
+    from microexp.synth import streams
 
-    packets = list(latency.rig_packets("davis346", 0.4, 5_000_000, seed=1))
+    packets = list(streams.rig_packets("davis346", 0.4, 5_000_000, seed=1))
     t = np.concatenate([p["t"] for p in packets])
     assert len(packets) > 300 and np.all(np.diff(t) >= 0) and t[0] >= 5_000_000 and t[-1] < 5_400_000
-    assert all(p["t"][-1] - p["t"][0] < latency.PACKET_US for p in packets)
-    assert (t // latency.PACKET_US).max() - (t // latency.PACKET_US).min() < 400
+    assert all(p["t"][-1] - p["t"][0] < streams.PACKET_US for p in packets)
+    assert (t // streams.PACKET_US).max() - (t // streams.PACKET_US).min() < 400
     with pytest.raises(ParameterError, match="davis346:fast"):
         latency.run(argparse.Namespace(streams="davis346:fast", model="", threads=1, device="cpu", seconds=1,
                                        warmup=1, qos="sensor", executor="single"))

@@ -15,8 +15,10 @@ from microexp.errors import MicroexpError, ParameterError
 from microexp.learn import metrics as M
 from microexp.learn.build import activity_box, movement_peak, synthetic_evk4_map
 from microexp.learn.dataset import ClipDataset, empty_index, save_array, save_index
-from microexp.learn.train import (MIRROR_PERMUTATION, Sample, _shift, _window, loso_folds, make_config, predict,
-                                  run_training, samples_for)
+from microexp.learn.clips import MIRROR_PERMUTATION, _shift, _window
+from microexp.learn.config import make_config
+from microexp.learn.folds import Sample, loso_folds, samples_for
+from microexp.learn.train import predict, run_training
 
 torch.set_num_threads(1)
 
@@ -255,7 +257,7 @@ def test_tiny_train_checkpoint_load_predict(tmp_path):
     again = predict(load_checkpoint(ckpt)[0], windows)
     np.testing.assert_array_equal(scores, again)  # deterministic in eval mode
 
-    from microexp.learn.train import export_checkpoint
+    from microexp.learn.export import export_checkpoint
 
     half = export_checkpoint(ckpt, tmp_path / "half.pt", extra={"note": "test"})
     assert half.stat().st_size < 0.6 * ckpt.stat().st_size
@@ -286,7 +288,7 @@ def test_tiny_train_checkpoint_load_predict(tmp_path):
 
 def test_takes_protocol_trains_on_first_performances_and_tests_on_later_ones(tmp_path):
     from microexp.learn.dataset import save_index
-    from microexp.learn.train import samples_for, take_split
+    from microexp.learn.folds import samples_for, take_split
 
     data = write_tiny_dataset(tmp_path / "data")
     cfg = make_config("snn", "events", "cpu", epochs=1, slices=4)
@@ -332,6 +334,17 @@ def test_rgb_and_cnn3d_samples(tmp_path):
     assert len(samples) == 6 and {s.array for s in samples} == {"webcam_rgb"}
     paper = make_config("snn", "events", "paper")
     assert (paper.epochs, paper.batch_size, paper.lr, paper.dropout, paper.slices) == (100, 8, 1e-3, 0.2, 75)
+
+
+def test_unknown_model_name_is_an_error_naming_the_parameter_and_the_choices():
+    from microexp.learn.config import TrainConfig
+
+    for make in (lambda: make_config("resnet", "events"), lambda: TrainConfig(model="resnet")):
+        with pytest.raises(ParameterError, match=r"--model must be one of snn, cnn3d, got 'resnet'"):
+            make()
+    res = subprocess.run([sys.executable, "-m", "microexp.cli", "train", "--data", "x", "--out", "y", "--model",
+                          "resnet"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--model" in res.stderr and "snn" in res.stderr and "cnn3d" in res.stderr
 
 
 def test_synth_dataset_records_takes_through_the_real_path(tmp_path):

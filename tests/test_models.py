@@ -302,6 +302,33 @@ def test_cnn3d_any_clip_length(channels, steps):
         model(torch.rand(2, 5 - channels, steps, 64, 64))
 
 
+def test_build_model_dispatches_by_name_and_scores_in_unit_range():
+    from microexp.models.registry import MODEL_NAMES, build_model, model_kind
+
+    assert MODEL_NAMES == ("snn", "cnn3d")
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 2, 64, 64)  # [B, T, C, S, S]
+    for name, cls in (("snn", AUSpikingNet), ("cnn3d", C3DNet)):
+        model = build_model(name, in_channels=2, dropout=0.2).eval()
+        assert type(model) is cls and model_kind(model).name == name
+        with torch.no_grad():
+            scores = model_kind(name).scores(model, x)
+        assert scores.shape == (2, 21) and bool(((scores >= 0) & (scores <= 1)).all())
+    snn = build_model("snn", in_channels=3, init_tau=3.0)
+    assert snn.config.in_channels == 3 and snn.config.init_tau == 3.0
+
+
+def test_build_model_rejects_unknown_names_naming_the_choices():
+    from microexp.models.registry import build_model, model_kind
+
+    with pytest.raises(ParameterError, match=r"^model must be one of snn, cnn3d, got 'resnet'$"):
+        build_model("resnet")
+    with pytest.raises(ParameterError, match=r"^--model must be one of snn, cnn3d, got 'cvae'$"):
+        model_kind("cvae", "--model")
+    with pytest.raises(ParameterError, match="ConditionalVAE is none of the AU classifiers"):
+        model_kind(ConditionalVAE(CVAEConfig(input_size=32)))
+
+
 def test_cvae_shapes_loss_and_sampling():
     with torch.device("meta"):
         assert count_parameters(ConditionalVAE(CVAEConfig())) == 135_874_753

@@ -1,4 +1,6 @@
-"""Project structure rules: only microexp.ros imports rclpy; every node's YAML mirrors its parameter specs."""
+"""Project structure rules: only microexp.ros imports rclpy; learn does not import infer; no import circle among
+microexp modules; every node's YAML mirrors its parameter specs."""
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -27,6 +29,106 @@ def test_only_ros_package_imports_rclpy():
         if re.search(r"^\s*(import rclpy|from rclpy)", f.read_text(), re.M):
             offenders.append(str(f))
     assert offenders == []
+
+
+def _module_name(root: Path, f: Path) -> str:
+    parts = list(f.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path) -> dict:
+    """Module -> the package's modules it imports, at module level or inside functions (every import statement
+    of its source). ``from pkg import name`` goes to ``pkg.name`` when that is a module, else to the submodule
+    named by ``pkg``'s ``_SUBMODULE_OF`` table (packages that import their names lazily), else to ``pkg``."""
+    files = {_module_name(root, f): f for f in root.rglob("*.py")}
+    trees = {m: ast.parse(f.read_text(), str(f)) for m, f in files.items()}
+    lazy = {}
+    for m, tree in trees.items():
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_SUBMODULE_OF" for t in node.targets):
+                lazy[m] = ast.literal_eval(node.value)
+    graph = {}
+    for m, tree in trees.items():
+        package = m if files[m].name == "__init__.py" else m.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name in files)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1])
+                    base = f"{base}.{node.module}" if node.module else base
+                else:
+                    base = node.module or ""
+                for a in node.names:
+                    if f"{base}.{a.name}" in files:
+                        deps.add(f"{base}.{a.name}")
+                    elif a.name in lazy.get(base, {}):
+                        deps.add(f"{base}.{lazy[base][a.name]}")
+                    elif base in files:
+                        deps.add(base)
+        deps.discard(m)
+        graph[m] = deps
+    return graph
+
+
+def import_circles(graph: dict) -> list:
+    """The strongly connected components of more than one module (Tarjan), each as a sorted list."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_learn_does_not_import_infer():
+    graph = import_graph(PKG / "microexp")
+    offenders = {m: sorted(d for d in deps if d == "microexp.infer" or d.startswith("microexp.infer."))
+                 for m, deps in graph.items() if m.startswith("microexp.learn")}
+    assert {m: d for m, d in offenders.items() if d} == {}
+
+
+def test_no_import_circle_among_microexp_modules():
+    """Imports inside functions count: a circle hidden in a function is still a circle."""
+    graph = import_graph(PKG / "microexp")
+    assert "microexp.models.snn" in graph["microexp.models.registry"]       # function-level imports are seen
+    assert "microexp.models.checkpoint" in graph["microexp.learn.export"]   # lazy package names are resolved
+    assert import_circles(graph) == []
+
+
+def test_import_circle_check_finds_a_circle_hidden_in_a_function(tmp_path):
+    pkg = tmp_path / "demo"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from demo.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from ..c import g\n    return g\n")
+    (pkg / "c.py").write_text("import demo.a\n\ndef g():\n    pass\n")
+    (pkg / "d.py").write_text("from demo import a\n")
+    graph = import_graph(pkg)
+    assert import_circles(graph) == [["demo.a", "demo.c", "demo.sub.b"]]
 
 
 def test_core_imports_without_rclpy(monkeypatch):

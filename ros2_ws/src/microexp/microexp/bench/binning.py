@@ -28,6 +28,9 @@ import time
 
 import numpy as np
 
+from microexp.events.frames import event_frames
+from microexp.synth.streams import uniform_events
+
 WIDTH, HEIGHT = 346, 260
 SLICE_US = 33_000
 SPAN_US = 10_000_000
@@ -36,22 +39,6 @@ SPAN_US = 10_000_000
 def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=10_000_000, help="events to bin (default 10,000,000)")
     parser.add_argument("--repeat", type=int, default=3, help="repeats per library; the best is reported")
-
-
-def synthetic_events(n: int, seed: int = 0) -> np.ndarray:
-    """n time-sorted DAVIS346-sized events over 10 s (first at 0 µs, last at 9,999,999 µs)."""
-    from microexp.events.dtype import EVENT_DTYPE
-
-    rng = np.random.default_rng(seed)
-    ev = np.empty(n, dtype=EVENT_DTYPE)
-    t = np.sort(rng.integers(0, SPAN_US, n))
-    if n:
-        t[0], t[-1] = 0, SPAN_US - 1
-    ev["t"] = t
-    ev["x"] = rng.integers(0, WIDTH, n)
-    ev["y"] = rng.integers(0, HEIGHT, n)
-    ev["p"] = rng.integers(0, 2, n)
-    return ev
 
 
 def _plain_loop(x, y, t, p, out, t0):
@@ -147,11 +134,9 @@ def _dv_frames(stores, ranges, n):
 
 
 def run(args) -> dict:
-    from microexp.events.frames import event_frames
-
     n_events = int(args.events)
     repeat = int(args.repeat)
-    events = synthetic_events(n_events)
+    events = uniform_events(n_events, WIDTH, HEIGHT, SPAN_US)
     result: dict = {"bench": "binning", "events": n_events, "width": WIDTH, "height": HEIGHT,
                     "slice_us": SLICE_US, "repeat": repeat}
 

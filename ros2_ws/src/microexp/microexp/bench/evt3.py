@@ -28,6 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from microexp.errors import ParameterError
+from microexp.events.evt3 import Evt3Decoder, Evt3Encoder
+from microexp.events.raw import read_raw
+from microexp.synth.streams import face_like_events
+
 SAMPLE = ("events", "expelliarmus_evt3_sample.raw")
 WIDTH, HEIGHT = 1280, 720
 TILE_SHIFT_US = 1_000_000
@@ -48,46 +53,11 @@ def _testdata() -> Path:
 
 
 def _sample_events():
-    from microexp.events.raw import read_raw
-
     path = _testdata().joinpath(*SAMPLE)
     if not path.exists():
         return None
     ev = read_raw(path).events
     return ev[np.argsort(ev["t"], kind="stable")]
-
-
-def _synthetic_events(n: int, seed: int = 0) -> np.ndarray:
-    """Face-like events: edge points of a head ellipse, two eyes and a mouth that move, plus 5% noise."""
-    from microexp.events.dtype import EVENT_DTYPE
-
-    rng = np.random.default_rng(seed)
-    per_step = 2000
-    steps = max(1, -(-n // per_step))
-    out = np.empty(steps * per_step, dtype=EVENT_DTYPE)
-    k = 0
-    for s in range(steps):
-        ang = rng.uniform(0, 2 * np.pi, per_step)
-        part = rng.choice(4, per_step, p=[0.55, 0.15, 0.15, 0.15])
-        cx = np.select([part == 0, part == 1, part == 2], [640, 560, 720], 640) + 8 * np.sin(s / 50)
-        cy = np.select([part == 0, part == 1, part == 2], [360, 300, 300], 450) + 4 * np.cos(s / 70)
-        rx = np.select([part == 0, part == 1, part == 2], [220, 30, 30], 60 + 10 * np.sin(s / 20))
-        ry = np.select([part == 0, part == 1, part == 2], [290, 12, 12], 15)
-        x = cx + rx * np.cos(ang) + rng.normal(0, 1.5, per_step)
-        y = cy + ry * np.sin(ang) + rng.normal(0, 1.5, per_step)
-        noise = rng.random(per_step) < 0.05
-        x[noise] = rng.uniform(0, WIDTH, noise.sum())
-        y[noise] = rng.uniform(0, HEIGHT, noise.sum())
-        t = 1_000_000 + s * 200 + np.sort(rng.integers(0, 200, per_step))
-        t = (t // 8) * 8  # events come in bursts of equal time, as the sensor reads rows
-        chunk = out[k:k + per_step]
-        chunk["x"] = np.clip(x, 0, WIDTH - 1)
-        chunk["y"] = np.clip(y, 0, HEIGHT - 1)
-        chunk["t"] = t
-        chunk["p"] = (np.sin(ang + s / 30) > 0)
-        k += per_step
-    out = out[:n]
-    return out[np.lexsort((out["x"], out["y"], out["t"]))]
 
 
 def _tile(base: np.ndarray, n: int) -> np.ndarray:
@@ -120,11 +90,6 @@ def expelliarmus_time_model(t: np.ndarray) -> np.ndarray:
 
 
 def run(args) -> dict:
-    from microexp.events.evt3 import Evt3Decoder, Evt3Encoder
-    from microexp.events.raw import read_raw
-
-    from microexp.errors import ParameterError
-
     n = int(args.events)
     if n < 1 or int(args.repeat) < 1:
         raise ParameterError(f"--events and --repeat must be at least 1 (got {n}, {args.repeat})")
@@ -138,7 +103,7 @@ def run(args) -> dict:
         events = _tile(base, n)
         source = "sample"
     else:
-        events = _synthetic_events(n)
+        events = face_like_events(n, width=WIDTH, height=HEIGHT)
         source = "synthetic"
 
     def encode():

@@ -19,6 +19,13 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
+
+from microexp.events.codecs import make_decoder, make_encoder
+from microexp.infer.pipeline import StreamingAUPipeline
+from microexp.models.snn import AUSpikingNet, SNNConfig
+from microexp.models.snn_graph import CudaGraphStep
+from microexp.synth.streams import blob_packets
 
 
 def add_arguments(parser) -> None:
@@ -36,19 +43,12 @@ def _percentiles(samples: list) -> dict:
 
 
 def _frames(n: int, seed: int = 0):
-    import torch
-
     g = torch.Generator().manual_seed(seed)
     active = torch.rand(n, 1, 2, 64, 64, generator=g) < 0.05
     return active.float() * torch.rand(n, 1, 2, 64, 64, generator=g) * 0.5
 
 
 def bench_step(device: str, steps: int) -> dict:
-    import torch
-
-    from microexp.models.snn import AUSpikingNet, SNNConfig
-    from microexp.models.snn_graph import CudaGraphStep
-
     torch.manual_seed(0)
     model = AUSpikingNet(SNNConfig()).to(device).eval()
     frames = _frames(steps).to(device)
@@ -77,13 +77,6 @@ def bench_step(device: str, steps: int) -> dict:
 
 
 def bench_sustained(device: str, rate: float, seconds: float) -> dict:
-    import torch
-
-    from microexp.bench.latency import blob_packets
-    from microexp.events.codecs import make_decoder, make_encoder
-    from microexp.infer.pipeline import StreamingAUPipeline
-    from microexp.models.snn import AUSpikingNet, SNNConfig
-
     width, height = 1280, 720
     encoder = make_encoder("evt3", width, height)
     payloads = [encoder.encode(ev)[0] for ev in blob_packets(width, height, rate, seconds, t0_us=0)]
@@ -112,10 +105,6 @@ def bench_sustained(device: str, rate: float, seconds: float) -> dict:
 
 
 def bench_train(device: str) -> dict:
-    import torch
-
-    from microexp.models.snn import AUSpikingNet, SNNConfig
-
     res: dict = {}
     for batch in (8, 56):
         torch.manual_seed(0)
@@ -142,8 +131,6 @@ def bench_train(device: str) -> dict:
 
 
 def run(args) -> dict:
-    import torch
-
     if not torch.cuda.is_available():
         return {"bench": "gpu", "status": "skipped: no CUDA device (torch.cuda.is_available() is False)"}
     device = args.device

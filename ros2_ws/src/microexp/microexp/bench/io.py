@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from microexp.events.evt3 import Evt3Encoder
+from microexp.synth.streams import row_run_events
+
 EVT3_BYTES_PER_EVENT = None  # measured per run
 
 
@@ -27,31 +30,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeat", type=int, default=1)
 
 
-def _events(n: int, width: int, height: int, duration_us: int, seed: int = 0, run: int = 1):
-    """``n`` sorted events over ``duration_us`` around the sensor centre; with ``run`` > 1 they come in runs of
-    neighbouring pixels on a row sharing time and polarity, as a moving edge at high event rates makes them
-    (what EVT3 vector words encode compactly)."""
-    from microexp.events.dtype import make_events
-
-    rng = np.random.default_rng(seed)
-    m = -(-n // run)
-    t = np.repeat(np.sort(rng.integers(0, duration_us, m)).astype(np.int64) + 1_000, run)[:n]
-    x0 = rng.normal(width / 2, width / 8, m).clip(0, width - run - 1).astype(np.int64)
-    x = (np.repeat(x0, run) + np.tile(np.arange(run), m))[:n].astype(np.uint16)
-    y = np.repeat(rng.normal(height / 2, height / 8, m).clip(0, height - 1).astype(np.uint16), run)[:n]
-    p = np.repeat(rng.integers(0, 2, m), run)[:n]
-    return make_events(x, y, t, p)
-
-
 def playback(events: int | None = None) -> dict:
-    from microexp.events.evt3 import Evt3Encoder
     from microexp.ros.compose import overrides
     from microexp.ros.throughput_bench import play_file
 
     n = events or 20_000_000
     out = {"bench": "playback", "events": n}
     with tempfile.TemporaryDirectory(dir=_bench_dir()) as tmp:
-        ev = _events(n, 1280, 720, duration_us=n // 50, run=8)  # 50 Mev/s of sensor time, edge-like runs
+        ev = row_run_events(n, 1280, 720, duration_us=n // 50, run=8)  # 50 Mev/s of sensor time, edge-like runs
         payload, _ = Evt3Encoder(1280, 720).encode(ev)
         raw = Path(tmp) / "evk4.raw"
         raw.write_bytes(b"% evt 3.0\n% geometry 1280x720\n% end\n" + payload)
@@ -71,7 +57,7 @@ def playback(events: int | None = None) -> dict:
 
         m = min(n, 5_000_000)
         aedat = Path(tmp) / "davis.aedat4"
-        _write_aedat4(aedat, _events(m, 346, 260, duration_us=m // 12))
+        _write_aedat4(aedat, row_run_events(m, 346, 260, duration_us=m // 12))
 
         def davis():
             from microexp.ros.davis346_node import Davis346Node

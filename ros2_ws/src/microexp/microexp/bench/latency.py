@@ -2,13 +2,13 @@
 
 Set-up, for each stream (default: the synthetic rig's DAVIS346 and EVK4 streams, then the blob stress streams
 DAVIS346 346x260 at 1 Mev/s and EVK4 1280x720 at 5 Mev/s, all EVT3; ``sensor:rig`` instead of a rate replays
-the synthetic rig's own face events, :func:`rig_packets`, at the rig's own rate: about 0.03 Mev/s for the
-DAVIS346 and 0.25 Mev/s for the EVK4):
+the synthetic rig's own face events, :func:`microexp.synth.streams.rig_packets`, at the rig's own rate: about
+0.03 Mev/s for the DAVIS346 and 0.25 Mev/s for the EVK4):
 
 - a publisher **process** (:mod:`microexp.ros.latency_bench`) sends EventPackets of 1 ms of sensor time each,
   paced in real time, encoded before the run with :class:`microexp.events.evt3.Evt3Encoder`. Events
-  (:func:`blob_packets`): a face-sized blob (Gaussian, sigma = 1/12 of the sensor height) moving on a
-  Lissajous path, plus 20 % uniform background activity, random polarities. It first sends ``--warmup``
+  (:func:`microexp.synth.streams.blob_packets`): a face-sized blob (Gaussian, sigma = 1/12 of the sensor
+  height) moving on a Lissajous path, plus 20 % uniform background activity, random polarities. It first sends ``--warmup``
   seconds (numba's kernels and torch's first-call paths load), pauses 1 s (a stream gap: the node resets;
   the statistics are cleared), then the measured ``--seconds``;
 - this process runs the inference node (:class:`microexp.ros.inference_node.InferenceNode`, the code of
@@ -41,11 +41,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from microexp.errors import ParameterError
+from microexp.infer import default_model_path
 
 STREAMS = {"davis346": (346, 260), "evk4": (1280, 720)}
-PACKET_US = 1000
 
 
 def add_arguments(parser) -> None:
@@ -67,65 +68,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="accepted for `bench all`; one run per stream")
 
 
-# ----------------------------------------------------------------------------------------- event stream
-def blob_packets(width: int, height: int, rate_mev_s: float, seconds: float, t0_us: int, seed: int = 0):
-    """Time-sorted events of ``seconds``, one EVENT_DTYPE array per packet of PACKET_US (a generator)."""
-    from microexp.events.dtype import EVENT_DTYPE
-
-    rng = np.random.default_rng(seed)
-    per_packet = max(1, int(round(rate_mev_s * 1e6 * PACKET_US / 1e6)))
-    sigma = height / 12.0
-    for k in range(int(round(seconds * 1e6 / PACKET_US))):
-        start = t0_us + k * PACKET_US
-        t = np.sort(rng.integers(start, start + PACKET_US, per_packet))
-        s = t / 1e6
-        cx = width / 2 + width / 6 * np.sin(2 * np.pi * 0.7 * s)
-        cy = height / 2 + height / 8 * np.sin(2 * np.pi * 1.1 * s)
-        ev = np.empty(per_packet, dtype=EVENT_DTYPE)
-        ev["t"] = t
-        noise = rng.random(per_packet) < 0.2
-        x = np.where(noise, rng.uniform(0, width, per_packet), cx + rng.normal(0, sigma, per_packet))
-        y = np.where(noise, rng.uniform(0, height, per_packet), cy + rng.normal(0, sigma, per_packet))
-        ev["x"] = np.clip(x, 0, width - 1)
-        ev["y"] = np.clip(y, 0, height - 1)
-        ev["p"] = rng.integers(0, 2, per_packet)
-        yield ev
-
-
-RIG_AUS = ("AU12", "AU26", "AU52", "AU4", "AU45", "AU17", "AU53", "AU9")
-
-
-def rig_packets(sensor: str, seconds: float, t0_us: int, seed: int = 0):
-    """The synthetic rig's own events for ``sensor`` (:class:`microexp.synth.rig.SyntheticRig`, subject 0):
-    clips of the AUs of ``RIG_AUS`` back to back (starting from ``seed``), shifted to start at ``t0_us``,
-    covering ``seconds``, cut into packets of PACKET_US; the event rate is the rig's (a face performing AUs
-    at the rig's illumination), not a chosen one."""
-    from microexp.synth.rig import SyntheticRig
-
-    rig = SyntheticRig(subjects=1, seed=seed, sensors=(sensor,))
-    t_end = t0_us + int(round(seconds * 1e6))
-    offset, k = t0_us, 0
-    while offset < t_end:
-        ev = rig.clip(0, RIG_AUS[(seed + k) % len(RIG_AUS)], trial=k).events(sensor).copy()
-        k += 1
-        if not len(ev):
-            continue
-        span = int(rig.duration_s * 1e6)
-        ev["t"] = ev["t"] - ev["t"][0] + offset
-        ev = ev[ev["t"] < min(offset + span, t_end)]
-        for start in range(offset, min(offset + span, t_end), PACKET_US):
-            lo, hi = np.searchsorted(ev["t"], [start, start + PACKET_US])
-            if hi > lo:
-                yield ev[lo:hi]
-        offset += span
-
-
 # -------------------------------------------------------------------------------------------- the run
 def _choose_model(requested: str, folder: str) -> tuple[str, str]:
     """(checkpoint path, description): ``--model``, else the default model, else a random-init SNN. The
     weights matter a little: the live step's fc1 work grows with the trained model's spike density."""
-    from microexp.infer import default_model_path
-
     if requested and requested != "random":
         return requested, requested
     default = default_model_path()
@@ -154,8 +100,6 @@ def _cpu_split():
 
 def _node_params(items) -> dict:
     """``NAME=VALUE`` strings -> node parameter values (YAML scalars: 1, 0.5, true, text)."""
-    import yaml
-
     out = {}
     for item in items:
         name, sep, value = item.partition("=")

@@ -17,6 +17,11 @@ import os
 import time
 from pathlib import Path
 
+from microexp.learn.config import make_config
+from microexp.learn.reconstruct import make_recon_config, train_reconstruction
+from microexp.learn.report import table5, table6
+from microexp.learn.train import run_training
+
 REPO = Path(__file__).resolve().parents[5]
 
 
@@ -32,8 +37,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from microexp.learn.train import make_config, run_training
-
     data, runs = Path(args.data), Path(args.runs)
     if not (data / "index.json").exists():
         return {"status": f"no dataset at {data}: make it with `microexp synth-dataset --out {data.parent}` "
@@ -59,8 +62,6 @@ def run(args) -> dict:
 
 
 def _reconstruction(data: Path, out: Path, sensor: str, args) -> dict:
-    from microexp.learn.reconstruct import make_recon_config, train_reconstruction
-
     metrics = out / "metrics.json"
     if metrics.exists() and (out / "checkpoint.pt").exists():
         result = json.loads(metrics.read_text())
@@ -73,8 +74,6 @@ def _reconstruction(data: Path, out: Path, sensor: str, args) -> dict:
 
 
 def _write_tables(runs: Path, recognition: list, reconstruction: dict) -> None:
-    from microexp.learn.report import table5, table6
-
     runs.mkdir(parents=True, exist_ok=True)
     text = ["# Offline baselines on the synthetic dataset (`microexp bench offline`)", "",
             "AU recognition, leave-one-subject-out (mean ± std over folds; chance 4.76 %):", "",

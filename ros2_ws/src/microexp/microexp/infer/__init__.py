@@ -4,7 +4,8 @@
   :func:`default_model_path`, :func:`model_id`.
 - :mod:`~microexp.infer.pipeline`: :class:`StreamingAUPipeline` (events -> one prediction per 33 ms window),
   :func:`offline_probabilities` (the same numbers by multi-step inference, for checks and offline tools).
-- :mod:`~microexp.infer.face`: MTCNN detection on its own thread, box smoothing and cross-sensor mapping.
+- :mod:`~microexp.infer.face`: face detection (:mod:`microexp.vision.face`) on its own thread, box smoothing and
+  cross-sensor mapping.
 - :mod:`~microexp.infer.smoothing`: probabilities from the SNN output, the horizon smoother, latency statistics.
 
 The submodules import torch; this package itself does not (``microexp --help`` stays fast).
@@ -14,6 +15,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+
+from microexp.aus import AU_LABELS
+from microexp.models.device import resolve_device
 
 DEFAULT_MODEL_NAME = "au_snn_default.pt"
 """File name of the default checkpoint (trained by the offline issue; absent until then)."""
@@ -44,9 +48,7 @@ def load_au_model(path, device: str = "cpu"):
     a 3D-CNN or cVAE, ``...StateError``), and :class:`~microexp.models.CheckpointError` for an SNN that
     does not take 2-channel event frames or does not output the 21 AUs in the order of :mod:`microexp.aus`.
     """
-    from microexp.aus import AU_LABELS
-    from microexp.infer.pipeline import resolve_device
-    from microexp.models import CheckpointError, load_checkpoint
+    from microexp.models import CheckpointError, load_checkpoint  # torch: imported when a model is loaded
 
     if not str(path):
         raise CheckpointError(path, "no model given")

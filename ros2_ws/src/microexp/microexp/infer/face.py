@@ -1,9 +1,7 @@
-"""Where the face is, for the live pipeline: MTCNN on APS or webcam frames, off the per-window path.
+"""Where the face is, for the live pipeline: a face detector on APS or webcam frames, off the per-window path.
 
-Three parts:
+The detector itself (MTCNN, the face-box rules) is :mod:`microexp.vision.face`. Here:
 
-- :class:`MtcnnDetector`: facenet-pytorch's MTCNN (its P/R/O-Net weights ship in the wheel) on one image;
-  returns the most confident face box in that image's pixels, or None.
 - :class:`FaceTracker`: the face state the pipeline reads at every window. Detections (hits and misses) come
   in from any thread; the box is smoothed exponentially, mapped from the frame sensor to the event sensor
   (:class:`BoxMap`) and made square with a margin (:func:`microexp.vision.crop.square_box`). The face is
@@ -27,24 +25,19 @@ for co-planar, parallel, undistorted cameras and a good approximation for a face
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import os
-import sys
 import threading
 import time
-import types
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from microexp.errors import MicroexpError, ParameterError
+from microexp.errors import ParameterError
 from microexp.infer.smoothing import LatencyStats
 from microexp.vision.crop import Box, square_box
 
-__all__ = ["BoxMap", "FaceTracker", "MtcnnDetector", "FaceDetectorThread", "to_rgb", "landmark_box", "FACE_BOX_RULES"]
+__all__ = ["BoxMap", "FaceTracker", "FaceDetectorThread"]
 
 
 @dataclass(frozen=True)
@@ -155,117 +148,6 @@ class FaceTracker:
         box = self.current()
         return {"found": box is not None, "box": None if box is None else [round(v, 1) for v in box],
                 "hits": self.hits, "misses": self.misses, "losses": self.losses}
-
-
-def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
-    """An HxWx3 uint8 RGB copy of an APS or webcam image (mono8/mono16/bgr8/rgb8/bgra8/rgba8, or HxW)."""
-    a = np.asarray(image)
-    if a.dtype == np.uint16:
-        a = (a >> 8).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        a = np.clip(a, 0, 255).astype(np.uint8)
-    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1):
-        a = a.reshape(a.shape[0], a.shape[1])
-        return np.repeat(a[:, :, None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise ParameterError(f"image of shape {a.shape} is neither grey nor colour")
-    if encoding.startswith("bgr"):
-        return np.ascontiguousarray(a[:, :, 2::-1])
-    return np.ascontiguousarray(a[:, :, :3])
-
-
-def _import_mtcnn():
-    """facenet_pytorch's MTCNN class. The package's ``__init__`` also imports its face-recognition model, which
-    needs ``requests`` (absent here: facenet-pytorch is installed without its dependencies); the MTCNN module
-    itself does not, so when that import fails the package shells are set up by hand and only it is loaded."""
-    try:
-        from facenet_pytorch.models.mtcnn import MTCNN
-
-        return MTCNN
-    except ModuleNotFoundError as exc:
-        if exc.name in ("facenet_pytorch", None):
-            raise MicroexpError("face detection needs facenet-pytorch (requirements/nodeps.txt)") from None
-    spec = importlib.util.find_spec("facenet_pytorch")
-    root = os.path.dirname(spec.origin)
-    for name, path in (("facenet_pytorch", root), ("facenet_pytorch.models", os.path.join(root, "models"))):
-        pkg = sys.modules.get(name)
-        if pkg is None or not hasattr(pkg, "__path__"):
-            pkg = types.ModuleType(name)
-            pkg.__path__ = [path]
-            sys.modules[name] = pkg
-    return importlib.import_module("facenet_pytorch.models.mtcnn").MTCNN
-
-
-#: face-box rules: ``mtcnn`` = MTCNN's box (paper §3.4); ``landmarks`` = a box placed by MTCNN's five landmarks
-FACE_BOX_RULES = ("mtcnn", "landmarks")
-
-#: canonical geometry of :func:`landmark_box` (see there), fitted to MTCNN's boxes of the synthetic rig's faces
-LANDMARK_SIDE = 2.35      # box side / eye-to-mouth distance
-LANDMARK_DROP = 0.33      # box centre below the eye midpoint, in eye-to-mouth distances
-
-
-def landmark_box(landmarks: Sequence) -> Box:
-    """A face box placed by MTCNN's five landmarks (left eye, right eye, nose, left and right mouth corner).
-
-    With ``d`` the distance from the eyes' midpoint E to the mouth corners' midpoint M, the box is the square
-    of side ``LANDMARK_SIDE * d`` centred horizontally on the mean x of the eyes and mouth corners and
-    vertically ``LANDMARK_DROP * d`` below E. Squared with the usual margin (1.2) it puts the eyes and mouth
-    of every face at the same crop pixels, where MTCNN's own box lets them wander by about ±2 of 64 pixels
-    between people (measured on the synthetic rig's seven subjects) -- the difference between, e.g., gaze
-    left and gaze right at 64 x 64. The constants make the box as large as MTCNN's on average, so ``margin``
-    keeps its meaning. Assumes an upright face (no roll correction).
-    """
-    lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    if not np.all(np.isfinite(lm)):
-        raise ParameterError(f"landmarks must be 5 finite (x, y) points, got {lm.tolist()}")
-    eyes, mouth = lm[0:2].mean(axis=0), lm[3:5].mean(axis=0)
-    d = float(np.hypot(*(mouth - eyes)))
-    if not d > 0:
-        raise ParameterError("landmarks: the eyes and the mouth coincide")
-    cx = float(np.mean(lm[[0, 1, 3, 4], 0]))
-    cy = float(eyes[1] + LANDMARK_DROP * d)
-    half = LANDMARK_SIDE * d / 2.0
-    return (cx - half, cy - half, cx + half, cy + half)
-
-
-class MtcnnDetector:
-    """MTCNN face detector: ``detector(rgb_image) -> (x0, y0, x1, y1) | None`` (the most confident face).
-
-    ``min_probability`` rejects weak detections; ``min_face_size`` (pixels) bounds the image pyramid (MTCNN's
-    own parameter); ``box`` chooses the rule (:data:`FACE_BOX_RULES`): MTCNN's box, or :func:`landmark_box`
-    of its landmarks. The network is built on first use (about half a second), on the calling thread.
-    """
-
-    def __init__(self, device: str = "cpu", min_probability: float = 0.9, min_face_size: int = 20,
-                 box: str = "mtcnn"):
-        if box not in FACE_BOX_RULES:
-            raise ParameterError(f"face box rule must be one of {', '.join(FACE_BOX_RULES)}, got {box!r}")
-        self.device = device
-        self.min_probability = float(min_probability)
-        self.min_face_size = int(min_face_size)
-        self.box = box
-        self._mtcnn = None
-
-    def _net(self):
-        if self._mtcnn is None:
-            mtcnn_cls = _import_mtcnn()
-            self._mtcnn = mtcnn_cls(keep_all=True, min_face_size=self.min_face_size, device=self.device)
-        return self._mtcnn
-
-    def __call__(self, rgb: np.ndarray) -> Optional[Box]:
-        if self.box == "landmarks":
-            boxes, probs, points = self._net().detect(to_rgb(rgb), landmarks=True)
-        else:
-            boxes, probs = self._net().detect(to_rgb(rgb))
-        if boxes is None or len(boxes) == 0:
-            return None
-        probs = np.asarray([p if p is not None else 0.0 for p in np.atleast_1d(probs)], dtype=np.float64)
-        best = int(np.argmax(probs))
-        if probs[best] < self.min_probability:
-            return None
-        if self.box == "landmarks":
-            return landmark_box(points[best])
-        return tuple(float(v) for v in boxes[best])
 
 
 class FaceDetectorThread:

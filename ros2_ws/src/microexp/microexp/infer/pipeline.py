@@ -2,7 +2,6 @@
 
 Per window (sensor time, the grid of :class:`microexp.events.frames.EventBinner`, i.e. the paper's Eq. (1) as
 in training)::
-
     events --slice--> the window's events --crop_events--> 2 x 64 x 64 --SNN step--> running mean m (21)
            --> probabilities softmax(m / temperature), top-3, smoothed mean over the horizon
 
@@ -51,15 +50,19 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 
 from microexp.aus import AU_LABELS, NUM_CLASSES
 from microexp.errors import ParameterError
 from microexp.events.dtype import EVENT_DTYPE, concat_events
+from microexp.events.filters import BackgroundActivityFilter
 from microexp.events.frames import DEFAULT_SLICE_US, EventSlicer
 from microexp.infer.smoothing import HorizonSmoother, LatencyStats, au_probabilities, top_k
+from microexp.models.device import resolve_device
+from microexp.models.snn_graph import CudaGraphStep
 from microexp.vision.crop import Box, clip_box, crop_events
 
-__all__ = ["Window", "WindowResult", "StreamingAUPipeline", "offline_probabilities", "resolve_device"]
+__all__ = ["Window", "WindowResult", "StreamingAUPipeline", "offline_probabilities"]
 
 
 @dataclass
@@ -104,19 +107,6 @@ class WindowResult:
         return tuple(AU_LABELS[i] for i in self.top3)
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError(f"device {device!r}: torch sees no CUDA GPU here (use 'auto' or 'cpu')")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ParameterError(f"device {device!r}: expected auto, cpu or cuda[:N]")
-    return device
-
-
 def offline_probabilities(model, crops: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """What the pipeline publishes for T consecutive windows after a reset, by multi-step inference.
 
@@ -125,8 +115,6 @@ def offline_probabilities(model, crops: np.ndarray, temperature: float = 1.0) ->
     whole clip in multi-step mode (``model(x, return_sequence=True)``), then the running mean of its per-step
     activations.
     """
-    import torch
-
     device = next(model.parameters()).device
     x = torch.as_tensor(np.asarray(crops, dtype=np.float32), device=device)[:, None]
     with torch.inference_mode():
@@ -165,13 +153,10 @@ class StreamingAUPipeline:
         Incoming events are buffered and handed to the slicer when they span this much sensor time, or as
         soon as they close a window (fewer, larger pieces per window). Results do not depend on it.
     """
-
     def __init__(self, model, width: int, height: int, slice_us: int = DEFAULT_SLICE_US,
                  roi: Optional[Sequence[float]] = None, device: str = "cpu", horizon: int = 10,
                  gap_us: int = 200_000, temperature: float = 1.0, face=None, chunk_us: int = 8_000,
                  stats_len: int = 2000, cuda_graph: bool = True, noise_filter_us: int = 0):
-        import torch
-
         self._torch = torch
         config = getattr(model, "config", None)
         if getattr(config, "in_channels", None) != 2 or getattr(config, "num_classes", None) != NUM_CLASSES:
@@ -185,8 +170,6 @@ class StreamingAUPipeline:
         self.model = model.to(self.device).eval()
         self.graph_error: Optional[str] = None
         if cuda_graph and self.device.startswith("cuda"):
-            from microexp.models.snn_graph import CudaGraphStep
-
             try:  # one graph replay per window instead of ~20 kernel launches (models.snn_graph)
                 self.model = CudaGraphStep(self.model, device=self.device)
             except Exception as exc:  # eager steps still work; the node logs why
@@ -195,8 +178,6 @@ class StreamingAUPipeline:
         self.binner = EventSlicer(slice_us)
         self.noise_filter = None
         if noise_filter_us:  # the dataset builder's filter (events.filters); windows still close on raw events
-            from microexp.events.filters import BackgroundActivityFilter
-
             self.noise_filter = BackgroundActivityFilter(width, height, int(noise_filter_us))
         if isinstance(width, bool) or isinstance(height, bool) or not (int(width) > 0 and int(height) > 0):
             raise ParameterError(f"sensor size must be positive integers, got {width!r} x {height!r}")

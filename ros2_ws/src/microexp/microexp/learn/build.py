@@ -285,8 +285,7 @@ def _frame_stamp(bag, raw: bytes, msgtype: str) -> int:
 def _decode_image(raw: bytes, msgtype: str) -> np.ndarray:
     """HxW (mono) or HxWx3 RGB uint8 of a serialized sensor_msgs/Image."""
     from microexp.bags.reader import Bag
-    from microexp.infer.face import to_rgb
-    from microexp.vision.image import image_array
+    from microexp.vision.image import image_array, to_rgb
 
     msg = Bag.deserialize(raw, msgtype)
     img = image_array(msg)
@@ -306,7 +305,7 @@ class Detectors:
         self._by_size: dict = {}
 
     def __call__(self, image: np.ndarray):
-        from microexp.infer.face import MtcnnDetector
+        from microexp.vision.face import MtcnnDetector
 
         min_face = max(20, int(0.12 * min(image.shape[:2])))
         if min_face not in self._by_size:

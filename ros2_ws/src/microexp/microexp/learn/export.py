@@ -13,6 +13,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
+from microexp.aus import au_index
 from microexp.errors import FormatError, MicroexpError
 
 
@@ -47,8 +50,7 @@ def _sha256(path: Path) -> str:
 
 def export_run(run, out, card: Optional[str] = None, half: bool = True, note: str = "") -> dict:
     """Export ``run``'s final model to ``out`` and write its card; returns a summary dict."""
-    from microexp.learn.train import export_checkpoint
-    from microexp.models import count_parameters, load_checkpoint
+    from microexp.models import count_parameters, load_checkpoint  # torch
 
     run, out = Path(run), Path(out)
     metrics_path, src = run / "metrics.json", run / "final" / "checkpoint.pt"
@@ -82,15 +84,25 @@ def export_run(run, out, card: Optional[str] = None, half: bool = True, note: st
     return info
 
 
+def export_checkpoint(src, dst, half: bool = True, extra: Optional[dict] = None):
+    """Copy a checkpoint, optionally with float16 weights (half the size; ``load_checkpoint`` builds the
+    float32 model and ``load_state_dict`` converts the values back). ``extra`` entries are added."""
+    from microexp.models import load_checkpoint, save_checkpoint  # torch
+
+    model, meta = load_checkpoint(src)
+    merged = dict(meta.get("extra", {}))
+    merged.update(extra or {})
+    if half:
+        model = model.half()
+        merged["stored_dtype"] = "float16"
+    return save_checkpoint(dst, model, meta["config"], extra=merged, classes=meta.get("classes"))
+
+
 def calibrate_temperature(run) -> dict:
     """Temperature scaling (Guo et al. 2017) of the SNN's time-averaged vote activations: the T that
     minimises the negative log-likelihood of softmax(scores / T) over the held-out predictions of every
     leave-one-subject-out fold of ``run`` (each clip scored by a model that never saw its subject).
     Returns {"temperature", "nll", "nll_at_1", "predictions"}."""
-    import numpy as np
-
-    from microexp.aus import au_index
-
     scores, labels = [], []
     for fold in sorted(Path(run).glob("fold_*/metrics.json")):
         try:

@@ -14,16 +14,16 @@ from typing import Optional, Sequence
 import numpy as np
 
 from microexp.aus import AU_LABELS
+from microexp.learn.config import TrainConfig
 from microexp.learn.metrics import mean_std
+from microexp.models.registry import AU_MODELS
 
 
-
-def parameters_of(cfg) -> int:
+def parameters_of(cfg: TrainConfig) -> int:
     """Parameter count of the model ``cfg`` trains (built once on the CPU)."""
-    from microexp.learn.train import build_model
-    from microexp.models import count_parameters
+    from microexp.models import count_parameters  # torch
 
-    return count_parameters(build_model(cfg))
+    return count_parameters(cfg.build_model())
 
 
 def _plt():
@@ -90,7 +90,7 @@ def table5(rows: Sequence[dict]) -> str:
              "|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         par = r.get("parameters")
-        name = r.get("label") or ("SNN" if r["model"] == "snn" else "3DCNN")
+        name = r.get("label") or (AU_MODELS[r["model"]].label if r["model"] in AU_MODELS else r["model"])
         lines.append(f"| {name} | {par / 1e6:.2f}M | {r['modality']} | "
                      f"{pct(r['accuracy'], r.get('accuracy_std'))} | {pct(r['top3_accuracy'], r.get('top3_accuracy_std'))} | "
                      f"{pct(r['macro_f1'], r.get('macro_f1_std'))} | {r['folds']} |" if par else

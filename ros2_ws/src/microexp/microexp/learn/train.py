@@ -50,257 +50,41 @@ import dataclasses
 import json
 import math
 import os
+import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from microexp.aus import AU_LABELS, NUM_CLASSES, au_index
+from microexp.aus import AU_LABELS, NUM_CLASSES
 from microexp.errors import FormatError, MicroexpError, ParameterError
-
-MODELS = ("snn", "cnn3d")
-MODALITIES = ("events", "rgb")
-#: label permutation of a left-right mirror: head turn left <-> right, eyes left <-> right
-MIRROR_SWAP = {"AU51": "AU52", "AU52": "AU51", "AU61": "AU62", "AU62": "AU61"}
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (stored in config.json and in every checkpoint)."""
-
-    model: str = "snn"
-    modality: str = "events"
-    sensor: str = "davis346"        # event sensor(s), comma-separated: clips of each are separate samples
-    config: str = "cpu"
-    epochs: int = 24
-    batch_size: int = 8
-    lr: float = 1e-3
-    dropout: float = 0.2
-    loss: str = "mse"
-    scheduler: str = "cosine"
-    slices: int = 16
-    jitter: int = 3
-    shift_px: int = 4
-    mirror: bool = True
-    init_tau: float = 2.0           # PLIF membrane time constant at initialisation (SNN; learnt afterwards)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ParameterError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
-        if self.modality not in MODALITIES:
-            raise ParameterError(f"--modality must be one of {', '.join(MODALITIES)}, got {self.modality!r}")
-        if self.slices < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ParameterError("slices, epochs and batch size must be >= 1")
-
-    @property
-    def sensors(self) -> list[str]:
-        return [s.strip() for s in self.sensor.split(",") if s.strip()]
-
-    @property
-    def in_channels(self) -> int:
-        return 2 if self.modality == "events" else 3
-
-
-def make_config(model: str, modality: str, config: str = "cpu", sensor: str = "davis346", **overrides) -> TrainConfig:
-    """The ``paper`` or ``cpu`` configuration of the module docstring, with ``overrides`` (None ignored)."""
-    lr = 1e-3 if model == "snn" else 1e-4
-    if config == "paper":
-        base = dict(epochs=100, batch_size=8, lr=lr, dropout=0.2, slices=75, jitter=0, shift_px=0, mirror=False)
-    elif config == "cpu":
-        # augmentation: start jitter only. Shifts (±3–4 px) and the left-right mirror were tried on the folds
-        # S01, S02 and did not help (docs/offline.md, "choosing the cpu configuration")
-        base = dict(epochs=24 if model == "snn" else 10, batch_size=8, lr=lr, dropout=0.2, slices=16, jitter=2,
-                    shift_px=0, mirror=False)
-    else:
-        raise ParameterError(f"--config must be 'paper' or 'cpu', got {config!r}")
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    import math
-
-    if not (isinstance(base["lr"], (int, float)) and math.isfinite(base["lr"]) and 0 < base["lr"] <= 10):
-        raise ParameterError(f"--lr must be a number in (0, 10], got {base['lr']!r}")
-    for key in ("epochs", "batch_size", "slices"):
-        if int(base[key]) < 1:
-            raise ParameterError(f"--{key.replace('_', '-')} must be >= 1, got {base[key]}")
-    return TrainConfig(model=model, modality=modality, sensor=sensor, config=config, **base)
-
-
-# ---------------------------------------------------------------------------------------------- data
-
-@dataclass
-class Sample:
-    clip_id: str
-    subject: str
-    label: int
-    array: str          # array name in the dataset
-    peak: int           # movement centre (slice index)
-    slices: int
-    trial: int = 1      # performance number of the AU by this subject (takes: 1, 2, ...)
-    au: str = ""
-
-
-def samples_for(ds, cfg: TrainConfig) -> list[Sample]:
-    """The training/test samples of ``ds`` for ``cfg``: one per clip and event sensor (events), one per clip
-    with webcam crops (rgb; the clips of the first sensor of ``cfg.sensors``)."""
-    out = []
-    for clip in ds.clips:
-        if cfg.modality == "events":
-            for s in cfg.sensors:
-                if s in clip["arrays"]:
-                    out.append(Sample(clip["id"], clip["subject"], int(clip["label"]), s,
-                                      int(clip["sensors"][s]["activity_peak"]), int(clip["slices"]),
-                                      int(clip.get("trial") or 1), str(clip.get("au", ""))))
-        elif "webcam_rgb" in clip["arrays"] and cfg.sensors[0] in clip["arrays"]:
-            out.append(Sample(clip["id"], clip["subject"], int(clip["label"]), "webcam_rgb",
-                              int(clip["sensors"][cfg.sensors[0]]["activity_peak"]), int(clip["slices"]),
-                              int(clip.get("trial") or 1), str(clip.get("au", ""))))
-    if not out:
-        raise MicroexpError(f"the dataset has no clips for modality {cfg.modality!r} and sensor(s) {cfg.sensor!r}")
-    return out
-
-
-def loso_folds(samples: Sequence[Sample], only: Optional[Sequence[str]] = None) -> list[tuple[str, list[int], list[int]]]:
-    """Leave-one-subject-out folds ``(test subject, train indices, test indices)``, subjects sorted; ``only``
-    restricts to those test subjects (names, or fold numbers as strings)."""
-    subjects = sorted({s.subject for s in samples})
-    if len(subjects) < 2:
-        raise MicroexpError(f"leave-one-subject-out needs at least 2 subjects, the data has {subjects}")
-    chosen = subjects
-    if only:
-        chosen = []
-        for item in only:
-            if item in subjects:
-                chosen.append(item)
-            elif item.isdigit() and int(item) < len(subjects):
-                chosen.append(subjects[int(item)])
-            else:
-                raise ParameterError(f"--folds {item!r}: neither a subject ({', '.join(subjects)}) nor a fold 0..{len(subjects) - 1}")
-    folds = []
-    for subject in chosen:
-        test = [i for i, s in enumerate(samples) if s.subject == subject]
-        train = [i for i, s in enumerate(samples) if s.subject != subject]
-        folds.append((subject, train, test))
-    return folds
-
-
-def take_split(samples: Sequence[Sample]) -> list[tuple[str, list[int], list[int]]]:
-    """The ``takes`` protocol: one split ``("takes", train, test)`` that trains on each subject's first
-    performance of every AU (its lowest trial number) and tests on the later ones -- the same people, new
-    performances. It measures how well a performance is recognised when the person is known; leave-one-subject-
-    out cannot do better than that. Needs at least two takes (``synth-dataset --takes 2``, protocol ``takes``)."""
-    first: dict = {}
-    for s in samples:
-        key = (s.subject, s.label, s.array)
-        first[key] = min(first.get(key, s.trial), s.trial)
-    train = [i for i, s in enumerate(samples) if s.trial == first[(s.subject, s.label, s.array)]]
-    test = [i for i, s in enumerate(samples) if s.trial != first[(s.subject, s.label, s.array)]]
-    if not test:
-        raise MicroexpError("--protocol takes needs two or more takes of an AU per subject; the dataset has one "
-                            "(record more with `microexp synth-dataset --takes 2` or the protocol's `takes`)")
-    return [("takes", train, test)]
-
-
-class ClipBank:
-    """The windows of every sample, held in memory: (slices + 2 jitter) slices around each movement centre,
-    as float32 (events as stored, RGB / 255). Clips shorter than the window are padded with empty frames
-    (events) or their last frame (RGB)."""
-
-    def __init__(self, ds, samples: Sequence[Sample], slices: int, jitter: int):
-        self.slices, self.jitter = int(slices), int(jitter)
-        span = self.slices + 2 * self.jitter
-        self.data = []
-        for s in samples:
-            a = ds.array(_clip(ds, s.clip_id), s.array)
-            start = s.peak - self.slices // 2 - self.jitter
-            w = _window(a, start, span, pad_last=(s.array == "webcam_rgb"))
-            if s.array == "webcam_rgb":
-                w = w.astype(np.float32) / 255.0
-            self.data.append(np.ascontiguousarray(w, dtype=np.float32))
-
-    def batch(self, idx: Sequence[int], rng: Optional[np.random.Generator] = None, shift_px: int = 0,
-              mirror: Sequence[bool] = ()) -> np.ndarray:
-        """(B, T, C, S, S) windows; with ``rng``: random start within ±jitter and shifts within ±shift_px."""
-        out = []
-        for j, i in enumerate(idx):
-            a = self.data[i]
-            off = self.jitter if rng is None else int(rng.integers(0, 2 * self.jitter + 1))
-            w = a[off:off + self.slices]
-            if rng is not None and shift_px:
-                dy, dx = (int(v) for v in rng.integers(-shift_px, shift_px + 1, size=2))
-                w = _shift(w, dy, dx)
-            if len(mirror) and mirror[j]:
-                w = w[..., ::-1]
-            out.append(w)
-        return np.ascontiguousarray(np.stack(out))
-
-
-def _clip(ds, clip_id: str) -> dict:
-    if not hasattr(ds, "_by_id"):
-        ds._by_id = {c["id"]: c for c in ds.clips}
-    return ds._by_id[clip_id]
-
-
-def _window(a: np.ndarray, start: int, length: int, pad_last: bool) -> np.ndarray:
-    """Slices [start, start + length) of ``a``, clamped into the clip; padded when the clip is shorter."""
-    n = a.shape[0]
-    if n >= length:
-        start = min(max(start, 0), n - length)
-        return np.asarray(a[start:start + length])
-    pad = np.repeat(np.asarray(a[-1:]), length - n, axis=0) if pad_last else np.zeros((length - n,) + a.shape[1:], a.dtype)
-    return np.concatenate([np.asarray(a), pad])
-
-
-def _shift(w: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """Translate the frames by (dy, dx) pixels, filling with zeros."""
-    if dy == 0 and dx == 0:
-        return w
-    out = np.zeros_like(w)
-    h, wd = w.shape[-2:]
-    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
-    xs, xd = (slice(0, wd - dx), slice(dx, wd)) if dx >= 0 else (slice(-dx, wd), slice(0, wd + dx))
-    out[..., yd, xd] = w[..., ys, xs]
-    return out
-
-
-MIRROR_PERMUTATION = np.array([au_index(MIRROR_SWAP.get(label, label)) for label in AU_LABELS])
+from microexp.learn.clips import MIRROR_PERMUTATION, ClipBank
+from microexp.learn.config import MODALITIES, MODELS, TrainConfig, make_config
+from microexp.learn.dataset import ClipDataset
+from microexp.learn.folds import Sample, loso_folds, samples_for, take_split
+from microexp.learn.metrics import classification_metrics
+from microexp.learn.report import write_training_report
+from microexp.models.device import resolve_device
+from microexp.models.registry import model_kind
 
 
 # ---------------------------------------------------------------------------------------------- models
-
-def build_model(cfg: TrainConfig):
-    from microexp.models import AUSpikingNet, C3DNet, CNN3DConfig, SNNConfig
-
-    if cfg.model == "snn":
-        return AUSpikingNet(SNNConfig(in_channels=cfg.in_channels, dropout=cfg.dropout, init_tau=cfg.init_tau))
-    return C3DNet(CNN3DConfig(in_channels=cfg.in_channels, dropout=cfg.dropout))
-
-
-def forward_scores(model, x, arch: str):
-    """Class scores in [0, 1] of a batch x [B, T, C, S, S]: the SNN's voting activations, the 3D-CNN's
-    softmax probabilities."""
-    if arch == "snn":
-        return model(x.transpose(0, 1))
-    return model(x.permute(0, 2, 1, 3, 4)).softmax(-1)
-
 
 def predict(model, windows: np.ndarray, batch_size: int = 8, device: str = "cpu") -> np.ndarray:
     """Scores (N, 21) of windows (N, T, C, S, S) with a model in eval mode (either architecture)."""
     import torch
 
-    from microexp.models import AUSpikingNet
-
-    arch = "snn" if isinstance(getattr(model, "module", model), AUSpikingNet) else "cnn3d"
+    kind = model_kind(model)
     model.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(windows), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(windows[i:i + batch_size], dtype=np.float32)).to(device)
-            out.append(forward_scores(model, x, arch).float().cpu().numpy())
-    if arch == "snn":
-        getattr(model, "module", model).reset()
+            out.append(kind.scores(model, x).float().cpu().numpy())
+    kind.reset(model)
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
 
 
@@ -343,8 +127,6 @@ def _barrier(d: Dist) -> None:
 # ---------------------------------------------------------------------------------------------- training
 
 def _seed_all(seed: int) -> None:
-    import random
-
     import torch
 
     random.seed(seed)
@@ -360,7 +142,8 @@ def train_fold(cfg: TrainConfig, bank: ClipBank, samples: Sequence[Sample], trai
     from tqdm import tqdm
 
     _seed_all(cfg.seed * 1000 + fold_key)
-    model = build_model(cfg).to(device)
+    kind = model_kind(cfg.model, "--model")
+    model = cfg.build_model().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     history: list[dict] = []
@@ -409,7 +192,7 @@ def train_fold(cfg: TrainConfig, bank: ClipBank, samples: Sequence[Sample], trai
             x = bank.batch(idx, rng, cfg.shift_px, mirror)
             xt = torch.from_numpy(x).to(device, non_blocking=True)
             yt = torch.from_numpy(onehot_all[y]).to(device)
-            scores = forward_scores(net, xt, cfg.model)
+            scores = kind.scores(net, xt)
             loss = torch.nn.functional.mse_loss(scores, yt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -441,8 +224,6 @@ def _input_description(cfg: TrainConfig, ds) -> dict:
 
 
 def _fold_metrics(scores: np.ndarray, y: np.ndarray) -> dict:
-    from microexp.learn.metrics import classification_metrics
-
     return classification_metrics(scores, y, AU_LABELS, k=3)
 
 
@@ -453,10 +234,7 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
     :func:`take_split` instead); writes ``out`` and returns the summary."""
     import torch
 
-    from microexp.infer.pipeline import resolve_device
-    from microexp.learn.dataset import ClipDataset
-    from microexp.learn.report import write_training_report
-    from microexp.models import save_checkpoint
+    from microexp.models import save_checkpoint  # torch
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -565,20 +343,6 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
 
         dist.destroy_process_group()
     return summary or {}
-
-
-def export_checkpoint(src, dst, half: bool = True, extra: Optional[dict] = None):
-    """Copy a checkpoint, optionally with float16 weights (half the size; ``load_checkpoint`` builds the
-    float32 model and ``load_state_dict`` converts the values back). ``extra`` entries are added."""
-    from microexp.models import load_checkpoint, save_checkpoint
-
-    model, meta = load_checkpoint(src)
-    merged = dict(meta.get("extra", {}))
-    merged.update(extra or {})
-    if half:
-        model = model.half()
-        merged["stored_dtype"] = "float16"
-    return save_checkpoint(dst, model, meta["config"], extra=merged, classes=meta.get("classes"))
 
 
 # ---------------------------------------------------------------------------------------------- CLI

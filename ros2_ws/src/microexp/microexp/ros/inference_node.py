@@ -81,7 +81,7 @@ PARAMS = (
           min=0.01, max=1.0),
     Param("face_margin", 1.2, "side of the square crop / longer side of the face box", min=0.5, max=4.0),
     Param("face_box", "model", "face box rule: mtcnn (MTCNN's box, the paper's), landmarks (placed by MTCNN's five "
-          "landmarks, infer.face.landmark_box) or model = as the model's training data (its checkpoint)",
+          "landmarks, vision.face.landmark_box) or model = as the model's training data (its checkpoint)",
           choices=("model", "mtcnn", "landmarks")),
     Param("face_min_probability", 0.9, "MTCNN detections less probable than this are ignored", min=0.0, max=1.0),
     Param("face_stale_s", 2.0, "the face is lost when no detection came for this long (0 = never)",
@@ -126,7 +126,7 @@ class InferenceNode(Node):
 
         from microexp.infer import default_model_path, load_au_model
         from microexp.infer.face import BoxMap, FaceTracker
-        from microexp.infer.pipeline import resolve_device
+        from microexp.models.device import resolve_device
         from microexp.vision.crop import parse_roi
 
         if self.p["torch_threads"] > 0:
@@ -258,7 +258,9 @@ class InferenceNode(Node):
         return pipeline
 
     def _start_face_detection(self) -> None:
-        from microexp.infer.face import FaceDetectorThread, MtcnnDetector, to_rgb
+        from microexp.infer.face import FaceDetectorThread
+        from microexp.vision.face import MtcnnDetector
+        from microexp.vision.image import to_rgb
         from microexp.ros.images import from_msg
 
         detector = MtcnnDetector(self.device, self.p["face_min_probability"], box=self.face_box)

@@ -2,7 +2,7 @@
 :mod:`microexp.bench.latency`): the publisher process and the measured inference node.
 
 Publisher: ``python -m microexp.ros.latency_bench CONFIG_JSON``. Encodes the whole stream first (EVT3, packets
-of 1 ms from :func:`microexp.bench.latency.blob_packets`), waits for the node's subscription, sends the warm-up
+of 1 ms from :func:`microexp.synth.streams.blob_packets`), waits for the node's subscription, sends the warm-up
 part paced in real time, pauses 0.5 s (a stream gap), prints ``measure``, pauses 0.5 s more (the benchmark
 clears the node's statistics meanwhile), sends the measured part, and saves per packet (first event t, last
 event t, CLOCK_MONOTONIC ns just before ``publish()``) to ``out``.
@@ -24,7 +24,7 @@ def publish_main(cfg: dict) -> int:
     import rclpy
     from event_camera_msgs.msg import EventPacket
 
-    from microexp.bench.latency import PACKET_US, blob_packets, rig_packets
+    from microexp.synth.streams import PACKET_US, blob_packets, rig_packets
     from microexp.events.codecs import make_encoder
     from microexp.ros.base import qos_named
 

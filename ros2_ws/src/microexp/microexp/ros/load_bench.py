@@ -194,7 +194,7 @@ def publish_main(argv: list[str]) -> int:
     import rclpy
     from event_camera_msgs.msg import EventPacket
 
-    from microexp.bench.latency import PACKET_US, blob_packets
+    from microexp.synth.streams import PACKET_US, blob_packets
     from microexp.events.codecs import make_encoder
     from microexp.ros.base import qos_named
     from microexp.ros.dds import use_profile

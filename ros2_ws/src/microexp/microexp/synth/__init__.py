@@ -8,7 +8,8 @@ Layers (each usable alone):
 - :mod:`.render` — camera views, albedo/shading/irradiance, APS and webcam frames;
 - :mod:`.dvs` — the ESIM/v2e-style event simulator;
 - :mod:`.clock` — sensor clocks and transport;
-- :mod:`.rig` — :class:`SyntheticRig`, :class:`Clip`, :func:`contact_sheet`, :func:`au_statistics`.
+- :mod:`.rig` — :class:`SyntheticRig`, :class:`Clip`, :func:`contact_sheet`, :func:`au_statistics`;
+- :mod:`.streams` — synthetic event streams for benchmarks and tests (uniform, face-like, blob, the rig's packets).
 
 Example
 -------

@@ -1,4 +1,5 @@
-"""sensor_msgs/Image <-> numpy, the conversion cv_bridge does, for installs without cv_bridge (pip)."""
+"""sensor_msgs/Image <-> numpy, the conversion cv_bridge does, for installs without cv_bridge (pip); :func:`to_rgb`
+for the RGB images a face detector takes."""
 from __future__ import annotations
 
 import numpy as np
@@ -45,3 +46,20 @@ def image_array(msg) -> np.ndarray:
     rows = buf[: h * step].reshape(h, step)[:, : w * channels * np.dtype(dtype).itemsize]
     a = rows.copy().view(dtype).reshape((h, w) if channels == 1 else (h, w, channels))
     return a
+
+
+def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
+    """An HxWx3 uint8 RGB copy of an APS or webcam image (mono8/mono16/bgr8/rgb8/bgra8/rgba8, or HxW)."""
+    a = np.asarray(image)
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1):
+        a = a.reshape(a.shape[0], a.shape[1])
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ParameterError(f"image of shape {a.shape} is neither grey nor colour")
+    if encoding.startswith("bgr"):
+        return np.ascontiguousarray(a[:, :, 2::-1])
+    return np.ascontiguousarray(a[:, :, :3])
