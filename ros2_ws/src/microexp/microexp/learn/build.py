@@ -12,7 +12,7 @@ Each kept segment of a session (``manifest.json``), or each bare bag, becomes on
    ``[start + k*33 ms, start + (k+1)*33 ms)`` of ROS time, i.e. ``[start - offset_s + k*33 ms, ...)`` on
    each event sensor's own clock. Frames (APS, webcam) are picked per slice as the one whose stamp
    (exposure midpoint on ROS time) is nearest the slice centre.
-3. **Face box** (paper §3.4): MTCNN (:class:`microexp.infer.face.MtcnnDetector`, the live node's detector)
+3. **Face box** (paper §3.4): MTCNN (:class:`microexp.vision.face.MtcnnDetector`, the live node's detector)
    on every ``detect_every``-th DAVIS APS frame of the clip; the box is the per-corner median of the hits,
    held over the whole clip (head turns move the face by less than the crop margin), then made square with
    ``margin`` (1.2, the live node's ``face_margin``) by :func:`microexp.vision.crop.square_box`.
@@ -114,7 +114,7 @@ class BuildOptions:
     topics: dict = field(default_factory=lambda: dict(DEFAULT_TOPICS))
     overwrite: bool = False
     noise_filter_us: int = 0  # background-activity filter window (events.filters); 0 = off (the paper's path)
-    face_box: str = "mtcnn"  # MTCNN's box (paper §3.4) or "landmarks" (infer.face.landmark_box)
+    face_box: str = "mtcnn"  # MTCNN's box (paper §3.4) or "landmarks" (vision.face.landmark_box)
     allow_truncated: bool = False  # build clips of truncated bags (flagged "truncated" in the index)
 
 
@@ -636,7 +636,7 @@ def add_arguments(parser) -> None:
                              "models trained on it make the live node filter the same way")
     parser.add_argument("--face-box", choices=("mtcnn", "landmarks"), default="mtcnn",
                         help="face box: MTCNN's box (the paper's) or one placed by MTCNN's five landmarks, which puts "
-                             "eyes and mouth at the same crop pixels for every person (infer.face.landmark_box). "
+                             "eyes and mouth at the same crop pixels for every person (vision.face.landmark_box). "
                              "Stored in the index; models trained on it make the live node crop the same way")
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips already in the index")
     parser.add_argument("--allow-truncated", action="store_true",
