@@ -100,7 +100,7 @@ def _run_device_node(factory, **params):
     factory's second call raises, as an unplugged camera does); return the node and the DDS counts."""
     from microexp.ros.compose import Graph, overrides
     from microexp.ros.counter import CounterClient, with_loss
-    from microexp.ros.davis346_node import Davis346Node
+    from microexp.ros.nodes.davis346_node import Davis346Node
 
     counter = CounterClient(quiet_s=2.0, timeout_s=120.0)  # a subscriber in a process of its own
     plugged = threading.Event()
@@ -208,7 +208,7 @@ def test_device_loop_on_the_unmodified_real_recording(testdata):
 
 def test_bad_davis_bias_file_fails_at_start(tmp_path):
     from microexp.ros.compose import Graph, overrides
-    from microexp.ros.davis346_node import Davis346Node
+    from microexp.ros.nodes.davis346_node import Davis346Node
 
     bad = tmp_path / "x.bias"
     bad.write_text("Onn 1 2\n")

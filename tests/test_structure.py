@@ -12,13 +12,13 @@ from microexp.config import Param, markdown_table, resolve
 from microexp.errors import ParameterError
 
 PKG = Path(__file__).resolve().parents[1] / "ros2_ws" / "src" / "microexp"
-NODES = {"evk4_node": ("microexp.ros.evk4_node", "evk4"), "webcam_node": ("microexp.ros.webcam_node", "webcam"),
-         "davis346_node": ("microexp.ros.davis346_node", "davis346"),
-         "recorder_node": ("microexp.ros.recorder_node", "recorder"),
-         "protocol_node": ("microexp.ros.protocol_node", "protocol"),
-         "synthetic_node": ("microexp.ros.synthetic_node", "synthetic"),
-         "replay_node": ("microexp.ros.replay_node", "replay"),
-         "inference_node": ("microexp.ros.inference_node", "inference")}
+NODES = {"evk4_node": ("microexp.ros.nodes.evk4_node", "evk4"), "webcam_node": ("microexp.ros.nodes.webcam_node", "webcam"),
+         "davis346_node": ("microexp.ros.nodes.davis346_node", "davis346"),
+         "recorder_node": ("microexp.ros.nodes.recorder_node", "recorder"),
+         "protocol_node": ("microexp.ros.nodes.protocol_node", "protocol"),
+         "synthetic_node": ("microexp.ros.nodes.synthetic_node", "synthetic"),
+         "replay_node": ("microexp.ros.nodes.replay_node", "replay"),
+         "inference_node": ("microexp.ros.nodes.inference_node", "inference")}
 
 
 def test_only_ros_package_imports_rclpy():

@@ -16,7 +16,7 @@ from rclpy.node import Node
 
 from microexp.ros.base import LATCHED_QOS, RELIABLE_QOS
 from microexp.ros.compose import Graph, overrides
-from microexp.ros.recorder_node import RecorderNode
+from microexp.ros.nodes.recorder_node import RecorderNode
 
 
 def main() -> int:

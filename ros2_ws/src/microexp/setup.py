@@ -27,14 +27,14 @@ setup(
         "console_scripts": [
             "microexp = microexp.cli:main",
             # one executable per node, for `ros2 run microexp NAME` and the launch files
-            "davis346_node = microexp.ros.davis346_node:main",
-            "evk4_node = microexp.ros.evk4_node:main",
-            "webcam_node = microexp.ros.webcam_node:main",
-            "synthetic_node = microexp.ros.synthetic_node:main",
-            "recorder_node = microexp.ros.recorder_node:main",
-            "protocol_node = microexp.ros.protocol_node:main",
-            "replay_node = microexp.ros.replay_node:main",
-            "inference_node = microexp.ros.inference_node:main",
+            "davis346_node = microexp.ros.nodes.davis346_node:main",
+            "evk4_node = microexp.ros.nodes.evk4_node:main",
+            "webcam_node = microexp.ros.nodes.webcam_node:main",
+            "synthetic_node = microexp.ros.nodes.synthetic_node:main",
+            "recorder_node = microexp.ros.nodes.recorder_node:main",
+            "protocol_node = microexp.ros.nodes.protocol_node:main",
+            "replay_node = microexp.ros.nodes.replay_node:main",
+            "inference_node = microexp.ros.nodes.inference_node:main",
         ],
     },
 )

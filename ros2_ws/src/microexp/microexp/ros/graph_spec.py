@@ -109,7 +109,7 @@ def record_graph(options: dict) -> list[NodeSpec]:
     """The nodes of a recording session: the recorder, the sensor sources, the protocol (last)."""
     o = typed(options)
     sensors = sensor_list(o["sensors"])
-    nodes = [NodeSpec("recorder_node", "recorder", "microexp.ros.recorder_node", "RecorderNode",
+    nodes = [NodeSpec("recorder_node", "recorder", "microexp.ros.nodes.recorder_node", "RecorderNode",
                       dict(out=o["out"], subject=o["subject"], storage=o["storage"], source=o["source"]))]
     protocol = dict(aus=o["aus"], subject=o["subject"], lux=o["lux"], headless=o["headless"],
                     time_scale=o["time_scale"], takes=o["takes"], first_trial=o["first_trial"], recorder="/recorder")
@@ -119,7 +119,7 @@ def record_graph(options: dict) -> list[NodeSpec]:
         # every phase) has passed, with every message reliable and the session's clips simulated ahead; the
         # protocol waits for it (subject_node) before each take and before closing it, so clips land inside
         # their segments; the performance window holds the whole clip.
-        nodes.append(NodeSpec("synthetic_node", "synthetic", "microexp.ros.synthetic_node", "SyntheticRigNode",
+        nodes.append(NodeSpec("synthetic_node", "synthetic", "microexp.ros.nodes.synthetic_node", "SyntheticRigNode",
                               dict(sensors=",".join(sensors), subject=o["subject"], seed=o["seed"], qos="reliable",
                                    prefetch=o["aus"], prefetch_takes=o["takes"], prefetch_first_trial=o["first_trial"],
                                    perform_delay_s=COUNTDOWN_S * scale, duration_s=SYNTH_CLIP_S)))
@@ -128,9 +128,9 @@ def record_graph(options: dict) -> list[NodeSpec]:
     else:
         mode = o["source"]
         for sensor, exe, module, cls, file_opt in (
-                ("evk4", "evk4_node", "microexp.ros.evk4_node", "Evk4Node", "evk4_file"),
-                ("davis346", "davis346_node", "microexp.ros.davis346_node", "Davis346Node", "davis_file"),
-                ("webcam", "webcam_node", "microexp.ros.webcam_node", "WebcamNode", "webcam_file")):
+                ("evk4", "evk4_node", "microexp.ros.nodes.evk4_node", "Evk4Node", "evk4_file"),
+                ("davis346", "davis346_node", "microexp.ros.nodes.davis346_node", "Davis346Node", "davis_file"),
+                ("webcam", "webcam_node", "microexp.ros.nodes.webcam_node", "WebcamNode", "webcam_file")):
             if sensor in sensors and (mode == "device" or o[file_opt]):
                 # recording keeps every packet: reliable, deep history (a parameter file may say otherwise)
                 nodes.append(NodeSpec(exe, sensor, module, cls, dict(mode=mode, file=o[file_opt]),
@@ -140,5 +140,5 @@ def record_graph(options: dict) -> list[NodeSpec]:
     # every stream of a sensor the session runs must deliver during each segment (else the segment is `error`)
     running = sensors if o["source"] != "file" else [n.name for n in nodes[1:]]
     nodes[0].params["expect_topics"] = [SENSOR_TOPICS[s] for s in running if s in SENSOR_TOPICS] or [""]
-    nodes.append(NodeSpec("protocol_node", "protocol", "microexp.ros.protocol_node", "ProtocolNode", protocol))
+    nodes.append(NodeSpec("protocol_node", "protocol", "microexp.ros.nodes.protocol_node", "ProtocolNode", protocol))
     return nodes

@@ -109,7 +109,7 @@ def run(args) -> int:
     import rclpy
 
     from microexp.ros.compose import overrides
-    from microexp.ros.inference_node import InferenceNode
+    from microexp.ros.nodes.inference_node import InferenceNode
 
     from microexp.config import check_topic_name
 

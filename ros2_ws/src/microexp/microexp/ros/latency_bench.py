@@ -88,7 +88,7 @@ def measure_stream(sensor: str, width: int, height: int, rate: float, *, seconds
     from microexp.infer.smoothing import LatencyStats
     from microexp.ros.compose import overrides
     from microexp.ros.infer_cli import NodeRunner
-    from microexp.ros.inference_node import InferenceNode
+    from microexp.ros.nodes.inference_node import InferenceNode
 
     topic = f"/latency_bench/{sensor}/events"
     name = "latency_bench_inference"

@@ -51,24 +51,24 @@ def build_nodes(args) -> list:
     wait = {"wait_for_subscribers_s": float(args.wait_subscribers)} if args.count else {}
     nodes = []
     if args.synthetic:
-        from microexp.ros.synthetic_node import SyntheticRigNode
+        from microexp.ros.nodes.synthetic_node import SyntheticRigNode
 
         nodes.append(SyntheticRigNode(parameter_overrides=_overrides(
             {"rate": args.rate, "qos": qos, "plan": args.aus, "sensors": args.sensors, "seed": args.seed})))
     if args.evk4_file or getattr(args, "evk4_device", False):
-        from microexp.ros.evk4_node import Evk4Node
+        from microexp.ros.nodes.evk4_node import Evk4Node
 
         source = ({"mode": "device", "device_file": args.evk4_file or ""} if getattr(args, "evk4_device", False)
                   else {"mode": "file", "file": args.evk4_file})
         nodes.append(Evk4Node(parameter_overrides=_overrides(
             {**source, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
     if args.davis_file:
-        from microexp.ros.davis346_node import Davis346Node
+        from microexp.ros.nodes.davis346_node import Davis346Node
 
         nodes.append(Davis346Node(parameter_overrides=_overrides(
             {"mode": "file", "file": args.davis_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
     if args.webcam_file:
-        from microexp.ros.webcam_node import WebcamNode
+        from microexp.ros.nodes.webcam_node import WebcamNode
 
         nodes.append(WebcamNode(parameter_overrides=_overrides(
             {"mode": "file", "file": args.webcam_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))

@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from microexp.ros.compose import Graph, overrides
-    from microexp.ros.replay_node import ReplayNode
+    from microexp.ros.nodes.replay_node import ReplayNode
 
     graph = Graph(threads=2)
     try:

@@ -19,7 +19,7 @@ def count_main(argv: list[str]) -> int:
     import rclpy
 
     from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
-    from microexp.ros.recorder_node import _msg_class
+    from microexp.ros.nodes.recorder_node import _msg_class
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--topic", action="append", required=True, help="topic|package/msg/Type")
@@ -113,7 +113,7 @@ def record_flat_out(out_dir: str, packets: int, packet_bytes: int, storage: str 
     """A publisher process sends ``packets`` EVK4-like EventPackets flat out; the recorder (this process)
     writes them; MB/s from the first to the last message written, drops counted."""
     from microexp.ros.compose import Graph, overrides
-    from microexp.ros.recorder_node import RecorderNode
+    from microexp.ros.nodes.recorder_node import RecorderNode
 
     graph = Graph(threads=2)
     try:
