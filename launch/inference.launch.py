@@ -22,6 +22,10 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+from microexp.ros.nodes import BY_NAME
+
+NODE = BY_NAME["inference"]
+
 # (name, default, type of the node parameter or None for launch-only arguments, description)
 ARGUMENTS = (
     ("model", "", "str", "SNN checkpoint; empty = the default model in $MICROEXP_MODELS_DIR (au_snn_default.pt)"),
@@ -44,7 +48,7 @@ _TYPES = {"str": str, "float": float, "int": int}
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("microexp"), "config", "inference_node.yaml")
+    default_params = os.path.join(get_package_share_directory("microexp"), "config", NODE.config)
     declared = []
     for name, default, _, description in ARGUMENTS:
         if name == "params_file":
@@ -54,8 +58,8 @@ def generate_launch_description():
                  for name, _, kind, _ in ARGUMENTS if kind is not None}
     node = Node(
         package="microexp",
-        executable="inference_node",
-        name="inference",
+        executable=NODE.executable,
+        name=NODE.name,
         namespace=LaunchConfiguration("namespace"),
         parameters=[LaunchConfiguration("params_file"), overrides],
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
