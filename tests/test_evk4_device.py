@@ -214,12 +214,13 @@ def test_device_path_on_a_raw_file_publishes_every_event(openeb, testdata, name)
 
 def run_graph_device(path, **params):
     """evk4_node mode:=device on ``path`` and a counting subscriber, in a process of its own, over DDS: the counts."""
-    from microexp.ros.compose import Graph, overrides
+    from microexp.ros.compose import overrides
+from microexp.ros.runner import Runner
     from microexp.ros.counter import CounterClient, with_loss
     from microexp.ros.nodes.evk4_node import Evk4Node
 
     counter = CounterClient(quiet_s=2.0, timeout_s=120.0)  # a subscriber in a process of its own
-    g = Graph(threads=3)
+    g = Runner(threads=3)
     try:
         node = g.add(Evk4Node(parameter_overrides=overrides(
             "evk4", None, mode="device", device_file=str(path), rate=0.0, qos="reliable",
@@ -417,9 +418,9 @@ def test_settings_call_the_hal_facilities_with_hal_types(openeb, testdata):
 
 @pytest.fixture
 def graph():
-    from microexp.ros.compose import Graph
+    from microexp.ros.runner import Runner
 
-    g = Graph(threads=2)
+    g = Runner(threads=2)
     yield g
     g.close()
 

@@ -540,12 +540,12 @@ def test_graph_published_probabilities_equal_the_offline_model_on_the_same_windo
     """Over real DDS, with the random untrained SNN checkpoint (no trained model exists yet): a publisher process
     sends EVT3 EventPackets of a synthetic moving blob; the node's AUPredictions equal (1e-5) the offline
     computation on the same events: Eq. (1) frames of the whole recording, the same crop, multi-step inference."""
-    from microexp.ros.infer_cli import NodeRunner
+    from microexp.ros.runner import Runner
     from microexp.ros.nodes.inference_node import InferenceNode
 
     events = blob_events(*DAVIS, 500_000, 0.6e6, seed=5)
     roi = "40,20,260,220"
-    runner = NodeRunner("single")
+    runner = Runner("single")
     try:
         node = runner.add(InferenceNode(parameter_overrides=node_params(
             random_checkpoint, events_topic="/test_graph/events", sensor="davis346", roi=roi, horizon=3,
@@ -589,12 +589,12 @@ def test_graph_faults_are_handled_counted_and_the_node_keeps_running(tmp_path, r
     """Over real DDS (intake through an executor callback this time): dropped packets (a seq gap), a short pause
     (empty windows), a long pause (stream gap), a segment marker, and blank frames in which MTCNN finds no face;
     the node counts each, resets where it must, falls back to the fixed ROI and keeps publishing."""
-    from microexp.ros.infer_cli import NodeRunner
+    from microexp.ros.runner import Runner
     from microexp.ros.nodes.inference_node import InferenceNode
 
     pauses = ((200_000, 100_000), (450_000, 450_000))  # 3 empty windows; then a 450 ms gap
     events = blob_events(*DAVIS, 1_100_000, 0.3e6, seed=6, pauses=pauses)
-    runner = NodeRunner("single")
+    runner = Runner("single")
     try:
         node = runner.add(InferenceNode(parameter_overrides=node_params(
             random_checkpoint, events_topic="/test_faults/events", frames_topic="/test_faults/image_raw",

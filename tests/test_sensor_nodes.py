@@ -87,9 +87,9 @@ def test_truncated_video_ends_cleanly(tmp_path):
 
 @pytest.fixture
 def graph():
-    from microexp.ros.compose import Graph
+    from microexp.ros.runner import Runner
 
-    g = Graph(threads=2)
+    g = Runner(threads=2)
     yield g
     g.close()
 
