@@ -1,4 +1,5 @@
-"""The README's parameter tables, generated from the specs of the nodes of :data:`microexp.ros.nodes.NODES` (a test keeps README and specs equal)."""
+"""The README's parameter tables, generated from the specs of the nodes of :data:`microexp.ros.nodes.NODES`
+(a test keeps README and specs equal)."""
 from __future__ import annotations
 
 import importlib
