@@ -99,7 +99,7 @@ def _run_device_node(factory, **params):
     """Run the node in device mode until the replay ended and the node tried to reopen the camera (the
     factory's second call raises, as an unplugged camera does); return the node and the DDS counts."""
     from microexp.ros.compose import overrides
-from microexp.ros.runner import Runner
+    from microexp.ros.runner import Runner
     from microexp.ros.counter import CounterClient, with_loss
     from microexp.ros.nodes.davis346_node import Davis346Node
 
@@ -209,7 +209,7 @@ def test_device_loop_on_the_unmodified_real_recording(testdata):
 
 def test_bad_davis_bias_file_fails_at_start(tmp_path):
     from microexp.ros.compose import overrides
-from microexp.ros.runner import Runner
+    from microexp.ros.runner import Runner
     from microexp.ros.nodes.davis346_node import Davis346Node
 
     bad = tmp_path / "x.bias"

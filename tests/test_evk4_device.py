@@ -215,7 +215,7 @@ def test_device_path_on_a_raw_file_publishes_every_event(openeb, testdata, name)
 def run_graph_device(path, **params):
     """evk4_node mode:=device on ``path`` and a counting subscriber, in a process of its own, over DDS: the counts."""
     from microexp.ros.compose import overrides
-from microexp.ros.runner import Runner
+    from microexp.ros.runner import Runner
     from microexp.ros.counter import CounterClient, with_loss
     from microexp.ros.nodes.evk4_node import Evk4Node
 
