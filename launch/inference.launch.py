@@ -22,10 +22,6 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from microexp.ros.nodes import BY_NAME
-
-NODE = BY_NAME["inference"]
-
 # (name, default, type of the node parameter or None for launch-only arguments, description)
 ARGUMENTS = (
     ("model", "", "str", "SNN checkpoint; empty = the default model in $MICROEXP_MODELS_DIR (au_snn_default.pt)"),
@@ -48,7 +44,7 @@ _TYPES = {"str": str, "float": float, "int": int}
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("microexp"), "config", NODE.config)
+    default_params = os.path.join(get_package_share_directory("microexp"), "config", "inference_node.yaml")
     declared = []
     for name, default, _, description in ARGUMENTS:
         if name == "params_file":
@@ -58,8 +54,8 @@ def generate_launch_description():
                  for name, _, kind, _ in ARGUMENTS if kind is not None}
     node = Node(
         package="microexp",
-        executable=NODE.executable,
-        name=NODE.name,
+        executable="inference_node",
+        name="inference",
         namespace=LaunchConfiguration("namespace"),
         parameters=[LaunchConfiguration("params_file"), overrides],
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
