@@ -8,7 +8,6 @@ no rclpy: the launch process and setup.py read it.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 # (node name, executable = module name, node class). setup.py parses this literal: keep it plain tuples.
@@ -52,7 +51,3 @@ NODES = tuple(NodeEntry(*row) for row in TABLE)
 BY_NAME = {n.name: n for n in NODES}
 BY_EXECUTABLE = {n.executable: n for n in NODES}
 
-
-def node_class(entry: NodeEntry):
-    """The node class of ``entry`` (imports its module, and with it rclpy)."""
-    return getattr(importlib.import_module(entry.module), entry.cls)
