@@ -10,6 +10,10 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+from microexp.ros.nodes import BY_NAME
+
+NODE = BY_NAME["replay"]
+
 ARGS = [
     ("bag", "", "bag folder or session folder to replay"),
     ("rate", "1.0", "speed factor (1 = as recorded, 0 = as fast as possible)"),
@@ -21,7 +25,7 @@ ARGS = [
 def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in ARGS]
-        + [Node(package="microexp", executable="replay_node", name="replay", output="screen",
+        + [Node(package="microexp", executable=NODE.executable, name=NODE.name, output="screen",
                 parameters=[{"bag": LaunchConfiguration("bag"),
                              "rate": ParameterValue(LaunchConfiguration("rate"), value_type=float),
                              "loop": ParameterValue(LaunchConfiguration("loop"), value_type=bool),

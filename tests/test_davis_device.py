@@ -98,9 +98,10 @@ class ReplayDavis:
 def _run_device_node(factory, **params):
     """Run the node in device mode until the replay ended and the node tried to reopen the camera (the
     factory's second call raises, as an unplugged camera does); return the node and the DDS counts."""
-    from microexp.ros.compose import Graph, overrides
+    from microexp.ros.compose import overrides
+    from microexp.ros.runner import Runner
     from microexp.ros.counter import CounterClient, with_loss
-    from microexp.ros.davis346_node import Davis346Node
+    from microexp.ros.nodes.davis346_node import Davis346Node
 
     counter = CounterClient(quiet_s=2.0, timeout_s=120.0)  # a subscriber in a process of its own
     plugged = threading.Event()
@@ -109,7 +110,7 @@ def _run_device_node(factory, **params):
         plugged.wait(30)
         return factory(serial)
 
-    g = Graph(threads=3)
+    g = Runner(threads=3)
     try:
         node = g.add(Davis346Node(parameter_overrides=overrides(
             "davis346", None, mode="device", qos="reliable", retry_interval_s=0.2, **params), camera_factory=plug_in))
@@ -207,12 +208,13 @@ def test_device_loop_on_the_unmodified_real_recording(testdata):
 
 
 def test_bad_davis_bias_file_fails_at_start(tmp_path):
-    from microexp.ros.compose import Graph, overrides
-    from microexp.ros.davis346_node import Davis346Node
+    from microexp.ros.compose import overrides
+    from microexp.ros.runner import Runner
+    from microexp.ros.nodes.davis346_node import Davis346Node
 
     bad = tmp_path / "x.bias"
     bad.write_text("Onn 1 2\n")
-    g = Graph(threads=2)
+    g = Runner(threads=2)
     try:
         with pytest.raises(MicroexpError, match="x.bias: line 1: unknown bias 'Onn'"):
             Davis346Node(parameter_overrides=overrides("davis346", None, mode="device", bias_preset=str(bad)))

@@ -214,12 +214,13 @@ def test_device_path_on_a_raw_file_publishes_every_event(openeb, testdata, name)
 
 def run_graph_device(path, **params):
     """evk4_node mode:=device on ``path`` and a counting subscriber, in a process of its own, over DDS: the counts."""
-    from microexp.ros.compose import Graph, overrides
+    from microexp.ros.compose import overrides
+    from microexp.ros.runner import Runner
     from microexp.ros.counter import CounterClient, with_loss
-    from microexp.ros.evk4_node import Evk4Node
+    from microexp.ros.nodes.evk4_node import Evk4Node
 
     counter = CounterClient(quiet_s=2.0, timeout_s=120.0)  # a subscriber in a process of its own
-    g = Graph(threads=3)
+    g = Runner(threads=3)
     try:
         node = g.add(Evk4Node(parameter_overrides=overrides(
             "evk4", None, mode="device", device_file=str(path), rate=0.0, qos="reliable",
@@ -417,9 +418,9 @@ def test_settings_call_the_hal_facilities_with_hal_types(openeb, testdata):
 
 @pytest.fixture
 def graph():
-    from microexp.ros.compose import Graph
+    from microexp.ros.runner import Runner
 
-    g = Graph(threads=2)
+    g = Runner(threads=2)
     yield g
     g.close()
 
@@ -427,7 +428,7 @@ def graph():
 @pytest.mark.ros
 def test_absent_camera_is_retried_with_one_line_each_time(openeb, graph):
     from microexp.ros.compose import overrides
-    from microexp.ros.evk4_node import Evk4Node
+    from microexp.ros.nodes.evk4_node import Evk4Node
 
     node = graph.add(Evk4Node(parameter_overrides=overrides("evk4", None, mode="device", serial="NO-SUCH-CAMERA",
                                                             retry_interval_s=0.2)))
@@ -473,7 +474,7 @@ def test_make_openeb_is_cached(openeb):
 
 def test_bad_bias_file_fails_the_node_at_start(openeb, graph, tmp_path):
     from microexp.ros.compose import overrides
-    from microexp.ros.evk4_node import Evk4Node
+    from microexp.ros.nodes.evk4_node import Evk4Node
 
     bad = tmp_path / "bad.bias"
     bad.write_text("% ok\n12 bias_fo\n")
@@ -484,7 +485,7 @@ def test_bad_bias_file_fails_the_node_at_start(openeb, graph, tmp_path):
 @pytest.mark.ros
 def test_out_of_range_bias_stops_the_device_with_one_line(openeb, graph, testdata, tmp_path):
     from microexp.ros.compose import overrides
-    from microexp.ros.evk4_node import Evk4Node
+    from microexp.ros.nodes.evk4_node import Evk4Node
 
     high = tmp_path / "high.bias"
     high.write_text("-151 % bias_fo\n")
@@ -501,8 +502,8 @@ def test_out_of_range_bias_stops_the_device_with_one_line(openeb, graph, testdat
 def test_sensor_serial_and_geometry_reach_the_session_manifest(graph, testdata, tmp_path):
     from microexp.bags.manifest import validate
     from microexp.ros.compose import overrides
-    from microexp.ros.evk4_node import Evk4Node
-    from microexp.ros.recorder_node import RecorderNode
+    from microexp.ros.nodes.evk4_node import Evk4Node
+    from microexp.ros.nodes.recorder_node import RecorderNode
 
     rec = graph.add(RecorderNode(parameter_overrides=overrides(
         "recorder", None, out=str(tmp_path / "rec"), subject="S01",

@@ -540,12 +540,12 @@ def test_graph_published_probabilities_equal_the_offline_model_on_the_same_windo
     """Over real DDS, with the random untrained SNN checkpoint (no trained model exists yet): a publisher process
     sends EVT3 EventPackets of a synthetic moving blob; the node's AUPredictions equal (1e-5) the offline
     computation on the same events: Eq. (1) frames of the whole recording, the same crop, multi-step inference."""
-    from microexp.ros.infer_cli import NodeRunner
-    from microexp.ros.inference_node import InferenceNode
+    from microexp.ros.runner import Runner
+    from microexp.ros.nodes.inference_node import InferenceNode
 
     events = blob_events(*DAVIS, 500_000, 0.6e6, seed=5)
     roi = "40,20,260,220"
-    runner = NodeRunner("single")
+    runner = Runner("single")
     try:
         node = runner.add(InferenceNode(parameter_overrides=node_params(
             random_checkpoint, events_topic="/test_graph/events", sensor="davis346", roi=roi, horizon=3,
@@ -589,12 +589,12 @@ def test_graph_faults_are_handled_counted_and_the_node_keeps_running(tmp_path, r
     """Over real DDS (intake through an executor callback this time): dropped packets (a seq gap), a short pause
     (empty windows), a long pause (stream gap), a segment marker, and blank frames in which MTCNN finds no face;
     the node counts each, resets where it must, falls back to the fixed ROI and keeps publishing."""
-    from microexp.ros.infer_cli import NodeRunner
-    from microexp.ros.inference_node import InferenceNode
+    from microexp.ros.runner import Runner
+    from microexp.ros.nodes.inference_node import InferenceNode
 
     pauses = ((200_000, 100_000), (450_000, 450_000))  # 3 empty windows; then a 450 ms gap
     events = blob_events(*DAVIS, 1_100_000, 0.3e6, seed=6, pauses=pauses)
-    runner = NodeRunner("single")
+    runner = Runner("single")
     try:
         node = runner.add(InferenceNode(parameter_overrides=node_params(
             random_checkpoint, events_topic="/test_faults/events", frames_topic="/test_faults/image_raw",
@@ -637,7 +637,7 @@ def test_graph_faults_are_handled_counted_and_the_node_keeps_running(tmp_path, r
 
 @pytest.mark.ros
 def test_node_refuses_to_start_without_a_usable_model(tmp_path):
-    from microexp.ros.inference_node import InferenceNode
+    from microexp.ros.nodes.inference_node import InferenceNode
 
     cnn = tmp_path / "cnn3d.pt"
     save_checkpoint(cnn, C3DNet(CNN3DConfig(widths=(2,) * 8, fc_hidden=4)))
@@ -748,7 +748,7 @@ def test_watch_render_without_diagnostics_counts_window_holes():
 
 # ---------------------------------------------------------------------------------------- files and CLI
 def test_config_yaml_mirrors_the_node_params_exactly():
-    from microexp.ros.inference_node import PARAMS
+    from microexp.ros.nodes.inference_node import PARAMS
 
     text = (PKG / "config" / "inference_node.yaml").read_text()
     assert yaml.safe_load(text) == yaml.safe_load(yaml_text("inference", PARAMS))
@@ -759,7 +759,7 @@ def test_config_yaml_mirrors_the_node_params_exactly():
 
 
 def test_launch_file_compiles_and_its_arguments_are_described_node_parameters(tmp_path):
-    from microexp.ros.inference_node import PARAMS
+    from microexp.ros.nodes.inference_node import PARAMS
 
     path = REPO / "launch" / "inference.launch.py"
     py_compile.compile(str(path), cfile=str(tmp_path / "launch.pyc"), doraise=True)

@@ -87,16 +87,16 @@ def test_truncated_video_ends_cleanly(tmp_path):
 
 @pytest.fixture
 def graph():
-    from microexp.ros.compose import Graph
+    from microexp.ros.runner import Runner
 
-    g = Graph(threads=2)
+    g = Runner(threads=2)
     yield g
     g.close()
 
 
 def test_absent_webcam_retries_and_keeps_running(graph):
     from microexp.ros.compose import overrides
-    from microexp.ros.webcam_node import WebcamNode
+    from microexp.ros.nodes.webcam_node import WebcamNode
 
     node = graph.add(WebcamNode(parameter_overrides=overrides(
         "webcam", None, mode="device", device="/dev/microexp-no-such-camera", retry_interval_s=0.2)))
@@ -108,7 +108,7 @@ def test_absent_webcam_retries_and_keeps_running(graph):
 
 def test_absent_davis_retries_and_keeps_running(graph):
     from microexp.ros.compose import overrides
-    from microexp.ros.davis346_node import Davis346Node
+    from microexp.ros.nodes.davis346_node import Davis346Node
 
     node = graph.add(Davis346Node(parameter_overrides=overrides("davis346", None, mode="device", retry_interval_s=0.2)))
     graph.start()
@@ -120,7 +120,7 @@ def test_absent_davis_retries_and_keeps_running(graph):
 def test_evk4_device_mode_without_openeb_fails_at_start(graph):
     from microexp.events.evk4_device import openeb_available
     from microexp.ros.compose import overrides
-    from microexp.ros.evk4_node import Evk4Node
+    from microexp.ros.nodes.evk4_node import Evk4Node
 
     if openeb_available() is None:
         pytest.skip("OpenEB is built here: device mode starts (tests/test_evk4_device.py covers it)")
@@ -131,7 +131,7 @@ def test_evk4_device_mode_without_openeb_fails_at_start(graph):
 
 def test_davis_file_that_is_not_aedat4_fails_at_start_naming_it(graph, tmp_path):
     from microexp.ros.compose import overrides
-    from microexp.ros.davis346_node import Davis346Node
+    from microexp.ros.nodes.davis346_node import Davis346Node
 
     bad = tmp_path / "x.aedat4"
     bad.write_bytes(b"#!AER-DAT4.0\r\n" + b"\x00" * 100)

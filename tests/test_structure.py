@@ -10,15 +10,9 @@ import yaml
 
 from microexp.config import Param, markdown_table, resolve
 from microexp.errors import ParameterError
+from microexp.ros.nodes import BY_EXECUTABLE, NODES
 
 PKG = Path(__file__).resolve().parents[1] / "ros2_ws" / "src" / "microexp"
-NODES = {"evk4_node": ("microexp.ros.evk4_node", "evk4"), "webcam_node": ("microexp.ros.webcam_node", "webcam"),
-         "davis346_node": ("microexp.ros.davis346_node", "davis346"),
-         "recorder_node": ("microexp.ros.recorder_node", "recorder"),
-         "protocol_node": ("microexp.ros.protocol_node", "protocol"),
-         "synthetic_node": ("microexp.ros.synthetic_node", "synthetic"),
-         "replay_node": ("microexp.ros.replay_node", "replay"),
-         "inference_node": ("microexp.ros.inference_node", "inference")}
 
 
 def test_only_ros_package_imports_rclpy():
@@ -143,12 +137,12 @@ def test_core_imports_without_rclpy(monkeypatch):
     assert res.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize("name", sorted(NODES))
+@pytest.mark.parametrize("name", sorted(BY_EXECUTABLE))
 def test_config_yaml_mirrors_param_specs(name):
-    module, node_name = NODES[name]
-    specs = importlib.import_module(module).PARAMS
-    doc = yaml.safe_load((PKG / "config" / f"{name}.yaml").read_text())
-    params = doc[node_name]["ros__parameters"]
+    node = BY_EXECUTABLE[name]
+    specs = importlib.import_module(node.module).PARAMS
+    doc = yaml.safe_load((PKG / "config" / node.config).read_text())
+    params = doc[node.name]["ros__parameters"]
     assert params == {p.name: p.default for p in specs}
     assert all(p.description for p in specs)
     assert markdown_table(specs).count("\n") == len(specs) + 1
@@ -177,3 +171,38 @@ def test_readme_opens_with_demo_and_test():
     readme = (PKG.parents[2] / "README.md").read_text()
     commands = [line.split("#")[0].strip() for line in readme.splitlines() if line.startswith("make ")]
     assert commands[:2] == ["make demo", "make test"]
+
+
+def test_node_table_lists_every_node_module_and_each_has_an_executable():
+    """Every module of microexp/ros/nodes with a main() (a node executable) is in the node table; every table entry
+    names a class of its module, a config file, and a console script of setup.py and of the installed
+    package that runs its module's main()."""
+    from importlib.metadata import entry_points
+
+    nodes_dir = PKG / "microexp" / "ros" / "nodes"
+    node_modules = set()
+    for f in nodes_dir.glob("*.py"):
+        tree = ast.parse(f.read_text(), str(f))
+        if any(isinstance(c, ast.FunctionDef) and c.name == "main" for c in tree.body):
+            node_modules.add(f"microexp.ros.nodes.{f.stem}")
+    assert node_modules == {n.module for n in NODES}
+    setup_py = (PKG / "setup.py").read_text()
+    assert "node_entry_points()" in setup_py
+    installed = {e.name: e.value for e in entry_points(group="console_scripts") if e.value.startswith("microexp.")}
+    for n in NODES:
+        module = importlib.import_module(n.module)
+        assert isinstance(getattr(module, n.cls), type) and callable(module.main)
+        assert (PKG / "config" / n.config).is_file()
+        assert installed.get(n.executable) == f"{n.module}:main", n.executable
+    import runpy
+    import setuptools
+
+    captured = {}
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(setuptools, "setup", lambda **kw: captured.update(kw))
+    try:
+        runpy.run_path(str(PKG / "setup.py"), run_name="__main__")
+    finally:
+        monkey.undo()
+    scripts = captured["entry_points"]["console_scripts"]
+    assert sorted(s for s in scripts if not s.startswith("microexp ")) == sorted(n.entry_point for n in NODES)

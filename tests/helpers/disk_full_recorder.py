@@ -15,15 +15,16 @@ from microexp_msgs.msg import SegmentMarker
 from rclpy.node import Node
 
 from microexp.ros.base import LATCHED_QOS, RELIABLE_QOS
-from microexp.ros.compose import Graph, overrides
-from microexp.ros.recorder_node import RecorderNode
+from microexp.ros.compose import overrides
+from microexp.ros.runner import Runner
+from microexp.ros.nodes.recorder_node import RecorderNode
 
 
 def main() -> int:
     out, limit = sys.argv[1], int(sys.argv[2])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing us
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    graph = Graph(threads=3)
+    graph = Runner(threads=3)
     rec = graph.add(RecorderNode(parameter_overrides=overrides(
         "recorder", None, out=out, subject="S09", topics=["/fake/events|event_camera_msgs/msg/EventPacket",
                                                           "/recorder/segments|microexp_msgs/msg/SegmentMarker"])))

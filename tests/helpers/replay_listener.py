@@ -11,7 +11,7 @@ import rclpy
 
 from microexp.bags.reader import Bag
 from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
-from microexp.ros.recorder_node import _msg_class
+from microexp.ros.nodes.recorder_node import _msg_class
 
 
 def main() -> int:

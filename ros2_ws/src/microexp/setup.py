@@ -1,10 +1,23 @@
 """ament_python package of microexp: the ROS-free core (microexp.events, ...), the nodes (microexp.ros)
 and the `microexp` command. Installed by colcon (full ROS) or `pip install -e` (the pip environment)."""
+import ast
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 PACKAGE = "microexp"
+
+
+def node_entry_points() -> list[str]:
+    """One console script per node, for `ros2 run microexp NAME` and the launch files: from the node table
+    (TABLE of microexp/ros/nodes/__init__.py, read as a literal: setup.py imports nothing of the package)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), PACKAGE, "ros", "nodes", "__init__.py")
+    with open(path) as fh:
+        tree = ast.parse(fh.read(), path)
+    table = next(ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "TABLE" for t in node.targets))
+    return [f"{exe} = {PACKAGE}.ros.nodes.{exe}:main" for _name, exe, _cls in table]
 
 setup(
     name=PACKAGE,
@@ -26,15 +39,7 @@ setup(
     entry_points={
         "console_scripts": [
             "microexp = microexp.cli:main",
-            # one executable per node, for `ros2 run microexp NAME` and the launch files
-            "davis346_node = microexp.ros.davis346_node:main",
-            "evk4_node = microexp.ros.evk4_node:main",
-            "webcam_node = microexp.ros.webcam_node:main",
-            "synthetic_node = microexp.ros.synthetic_node:main",
-            "recorder_node = microexp.ros.recorder_node:main",
-            "protocol_node = microexp.ros.protocol_node:main",
-            "replay_node = microexp.ros.replay_node:main",
-            "inference_node = microexp.ros.inference_node:main",
+            *node_entry_points(),
         ],
     },
 )

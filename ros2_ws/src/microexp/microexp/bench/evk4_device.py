@@ -111,7 +111,7 @@ def node_run(mode: str, path: str, read: str = "auto") -> dict:
     from microexp.ros.throughput_bench import play_file
 
     def factory():
-        from microexp.ros.evk4_node import Evk4Node
+        from microexp.ros.nodes.evk4_node import Evk4Node
 
         source = {"mode": "device", "device_file": path, "device_read": read} if mode == "device" else {"mode": "file", "file": path}
         return Evk4Node(parameter_overrides=overrides("evk4", None, rate=0.0, qos="reliable",

@@ -44,7 +44,7 @@ def playback(events: int | None = None) -> dict:
         out["evt3_bytes_per_event"] = round(len(payload) / n, 3)
 
         def evk4():
-            from microexp.ros.evk4_node import Evk4Node
+            from microexp.ros.nodes.evk4_node import Evk4Node
 
             return Evk4Node(parameter_overrides=overrides("evk4", None, mode="file", file=str(raw), rate=0.0,
                                                           qos="reliable", wait_for_subscribers_s=30.0))
@@ -60,7 +60,7 @@ def playback(events: int | None = None) -> dict:
         _write_aedat4(aedat, row_run_events(m, 346, 260, duration_us=m // 12))
 
         def davis():
-            from microexp.ros.davis346_node import Davis346Node
+            from microexp.ros.nodes.davis346_node import Davis346Node
 
             return Davis346Node(parameter_overrides=overrides("davis346", None, mode="file", file=str(aedat),
                                                               rate=0.0, qos="reliable", wait_for_subscribers_s=30.0))

@@ -11,7 +11,7 @@ the synthetic rig's own face events, :func:`microexp.synth.streams.rig_packets`,
   height) moving on a Lissajous path, plus 20 % uniform background activity, random polarities. It first sends ``--warmup``
   seconds (numba's kernels and torch's first-call paths load), pauses 1 s (a stream gap: the node resets;
   the statistics are cleared), then the measured ``--seconds``;
-- this process runs the inference node (:class:`microexp.ros.inference_node.InferenceNode`, the code of
+- this process runs the inference node (:class:`microexp.ros.nodes.inference_node.InferenceNode`, the code of
   ``microexp infer``, with its defaults: packet intake by a reader thread, a single-threaded executor for
   the rest, queue 4, max lag 100 ms) on CPU with ``torch_threads`` = 1 (the node's default; ``--threads``) and
   ``OMP_WAIT_POLICY=PASSIVE``, a fixed square ROI of 60 % of the sensor height (face detection off: it runs on

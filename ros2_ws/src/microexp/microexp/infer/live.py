@@ -1,6 +1,6 @@
 """The live inference runner: EventPackets in, one AU prediction per window out, without ROS.
 
-:class:`LiveRunner` is what the inference node (:mod:`microexp.ros.inference_node`) runs; the node only
+:class:`LiveRunner` is what the inference node (:mod:`microexp.ros.nodes.inference_node`) runs; the node only
 subscribes, feeds it packets (:class:`~microexp.events.stream.Packet`), publishes what it hands back and
 reports its counters.
 

@@ -13,6 +13,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from microexp.config import Param
 from microexp.errors import MicroexpError, ParameterError
+from microexp.ros.dds import use_profile
+from microexp.ros.runner import Runner
 
 # Sensor streams: best effort, shallow, never blocks the publisher (the ecosystem's sensor-data QoS).
 SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT,
@@ -159,25 +161,20 @@ def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) 
     traceback appears."""
     import signal
 
-    from microexp.ros.dds import use_profile
-
     use_profile()
     _signal_when_parent_dies(signal.SIGTERM)
     rclpy.init(args=args)
+    runner = Runner("single", period_s=0.1)
     node = None
     reason = "node ended"
     try:
         node = factory()
         _announce_end(node)
+        runner.executor.add_node(node)  # destroyed below, after its exit_reason is set
         if done is None:
-            rclpy.spin(node)
+            runner.spin()
         else:
-            from rclpy.executors import SingleThreadedExecutor
-
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            while rclpy.ok() and not done(node):
-                executor.spin_once(timeout_sec=0.1)
+            runner.spin(until=lambda: done(node))
             reason = "done"
     except KeyboardInterrupt:
         reason = "interrupted (SIGINT)"
@@ -189,14 +186,14 @@ def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) 
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+        runner.stop()
         if node is not None:
             node.exit_reason = reason
             try:
                 node.destroy_node()
             except Exception as exc:  # noqa: BLE001 - clean-up after a shutdown: one line, no traceback
                 print(f"error: {node.get_name()}: clean-up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if rclpy.ok():
-            rclpy.shutdown()
+        runner.close()
     if exit_code is not None and node is not None:
         return exit_code(node)
     return 0

@@ -95,7 +95,7 @@ class CounterProcess:
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10000, reliability=ReliabilityPolicy.BEST_EFFORT)
 
     def discover(self) -> None:
-        from microexp.ros.recorder_node import _msg_class
+        from microexp.ros.nodes.recorder_node import _msg_class
 
         if self.fixed:
             candidates = list(self.fixed.items())

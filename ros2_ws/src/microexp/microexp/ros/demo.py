@@ -68,7 +68,7 @@ def run(args) -> int:
 
         from microexp.ros.base import RELIABLE_QOS
         from microexp.ros.compose import overrides
-        from microexp.ros.inference_node import InferenceNode
+        from microexp.ros.nodes.inference_node import InferenceNode
 
         graph.add(InferenceNode(parameter_overrides=overrides(
             "inference", None, model=str(model), events_topic="/davis346/events", frames_topic="/davis346/image_raw",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from microexp.bags.manifest import SENSOR_TOPICS
 from microexp.errors import ParameterError
+from microexp.ros.nodes import BY_NAME
 
 # A simulated AU clip, neutral margins included (the paper's clips average 2.5 s).
 SYNTH_CLIP_S = 2.5
@@ -47,6 +48,12 @@ RECORD_OPTIONS = (
     Option("webcam_file", "", "video file for source file"),
 )
 DEFAULTS = {o.name: o.default for o in RECORD_OPTIONS}
+
+
+def node_spec(name: str, params: dict, defaults: dict | None = None) -> "NodeSpec":
+    """The graph's node ``name`` of the node table (:data:`microexp.ros.nodes.NODES`) with these parameters."""
+    entry = BY_NAME[name]
+    return NodeSpec(entry.executable, entry.name, entry.module, entry.cls, params, dict(defaults or {}))
 
 
 @dataclass
@@ -109,8 +116,8 @@ def record_graph(options: dict) -> list[NodeSpec]:
     """The nodes of a recording session: the recorder, the sensor sources, the protocol (last)."""
     o = typed(options)
     sensors = sensor_list(o["sensors"])
-    nodes = [NodeSpec("recorder_node", "recorder", "microexp.ros.recorder_node", "RecorderNode",
-                      dict(out=o["out"], subject=o["subject"], storage=o["storage"], source=o["source"]))]
+    nodes = [node_spec("recorder", dict(out=o["out"], subject=o["subject"], storage=o["storage"],
+                                        source=o["source"]))]
     protocol = dict(aus=o["aus"], subject=o["subject"], lux=o["lux"], headless=o["headless"],
                     time_scale=o["time_scale"], takes=o["takes"], first_trial=o["first_trial"], recorder="/recorder")
     if o["source"] == "synthetic":
@@ -119,26 +126,22 @@ def record_graph(options: dict) -> list[NodeSpec]:
         # every phase) has passed, with every message reliable and the session's clips simulated ahead; the
         # protocol waits for it (subject_node) before each take and before closing it, so clips land inside
         # their segments; the performance window holds the whole clip.
-        nodes.append(NodeSpec("synthetic_node", "synthetic", "microexp.ros.synthetic_node", "SyntheticRigNode",
-                              dict(sensors=",".join(sensors), subject=o["subject"], seed=o["seed"], qos="reliable",
-                                   prefetch=o["aus"], prefetch_takes=o["takes"], prefetch_first_trial=o["first_trial"],
-                                   perform_delay_s=COUNTDOWN_S * scale, duration_s=SYNTH_CLIP_S)))
+        nodes.append(node_spec("synthetic", dict(
+            sensors=",".join(sensors), subject=o["subject"], seed=o["seed"], qos="reliable", prefetch=o["aus"],
+            prefetch_takes=o["takes"], prefetch_first_trial=o["first_trial"], perform_delay_s=COUNTDOWN_S * scale,
+            duration_s=SYNTH_CLIP_S)))
         protocol.update(subject_node="/synthetic", countdown_s=COUNTDOWN_S,
                         perform_s=max(2.5, (SYNTH_CLIP_S + 0.3) / scale))
     else:
         mode = o["source"]
-        for sensor, exe, module, cls, file_opt in (
-                ("evk4", "evk4_node", "microexp.ros.evk4_node", "Evk4Node", "evk4_file"),
-                ("davis346", "davis346_node", "microexp.ros.davis346_node", "Davis346Node", "davis_file"),
-                ("webcam", "webcam_node", "microexp.ros.webcam_node", "WebcamNode", "webcam_file")):
+        for sensor, file_opt in (("evk4", "evk4_file"), ("davis346", "davis_file"), ("webcam", "webcam_file")):
             if sensor in sensors and (mode == "device" or o[file_opt]):
                 # recording keeps every packet: reliable, deep history (a parameter file may say otherwise)
-                nodes.append(NodeSpec(exe, sensor, module, cls, dict(mode=mode, file=o[file_opt]),
-                                      defaults=dict(qos="reliable")))
+                nodes.append(node_spec(sensor, dict(mode=mode, file=o[file_opt]), defaults=dict(qos="reliable")))
         if mode == "file" and len(nodes) == 1:
             raise ParameterError("source file: give at least one of davis_file, evk4_file, webcam_file")
     # every stream of a sensor the session runs must deliver during each segment (else the segment is `error`)
     running = sensors if o["source"] != "file" else [n.name for n in nodes[1:]]
     nodes[0].params["expect_topics"] = [SENSOR_TOPICS[s] for s in running if s in SENSOR_TOPICS] or [""]
-    nodes.append(NodeSpec("protocol_node", "protocol", "microexp.ros.protocol_node", "ProtocolNode", protocol))
+    nodes.append(node_spec("protocol", protocol))
     return nodes

@@ -16,69 +16,8 @@ _OPTIONS = {
 }
 
 
+# the executors of microexp.ros.runner.Runner (named here: this module is imported without rclpy)
 EXECUTORS = ("single", "multi")
-
-
-class NodeRunner:
-    """Spins nodes on one background thread with the executor named ``kind``:
-
-    - ``single``: rclpy's SingleThreadedExecutor (the default: the inference node does its heavy work on its
-      own worker thread, so one executor thread is enough, and it has less per-callback overhead than the
-      multi-threaded one, which matters at 1000 event packets per second);
-    - ``multi``: MultiThreadedExecutor with 2 threads.
-
-    ``close()`` shuts the executor down, destroys the nodes and shuts rclpy down.
-    """
-
-    def __init__(self, kind: str = "single"):
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
-
-        if kind not in EXECUTORS:
-            raise ValueError(f"executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
-        if not rclpy.ok():
-            rclpy.init()
-        if kind == "multi":
-            self.executor = MultiThreadedExecutor(num_threads=2)
-        else:
-            self.executor = SingleThreadedExecutor()
-        self.nodes: list = []
-        self._thread = None
-
-    def add(self, node):
-        self.nodes.append(node)
-        self.executor.add_node(node)
-        return node
-
-    def start(self) -> "NodeRunner":
-        import threading
-
-        self._thread = threading.Thread(target=self._spin, name="executor", daemon=True)
-        self._thread.start()
-        return self
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=2.0)
-        for node in reversed(self.nodes):
-            try:
-                node.destroy_node()
-            except Exception:  # noqa: BLE001 - tear-down goes on
-                pass
-        self.nodes = []
-        if rclpy.ok():
-            rclpy.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
 
 
 def add_arguments(parser) -> None:
@@ -109,7 +48,8 @@ def run(args) -> int:
     import rclpy
 
     from microexp.ros.compose import overrides
-    from microexp.ros.inference_node import InferenceNode
+    from microexp.ros.nodes.inference_node import InferenceNode
+    from microexp.ros.runner import Runner
 
     from microexp.config import check_topic_name
 
@@ -119,7 +59,7 @@ def run(args) -> int:
     values = {param: getattr(args, opt) for opt, param in _OPTIONS.items() if getattr(args, opt) is not None}
     if not rclpy.ok():
         rclpy.init(args=["microexp", "--ros-args", *args.ros_args] if args.ros_args else None)
-    graph = NodeRunner(args.executor)
+    graph = Runner(args.executor, threads=2)
     try:
         node = graph.add(InferenceNode(name=args.name,
                                        parameter_overrides=overrides(args.name, args.params_file, **values)))

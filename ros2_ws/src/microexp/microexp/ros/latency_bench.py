@@ -87,12 +87,12 @@ def measure_stream(sensor: str, width: int, height: int, rate: float, *, seconds
 
     from microexp.infer.smoothing import LatencyStats
     from microexp.ros.compose import overrides
-    from microexp.ros.infer_cli import NodeRunner
-    from microexp.ros.inference_node import InferenceNode
+    from microexp.ros.runner import Runner
+    from microexp.ros.nodes.inference_node import InferenceNode
 
     topic = f"/latency_bench/{sensor}/events"
     name = "latency_bench_inference"
-    runner = NodeRunner(executor)
+    runner = Runner(executor, threads=2)
     received: list = []
     try:
         node = runner.add(InferenceNode(name=name, parameter_overrides=overrides(

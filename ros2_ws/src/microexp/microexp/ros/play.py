@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 
 from microexp.errors import MicroexpError, ParameterError
@@ -51,24 +50,24 @@ def build_nodes(args) -> list:
     wait = {"wait_for_subscribers_s": float(args.wait_subscribers)} if args.count else {}
     nodes = []
     if args.synthetic:
-        from microexp.ros.synthetic_node import SyntheticRigNode
+        from microexp.ros.nodes.synthetic_node import SyntheticRigNode
 
         nodes.append(SyntheticRigNode(parameter_overrides=_overrides(
             {"rate": args.rate, "qos": qos, "plan": args.aus, "sensors": args.sensors, "seed": args.seed})))
     if args.evk4_file or getattr(args, "evk4_device", False):
-        from microexp.ros.evk4_node import Evk4Node
+        from microexp.ros.nodes.evk4_node import Evk4Node
 
         source = ({"mode": "device", "device_file": args.evk4_file or ""} if getattr(args, "evk4_device", False)
                   else {"mode": "file", "file": args.evk4_file})
         nodes.append(Evk4Node(parameter_overrides=_overrides(
             {**source, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
     if args.davis_file:
-        from microexp.ros.davis346_node import Davis346Node
+        from microexp.ros.nodes.davis346_node import Davis346Node
 
         nodes.append(Davis346Node(parameter_overrides=_overrides(
             {"mode": "file", "file": args.davis_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
     if args.webcam_file:
-        from microexp.ros.webcam_node import WebcamNode
+        from microexp.ros.nodes.webcam_node import WebcamNode
 
         nodes.append(WebcamNode(parameter_overrides=_overrides(
             {"mode": "file", "file": args.webcam_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
@@ -112,25 +111,12 @@ def run(args) -> int:
 def _play(args) -> tuple[dict, bool, "str | MicroexpError"]:
     """Run the nodes until their playback ends; (published per topic, ended normally, error: a timeout as text, a
     failed input (corrupt or missing file) as the MicroexpError that ends the command)."""
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from microexp.ros.runner import Runner
 
-    rclpy.init()
-    executor = MultiThreadedExecutor(num_threads=4)
-    nodes = []
-    spin = None
-    spinning = threading.Event()
-    spinning.set()
+    runner = Runner("multi", threads=4)
     try:
-        nodes = build_nodes(args)
-        for n in nodes:
-            executor.add_node(n)
-        def loop():
-            while spinning.is_set():
-                executor.spin_once(timeout_sec=0.05)
-
-        spin = threading.Thread(target=loop, daemon=True)
-        spin.start()
+        nodes = [runner.add(n) for n in build_nodes(args)]
+        runner.start()
         deadline = time.monotonic() + args.timeout
         ok, error = True, ""
         while not all(n.finished.is_set() for n in nodes):
@@ -154,13 +140,4 @@ def _play(args) -> tuple[dict, bool, "str | MicroexpError"]:
             return published, ok, MicroexpError(error)
         return published, ok, error
     finally:
-        # stop spinning first, then tear down: shutting an executor down while its thread spins races
-        # with that thread (rclpy: "cannot use Destroyable because destruction was requested")
-        spinning.clear()
-        if spin is not None:
-            spin.join(timeout=5.0)  # never leave a thread inside rclpy while the interpreter exits
-        executor.shutdown(timeout_sec=5.0)  # waits for callbacks still running on its thread pool
-        for n in nodes:
-            n.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        runner.close()  # stops and joins the spinning thread before anything is torn down

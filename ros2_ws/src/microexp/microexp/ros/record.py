@@ -64,13 +64,14 @@ def session(args, add_nodes=None) -> dict:
     Returns the summary (also written as summary.json)."""
     import importlib
 
-    from microexp.ros.compose import Graph, overrides
+    from microexp.ros.compose import overrides
     from microexp.ros.dds import configure
     from microexp.ros.graph_spec import record_graph
+    from microexp.ros.runner import Runner
 
     configure(args)  # domain, discovery range (default: this machine only), Fast DDS profile
     specs = record_graph(options(args))
-    graph = Graph()
+    graph = Runner()
     nodes = {}
     try:
         ui = None

@@ -18,10 +18,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from microexp.ros.compose import Graph, overrides
-    from microexp.ros.replay_node import ReplayNode
+    from microexp.ros.compose import overrides
+    from microexp.ros.nodes.replay_node import ReplayNode
+    from microexp.ros.runner import Runner
 
-    graph = Graph(threads=2)
+    graph = Runner(threads=2)
     try:
         topics = [t for t in args.topics.split(",") if t] or [""]
         node = graph.add(ReplayNode(parameter_overrides=overrides(

@@ -19,7 +19,7 @@ def count_main(argv: list[str]) -> int:
     import rclpy
 
     from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
-    from microexp.ros.recorder_node import _msg_class
+    from microexp.ros.nodes.recorder_node import _msg_class
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--topic", action="append", required=True, help="topic|package/msg/Type")
@@ -88,10 +88,10 @@ def finish_counter(proc: subprocess.Popen, timeout: float = 300.0) -> dict:
 
 def play_file(node_factory, topics: list[str], timeout: float = 600.0) -> dict:
     """Run a file-playback node flat out against a counter process; wall time of the playback, counts."""
-    from microexp.ros.compose import Graph
+    from microexp.ros.runner import Runner
 
     counter = start_counter(topics)
-    graph = Graph(threads=2)
+    graph = Runner(threads=2)
     try:
         node = graph.add(node_factory())
         graph.start()
@@ -112,10 +112,11 @@ def play_file(node_factory, topics: list[str], timeout: float = 600.0) -> dict:
 def record_flat_out(out_dir: str, packets: int, packet_bytes: int, storage: str = "mcap") -> dict:
     """A publisher process sends ``packets`` EVK4-like EventPackets flat out; the recorder (this process)
     writes them; MB/s from the first to the last message written, drops counted."""
-    from microexp.ros.compose import Graph, overrides
-    from microexp.ros.recorder_node import RecorderNode
+    from microexp.ros.compose import overrides
+    from microexp.ros.nodes.recorder_node import RecorderNode
+    from microexp.ros.runner import Runner
 
-    graph = Graph(threads=2)
+    graph = Runner(threads=2)
     try:
         rec = graph.add(RecorderNode(parameter_overrides=overrides(
             "recorder", None, out=out_dir, subject="B01", storage=storage, queue_mb=2048,

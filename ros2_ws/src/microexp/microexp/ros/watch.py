@@ -130,11 +130,11 @@ def run(args) -> int:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from microexp_msgs.msg import AUPrediction
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
 
     from microexp.config import check_topic_name
     from microexp.errors import ParameterError
+    from microexp.ros.runner import Runner
 
     if not args.timeout >= 0 or args.timeout == float("inf"):
         raise ParameterError(f"--timeout must be a number of seconds >= 0 (0 = never), got {args.timeout}")
@@ -145,10 +145,9 @@ def run(args) -> int:
             check_topic_name(value, opt)
     want = 1 if args.once else max(0, args.count)
     tty = sys.stdout.isatty() and not args.plain and not want
-    rclpy.init()
-    node = rclpy.create_node("microexp_watch")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    runner = Runner("single")
+    node = runner.add(rclpy.create_node("microexp_watch"))
+    executor = runner.executor
     state = WatchState()
     shown = 0
     started = time.monotonic()
@@ -197,8 +196,5 @@ def run(args) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        runner.close()
     return 0

@@ -18,7 +18,7 @@ from microexp.bags.session import playable_bags
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.ros.base import LOSSLESS_QOS, SENSOR_QOS, declare_params, run_node
-from microexp.ros.recorder_node import _msg_class
+from microexp.ros.nodes.recorder_node import _msg_class
 
 PARAMS = (
     Param("bag", "", "bag folder (or a session folder: its segment bags are played in order)"),

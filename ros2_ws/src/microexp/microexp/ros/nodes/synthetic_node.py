@@ -25,7 +25,6 @@ import numpy as np
 from event_camera_msgs.msg import EventPacket
 from microexp_msgs.msg import GroundTruth, SegmentMarker
 from microexp_msgs.srv import TakeStatus
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from microexp.aus import au_index, au_label
@@ -34,9 +33,9 @@ from microexp.errors import MicroexpError
 from microexp.events.codecs import make_encoder
 from microexp.events.dtype import make_events
 from microexp.protocol import parse_aus
-from microexp.ros.base import LATCHED_QOS, declare_params, qos_named, run_node
+from microexp.ros.base import LATCHED_QOS, qos_named, run_node
 from microexp.ros.images import to_msg
-from microexp.ros.sync import SensorClock
+from microexp.ros.nodes.sensor import SensorNode
 
 SIZES = {"davis346": (346, 260), "evk4": (1280, 720)}
 
@@ -68,10 +67,9 @@ def subject_index(pseudonym: str) -> int:
     return int(digits[-1]) if digits else 0
 
 
-class SyntheticRigNode(Node):
+class SyntheticRigNode(SensorNode):
     def __init__(self, name: str = "synthetic", namespace: str = "", parameter_overrides=None):
-        super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
-        self.p = declare_params(self, PARAMS)
+        super().__init__(name, PARAMS, namespace, parameter_overrides)
         from microexp.synth.rig import SyntheticRig
 
         sensors = [s.strip() for s in self.p["sensors"].split(",") if s.strip()]
@@ -94,20 +92,16 @@ class SyntheticRigNode(Node):
                 self.encoders[s] = (enc, encoder)
             if s in ("davis346", "webcam"):
                 self.pubs[(s, "frame")] = self.create_publisher(Image, f"/{s}/image_raw", qos_named(self.p["qos"], "image"))
-            self.clocks[s] = SensorClock(self, s, topic=f"/{s}/sync_status")
+            self.clocks[s] = self.add_clock(s, topic=f"/{s}/sync_status")
         self.gt_pub = self.create_publisher(GroundTruth, "~/ground_truth", qos_named("reliable"))
-        self.published: dict[str, int] = {}
         self.events_published: dict[str, int] = {}
         self.clips_played = 0
-        self.finished = threading.Event()
         self.ready = threading.Event()
-        self._stop = threading.Event()
         self._segments_seen: set = set()
         self._pending = 0  # clips requested and not yet played
         self._playing = threading.Event()
         self._requests: queue.Queue = queue.Queue()
         self._prepared: queue.Queue = queue.Queue(maxsize=2)
-        self.clock_sync = next(iter(self.clocks.values()))
         plan = parse_aus(self.p["plan"]) if self.p["plan"] else []
         for i, au in enumerate(plan):
             self._pending += 1
@@ -127,7 +121,7 @@ class SyntheticRigNode(Node):
             threading.Thread(target=self._prefetch_loop, args=(parse_aus(self.p["prefetch"]),),
                              name="synthetic_prefetch", daemon=True).start()
         threading.Thread(target=self._prepare_loop, name="synthetic_sim", daemon=True).start()
-        threading.Thread(target=self._play_loop, name="synthetic_play", daemon=True).start()
+        self.start_source(self._play_loop, "synthetic_play")
 
     # -- scheduling ------------------------------------------------------------------------------------------
     def _on_marker(self, m: SegmentMarker) -> None:
@@ -286,12 +280,7 @@ class SyntheticRigNode(Node):
 
     # -- publishing ------------------------------------------------------------------------------------------
     def _stamp(self, sensor: str, sensor_us: int, ready_us: int):
-        arrival = self.get_clock().now().nanoseconds
-        ns = self.clocks[sensor].stamp(sensor_us, arrival, ready_us)
-        return divmod(int(ns), 1_000_000_000)
-
-    def _count(self, pub) -> None:
-        self.published[pub.topic_name] = self.published.get(pub.topic_name, 0) + 1
+        return self.stamp(self.clocks[sensor], sensor_us, ready_us)
 
     def _publish(self, m) -> None:
         if m.kind == "label":
@@ -302,7 +291,7 @@ class SyntheticRigNode(Node):
             g.au = f"AU{lab.au}" if lab.phase != "neutral" else ""
             g.trial, g.phase, g.intensity, g.lux = int(lab.trial), lab.phase, float(lab.intensity), float(lab.lux)
             self.gt_pub.publish(g)
-            self._count(self.gt_pub)
+            self.count(self.gt_pub)
             return
         shift = self._shift_us.get(m.sensor, 0)
         if m.kind == "events":
@@ -321,7 +310,7 @@ class SyntheticRigNode(Node):
             self.seqs[m.sensor] = seq + 1
             pub = self.pubs[(m.sensor, "events")]
             pub.publish(msg)
-            self._count(pub)
+            self.count(pub)
             self.events_published[pub.topic_name] = self.events_published.get(pub.topic_name, 0) + len(events)
             return
         frame = m.payload
@@ -333,14 +322,7 @@ class SyntheticRigNode(Node):
                                                                      m.sensor_time_us + shift + half_us)
         pub = self.pubs[(m.sensor, "frame")]
         pub.publish(msg)
-        self._count(pub)
-
-    def stop_publishing(self) -> None:
-        self._stop.set()
-
-    def destroy_node(self):
-        self._stop.set()
-        return super().destroy_node()
+        self.count(pub)
 
 
 def main(args=None) -> int:

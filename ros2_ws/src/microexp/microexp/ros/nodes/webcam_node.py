@@ -5,18 +5,15 @@ the capture timestamps), ``~/preview/image_raw`` (downscaled) and ``~/sync_statu
 """
 from __future__ import annotations
 
-import threading
-
 import cv2
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.playback import Pacer
-from microexp.ros.base import declare_params, qos_named, run_node, wait_for_subscribers
+from microexp.ros.base import qos_named, run_node
 from microexp.ros.images import to_msg
-from microexp.ros.sync import SensorClock
+from microexp.ros.nodes.sensor import SensorNode
 
 PARAMS = (
     Param("mode", "device", "capture from a camera or play a video file", choices=("device", "file")),
@@ -38,10 +35,9 @@ PARAMS = (
 )
 
 
-class WebcamNode(Node):
+class WebcamNode(SensorNode):
     def __init__(self, name: str = "webcam", namespace: str = "", parameter_overrides=None):
-        super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
-        self.p = declare_params(self, PARAMS)
+        super().__init__(name, PARAMS, namespace, parameter_overrides)
         if len(self.p["fourcc"]) != 4:
             raise MicroexpError(f"{self.get_name()}: parameter fourcc: {self.p['fourcc']!r} is not four characters")
         if self.p["mode"] == "file" and not self.p["file"]:
@@ -49,14 +45,9 @@ class WebcamNode(Node):
         qos = qos_named(self.p["qos"], "image")
         self.pub = self.create_publisher(Image, "~/image_raw", qos)
         self.preview_pub = self.create_publisher(Image, "~/preview/image_raw", qos) if self.p["preview_width"] else None
-        self.clock_sync = SensorClock(self, "webcam")
+        self.add_clock("webcam")
         self.frames = 0
-        self.published: dict[str, int] = {}
-        self.open_failures = 0
-        self.finished = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="webcam_capture", daemon=True)
-        self._thread.start()
+        self.start_source(self._run, "webcam_capture")
 
     def _open(self):
         if self.p["mode"] == "file":
@@ -78,7 +69,7 @@ class WebcamNode(Node):
         return cap
 
     def _run(self):
-        wait_for_subscribers(self, self._stop)
+        self.wait_for_subscribers()
         try:
             while not self._stop.is_set():
                 try:
@@ -87,10 +78,8 @@ class WebcamNode(Node):
                     self.get_logger().error(str(exc))
                     return
                 if cap is None:
-                    self.open_failures += 1
-                    self.get_logger().error(
+                    self.retry_later(
                         f"camera {self.p['device']!r} is absent or busy; retrying in {self.p['retry_interval_s']} s")
-                    self._stop.wait(self.p["retry_interval_s"])
                     continue
                 self._capture(cap)
                 cap.release()
@@ -131,10 +120,6 @@ class WebcamNode(Node):
         self.published[self.pub.topic_name] = self.frames
         if self.preview_pub is not None:
             self.published[self.preview_pub.topic_name] = self.frames
-
-    def destroy_node(self):
-        self._stop.set()
-        return super().destroy_node()
 
 
 def main(args=None) -> int:

@@ -12,22 +12,20 @@ on the ROS clock); ``~/camera_info`` when a calibration file is given; ``~/sync_
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
 import yaml
 from event_camera_msgs.msg import EventPacket
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, Imu
 
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.events.codecs import make_encoder
 from microexp.playback import Pacer
-from microexp.ros.base import declare_params, qos_named, run_node, wait_for_subscribers
+from microexp.ros.base import qos_named, run_node
 from microexp.ros.images import to_msg
-from microexp.ros.sync import SensorClock
+from microexp.ros.nodes.sensor import SensorNode
 
 G = 9.80665
 
@@ -72,11 +70,10 @@ def _camera_info(path: str, frame_id: str) -> CameraInfo:
         raise MicroexpError(f"calibration_file {path}: not a ROS camera_info YAML ({exc})") from None
 
 
-class Davis346Node(Node):
+class Davis346Node(SensorNode):
     def __init__(self, name: str = "davis346", namespace: str = "", parameter_overrides=None, camera_factory=None):
         """``camera_factory(serial)`` opens the camera (default: ``dv.io.camera.DAVIS``); tests replace it."""
-        super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
-        self.p = declare_params(self, PARAMS)
+        super().__init__(name, PARAMS, namespace, parameter_overrides)
         qos = qos_named(self.p["qos"])
         self.event_pub = self.create_publisher(EventPacket, "~/events", qos)
         self.image_pub = self.create_publisher(Image, "~/image_raw", qos_named(self.p["qos"], "image"))
@@ -88,14 +85,8 @@ class Davis346Node(Node):
         if self.p["calibration_file"]:
             self.camera_info = _camera_info(self.p["calibration_file"], self.p["frame_id"])
             self.info_pub = self.create_publisher(CameraInfo, "~/camera_info", qos)
-        self.clock_sync = SensorClock(self, "davis346")
-        self.seq = 0
-        self.published: dict[str, int] = {}
+        self.add_clock("davis346")
         self.events_published = 0
-        self.open_failures = 0
-        self.finished = threading.Event()
-        self._stop = threading.Event()
-        self.playback_error = ""  # why playback stopped early ('' when it did not); `microexp play` exits 1 on it
         if self.p["mode"] == "file":
             if not self.p["file"]:
                 raise MicroexpError(f"{self.get_name()}: parameter file: empty; mode=file needs an AEDAT4 file")
@@ -112,49 +103,39 @@ class Davis346Node(Node):
             self.camera_factory = camera_factory or (
                 lambda serial: self.davis_cls(serial) if serial else self.davis_cls())
             target = self._run_device
-        self._thread = threading.Thread(target=target, name="davis346", daemon=True)
-        self._thread.start()
+        self.start_source(target, "davis346")
 
     # -- sources ------------------------------------------------------------------------------------------
     def _play_file(self) -> None:
-        wait_for_subscribers(self, self._stop)
+        self.play_file(self._play_items,
+                       lambda: f"playback finished: {self.seq} event packets, {self.events_published} events")
+
+    def _play_items(self) -> None:
         from microexp.events.aedat4 import iter_aedat4
 
         pacer = Pacer(self.p["rate"], self._stop)
-        try:
-            while not self._stop.is_set():
-                pacer.restart()
-                self.encoder = None
-                for item in iter_aedat4(self.p["file"]):
-                    if not pacer.wait(item.t):
-                        return
-                    self._dispatch(item.kind, item.data)
-                if not self.p["loop"]:
-                    break
-        except MicroexpError as exc:
-            self.playback_error = f"playback stopped: {exc}"
-            self.get_logger().error(self.playback_error)
-        except Exception as exc:  # a file that turns corrupt mid-stream: stop cleanly with a message
-            self.playback_error = f"playback stopped: {self.p['file']}: {exc}"
-            self.get_logger().error(self.playback_error)
-        finally:
-            self.get_logger().info(f"playback finished: {self.seq} event packets, {self.events_published} events")
-            self.finished.set()
+        while not self._stop.is_set():
+            pacer.restart()
+            self.encoder = None
+            for item in iter_aedat4(self.p["file"]):
+                if not pacer.wait(item.t):
+                    return
+                self._dispatch(item.kind, item.data)
+            if not self.p["loop"]:
+                break
 
     def _run_device(self) -> None:
         from microexp.events.davis_device import configure, read_loop
 
         log = self.get_logger()
-        wait_for_subscribers(self, self._stop)
+        self.wait_for_subscribers()
         try:
             while not self._stop.is_set():
                 try:
                     cam = self.camera_factory(self.p["serial"])
                 except Exception as exc:  # absent, unplugged, or busy
-                    self.open_failures += 1
-                    log.error(f"DAVIS346 {self.p['serial'] or '(any)'} cannot be opened ({exc}); "
-                              f"retrying in {self.p['retry_interval_s']:g} s")
-                    if self._stop.wait(self.p["retry_interval_s"]):
+                    if self.retry_later(f"DAVIS346 {self.p['serial'] or '(any)'} cannot be opened ({exc}); "
+                                        f"retrying in {self.p['retry_interval_s']:g} s"):
                         break
                     continue
                 self.clock_sync.est.reset()  # an opened camera starts a new sensor clock
@@ -163,11 +144,9 @@ class Davis346Node(Node):
                 self.encoder = None
                 if read_loop(cam, self._dispatch, self._stop) == "stopped":
                     break
-                self.open_failures += 1
-                log.error(f"DAVIS346 stopped delivering data (unplugged?); reopening in "
-                          f"{self.p['retry_interval_s']:g} s")
                 del cam
-                if self._stop.wait(self.p["retry_interval_s"]):
+                if self.retry_later(f"DAVIS346 stopped delivering data (unplugged?); reopening in "
+                                    f"{self.p['retry_interval_s']:g} s"):
                     break
         except Exception as exc:  # a camera refusing a setting: one line, the node stays up without data
             log.error(f"DAVIS346 device stopped: {type(exc).__name__}: {exc}")
@@ -186,11 +165,7 @@ class Davis346Node(Node):
             self._publish_triggers(data)
 
     def _stamp(self, sensor_us: int, ready_us: int | None = None):
-        ns = self.clock_sync.stamp(int(sensor_us), self.get_clock().now().nanoseconds, ready_us)
-        return divmod(int(ns), 1_000_000_000)
-
-    def _count(self, pub, n: int = 1) -> None:
-        self.published[pub.topic_name] = self.published.get(pub.topic_name, 0) + n
+        return self.stamp(self.clock_sync, sensor_us, ready_us)
 
     def _publish_events(self, events: np.ndarray) -> None:
         if len(events) == 0:
@@ -215,7 +190,7 @@ class Davis346Node(Node):
                 self.event_pub.publish(msg)
                 self.seq += 1
                 self.events_published += len(chunk)
-                self._count(self.event_pub)
+                self.count(self.event_pub)
 
     def _publish_frame(self, frame) -> None:
         image = frame.image
@@ -225,11 +200,11 @@ class Davis346Node(Node):
         msg.header.frame_id = self.p["frame_id"]
         msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(frame.t, frame.t + frame.exposure_us)
         self.image_pub.publish(msg)
-        self._count(self.image_pub)
+        self.count(self.image_pub)
         if self.info_pub is not None:
             self.camera_info.header.stamp = msg.header.stamp
             self.info_pub.publish(self.camera_info)
-            self._count(self.info_pub)
+            self.count(self.info_pub)
 
     def _publish_imu(self, imu: np.ndarray) -> None:
         for s in imu:
@@ -243,7 +218,7 @@ class Davis346Node(Node):
             msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (
                 float(s["gx"]) * d2r, float(s["gy"]) * d2r, float(s["gz"]) * d2r)
             self.imu_pub.publish(msg)
-            self._count(self.imu_pub)
+            self.count(self.imu_pub)
 
     def _publish_triggers(self, triggers: np.ndarray) -> None:
         if len(triggers) == 0:
@@ -258,11 +233,7 @@ class Davis346Node(Node):
         msg.events = trigger_triples(triggers).tobytes()
         self.trigger_pub.publish(msg)
         self.trigger_seq += 1
-        self._count(self.trigger_pub)
-
-    def destroy_node(self):
-        self._stop.set()
-        return super().destroy_node()
+        self.count(self.trigger_pub)
 
 
 def main(args=None) -> int:

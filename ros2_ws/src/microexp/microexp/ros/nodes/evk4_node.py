@@ -12,20 +12,15 @@ file through OpenEB as a device: the same code path, for tests and benchmarks wi
 """
 from __future__ import annotations
 
-import json
-import threading
-
 import numpy as np
 from event_camera_msgs.msg import EventPacket
-from rclpy.node import Node
-from std_msgs.msg import String
 
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.events.evt3_split import Evt3TimeState, split_evt3, trigger_words, word_times
 from microexp.playback import Pacer
-from microexp.ros.base import LATCHED_QOS, declare_params, qos_named, run_node, wait_for_subscribers
-from microexp.ros.sync import SensorClock
+from microexp.ros.base import qos_named, run_node
+from microexp.ros.nodes.sensor import SensorNode
 
 PARAMS = (
     Param("mode", "file", "where events come from: a RAW file or the camera", choices=("file", "device")),
@@ -60,27 +55,20 @@ PARAMS = (
 )
 
 
-class Evk4Node(Node):
+class Evk4Node(SensorNode):
     """See the module docstring; parameters in :data:`PARAMS` and config/evk4_node.yaml."""
 
     def __init__(self, name: str = "evk4", namespace: str = "", parameter_overrides=None):
-        super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
-        self.p = declare_params(self, PARAMS)
+        super().__init__(name, PARAMS, namespace, parameter_overrides)
         self.pub = self.create_publisher(EventPacket, "~/events", qos_named(self.p["qos"]))
         self.trigger_pub = self.create_publisher(EventPacket, "~/triggers", qos_named("reliable"))
         self.trigger_seq = 0
-        self.clock_sync = SensorClock(self, "evk4")
-        self.seq = 0
-        self.published: dict[str, int] = {}
+        self.add_clock("evk4")
         self.packets = 0
         self.events_bytes = 0
-        self.finished = threading.Event()
-        self._stop = threading.Event()
-        self.playback_error = ""  # why playback stopped early ('' when it did not); `microexp play` exits 1 on it
-        self.open_failures = 0
         self.error = ""
         self.frame_id = self.p["frame_id"]
-        self.info_pub = self.create_publisher(String, "~/sensor_info", LATCHED_QOS)
+        self.add_sensor_info()
         if self.p["mode"] == "device":
             self._start_device()
             return
@@ -98,8 +86,7 @@ class Evk4Node(Node):
         self._publish_info({"serial": self.header.serial or "", "width": self.header.width,
                             "height": self.header.height, "sensor": "", "plugin": self.header.plugin or "",
                             "source": self.p["file"]})
-        self._thread = threading.Thread(target=self._play, name="evk4_playback", daemon=True)
-        self._thread.start()
+        self.start_source(self._play, "evk4_playback")
 
     # -- device mode ------------------------------------------------------------------------------------------
     def _start_device(self):
@@ -112,8 +99,7 @@ class Evk4Node(Node):
         self.settings = make_settings(self.p)
         self.header = None
         self.device_info = None
-        self._thread = threading.Thread(target=self._run_device, name="evk4_device", daemon=True)
-        self._thread.start()
+        self.start_source(self._run_device, "evk4_device")
 
     def _run_device(self):
         from microexp.events.evk4_device import DeviceUnavailable, OpenEBDevice, make_packetizer, stream_device
@@ -125,9 +111,7 @@ class Evk4Node(Node):
                 try:
                     info = dev.open()
                 except DeviceUnavailable as exc:
-                    self.open_failures += 1
-                    log.error(f"EVK4 {exc}; retrying in {self.p['retry_interval_s']:g} s")
-                    if self._stop.wait(self.p["retry_interval_s"]):
+                    if self.retry_later(f"EVK4 {exc}; retrying in {self.p['retry_interval_s']:g} s"):
                         break
                     continue
                 self.device_info = info
@@ -143,7 +127,7 @@ class Evk4Node(Node):
                 self.device_read = read
                 log.info(f"EVK4 {info.serial or '(no serial)'} open: {info.width}x{info.height} {info.sensor} "
                          f"({dev.describe()}); events: {why}")
-                wait_for_subscribers(self, self._stop)
+                self.wait_for_subscribers()
                 packetizer = make_packetizer(read, info, self.p["packet_time_us"], self.p["packet_max_bytes"])
                 self.packetizer = packetizer
                 pacer = Pacer(self.p["rate"] if self.p["device_file"] else 0.0, self._stop)
@@ -170,10 +154,8 @@ class Evk4Node(Node):
                     if not self.p["loop"]:
                         break
                     continue
-                self.open_failures += 1
-                log.error(f"EVK4 {info.serial} stopped delivering data (unplugged?); reopening in "
-                          f"{self.p['retry_interval_s']:g} s")
-                if self._stop.wait(self.p["retry_interval_s"]):
+                if self.retry_later(f"EVK4 {info.serial} stopped delivering data (unplugged?); reopening in "
+                                    f"{self.p['retry_interval_s']:g} s"):
                     break
         except MicroexpError as exc:
             log.error(f"EVK4 device stopped: {exc}")
@@ -185,33 +167,25 @@ class Evk4Node(Node):
             self.finished.set()
 
     def _publish_info(self, info: dict):
-        self.sensor_info = {"name": "evk4", "topic": self.pub.topic_name, **info}
-        self.info_pub.publish(String(data=json.dumps(self.sensor_info)))
+        self.publish_sensor_info("evk4", self.pub.topic_name, info)
 
     def _play(self):
-        wait_for_subscribers(self, self._stop)
+        self.play_file(self._play_words,
+                       lambda: f"playback finished: {self.packets} packets, {self.events_bytes} bytes")
+
+    def _play_words(self):
         pacer = Pacer(self.p["rate"], self._stop)
-        try:
-            while not self._stop.is_set():
-                words = self._words()
-                times = word_times(words, Evt3TimeState())
-                pacer.restart()
-                for start, end, t0 in split_evt3(words, times, self.p["packet_time_us"], self.p["packet_max_bytes"]):
-                    if not pacer.wait(max(t0, 0)):
-                        return
-                    self._publish(words[start:end], t0, int(times[end - 1]))
-                    self._publish_triggers(trigger_words(words[start:end], times[start:end]))
-                if not self.p["loop"]:
-                    break
-        except MicroexpError as exc:
-            self.playback_error = f"playback stopped: {exc}"
-            self.get_logger().error(self.playback_error)
-        except Exception as exc:  # a corrupt file mid-stream: stop cleanly with a message
-            self.playback_error = f"playback stopped: {self.p['file']}: {exc}"
-            self.get_logger().error(self.playback_error)
-        finally:
-            self.get_logger().info(f"playback finished: {self.packets} packets, {self.events_bytes} bytes")
-            self.finished.set()
+        while not self._stop.is_set():
+            words = self._words()
+            times = word_times(words, Evt3TimeState())
+            pacer.restart()
+            for start, end, t0 in split_evt3(words, times, self.p["packet_time_us"], self.p["packet_max_bytes"]):
+                if not pacer.wait(max(t0, 0)):
+                    return
+                self._publish(words[start:end], t0, int(times[end - 1]))
+                self._publish_triggers(trigger_words(words[start:end], times[start:end]))
+            if not self.p["loop"]:
+                break
 
     def _words(self) -> np.ndarray:
         """The EVT3 words to publish: the file's own (passthrough), or EVT2 re-encoded as EVT3. A payload that
@@ -272,10 +246,6 @@ class Evk4Node(Node):
         self.trigger_pub.publish(msg)
         self.trigger_seq += 1
         self.published[self.trigger_pub.topic_name] = self.trigger_seq
-
-    def destroy_node(self):
-        self._stop.set()
-        return super().destroy_node()
 
 
 def main(args=None) -> int:

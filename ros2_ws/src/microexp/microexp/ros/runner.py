@@ -1,0 +1,88 @@
+"""The one executor runner of microexp: nodes spun by one rclpy executor, on a background thread
+(:meth:`Runner.start`, composed graphs, commands and tests) or in the calling thread (:meth:`Runner.spin`, a
+node executable's ``main()``)."""
+from __future__ import annotations
+
+import threading
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException, \
+    SingleThreadedExecutor
+
+EXECUTORS = ("single", "multi")
+
+
+class Runner:
+    """Nodes spun by one executor: ``single`` (rclpy's SingleThreadedExecutor) or ``multi``
+    (MultiThreadedExecutor with ``threads`` threads). Initialises rclpy when it is not yet.
+
+    The executor turns in a loop of ``spin_once`` calls that checks a stop flag, so :meth:`close` first stops
+    and joins the spinning thread, then shuts the executor down (waiting for callbacks still running on its
+    threads), destroys the nodes (last added first) and shuts rclpy down: nothing is destroyed while a thread is
+    inside rclpy's wait, and no thread is left inside rclpy when the interpreter exits.
+    """
+
+    def __init__(self, executor: str = "multi", threads: int = 6, period_s: float = 0.05):
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+        if not rclpy.ok():
+            rclpy.init()
+        self.executor = (MultiThreadedExecutor(num_threads=threads) if executor == "multi"
+                         else SingleThreadedExecutor())
+        self.nodes: list = []
+        self.period_s = period_s
+        self._running = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, node):
+        """Spin ``node`` too; returns it. :meth:`close` destroys it."""
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def spin(self, until=None) -> None:
+        """Spin in the calling thread until :meth:`stop`, rclpy's shutdown, or ``until()`` returns true.
+        KeyboardInterrupt and ExternalShutdownException (SIGINT/SIGTERM through rclpy's signal handlers)
+        reach the caller."""
+        self._running.set()
+        while self._running.is_set() and rclpy.ok() and not (until is not None and until()):
+            self.executor.spin_once(timeout_sec=self.period_s)
+
+    def start(self) -> "Runner":
+        """Spin on a background thread until :meth:`stop` or :meth:`close`."""
+        self._running.set()
+        self._thread = threading.Thread(target=self._spin_background, name="executor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _spin_background(self) -> None:
+        try:
+            self.spin()
+        except (ExternalShutdownException, ShutdownException):  # rclpy shut down elsewhere: the spinning ends
+            pass
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop spinning, join the background thread and shut the executor down; the nodes stay."""
+        self._running.clear()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+            self._thread = None
+        self.executor.shutdown(timeout_sec=timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """:meth:`stop`, destroy the nodes (a failing destroy does not stop the others), shut rclpy down."""
+        self.stop(timeout_s)
+        for node in reversed(self.nodes):
+            try:
+                node.destroy_node()
+            except Exception:  # noqa: BLE001 - tear-down goes on
+                pass
+        self.nodes = []
+        if rclpy.ok():
+            rclpy.shutdown()
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
