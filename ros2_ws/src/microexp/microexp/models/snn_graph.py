@@ -1,9 +1,8 @@
 """The streaming SNN step for GPUs: a functional step over static buffers, replayed as a CUDA graph.
 
 On a GPU one streaming step of :class:`~microexp.models.snn.AUSpikingNet` is about twenty small kernels; run
-eagerly, the step costs their launch overhead (measured on an H200: p50 1.06 ms), far more than their
-work. A CUDA graph records the launches once and replays them with one call (the same step replayed:
-p50 0.10 ms). Capturing needs a step without Python-side state: :func:`functional_step` takes the four
+eagerly, the step costs their launch overhead, far more than their work. A CUDA graph records the launches
+once and replays them with one call (figures: README, Benchmarks, ``gpu``). Capturing needs a step without Python-side state: :func:`functional_step` takes the four
 PLIF membranes as arguments and returns the new ones, with the float operations of
 :func:`microexp.models.plif._plif_inference` in the same order, so it computes what ``model.step`` does
 (tested on CPU against it). :class:`CudaGraphStep` keeps static input, membrane and running-sum buffers,

@@ -62,9 +62,8 @@ def landmark_box(landmarks: Sequence) -> Box:
     With ``d`` the distance from the eyes' midpoint E to the mouth corners' midpoint M, the box is the square
     of side ``LANDMARK_SIDE * d`` centred horizontally on the mean x of the eyes and mouth corners and
     vertically ``LANDMARK_DROP * d`` below E. Squared with the usual margin (1.2) it puts the eyes and mouth
-    of every face at the same crop pixels, where MTCNN's own box lets them wander by about ±2 of 64 pixels
-    between people (measured on the synthetic rig's seven subjects) -- the difference between, e.g., gaze
-    left and gaze right at 64 x 64. The constants make the box as large as MTCNN's on average, so ``margin``
+    of every face at the same crop pixels, where MTCNN's own box lets them wander between people by as much as
+    the difference between, e.g., gaze left and gaze right at 64 x 64 (figures: docs/offline.md). The constants make the box as large as MTCNN's on average, so ``margin``
     keeps its meaning. Assumes an upright face (no roll correction).
     """
     lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)

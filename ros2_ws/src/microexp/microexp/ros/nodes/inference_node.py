@@ -59,9 +59,8 @@ PARAMS = (
           min=-1, max=1_000_000, unit="µs"),
     Param("cuda_graph", True, "on CUDA, replay each SNN step as a captured CUDA graph (eager steps, with a warning, "
           "when the capture fails)"),
-    Param("torch_threads", 1, "CPU threads torch may use (0 = torch's default). 1 by default: one window is a few "
-          "small ops, and on a busy machine every multi-threaded op waits for a second core (measured: SNN step p99 "
-          "9.5 ms with 1 thread, 80 ms with 2, on 2 cores beside a training job)", min=0, max=256),
+    Param("torch_threads", 1, "CPU threads torch may use (0 = torch's default); 1 keeps a window's few small ops "
+          "on one core, so that none of them waits for a second core on a busy machine", min=0, max=256),
     Param("gil_switch_ms", 0.5, "Python's thread switch interval for this process (sys.setswitchinterval; "
           "Python's default 5 ms makes the inference worker wait behind the packet reader after every torch "
           "op; 0 = leave it)", min=0.0, max=100.0, unit="ms"),
