@@ -540,7 +540,7 @@ def test_graph_published_probabilities_equal_the_offline_model_on_the_same_windo
     """Over real DDS, with the random untrained SNN checkpoint (no trained model exists yet): a publisher process
     sends EVT3 EventPackets of a synthetic moving blob; the node's AUPredictions equal (1e-5) the offline
     computation on the same events: Eq. (1) frames of the whole recording, the same crop, multi-step inference."""
-    from microexp.ros.infer_cli import NodeRunner
+    from microexp.ros.commands.infer import NodeRunner
     from microexp.ros.inference_node import InferenceNode
 
     events = blob_events(*DAVIS, 500_000, 0.6e6, seed=5)
@@ -589,7 +589,7 @@ def test_graph_faults_are_handled_counted_and_the_node_keeps_running(tmp_path, r
     """Over real DDS (intake through an executor callback this time): dropped packets (a seq gap), a short pause
     (empty windows), a long pause (stream gap), a segment marker, and blank frames in which MTCNN finds no face;
     the node counts each, resets where it must, falls back to the fixed ROI and keeps publishing."""
-    from microexp.ros.infer_cli import NodeRunner
+    from microexp.ros.commands.infer import NodeRunner
     from microexp.ros.inference_node import InferenceNode
 
     pauses = ((200_000, 100_000), (450_000, 450_000))  # 3 empty windows; then a 450 ms gap
@@ -729,7 +729,7 @@ def test_microexp_watch_discovers_any_au_topic_and_shows_top3_latency_and_skippe
 def test_watch_render_without_diagnostics_counts_window_holes():
     from microexp_msgs.msg import AUPrediction
 
-    from microexp.ros.watch import WatchState, diagnostics_topic_for, render
+    from microexp.ros.commands.watch import WatchState, diagnostics_topic_for, render
 
     state = WatchState()
     text = ""
@@ -787,9 +787,11 @@ def test_commands_are_registered_and_light_to_import():
     from microexp.bench.cli import BENCHES
     from microexp.cli import COMMANDS
 
-    assert COMMANDS["infer"][0] == "microexp.ros.infer_cli" and COMMANDS["watch"][0] == "microexp.ros.watch"
+    assert COMMANDS["infer"][0] == "microexp.ros.commands.infer"
+    assert COMMANDS["watch"][0] == "microexp.ros.commands.watch"
     assert BENCHES["latency"] == "microexp.bench.latency"
-    code = ("import sys; import microexp.ros.infer_cli, microexp.ros.watch, microexp.bench.latency, microexp.infer;"
+    code = ("import sys; import microexp.ros.commands.infer, microexp.ros.commands.watch, microexp.bench.latency,"
+            " microexp.infer;"
             "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
