@@ -13,7 +13,7 @@ from microexp.errors import MicroexpError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("microexp.tools.info", "print one JSON object describing a RAW/AEDAT4 file, a rosbag2 folder or a checkpoint"),
-    "demo": ("microexp.tools.demo", "run the main job on the bundled default input and write its outputs"),
+    "demo": ("microexp.ros.commands.demo", "run the main job on the bundled default input and write its outputs"),
     "bench": ("microexp.bench.cli", "run a benchmark and print one JSON line (binning, evt3, ... or all)"),
     "play": ("microexp.ros.commands.play", "run sensor nodes on files or the synthetic rig; --count prints what arrived over DDS"),
     "record": ("microexp.ros.commands.record", "record a labelled session: sensors + recorder + protocol in one process"),
