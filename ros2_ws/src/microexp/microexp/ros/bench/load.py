@@ -32,7 +32,7 @@ def executable(name: str) -> str:
 
 
 def config_file(node_file: str) -> str:
-    return str(Path(__file__).resolve().parents[2] / "config" / node_file)
+    return str(Path(__file__).resolve().parents[3] / "config" / node_file)
 
 
 class Proc:
