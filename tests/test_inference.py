@@ -729,7 +729,7 @@ def test_microexp_watch_discovers_any_au_topic_and_shows_top3_latency_and_skippe
 def test_watch_render_without_diagnostics_counts_window_holes():
     from microexp_msgs.msg import AUPrediction
 
-    from microexp.ros.watch import WatchState, diagnostics_topic_for, render
+    from microexp.ros.commands.watch import WatchState, diagnostics_topic_for, render
 
     state = WatchState()
     text = ""
@@ -787,9 +787,11 @@ def test_commands_are_registered_and_light_to_import():
     from microexp.bench.cli import BENCHES
     from microexp.cli import COMMANDS
 
-    assert COMMANDS["infer"][0] == "microexp.ros.infer_cli" and COMMANDS["watch"][0] == "microexp.ros.watch"
+    assert COMMANDS["infer"][0] == "microexp.ros.commands.infer"
+    assert COMMANDS["watch"][0] == "microexp.ros.commands.watch"
     assert BENCHES["latency"] == "microexp.bench.latency"
-    code = ("import sys; import microexp.ros.infer_cli, microexp.ros.watch, microexp.bench.latency, microexp.infer;"
+    code = ("import sys; import microexp.ros.commands.infer, microexp.ros.commands.watch, microexp.bench.latency,"
+            " microexp.infer;"
             "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

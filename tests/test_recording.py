@@ -138,7 +138,7 @@ def test_demo_records_with_every_option_of_microexp_record(tmp_path):
     (e.g. --takes) reach it with their defaults."""
     import argparse
 
-    from microexp.ros import demo, record
+    from microexp.ros.commands import demo, record
 
     parser = argparse.ArgumentParser()
     record.add_arguments(parser)

@@ -1,5 +1,6 @@
-"""Project structure rules: only microexp.ros imports rclpy; learn does not import infer; no import circle among
-microexp modules; every node's YAML mirrors its parameter specs."""
+"""Project structure rules: only microexp.ros imports rclpy; learn does not import infer; nothing outside the
+benchmarks imports microexp.bench; no import circle among microexp modules; every node's YAML mirrors its
+parameter specs."""
 import ast
 import importlib
 import re
@@ -102,6 +103,47 @@ def test_learn_does_not_import_infer():
     offenders = {m: sorted(d for d in deps if d == "microexp.infer" or d.startswith("microexp.infer."))
                  for m, deps in graph.items() if m.startswith("microexp.learn")}
     assert {m: d for m, d in offenders.items() if d} == {}
+
+
+def bench_importers(graph: dict, package: str) -> dict:
+    """Module -> the ``{package}.bench`` modules it imports, for every module outside ``{package}.bench`` and
+    ``{package}.ros.bench`` (the benchmarks' ROS halves) that imports one."""
+    bench = f"{package}.bench"
+    allowed = (bench, f"{package}.ros.bench")
+    found = {}
+    for m, deps in graph.items():
+        if any(m == a or m.startswith(a + ".") for a in allowed):
+            continue
+        hits = sorted(d for d in deps if d == bench or d.startswith(bench + "."))
+        if hits:
+            found[m] = hits
+    return found
+
+
+def test_nothing_outside_bench_imports_bench():
+    """Benchmarks sit on top: the package's other modules (ROS nodes and commands included) never import
+    microexp.bench, at module level or inside functions; shared pieces live on the floor their users share."""
+    graph = import_graph(PKG / "microexp")
+    assert "microexp.ros.bench.latency" in graph["microexp.bench.latency"]  # function-level imports are seen
+    assert bench_importers(graph, "microexp") == {}
+
+
+def test_bench_import_check_finds_imports_inside_functions(tmp_path):
+    pkg = tmp_path / "demo"
+    for sub in ("bench", "ros", "ros/bench", "tools"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "bench" / "io.py").write_text("def load():\n    pass\n")
+    (pkg / "bench" / "cli.py").write_text("from demo.bench import io\n")
+    (pkg / "ros" / "bench" / "load.py").write_text("from demo.bench.io import load\n")  # allowed: a ROS half
+    (pkg / "ros" / "node.py").write_text("def f():\n    from ..bench.io import load\n    return load\n")
+    (pkg / "tools" / "info.py").write_text("import demo.bench.io\n")
+    (pkg / "tools" / "ok.py").write_text("import demo.ros.node\n")
+    (pkg / "top.py").write_text("from demo import bench\n")
+    graph = import_graph(pkg)
+    assert bench_importers(graph, "demo") == {"demo.ros.node": ["demo.bench.io"], "demo.tools.info": ["demo.bench.io"],
+                                              "demo.top": ["demo.bench"]}
 
 
 def test_no_import_circle_among_microexp_modules():

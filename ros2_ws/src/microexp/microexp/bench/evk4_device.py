@@ -108,7 +108,7 @@ def core_file(path: str) -> dict:
 
 def node_run(mode: str, path: str, read: str = "auto") -> dict:
     from microexp.ros.compose import overrides
-    from microexp.ros.throughput_bench import play_file
+    from microexp.ros.bench.throughput import play_file
 
     def factory():
         from microexp.ros.nodes.evk4_node import Evk4Node

@@ -32,7 +32,7 @@ def add_arguments(parser) -> None:
 
 def playback(events: int | None = None) -> dict:
     from microexp.ros.compose import overrides
-    from microexp.ros.throughput_bench import play_file
+    from microexp.ros.bench.throughput import play_file
 
     n = events or 20_000_000
     out = {"bench": "playback", "events": n}
@@ -103,7 +103,7 @@ def _dd_mb_s(folder: str, megabytes: int = 1024) -> float:
 
 
 def recording(packets: int | None = None) -> dict:
-    from microexp.ros.throughput_bench import record_flat_out
+    from microexp.ros.bench.throughput import record_flat_out
 
     n = packets or 3000
     size = 200_000  # 1 ms of EVK4 traffic at ~100 Mev/s (about 2 bytes/event)
@@ -119,7 +119,7 @@ def recording(packets: int | None = None) -> dict:
 
 
 def replay(seconds: float = 5.0) -> dict:
-    from microexp.ros.throughput_bench import finish_counter, make_replay_bag, start_counter
+    from microexp.ros.bench.throughput import finish_counter, make_replay_bag, start_counter
 
     with tempfile.TemporaryDirectory(dir=_bench_dir()) as tmp:
         topics, stamps = make_replay_bag(str(Path(tmp) / "bag"), seconds)

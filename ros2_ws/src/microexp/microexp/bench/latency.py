@@ -5,7 +5,7 @@ DAVIS346 346x260 at 1 Mev/s and EVK4 1280x720 at 5 Mev/s, all EVT3; ``sensor:rig
 the synthetic rig's own face events, :func:`microexp.synth.streams.rig_packets`, at the rig's own rate: about
 0.03 Mev/s for the DAVIS346 and 0.25 Mev/s for the EVK4):
 
-- a publisher **process** (:mod:`microexp.ros.latency_bench`) sends EventPackets of 1 ms of sensor time each,
+- a publisher **process** (:mod:`microexp.ros.bench.latency`) sends EventPackets of 1 ms of sensor time each,
   paced in real time, encoded before the run with :class:`microexp.events.evt3.Evt3Encoder`. Events
   (:func:`microexp.synth.streams.blob_packets`): a face-sized blob (Gaussian, sigma = 1/12 of the sensor
   height) moving on a Lissajous path, plus 20 % uniform background activity, random polarities. It first sends ``--warmup``
@@ -110,7 +110,7 @@ def _node_params(items) -> dict:
 
 
 def _run_stream(sensor: str, rate: float, args, model: str, folder: str) -> dict:
-    from microexp.ros.latency_bench import measure_stream
+    from microexp.ros.bench.latency import measure_stream
 
     width, height = STREAMS[sensor]
     node_cpus, pub_cpus = _cpu_split()

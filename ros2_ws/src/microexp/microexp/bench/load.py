@@ -74,7 +74,7 @@ def tiled_raw(src: Path, copies: int, dest: Path) -> dict:
 def _sensor_commands(name: str, args, tmp: Path) -> list[tuple[str, list[str]]]:
     import sys
 
-    from microexp.ros.load_bench import node_cmd
+    from microexp.ros.bench.load import node_cmd
 
     if name == "rig":
         return [("synthetic", node_cmd("synthetic_node", "synthetic", {
@@ -91,14 +91,14 @@ def _sensor_commands(name: str, args, tmp: Path) -> list[tuple[str, list[str]]]:
         return [("evk4", node_cmd("evk4_node", "evk4", {"mode": "file", "file": str(raw), "rate": 1.0,
                                                         "qos": "reliable", "wait_for_subscribers_s": 30.0}))]
     if name == "evk4_5mev":
-        return [("evk4_blob", [sys.executable, "-m", "microexp.ros.load_bench", "publish", "--rate-mev",
+        return [("evk4_blob", [sys.executable, "-m", "microexp.ros.bench.load", "publish", "--rate-mev",
                                str(args.rate_mev), "--seconds", str(args.seconds)])]
     raise ParameterError(f"bench load: unknown scenario {name!r} (one of {', '.join(SCENARIOS)})")
 
 
 def run(args) -> dict:
     from microexp.ros.dds import configure
-    from microexp.ros.load_bench import run_scenario
+    from microexp.ros.bench.load import run_scenario
 
     try:
         busy = [int(b) for b in str(args.busy).split(",") if b.strip()]

@@ -2,7 +2,7 @@
 separate processes, started the way ``record.launch.py`` starts them (node executables with ``--ros-args``,
 the package's parameter files, then overrides), a control node in this process that opens and closes the
 segment through the recorder's services, and a 5 Mev/s EVK4 blob publisher
-(``python -m microexp.ros.load_bench publish ...``).
+(``python -m microexp.ros.bench.load publish ...``).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def executable(name: str) -> str:
 
 
 def config_file(node_file: str) -> str:
-    return str(Path(__file__).resolve().parents[2] / "config" / node_file)
+    return str(Path(__file__).resolve().parents[3] / "config" / node_file)
 
 
 class Proc:
@@ -244,4 +244,4 @@ def publish_main(argv: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "publish":
         sys.exit(publish_main(sys.argv[2:]))
-    raise SystemExit("usage: python -m microexp.ros.load_bench publish [--rate-mev R] [--seconds S]")
+    raise SystemExit("usage: python -m microexp.ros.bench.load publish [--rate-mev R] [--seconds S]")

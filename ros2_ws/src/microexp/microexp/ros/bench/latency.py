@@ -1,7 +1,7 @@
 """The ROS half of `microexp bench latency` (the benchmark itself, with its description, is
 :mod:`microexp.bench.latency`): the publisher process and the measured inference node.
 
-Publisher: ``python -m microexp.ros.latency_bench CONFIG_JSON``. Encodes the whole stream first (EVT3, packets
+Publisher: ``python -m microexp.ros.bench.latency CONFIG_JSON``. Encodes the whole stream first (EVT3, packets
 of 1 ms from :func:`microexp.synth.streams.blob_packets`), waits for the node's subscription, sends the warm-up
 part paced in real time, pauses 0.5 s (a stream gap), prints ``measure``, pauses 0.5 s more (the benchmark
 clears the node's statistics meanwhile), sends the measured part, and saves per packet (first event t, last
@@ -106,7 +106,7 @@ def measure_stream(sensor: str, width: int, height: int, rate: float, *, seconds
         runner.start()
         cfg = {"width": width, "height": height, "rate": rate, "seconds": seconds, "warmup": warmup,
                "topic": topic, "qos": qos, "sensor": sensor, "out": out_file, "cpus": publisher_cpus}
-        proc = subprocess.Popen([sys.executable, "-m", "microexp.ros.latency_bench", json.dumps(cfg)],
+        proc = subprocess.Popen([sys.executable, "-m", "microexp.ros.bench.latency", json.dumps(cfg)],
                                 stdout=subprocess.PIPE, text=True)
         if proc.stdout.readline().strip() != "measure":
             proc.wait(timeout=60)

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from microexp.errors import MicroexpError
+from microexp.ros.commands import record
 
 
 def add_arguments(parser) -> None:
@@ -33,8 +34,6 @@ def add_arguments(parser) -> None:
 def record_args(args, out) -> argparse.Namespace:
     """The `microexp record` options of the demo's session: the recorder's own defaults (so that options added
     there reach the demo too), a synthetic unattended session of the demo's subject, AUs and sensors."""
-    from microexp.ros import record
-
     parser = argparse.ArgumentParser(prog="microexp record")
     record.add_arguments(parser)
     ns = parser.parse_args(["--out", str(out)])
@@ -87,12 +86,10 @@ def run(args) -> int:
         listener.create_subscription(AUPrediction, "/inference/au", on_au, RELIABLE_QOS)
         return ["/inference"]  # the protocol starts recording once the inference node reports ready
 
-    from microexp.ros.record import session
-
     rec_args = record_args(args, out / "session")
     print(f"demo: recording {args.aus} of synthetic subject {args.subject}"
           f"{' with live inference' if model is not None else ''} ...", flush=True)
-    summary = session(rec_args, add_nodes=add_nodes)
+    summary = record.session(rec_args, add_nodes=add_nodes)
     with open(out / "predictions.jsonl", "w") as fh:
         for p in predictions:
             fh.write(json.dumps(p) + "\n")

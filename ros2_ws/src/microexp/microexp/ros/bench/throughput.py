@@ -1,6 +1,6 @@
 """The ROS halves of `microexp bench playback | recording | replay` (see :mod:`microexp.bench.io`).
 
-A counting subscriber runs in a process of its own (``python -m microexp.ros.throughput_bench count ...``),
+A counting subscriber runs in a process of its own (``python -m microexp.ros.bench.throughput count ...``),
 as a real consumer would: it takes serialized messages (no deserialization) the way the recorder does (a
 poll loop over the subscriptions, ``--intake executor`` for callbacks), counts messages and bytes per topic,
 records arrival times (the DDS reception time of each message), and prints one JSON line when the stream has
@@ -71,7 +71,7 @@ def count_main(argv: list[str]) -> int:
 
 
 def start_counter(topics: list[str], quiet: float = 3.0) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "microexp.ros.throughput_bench", "count", "--quiet", str(quiet)]
+    cmd = [sys.executable, "-m", "microexp.ros.bench.throughput", "count", "--quiet", str(quiet)]
     for t in topics:
         cmd += ["--topic", t]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -123,7 +123,7 @@ def record_flat_out(out_dir: str, packets: int, packet_bytes: int, storage: str 
             topics=["/evk4/events|event_camera_msgs/msg/EventPacket"])))
         graph.start()
         rec.start_segment("B01", "AU12", 1, 0.0)
-        pub = subprocess.Popen([sys.executable, "-m", "microexp.ros.throughput_bench", "publish", str(packets),
+        pub = subprocess.Popen([sys.executable, "-m", "microexp.ros.bench.throughput", "publish", str(packets),
                                 str(packet_bytes)], stdout=subprocess.PIPE, text=True)
         while not rec._subs:
             rec.discover()
