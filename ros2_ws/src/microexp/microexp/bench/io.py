@@ -31,8 +31,8 @@ def add_arguments(parser) -> None:
 
 
 def playback(events: int | None = None) -> dict:
-    from microexp.ros.compose import overrides
     from microexp.ros.bench.throughput import play_file
+    from microexp.ros.compose import overrides
 
     n = events or 20_000_000
     out = {"bench": "playback", "events": n}
