@@ -161,6 +161,12 @@ def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) 
     traceback appears."""
     import signal
 
+    # Signals are noted here and handled by rclpy's own handlers (which shut the context down and wake the
+    # executor); the note says which one it was, also when the shutdown reaches the executor between its
+    # check of the context and its wait (the wait then fails with "context is not valid").
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
     use_profile()
     _signal_when_parent_dies(signal.SIGTERM)
     rclpy.init(args=args)
@@ -171,21 +177,26 @@ def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) 
         node = factory()
         _announce_end(node)
         runner.executor.add_node(node)  # destroyed below, after its exit_reason is set
-        if done is None:
-            runner.spin()
-        else:
-            runner.spin(until=lambda: done(node))
+        runner.spin(until=lambda: bool(received) or (done is not None and done(node)))
+        if done is not None and not received and rclpy.ok():
             reason = "done"
     except KeyboardInterrupt:
         reason = "interrupted (SIGINT)"
     except ExternalShutdownException:
         reason = "terminated (SIGTERM, or its ros2 launch / ros2 run ended)"
     except MicroexpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        if not received:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    except Exception:
+        if rclpy.ok() and not received:
+            raise
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+        if received:
+            reason = ("interrupted (SIGINT)" if received[0] == signal.SIGINT
+                      else "terminated (SIGTERM, or its ros2 launch / ros2 run ended)")
         runner.stop()
         if node is not None:
             node.exit_reason = reason
