@@ -82,8 +82,13 @@ PYEOF
 echo "import _microexp_ws" > "$SITE/_microexp_ws.pth"
 
 # 4. the microexp package itself, editable, with its console script -------------------------------------
-if [ ! -x "$VENV/bin/microexp" ]; then
+# reinstalled when what setup.py reads changes (its entry points come from the node table), so that the
+# console scripts of an existing venv follow moved modules
+pkg_stamp="$(cat "$WS/src/microexp/setup.py" "$WS/src/microexp/setup.cfg" "$WS/src/microexp/microexp/ros/nodes/__init__.py" \
+  2>/dev/null | sha256sum | cut -c1-16)"
+if [ ! -x "$VENV/bin/microexp" ] || [ "$(cat "$VENV/.stamp-microexp-pkg" 2>/dev/null)" != "$pkg_stamp" ]; then
   log "installing the microexp command"
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$WS/src/microexp"
+  echo "$pkg_stamp" > "$VENV/.stamp-microexp-pkg"
 fi
 log "ready: . .venv/bin/activate   (or run .venv/bin/microexp)"
