@@ -148,7 +148,13 @@ def test_inference_launch_on_a_replayed_session_publishes_predictions(recorded, 
         print(f"first AUPrediction after {time.monotonic() - t0:.1f} s")
         assert "probabilities:" in res.stdout and "model_id:" in res.stdout and "sensor: evk4" in res.stdout
         # the node owns its subscriptions, reliable as the replay publishes
-        info = sh("ros2 node info /inference", cli_env, recorded).stdout
+        # a fresh ros2 process discovers the graph asynchronously: the node may take a moment to appear to it
+        for _ in range(5):
+            found = sh("ros2 node info /inference", cli_env, recorded, check=False)
+            if found.returncode == 0:
+                break
+            time.sleep(2.0)
+        info = sh("ros2 node info /inference", cli_env, recorded).stdout if found.returncode else found.stdout
         subs = info[info.index("Subscribers:"):info.index("Publishers:")]
         assert "/evk4/events: event_camera_msgs/msg/EventPacket" in subs, info
         verbose = sh("ros2 topic info --verbose /evk4/events", cli_env, recorded).stdout
