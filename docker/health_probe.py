@@ -6,6 +6,7 @@ Prints one line and exits 0 when a node other than this probe matches the extend
 1 otherwise. Uses rclpy only, so it runs the same on the apt and the pip routes of the image (the pip route has no
 ros2 command line).
 """
+
 import re
 import sys
 import time
@@ -23,8 +24,13 @@ def main() -> int:
         names: list[str] = []
         while time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.2)
-            names = sorted({(ns.rstrip("/") + "/" + name) for name, ns in node.get_node_names_and_namespaces()
-                            if not name.startswith("microexp_health_probe_")})
+            names = sorted(
+                {
+                    (ns.rstrip("/") + "/" + name)
+                    for name, ns in node.get_node_names_and_namespaces()
+                    if not name.startswith("microexp_health_probe_")
+                }
+            )
             if any(pattern.search(n) for n in names):
                 break
     finally:

@@ -13,22 +13,28 @@ The subscriptions take the QoS their publishers offer (``qos:=auto``): reliable 
 drivers. On the pip install, ``make ros2-cli`` gives the ``ros2`` command; ``microexp infer --help`` takes the
 same settings in one process.
 """
+
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from launch import LaunchDescription
 
 # (name, default, type of the node parameter or None for launch-only arguments, description)
 ARGUMENTS = (
     ("model", "", "str", "SNN checkpoint; empty = the default model in $MICROEXP_MODELS_DIR (au_snn_default.pt)"),
     ("device", "auto", "str", "torch device: auto (cuda when available, else cpu), cuda or cpu"),
     ("events_topic", "/evk4/events", "str", "EventPacket topic to run on (evt3, libcaer or libcaer_cmp payloads)"),
-    ("frames_topic", "", "str", "sensor_msgs/Image topic for MTCNN face detection (DAVIS346 APS or webcam); "
-                                "empty = fixed ROI only"),
+    (
+        "frames_topic",
+        "",
+        "str",
+        "sensor_msgs/Image topic for MTCNN face detection (DAVIS346 APS or webcam); empty = fixed ROI only",
+    ),
     ("sensor", "evk4", "str", "sensor name written into every AUPrediction"),
     ("roi", "", "str", "fixed crop x,y,width,height in event pixels, used without a face (empty = whole sensor)"),
     ("face_rate_hz", "5.0", "float", "face detections per second at most (0 = no detection)"),
@@ -50,8 +56,11 @@ def generate_launch_description():
         if name == "params_file":
             default = default_params
         declared.append(DeclareLaunchArgument(name, default_value=default, description=description))
-    overrides = {name: ParameterValue(LaunchConfiguration(name), value_type=_TYPES[kind])
-                 for name, _, kind, _ in ARGUMENTS if kind is not None}
+    overrides = {
+        name: ParameterValue(LaunchConfiguration(name), value_type=_TYPES[kind])
+        for name, _, kind, _ in ARGUMENTS
+        if kind is not None
+    }
     node = Node(
         package="microexp",
         executable="inference_node",

@@ -12,23 +12,34 @@ launch shuts down with exit code 0. Ctrl-C or any node ending stops the launch: 
 segment and records why in the manifest. List the arguments with ``ros2 launch microexp record.launch.py
 --show-args``.
 """
+
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, LogInfo, OpaqueFunction,
-                            RegisterEventHandler)
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    ExecuteProcess,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from microexp.ros.graph_spec import RECORD_OPTIONS, record_graph
 
 LAUNCH_ONLY = (
     ("params_file", "", "extra ROS 2 parameter file applied to every node (after the package defaults)"),
-    ("protocol_prefix", "", "launch prefix of the protocol node, e.g. a terminal emulator command that opens "
-                            "its keyboard UI in a window of its own"),
+    (
+        "protocol_prefix",
+        "",
+        "launch prefix of the protocol node, e.g. a terminal emulator command that opens "
+        "its keyboard UI in a window of its own",
+    ),
     ("log_level", "info", "log level of the nodes (debug, info, warn, error)"),
 )
 
@@ -43,8 +54,10 @@ class RecordingFailed(RuntimeError):
 
 def _fail(reason: str):
     """An action that makes ros2 launch shut down and exit with code 1, logging ``reason`` on one line."""
+
     def fail(_context):
         raise RecordingFailed(reason)
+
     return OpaqueFunction(function=fail)
 
 
@@ -59,11 +72,25 @@ def _on_exit(event, context, name: str, executable: str):
     if executable in ("protocol_node", "recorder_node"):
         return [_fail(reason)]
     # a sensor source died: the recorder ends the session saying so, then the launch ends (exit code 1)
-    call = ExecuteProcess(cmd=["timeout", "20", "ros2", "service", "call", "/recorder/end_session",
-                               "microexp_msgs/srv/EndSession", f"{{reason: '{reason}'}}"],
-                          name="end_session", output="log")
-    return [LogInfo(msg=f"{reason}: ending the session"), call,
-            RegisterEventHandler(OnProcessExit(target_action=call, on_exit=[_fail(reason)]))]
+    call = ExecuteProcess(
+        cmd=[
+            "timeout",
+            "20",
+            "ros2",
+            "service",
+            "call",
+            "/recorder/end_session",
+            "microexp_msgs/srv/EndSession",
+            f"{{reason: '{reason}'}}",
+        ],
+        name="end_session",
+        output="log",
+    )
+    return [
+        LogInfo(msg=f"{reason}: ending the session"),
+        call,
+        RegisterEventHandler(OnProcessExit(target_action=call, on_exit=[_fail(reason)])),
+    ]
 
 
 def _nodes(context):
@@ -76,22 +103,35 @@ def _nodes(context):
         if extra["params_file"]:
             files.append(extra["params_file"])
         is_protocol = spec.executable == "protocol_node"
-        node = Node(package="microexp", executable=spec.executable, name=spec.name, output="screen",
-                    emulate_tty=True, parameters=files + [spec.params],
-                    prefix=(extra["protocol_prefix"] or None) if is_protocol else None,
-                    ros_arguments=["--log-level", extra["log_level"]])
+        node = Node(
+            package="microexp",
+            executable=spec.executable,
+            name=spec.name,
+            output="screen",
+            emulate_tty=True,
+            parameters=files + [spec.params],
+            prefix=(extra["protocol_prefix"] or None) if is_protocol else None,
+            ros_arguments=["--log-level", extra["log_level"]],
+        )
         actions.append(node)
         # The protocol's end ends the launch; so does any other node's (a dead sensor or recorder leaves
         # nothing worth waiting for): every remaining node gets SIGINT and shuts down cleanly. A node other
         # than the protocol and the recorder first has the recorder end the session saying which one.
-        actions.append(RegisterEventHandler(OnProcessExit(
-            target_action=node,
-            on_exit=lambda event, ctx, name=spec.name, kind=spec.executable: _on_exit(event, ctx, name, kind))))
+        actions.append(
+            RegisterEventHandler(
+                OnProcessExit(
+                    target_action=node,
+                    on_exit=lambda event, ctx, name=spec.name, kind=spec.executable: _on_exit(event, ctx, name, kind),
+                )
+            )
+        )
     return actions
 
 
 def generate_launch_description():
-    args = [DeclareLaunchArgument(o.name, default_value=_default_text(o.default), description=o.description)
-            for o in RECORD_OPTIONS]
+    args = [
+        DeclareLaunchArgument(o.name, default_value=_default_text(o.default), description=o.description)
+        for o in RECORD_OPTIONS
+    ]
     args += [DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in LAUNCH_ONLY]
     return LaunchDescription(args + [OpaqueFunction(function=_nodes)])

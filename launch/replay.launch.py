@@ -4,12 +4,13 @@
 
 (`ros2 bag play` works on these bags too; this node also plays whole session folders.)
 """
-from launch import LaunchDescription
+
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+from launch import LaunchDescription
 from microexp.ros.nodes import BY_NAME
 
 NODE = BY_NAME["replay"]
@@ -25,8 +26,20 @@ ARGS = [
 def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(n, default_value=d, description=desc) for n, d, desc in ARGS]
-        + [Node(package="microexp", executable=NODE.executable, name=NODE.name, output="screen",
-                parameters=[{"bag": LaunchConfiguration("bag"),
-                             "rate": ParameterValue(LaunchConfiguration("rate"), value_type=float),
-                             "loop": ParameterValue(LaunchConfiguration("loop"), value_type=bool),
-                             "qos": LaunchConfiguration("qos")}])])
+        + [
+            Node(
+                package="microexp",
+                executable=NODE.executable,
+                name=NODE.name,
+                output="screen",
+                parameters=[
+                    {
+                        "bag": LaunchConfiguration("bag"),
+                        "rate": ParameterValue(LaunchConfiguration("rate"), value_type=float),
+                        "loop": ParameterValue(LaunchConfiguration("loop"), value_type=bool),
+                        "qos": LaunchConfiguration("qos"),
+                    }
+                ],
+            )
+        ]
+    )

@@ -1,5 +1,6 @@
 """ament_python package of microexp: the ROS-free core (microexp.events, ...), the nodes (microexp.ros)
 and the `microexp` command. Installed by colcon (full ROS) or `pip install -e` (the pip environment)."""
+
 import ast
 import os
 from glob import glob
@@ -15,9 +16,13 @@ def node_entry_points() -> list[str]:
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), PACKAGE, "ros", "nodes", "__init__.py")
     with open(path) as fh:
         tree = ast.parse(fh.read(), path)
-    table = next(ast.literal_eval(node.value) for node in tree.body
-                 if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "TABLE" for t in node.targets))
+    table = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "TABLE" for t in node.targets)
+    )
     return [f"{exe} = {PACKAGE}.ros.nodes.{exe}:main" for _name, exe, _cls in table]
+
 
 setup(
     name=PACKAGE,

@@ -15,7 +15,8 @@ def _numba_cache_dir() -> None:
 
     if not os.environ.get("NUMBA_CACHE_DIR"):
         base = os.environ.get("MICROEXP_CACHE") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "microexp")
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "microexp"
+        )
         os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, "numba")
     if "numba" in sys.modules:  # loaded before microexp: its configuration has read the environment already
         sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]

@@ -9,6 +9,7 @@ Example
 >>> au_label(5), AU_NAMES[5]
 ('AU12', 'Lip Corner Puller')
 """
+
 from __future__ import annotations
 
 import re

@@ -3,6 +3,7 @@
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 modules are imported only when their subcommand runs, so `microexp info` never loads torch or rclpy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,19 +13,37 @@ import sys
 from microexp.errors import MicroexpError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("microexp.tools.info", "print one JSON object describing a RAW/AEDAT4 file, a rosbag2 folder or a checkpoint"),
+    "info": (
+        "microexp.tools.info",
+        "print one JSON object describing a RAW/AEDAT4 file, a rosbag2 folder or a checkpoint",
+    ),
     "demo": ("microexp.ros.commands.demo", "run the main job on the bundled default input and write its outputs"),
     "bench": ("microexp.bench.cli", "run a benchmark and print one JSON line (binning, evt3, ... or all)"),
-    "play": ("microexp.ros.commands.play", "run sensor nodes on files or the synthetic rig; --count prints what arrived over DDS"),
-    "record": ("microexp.ros.commands.record", "record a labelled session: sensors + recorder + protocol in one process"),
+    "play": (
+        "microexp.ros.commands.play",
+        "run sensor nodes on files or the synthetic rig; --count prints what arrived over DDS",
+    ),
+    "record": (
+        "microexp.ros.commands.record",
+        "record a labelled session: sensors + recorder + protocol in one process",
+    ),
     "replay": ("microexp.ros.commands.replay", "republish a bag or session with its original timing"),
     "infer": ("microexp.ros.commands.infer", "run the live SNN inference node: events in, AU predictions on ~/au"),
     "watch": ("microexp.ros.commands.watch", "live terminal view of an AU topic: top-3 AUs, latency, skipped windows"),
-    "dataset": ("microexp.learn.build", "turn recording sessions / bags into the 64x64 clip dataset (events, APS, webcam)"),
-    "synth-dataset": ("microexp.learn.synth_dataset", "record the paper's 7x21 layout on the synthetic rig and build its dataset"),
+    "dataset": (
+        "microexp.learn.build",
+        "turn recording sessions / bags into the 64x64 clip dataset (events, APS, webcam)",
+    ),
+    "synth-dataset": (
+        "microexp.learn.synth_dataset",
+        "record the paper's 7x21 layout on the synthetic rig and build its dataset",
+    ),
     "train": ("microexp.learn.train", "leave-one-subject-out AU recognition: SNN or 3D-CNN on events or RGB"),
     "export": ("microexp.learn.export", "ship a trained run's final model (float16) with its generated model card"),
-    "reconstruct": ("microexp.learn.reconstruct", "cVAE frame reconstruction from events: train or eval (Table 6, Fig. 5)"),
+    "reconstruct": (
+        "microexp.learn.reconstruct",
+        "cVAE frame reconstruction from events: train or eval (Table 6, Fig. 5)",
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 Every node declares its parameters from a tuple of :class:`Param`; ``config/<node>.yaml`` mirrors the
 defaults under ``<node>: ros__parameters:`` and a test keeps the two equal.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,6 @@ import yaml
 
 from microexp.errors import ParameterError
 
-
 _TOKEN = r"(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})"
 _TOPIC = re.compile(rf"^(?:~|~/{_TOKEN}(?:/{_TOKEN})*|/?{_TOKEN}(?:/{_TOKEN})*)$")
 
@@ -23,8 +23,10 @@ def check_topic_name(name: str, what: str = "topic") -> str:
     """A valid ROS 2 topic name (tokens of letters, digits and _ that do not start with a digit, separated by
     single /; an optional leading / or ~/), else ParameterError naming ``what``."""
     if not isinstance(name, str) or not _TOPIC.match(name):
-        raise ParameterError(f"{what} {name!r}: not a valid ROS 2 topic name (letters, digits and _ separated by "
-                             "single '/', no token starting with a digit, no trailing '/'), e.g. /evk4/events")
+        raise ParameterError(
+            f"{what} {name!r}: not a valid ROS 2 topic name (letters, digits and _ separated by "
+            "single '/', no token starting with a digit, no trailing '/'), e.g. /evk4/events"
+        )
     return name
 
 

@@ -1,4 +1,5 @@
 """Errors of the microexp core: every one names the file (or field) and, where it applies, the byte offset."""
+
 from __future__ import annotations
 
 import os

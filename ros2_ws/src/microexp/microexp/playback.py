@@ -1,4 +1,5 @@
 """Pacing of recorded streams against the wall clock (no rclpy): real time, a rate factor, or flat out."""
+
 from __future__ import annotations
 
 import threading

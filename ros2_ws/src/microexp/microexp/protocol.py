@@ -7,6 +7,7 @@ segment is closed and kept). Each AU is performed ``takes`` times in a row (tria
 again), pause, skip, or quit. A :class:`ProtocolRunner` is driven by ``tick(now)``; a recorder is any object
 with ``start_segment(au, trial) -> id``, ``stop_segment(status)`` and ``redo_segment() -> id``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,14 +42,27 @@ class Timing:
 
 
 DESCRIPTIONS = {
-    "AU2": "raise the outer part of both eyebrows", "AU4": "lower and draw the eyebrows together",
-    "AU5": "widen the eyes by raising the upper lids", "AU6": "raise the cheeks as in a genuine smile",
-    "AU9": "wrinkle the nose", "AU12": "pull the lip corners up and back (smile)",
-    "AU15": "pull the lip corners down", "AU17": "push the chin boss up", "AU23": "tighten the lips",
-    "AU26": "let the jaw drop, lips parted", "AU41": "let the upper lids droop", "AU43": "close the eyes",
-    "AU45": "blink once", "AU51": "turn the head to the left", "AU52": "turn the head to the right",
-    "AU53": "tilt the head up", "AU54": "tilt the head down", "AU61": "look to the left (eyes only)",
-    "AU62": "look to the right (eyes only)", "AU63": "look up (eyes only)", "AU64": "look down (eyes only)",
+    "AU2": "raise the outer part of both eyebrows",
+    "AU4": "lower and draw the eyebrows together",
+    "AU5": "widen the eyes by raising the upper lids",
+    "AU6": "raise the cheeks as in a genuine smile",
+    "AU9": "wrinkle the nose",
+    "AU12": "pull the lip corners up and back (smile)",
+    "AU15": "pull the lip corners down",
+    "AU17": "push the chin boss up",
+    "AU23": "tighten the lips",
+    "AU26": "let the jaw drop, lips parted",
+    "AU41": "let the upper lids droop",
+    "AU43": "close the eyes",
+    "AU45": "blink once",
+    "AU51": "turn the head to the left",
+    "AU52": "turn the head to the right",
+    "AU53": "tilt the head up",
+    "AU54": "tilt the head down",
+    "AU61": "look to the left (eyes only)",
+    "AU62": "look to the right (eyes only)",
+    "AU63": "look up (eyes only)",
+    "AU64": "look down (eyes only)",
 }
 
 

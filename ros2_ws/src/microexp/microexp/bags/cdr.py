@@ -3,6 +3,7 @@
 The recorder and the counting subscriber take messages as CDR bytes; for an EventPacket they need its
 ``seq`` (gaps = packets lost on the way) and the length of its payload, not the decoded message.
 """
+
 from __future__ import annotations
 
 import struct
@@ -28,13 +29,13 @@ def event_packet_fields(raw) -> tuple[int, int, str]:
     body = mv[4:]
     try:
         (n,) = struct.unpack_from(end + "I", body, 8)  # frame_id length, NUL included
-        pos = _align(12 + n, 4) + 8                     # height, width
+        pos = _align(12 + n, 4) + 8  # height, width
         pos = _align(pos, 8)
         seq, _time_base = struct.unpack_from(end + "QQ", body, pos)
         pos += 16
         (n,) = struct.unpack_from(end + "I", body, pos)
-        encoding = bytes(body[pos + 4: pos + 4 + max(n - 1, 0)]).decode("ascii", "replace")
-        pos = _align(pos + 4 + n + 1, 4)                # + is_bigendian
+        encoding = bytes(body[pos + 4 : pos + 4 + max(n - 1, 0)]).decode("ascii", "replace")
+        pos = _align(pos + 4 + n + 1, 4)  # + is_bigendian
         (payload,) = struct.unpack_from(end + "I", body, pos)
     except struct.error:
         raise ValueError("truncated EventPacket") from None

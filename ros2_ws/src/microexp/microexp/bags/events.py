@@ -1,4 +1,5 @@
 """EventPacket streams in bags: decoding with the payload codecs, per-topic counts and sequence gaps."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

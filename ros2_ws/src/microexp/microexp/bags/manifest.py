@@ -11,6 +11,7 @@ still record that a segment failed for lack of space. A segment that starts whil
 allocated in full, or while less than 1 MiB is free besides it, is marked ``error`` ("disk full: ...") and
 not recorded; once space comes back, the next segment records. A save never leaves a ``manifest.json.tmp`` behind.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -76,8 +77,10 @@ def check_output_folder(path, what: str = "--out") -> Path:
 def check_pseudonym(subject: str) -> str:
     """Subjects appear only as pseudonyms (letters, digits, _ and -, at most 32): no names with spaces."""
     if not PSEUDONYM.match(subject or ""):
-        raise ParameterError(f"subject {subject!r}: use a pseudonym such as S01 (letters, digits, _ or -; "
-                             "recordings of faces are biometric data, never store names)")
+        raise ParameterError(
+            f"subject {subject!r}: use a pseudonym such as S01 (letters, digits, _ or -; "
+            "recordings of faces are biometric data, never store names)"
+        )
     return subject
 
 
@@ -92,8 +95,10 @@ def silent_topics(seg: dict, expected) -> str:
     silent = [t for t in expected if t and not got.get(t)]
     if not silent:
         return ""
-    return (f"no {', '.join(silent)} messages during segment {seg.get('name', '?')} "
-            "(sensor stopped, unplugged, or its input is corrupt)")
+    return (
+        f"no {', '.join(silent)} messages during segment {seg.get('name', '?')} "
+        "(sensor stopped, unplugged, or its input is corrupt)"
+    )
 
 
 def now_iso() -> str:
@@ -146,9 +151,20 @@ class Manifest:
 
     def add_segment(self, subject: str, au: str, trial: int, lux: float, start_ns: int, note: str = "") -> dict:
         seg_id = len(self.segments) + 1
-        seg = {"id": seg_id, "name": f"seg_{seg_id:04d}_{au}_t{trial}", "subject": check_pseudonym(subject),
-               "au": au, "trial": int(trial), "lux": float(lux), "status": "recording", "note": note,
-               "start_ns": int(start_ns), "stop_ns": None, "bags": [], "messages": {}}
+        seg = {
+            "id": seg_id,
+            "name": f"seg_{seg_id:04d}_{au}_t{trial}",
+            "subject": check_pseudonym(subject),
+            "au": au,
+            "trial": int(trial),
+            "lux": float(lux),
+            "status": "recording",
+            "note": note,
+            "start_ns": int(start_ns),
+            "stop_ns": None,
+            "bags": [],
+            "messages": {},
+        }
         self.segments.append(seg)
         reserved = self.ensure_reserve()
         free = self.free_bytes()
@@ -156,9 +172,11 @@ class Manifest:
             # the disk is (still) full: recording now could leave no room to save the manifest. The segment is
             # an error and is not recorded; the next one records once space has come back
             seg["status"] = "error"
-            seg["error"] = (f"disk full: {free >> 10} KiB free in {self.folder}"
-                            + ("" if reserved else f", no room for the manifest's reserve ({self.reserve_bytes() >> 10} KiB)")
-                            + f"; segment not recorded (it needs {MIN_FREE_BYTES >> 20} MiB free to start)")
+            seg["error"] = (
+                f"disk full: {free >> 10} KiB free in {self.folder}"
+                + ("" if reserved else f", no room for the manifest's reserve ({self.reserve_bytes() >> 10} KiB)")
+                + f"; segment not recorded (it needs {MIN_FREE_BYTES >> 20} MiB free to start)"
+            )
             seg["stop_ns"] = int(start_ns)
         self.save()
         return seg

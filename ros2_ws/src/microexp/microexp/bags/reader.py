@@ -15,6 +15,7 @@ against metadata.yaml; the first problem is raised as FormatError. Reading MCAP 
 the chunks read as well. Data files must lie inside the bag folder (metadata.yaml naming another path is
 refused). Anything else that is wrong is reported as :class:`~microexp.errors.FormatError` naming the file.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -76,7 +77,9 @@ class Bag:
         elif self.path.suffix in (".mcap", ".db3"):
             self.files = [self.path]
         else:
-            raise FormatError(self.path, "not a rosbag2 bag (expected a folder with metadata.yaml, or a .mcap/.db3 file)")
+            raise FormatError(
+                self.path, "not a rosbag2 bag (expected a folder with metadata.yaml, or a .mcap/.db3 file)"
+            )
         self.storage = storage_of(self.files[0])
         for f in self.files[1:]:
             storage_of(f)
@@ -95,8 +98,9 @@ class Bag:
                 for db in dbs:
                     _recover_sqlite(db)
                 self.truncated = True
-                self.truncation = ("no metadata.yaml (the recording did not close); recovered to its last committed "
-                                   "transaction")
+                self.truncation = (
+                    "no metadata.yaml (the recording did not close); recovered to its last committed transaction"
+                )
                 return dbs
             raise FormatError(self.path, "no metadata.yaml in this folder: not a rosbag2 bag folder")
         try:
@@ -134,10 +138,14 @@ class Bag:
         for f in self.files:
             if self.storage == "sqlite3" and _sqlite_cut(f):
                 self.truncated = True
-                self.truncation = self.truncation or (f"{f.name} is shorter than its own header says (cut off): "
-                                                      "unreadable as sqlite3")
-                raise FormatError(f, "sqlite3 file cut off (shorter than its header's page count): the bag is "
-                                     "truncated and SQLite cannot read a cut database")
+                self.truncation = self.truncation or (
+                    f"{f.name} is shorter than its own header says (cut off): unreadable as sqlite3"
+                )
+                raise FormatError(
+                    f,
+                    "sqlite3 file cut off (shorter than its header's page count): the bag is "
+                    "truncated and SQLite cannot read a cut database",
+                )
             if self.storage == "mcap" and not _mcap_complete(f):
                 self.truncated = True
                 self.truncation = self.truncation or f"{f.name} has no MCAP footer (the writer stopped)"
@@ -190,8 +198,11 @@ class Bag:
             except FormatError:
                 raise
             except Exception as exc:
-                why = "a chunk's CRC does not match its data: the file is damaged" if "checksum" in str(exc).lower() \
+                why = (
+                    "a chunk's CRC does not match its data: the file is damaged"
+                    if "checksum" in str(exc).lower()
                     else f"stopped reading mid-file: {exc}"
+                )
                 raise FormatError(reader.path, why) from None
 
     def verify(self) -> dict:
@@ -218,9 +229,12 @@ class Bag:
         except (KeyError, TypeError, ValueError):
             return
         if lo is not None and (lo < start or hi > start + dur):
-            raise FormatError(self.files[0], f"message times {lo / 1e9:.3f}..{hi / 1e9:.3f} s lie outside the "
-                                             f"metadata's {start / 1e9:.3f}..{(start + dur) / 1e9:.3f} s: damaged "
-                                             "timestamps")
+            raise FormatError(
+                self.files[0],
+                f"message times {lo / 1e9:.3f}..{hi / 1e9:.3f} s lie outside the "
+                f"metadata's {start / 1e9:.3f}..{(start + dur) / 1e9:.3f} s: damaged "
+                "timestamps",
+            )
 
     @staticmethod
     def deserialize(raw: bytes, msgtype: str):
@@ -307,16 +321,22 @@ def _verify_mcap(file: Path) -> dict:
                 try:
                     get_chunk_data_stream(rec, validate_crc=True)
                 except CRCValidationError as exc:
-                    raise FormatError(file, f"chunk {checked + without + 1} (messages {rec.message_start_time / 1e9:.3f}.."
-                                            f"{rec.message_end_time / 1e9:.3f} s): CRC {exc.actual:08x} does not match "
-                                            f"the stored {exc.expected:08x}: the file is damaged") from None
+                    raise FormatError(
+                        file,
+                        f"chunk {checked + without + 1} (messages {rec.message_start_time / 1e9:.3f}.."
+                        f"{rec.message_end_time / 1e9:.3f} s): CRC {exc.actual:08x} does not match "
+                        f"the stored {exc.expected:08x}: the file is damaged",
+                    ) from None
                 checked += 1
         except FormatError:
             raise
         except Exception as exc:  # noqa: BLE001
             if complete:  # a closed file that does not parse is damaged (a cut one is checked up to its end)
-                raise FormatError(file, f"damaged MCAP file: record {checked + without + 1} does not parse "
-                                        f"({type(exc).__name__}: {str(exc)[:120]})") from None
+                raise FormatError(
+                    file,
+                    f"damaged MCAP file: record {checked + without + 1} does not parse "
+                    f"({type(exc).__name__}: {str(exc)[:120]})",
+                ) from None
     return {"chunks": checked, "chunks_without_crc": without}
 
 

@@ -4,6 +4,7 @@ A session folder's segment bags are taken in name order; a segment whose manifes
 bag folder without metadata.yaml (its recorder was killed), are skipped, each with one line saying so. Given
 directly, a killed segment's folder is a bag like any other (read as ``truncated``, as `microexp info` does).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,11 +49,16 @@ def playable_bags(path) -> tuple[list[Path], list[str]]:
         if st == "error":
             skipped.append(f"skipped {d}: segment status error ({why or 'no reason recorded'})")
         elif not (d / "metadata.yaml").exists():
-            skipped.append(f"skipped {d}: no metadata.yaml (the recorder was killed); give this folder to replay "
-                           "directly to play what it holds")
+            skipped.append(
+                f"skipped {d}: no metadata.yaml (the recorder was killed); give this folder to replay "
+                "directly to play what it holds"
+            )
         else:
             bags.append(d)
     if not bags:
-        raise FormatError(p, "neither a bag nor a session folder with playable bags"
-                             + (f" ({len(skipped)} skipped: killed or error segments)" if skipped else ""))
+        raise FormatError(
+            p,
+            "neither a bag nor a session folder with playable bags"
+            + (f" ({len(skipped)} skipped: killed or error segments)" if skipped else ""),
+        )
     return bags, skipped

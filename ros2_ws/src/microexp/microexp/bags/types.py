@@ -3,6 +3,7 @@
 The .msg texts are read from where they live: the workspace sources next to this package (pip install)
 or the installed ``share/<pkg>/msg`` folders of every prefix on AMENT_PREFIX_PATH (colcon/Docker).
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,10 @@ def own_message_definitions() -> dict[str, str]:
     for package in OWN_PACKAGES:
         dirs = _msg_dirs(package)
         if not dirs:
-            raise MicroexpError(f"message definitions of {package} not found (looked in the workspace sources "
-                                "and AMENT_PREFIX_PATH); is the workspace built (`make setup`)?")
+            raise MicroexpError(
+                f"message definitions of {package} not found (looked in the workspace sources "
+                "and AMENT_PREFIX_PATH); is the workspace built (`make setup`)?"
+            )
         for msg in sorted(dirs[0].glob("*.msg")):
             defs[f"{package}/msg/{msg.stem}"] = msg.read_text()
     return defs

@@ -14,15 +14,16 @@ recorder killed with SIGKILL leaves a bag that holds everything up to its last c
 :class:`~microexp.bags.reader.Bag` reads it as ``truncated``); the messages since that commit are lost.
 A failing callback (``on_error``/``on_closed``) is reported in ``errors`` and never stops the writer thread.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import queue
-import types
-import zlib
 import threading
 import time
+import types
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +41,8 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 class TopicCounters:
     received: int = 0
     written: int = 0
-    dropped: int = 0      # lost: queue over its byte budget, or a write that failed
-    outside: int = 0      # arrived while no segment was open (not recorded, by design)
+    dropped: int = 0  # lost: queue over its byte budget, or a write that failed
+    outside: int = 0  # arrived while no segment was open (not recorded, by design)
     bytes: int = 0
 
 
@@ -73,10 +74,18 @@ class SegmentWriter:
     on_closed: called with the :class:`BagInfo` of every bag closed.
     """
 
-    def __init__(self, root, topics: dict[str, str], storage: str = "mcap", queue_bytes: int = 512 << 20,
-                 split_bytes: int = 0, split_seconds: float = 0.0,
-                 on_error: Callable[[str], None] | None = None, on_closed: Callable[[BagInfo], None] | None = None,
-                 commit_s: float = 1.0):
+    def __init__(
+        self,
+        root,
+        topics: dict[str, str],
+        storage: str = "mcap",
+        queue_bytes: int = 512 << 20,
+        split_bytes: int = 0,
+        split_seconds: float = 0.0,
+        on_error: Callable[[str], None] | None = None,
+        on_closed: Callable[[BagInfo], None] | None = None,
+        commit_s: float = 1.0,
+    ):
         if storage not in STORAGES:
             raise ParameterError(f"storage {storage!r} is not one of {', '.join(STORAGES)}")
         self.root = Path(root)
@@ -139,8 +148,9 @@ class SegmentWriter:
         self._q.put(("open", name))
         return path
 
-    def close_segment(self, wait: bool = True, stop_ns: int | None = None, quiet_s: float = 0.0,
-                      max_wait_s: float = 10.0) -> None:
+    def close_segment(
+        self, wait: bool = True, stop_ns: int | None = None, quiet_s: float = 0.0, max_wait_s: float = 10.0
+    ) -> None:
         """Close the segment. With ``stop_ns``: messages received (by DDS) up to ``stop_ns`` that are still on
         their way through a lagging subscriber executor keep being taken until none came for ``quiet_s``
         (at most ``max_wait_s``); messages received after ``stop_ns`` are not part of the segment."""
@@ -280,7 +290,8 @@ class SegmentWriter:
         bag.t_first_ns = t_ns if bag.t_first_ns is None else min(bag.t_first_ns, t_ns)
         bag.t_last_ns = t_ns if bag.t_last_ns is None else max(bag.t_last_ns, t_ns)
         if (self.split_bytes and bag.bytes >= self.split_bytes) or (
-                self.split_seconds and time.monotonic() - self._opened_at >= self.split_seconds):
+            self.split_seconds and time.monotonic() - self._opened_at >= self.split_seconds
+        ):
             self._close_bag()
             self._split_index += 1
             self._open_bag()
@@ -315,8 +326,10 @@ class SegmentWriter:
                 # metadata may not fit on a full disk; the data file keeps every flushed chunk (sqlite3: every
                 # commit); release the file handles
                 storage = getattr(writer, "storage", None)
-                for closer in (getattr(getattr(storage, "bio", None), "close", None),
-                               getattr(getattr(storage, "conn", None), "close", None)):
+                for closer in (
+                    getattr(getattr(storage, "bio", None), "close", None),
+                    getattr(getattr(storage, "conn", None), "close", None),
+                ):
                     try:
                         if closer is not None:
                             closer()
@@ -352,11 +365,17 @@ def _reason(exc: BaseException) -> str:
 
 def _close_chunk_with_crc(self) -> None:
     """rosbags' ``McapWriter.close_chunk`` with the chunk's CRC-32 filled in (bound to the storage object)."""
+    from collections import defaultdict as _dd
     from io import BytesIO
 
-    from rosbags.rosbag2.storage_mcap import PendingChunk, write_record, write_string, write_uint16, write_uint32, \
-        write_uint64
-    from collections import defaultdict as _dd
+    from rosbags.rosbag2.storage_mcap import (
+        PendingChunk,
+        write_record,
+        write_string,
+        write_uint16,
+        write_uint32,
+        write_uint64,
+    )
 
     records = self.chunk.bio.getvalue()
     rec = BytesIO()

@@ -18,12 +18,12 @@ the three frame stacks are identical after converting dtypes. Mev/s = input even
 tonic 1.7 imports its dataset modules on ``import tonic``; their dependencies (importRosbag, h5py, requests)
 are pinned in requirements/core.txt so that the real package imports.
 """
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
-import sys
 import time
 
 import numpy as np
@@ -137,8 +137,14 @@ def run(args) -> dict:
     n_events = int(args.events)
     repeat = int(args.repeat)
     events = uniform_events(n_events, WIDTH, HEIGHT, SPAN_US)
-    result: dict = {"bench": "binning", "events": n_events, "width": WIDTH, "height": HEIGHT,
-                    "slice_us": SLICE_US, "repeat": repeat}
+    result: dict = {
+        "bench": "binning",
+        "events": n_events,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "slice_us": SLICE_US,
+        "repeat": repeat,
+    }
 
     event_frames(events[:1000], WIDTH, HEIGHT, SLICE_US)  # compile / load the numba kernel
     with _one_core():
@@ -154,8 +160,7 @@ def run(args) -> dict:
         result["tonic_import"] = f"failed: {type(exc).__name__}: {exc}"
         transforms = None
     else:
-        result["tonic_import"] = ("ok" if not stood_in else
-                                  "stood in for missing modules: " + ", ".join(stood_in))
+        result["tonic_import"] = "ok" if not stood_in else "stood in for missing modules: " + ", ".join(stood_in)
     if transforms is not None:
         to_frame = transforms.ToFrame(sensor_size=(WIDTH, HEIGHT, 2), time_window=SLICE_US, include_incomplete=True)
         with _one_core():
@@ -189,14 +194,17 @@ def run(args) -> dict:
     x, y, t, p = (np.ascontiguousarray(events[k]).astype(np.int64) for k in ("x", "y", "t", "p"))
     n_slices = int(t[-1] - t[0]) // SLICE_US + 1
     _plain_loop(x, y, t, p, np.zeros(n_slices * 2 * HEIGHT * WIDTH, np.uint16), int(t[0]))
+
+    def plain_run(x=x, y=y, t=t, p=p):
+        return _plain_loop(x, y, t, p, np.zeros(n_slices * 2 * HEIGHT * WIDTH, np.uint16), int(t[0]))
+
     with _one_core():
-        t_plain, plain = _best(lambda: _plain_loop(x, y, t, p, np.zeros(n_slices * 2 * HEIGHT * WIDTH, np.uint16),
-                                                   int(t[0])), repeat)
+        t_plain, plain = _best(plain_run, repeat)
     result["plain_numba_mev_s"] = round(n_events / t_plain / 1e6, 1)
     same = bool(np.array_equal(plain.reshape(ours.shape), ours))
     result["plain_numba_equal"] = same
     equal &= same
-    del plain, x, y, t, p
+    del plain, plain_run, x, y, t, p
 
     for lib in ("tonic", "dv", "plain_numba"):
         other = result.get(f"{lib}_mev_s")

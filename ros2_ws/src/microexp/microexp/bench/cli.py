@@ -1,11 +1,11 @@
 """`microexp bench NAME`: benchmarks kept apart from the tests. Each prints one JSON line."""
+
 from __future__ import annotations
 
 import importlib
 import json
 import os
 import platform
-import sys
 
 BENCHES = {
     "binning": "microexp.bench.binning",
@@ -26,9 +26,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=None, help="events to process (default: the benchmark's own)")
     parser.add_argument("--repeat", type=int, default=3, help="repeats; the best is reported")
     parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
-    parser.add_argument("options", nargs="*", metavar="-- OPTION",
-                        help="the benchmark's own options after `--`, e.g. `microexp bench latency -- --threads 1` "
-                             "(`microexp bench NAME -- --help` lists them)")
+    parser.add_argument(
+        "options",
+        nargs="*",
+        metavar="-- OPTION",
+        help="the benchmark's own options after `--`, e.g. `microexp bench latency -- --threads 1` "
+        "(`microexp bench NAME -- --help` lists them)",
+    )
 
 
 def build_parser_for_tests():

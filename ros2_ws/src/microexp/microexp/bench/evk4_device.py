@@ -18,6 +18,7 @@ Two levels, each flat out, best of ``--repeat``:
 
 Goal: device path ≥ 50 Mev/s on one core (an EVK4 in a face scene gives 1–20 Mev/s).
 """
+
 from __future__ import annotations
 
 import os
@@ -87,8 +88,15 @@ def core_device(path: str, read: str) -> dict:
             break
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     dev.close()
-    return {"wall_s": wall, "cpu_s": cpu, "hal_s": hal_s, "encode_s": enc_s, "events": pk.events_in,
-            "packets": packets, "buffers": dev.buffers}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "hal_s": hal_s,
+        "encode_s": enc_s,
+        "events": pk.events_in,
+        "packets": packets,
+        "buffers": dev.buffers,
+    }
 
 
 def core_file(path: str) -> dict:
@@ -107,19 +115,27 @@ def core_file(path: str) -> dict:
 
 
 def node_run(mode: str, path: str, read: str = "auto") -> dict:
-    from microexp.ros.compose import overrides
     from microexp.ros.bench.throughput import play_file
+    from microexp.ros.compose import overrides
 
     def factory():
         from microexp.ros.nodes.evk4_node import Evk4Node
 
-        source = {"mode": "device", "device_file": path, "device_read": read} if mode == "device" else {"mode": "file", "file": path}
-        return Evk4Node(parameter_overrides=overrides("evk4", None, rate=0.0, qos="reliable",
-                                                      wait_for_subscribers_s=30.0, **source))
+        source = (
+            {"mode": "device", "device_file": path, "device_read": read}
+            if mode == "device"
+            else {"mode": "file", "file": path}
+        )
+        return Evk4Node(
+            parameter_overrides=overrides("evk4", None, rate=0.0, qos="reliable", wait_for_subscribers_s=30.0, **source)
+        )
 
     r = play_file(factory, ["/evk4/events|event_camera_msgs/msg/EventPacket"])
-    return {"wall_s": r["wall_s"], "sent": r["published"].get("/evk4/events", 0),
-            "received": r["received"].get("/evk4/events", 0)}
+    return {
+        "wall_s": r["wall_s"],
+        "sent": r["published"].get("/evk4/events", 0),
+        "received": r["received"].get("/evk4/events", 0),
+    }
 
 
 def run(args) -> dict:
@@ -144,24 +160,40 @@ def run(args) -> dict:
         for read in reads:
             core_device(str(raw), read)  # untimed: loads numba's kernels and warms the page cache
         fil = min((core_file(str(raw)) for _ in range(max(1, args.repeat))), key=lambda r: r["wall_s"])
-        out.update(file_mev_s=round(n / fil["wall_s"] / 1e6, 1), file_cpu_mev_s=round(n / fil["cpu_s"] / 1e6, 1),
-                   file_packets=fil["packets"])
+        out.update(
+            file_mev_s=round(n / fil["wall_s"] / 1e6, 1),
+            file_cpu_mev_s=round(n / fil["cpu_s"] / 1e6, 1),
+            file_packets=fil["packets"],
+        )
         for read in reads:
             dev = min((core_device(str(raw), read) for _ in range(max(1, args.repeat))), key=lambda r: r["wall_s"])
-            out.update({
-                f"device_{read}_events": dev["events"], f"device_{read}_mev_s": round(n / dev["wall_s"] / 1e6, 1),
-                f"device_{read}_cpu_mev_s": round(n / dev["cpu_s"] / 1e6, 1),
-                f"device_{read}_hal_mev_s": round(n / dev["hal_s"] / 1e6, 1),
-                f"device_{read}_packets": dev["packets"], f"device_{read}_buffers": dev["buffers"],
-                f"device_{read}_over_file": round(fil["wall_s"] / dev["wall_s"], 3)})
+            out.update(
+                {
+                    f"device_{read}_events": dev["events"],
+                    f"device_{read}_mev_s": round(n / dev["wall_s"] / 1e6, 1),
+                    f"device_{read}_cpu_mev_s": round(n / dev["cpu_s"] / 1e6, 1),
+                    f"device_{read}_hal_mev_s": round(n / dev["hal_s"] / 1e6, 1),
+                    f"device_{read}_packets": dev["packets"],
+                    f"device_{read}_buffers": dev["buffers"],
+                    f"device_{read}_over_file": round(fil["wall_s"] / dev["wall_s"], 3),
+                }
+            )
         if not args.no_node:
             nf = node_run("file", str(raw))
-            out.update(node_file_mev_s=round(n / nf["wall_s"] / 1e6, 1), node_file_sent=nf["sent"],
-                       node_file_received=nf["received"])
+            out.update(
+                node_file_mev_s=round(n / nf["wall_s"] / 1e6, 1),
+                node_file_sent=nf["sent"],
+                node_file_received=nf["received"],
+            )
             for read in reads:
                 nd = node_run("device", str(raw), read)
-                out.update({f"node_device_{read}_mev_s": round(n / nd["wall_s"] / 1e6, 1),
-                            f"node_device_{read}_sent": nd["sent"], f"node_device_{read}_received": nd["received"],
-                            f"node_device_{read}_over_file": round(nf["wall_s"] / nd["wall_s"], 3)})
+                out.update(
+                    {
+                        f"node_device_{read}_mev_s": round(n / nd["wall_s"] / 1e6, 1),
+                        f"node_device_{read}_sent": nd["sent"],
+                        f"node_device_{read}_received": nd["received"],
+                        f"node_device_{read}_over_file": round(nf["wall_s"] / nd["wall_s"], 3),
+                    }
+                )
     out["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return out

@@ -16,6 +16,7 @@ before, in addition to the TIME_HIGH step that comes with it, so its t drifts ah
 identical and expelliarmus' t equals microexp's t plus that drift, computed independently from the events;
 ``t_identical`` says whether the t arrays are identical as they are.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,12 @@ TILE_SHIFT_US = 1_000_000
 def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=10_000_000, help="number of events in the file (default 10M)")
     parser.add_argument("--repeat", type=int, default=3, help="decode runs per decoder; the best counts (default 3)")
-    parser.add_argument("--source", choices=("auto", "sample", "synthetic"), default="auto",
-                        help="events to tile: the real EVT3 sample (auto: when present) or synthetic face-like events")
+    parser.add_argument(
+        "--source",
+        choices=("auto", "sample", "synthetic"),
+        default="auto",
+        help="events to tile: the real EVT3 sample (auto: when present) or synthetic face-like events",
+    )
 
 
 def _testdata() -> Path:
@@ -109,22 +114,30 @@ def run(args) -> dict:
     def encode():
         enc = Evt3Encoder(WIDTH, HEIGHT)
         step = 1 << 20
-        return [enc.encode(events[i:i + step])[0] for i in range(0, events.shape[0], step)]
+        return [enc.encode(events[i : i + step])[0] for i in range(0, events.shape[0], step)]
 
     Evt3Encoder(WIDTH, HEIGHT).encode(events[:1000])  # load the compiled kernels before timing
     enc_s, enc_cpu, parts = _best(encode, args.repeat)
     payload_bytes = sum(len(p) for p in parts)
-    header = (b"% evt 3.0\n% format EVT3;height=720;width=1280\n% geometry 1280x720\n"
-              b"% integrator_name microexp\n% plugin_name microexp_bench\n% end\n")
-    result = {"bench": "evt3", "events": n, "source": source, "bytes_per_event": round(payload_bytes / max(n, 1), 3),
-              "encode_mev_s": round(n / enc_s / 1e6, 1), "encode_cpu_mev_s": round(n / enc_cpu / 1e6, 1)}
+    header = (
+        b"% evt 3.0\n% format EVT3;height=720;width=1280\n% geometry 1280x720\n"
+        b"% integrator_name microexp\n% plugin_name microexp_bench\n% end\n"
+    )
+    result = {
+        "bench": "evt3",
+        "events": n,
+        "source": source,
+        "bytes_per_event": round(payload_bytes / max(n, 1), 3),
+        "encode_mev_s": round(n / enc_s / 1e6, 1),
+        "encode_cpu_mev_s": round(n / enc_cpu / 1e6, 1),
+    }
     with tempfile.TemporaryDirectory(prefix="microexp-bench-evt3-") as tmp:
         path = os.path.join(tmp, "bench.raw")
         with open(path, "wb") as f:
             f.write(header)
             for p in parts:
                 f.write(p)
-        Evt3Decoder(WIDTH, HEIGHT).decode(parts[0][:1 << 17])  # load the compiled kernels before timing
+        Evt3Decoder(WIDTH, HEIGHT).decode(parts[0][: 1 << 17])  # load the compiled kernels before timing
         del parts
         mx_s, mx_cpu, rec = _best(lambda: read_raw(path), args.repeat)
         ours = rec.events
@@ -135,17 +148,23 @@ def run(args) -> dict:
         except ImportError:
             expelliarmus = None
         if expelliarmus is None:
-            result.update(expelliarmus_mev_s=None, expelliarmus_cpu_mev_s=None, ratio=None, equal=None,
-                          t_identical=None)
+            result.update(
+                expelliarmus_mev_s=None, expelliarmus_cpu_mev_s=None, ratio=None, equal=None, t_identical=None
+            )
         else:
             ex_s, ex_cpu, theirs = _best(lambda: expelliarmus.Wizard(encoding="evt3", fpath=path).read(), args.repeat)
             same_len = theirs.shape[0] == ours.shape[0] == n
-            equal_xyp = same_len and all(np.array_equal(theirs[k].astype(np.int64), ours[k].astype(np.int64))
-                                         for k in ("x", "y", "p"))
+            equal_xyp = same_len and all(
+                np.array_equal(theirs[k].astype(np.int64), ours[k].astype(np.int64)) for k in ("x", "y", "p")
+            )
             t_identical = same_len and np.array_equal(theirs["t"], ours["t"])
             t_model = same_len and np.array_equal(theirs["t"], expelliarmus_time_model(ours["t"]))
-            result.update(expelliarmus_mev_s=round(n / ex_s / 1e6, 1),
-                          expelliarmus_cpu_mev_s=round(n / ex_cpu / 1e6, 1), ratio=round(ex_s / mx_s, 2),
-                          equal=bool(equal_xyp and t_model), t_identical=bool(t_identical))
+            result.update(
+                expelliarmus_mev_s=round(n / ex_s / 1e6, 1),
+                expelliarmus_cpu_mev_s=round(n / ex_cpu / 1e6, 1),
+                ratio=round(ex_s / mx_s, 2),
+                equal=bool(equal_xyp and t_model),
+                t_identical=bool(t_identical),
+            )
     result["microexp_equals_input"] = bool(ours.shape[0] == n and np.array_equal(ours, events))
     return result

@@ -14,6 +14,7 @@ On a machine without CUDA it prints ``status: skipped`` and nothing else. With a
   of 64 x 64 frames) at batch 8 and at batch 56, and the 7-fold x 100-epoch protocol on 147 clips projected
   from the batch-8 step (126 training clips per fold = 16 batches). Goal (issue 6): <= 5 min.
 """
+
 from __future__ import annotations
 
 import time
@@ -99,9 +100,15 @@ def bench_sustained(device: str, rate: float, seconds: float) -> dict:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
-    return {"events": n_events, "windows": windows, "wall_s": round(wall, 3),
-            "mev_s": round(n_events / wall / 1e6, 1), "goal_mev_s": 50,
-            "cuda_graph": type(pipeline.model).__name__ == "CudaGraphStep", "graph_error": pipeline.graph_error}
+    return {
+        "events": n_events,
+        "windows": windows,
+        "wall_s": round(wall, 3),
+        "mev_s": round(n_events / wall / 1e6, 1),
+        "goal_mev_s": 50,
+        "cuda_graph": type(pipeline.model).__name__ == "CudaGraphStep",
+        "graph_error": pipeline.graph_error,
+    }
 
 
 def bench_train(device: str) -> dict:

@@ -9,6 +9,7 @@
 - ``replay``: a bag of 1 ms EventPackets and 25 ms frames republished at rate 1; inter-arrival error at a
   subscriber process against the recorded intervals, p50/p99 (goal p99 < 2 ms).
 """
+
 from __future__ import annotations
 
 import os
@@ -46,14 +47,22 @@ def playback(events: int | None = None) -> dict:
         def evk4():
             from microexp.ros.nodes.evk4_node import Evk4Node
 
-            return Evk4Node(parameter_overrides=overrides("evk4", None, mode="file", file=str(raw), rate=0.0,
-                                                          qos="reliable", wait_for_subscribers_s=30.0))
+            return Evk4Node(
+                parameter_overrides=overrides(
+                    "evk4", None, mode="file", file=str(raw), rate=0.0, qos="reliable", wait_for_subscribers_s=30.0
+                )
+            )
 
         r = play_file(evk4, ["/evk4/events|event_camera_msgs/msg/EventPacket"])
         sent = r["published"].get("/evk4/events", 0)
         got = r["received"].get("/evk4/events", 0)
-        out.update(evk4_mev_s=round(n / r["wall_s"] / 1e6, 1), evk4_mb_s=round(len(payload) / r["wall_s"] / 1e6, 1),
-                   evk4_packets=sent, evk4_received=got, evk4_drops=sent - got)
+        out.update(
+            evk4_mev_s=round(n / r["wall_s"] / 1e6, 1),
+            evk4_mb_s=round(len(payload) / r["wall_s"] / 1e6, 1),
+            evk4_packets=sent,
+            evk4_received=got,
+            evk4_drops=sent - got,
+        )
 
         m = min(n, 5_000_000)
         aedat = Path(tmp) / "davis.aedat4"
@@ -62,14 +71,28 @@ def playback(events: int | None = None) -> dict:
         def davis():
             from microexp.ros.nodes.davis346_node import Davis346Node
 
-            return Davis346Node(parameter_overrides=overrides("davis346", None, mode="file", file=str(aedat),
-                                                              rate=0.0, qos="reliable", wait_for_subscribers_s=30.0))
+            return Davis346Node(
+                parameter_overrides=overrides(
+                    "davis346",
+                    None,
+                    mode="file",
+                    file=str(aedat),
+                    rate=0.0,
+                    qos="reliable",
+                    wait_for_subscribers_s=30.0,
+                )
+            )
 
         r = play_file(davis, ["/davis346/events|event_camera_msgs/msg/EventPacket"])
         sent = r["published"].get("/davis346/events", 0)
         got = r["received"].get("/davis346/events", 0)
-        out.update(davis_events=m, davis_mev_s=round(m / r["wall_s"] / 1e6, 1), davis_packets=sent,
-                   davis_received=got, davis_drops=sent - got)
+        out.update(
+            davis_events=m,
+            davis_mev_s=round(m / r["wall_s"] / 1e6, 1),
+            davis_packets=sent,
+            davis_received=got,
+            davis_drops=sent - got,
+        )
     out["goal_evk4_mev_s"], out["goal_davis_mev_s"] = 50, 12
     return out
 
@@ -95,8 +118,11 @@ def _bench_dir() -> str:
 def _dd_mb_s(folder: str, megabytes: int = 1024) -> float:
     target = Path(folder) / "dd.bin"
     t0 = time.perf_counter()
-    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={megabytes}", "conv=fdatasync"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={megabytes}", "conv=fdatasync"],
+        check=True,
+        capture_output=True,
+    )
     dt = time.perf_counter() - t0
     target.unlink()
     return megabytes * 1.048576 / dt
@@ -111,11 +137,21 @@ def recording(packets: int | None = None) -> dict:
         disk = _dd_mb_s(tmp)
         r = record_flat_out(str(Path(tmp) / "session"), n, size)
     mb_s = r["bytes"] / max(r["wall_written_s"], 1e-9) / 1e6
-    return {"bench": "recording", "packets": n, "packet_bytes": size, "received": r["received"],
-            "lost_before_recorder": n - r["received"], "written": r["written"], "dropped": r["dropped"],
-            "recorder_mb_s": round(mb_s, 1), "recorder_mev_s_at_2B_per_event": round(mb_s / 2, 1),
-            "disk_dd_mb_s": round(disk, 1), "ratio_to_disk": round(mb_s / disk, 3),
-            "goal_mb_s": round(min(200.0, 0.8 * disk), 1), "errors": r["errors"]}
+    return {
+        "bench": "recording",
+        "packets": n,
+        "packet_bytes": size,
+        "received": r["received"],
+        "lost_before_recorder": n - r["received"],
+        "written": r["written"],
+        "dropped": r["dropped"],
+        "recorder_mb_s": round(mb_s, 1),
+        "recorder_mev_s_at_2B_per_event": round(mb_s / 2, 1),
+        "disk_dd_mb_s": round(disk, 1),
+        "ratio_to_disk": round(mb_s / disk, 3),
+        "goal_mb_s": round(min(200.0, 0.8 * disk), 1),
+        "errors": r["errors"],
+    }
 
 
 def replay(seconds: float = 5.0) -> dict:
@@ -124,17 +160,36 @@ def replay(seconds: float = 5.0) -> dict:
     with tempfile.TemporaryDirectory(dir=_bench_dir()) as tmp:
         topics, stamps = make_replay_bag(str(Path(tmp) / "bag"), seconds)
         counter = start_counter([f"{t}|{m}" for t, m in topics.items()])
-        res = subprocess.run([os.sys.executable, "-m", "microexp.cli", "replay", str(Path(tmp) / "bag"), "--rate", "1",
-                              "--wait-subscribers", "30"], capture_output=True, text=True, timeout=600)
+        res = subprocess.run(
+            [
+                os.sys.executable,
+                "-m",
+                "microexp.cli",
+                "replay",
+                str(Path(tmp) / "bag"),
+                "--rate",
+                "1",
+                "--wait-subscribers",
+                "30",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         got = finish_counter(counter)
     arrivals = np.sort(np.array(got["arrivals"]))  # DDS reception times; poll intake takes topic by topic
     recorded = np.array(sorted(stamps), dtype=np.float64) * 1e-9
     k = min(len(arrivals), len(recorded))
     err = np.abs(np.diff(arrivals[:k]) - np.diff(recorded[:k])) * 1e3
-    return {"bench": "replay", "messages": int(len(recorded)), "received": int(len(arrivals)),
-            "interval_error_p50_ms": round(float(np.percentile(err, 50)), 3),
-            "interval_error_p99_ms": round(float(np.percentile(err, 99)), 3), "goal_p99_ms": 2.0,
-            "replay_rc": res.returncode}
+    return {
+        "bench": "replay",
+        "messages": int(len(recorded)),
+        "received": int(len(arrivals)),
+        "interval_error_p50_ms": round(float(np.percentile(err, 50)), 3),
+        "interval_error_p99_ms": round(float(np.percentile(err, 99)), 3),
+        "goal_p99_ms": 2.0,
+        "replay_rc": res.returncode,
+    }
 
 
 def run_playback(args) -> dict:

@@ -34,6 +34,7 @@ Reported per stream (``streams``) and at the top level (the larger of the stream
   rate, seq gaps (packets lost by best-effort transport), resets (1 = the reset that starts the measured part)
   and the node process's CPU use.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,21 +51,40 @@ STREAMS = {"davis346": (346, 260), "evk4": (1280, 720)}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--streams", default="davis346:rig,evk4:rig,davis346:1,evk4:5",
-                        help="comma-separated sensor:Mev/s or sensor:rig (sensors: davis346, evk4); default "
-                             "davis346:rig,evk4:rig,davis346:1,evk4:5 (e.g. evk4:20 shows load shedding)")
+    parser.add_argument(
+        "--streams",
+        default="davis346:rig,evk4:rig,davis346:1,evk4:5",
+        help="comma-separated sensor:Mev/s or sensor:rig (sensors: davis346, evk4); default "
+        "davis346:rig,evk4:rig,davis346:1,evk4:5 (e.g. evk4:20 shows load shedding)",
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per stream (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before (default 1)")
-    parser.add_argument("--model", default="", help="SNN checkpoint (default: the default model, else a randomly "
-                                                      "initialised SNN; 'random' forces the latter)")
+    parser.add_argument(
+        "--model",
+        default="",
+        help="SNN checkpoint (default: the default model, else a randomly initialised SNN; 'random' forces the latter)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the node (default 1, the node's)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="node device (default cpu)")
-    parser.add_argument("--qos", default="sensor", choices=("sensor", "reliable"),
-                        help="QoS of the event topic (default sensor: best effort, as drivers publish)")
-    parser.add_argument("--executor", default="single", choices=("single", "multi"),
-                        help="rclpy executor of the node (default single, as `microexp infer`)")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a parameter of the inference node (repeatable), e.g. --param poll_ms=0.5")
+    parser.add_argument(
+        "--qos",
+        default="sensor",
+        choices=("sensor", "reliable"),
+        help="QoS of the event topic (default sensor: best effort, as drivers publish)",
+    )
+    parser.add_argument(
+        "--executor",
+        default="single",
+        choices=("single", "multi"),
+        help="rclpy executor of the node (default single, as `microexp infer`)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter of the inference node (repeatable), e.g. --param poll_ms=0.5",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="accepted for `bench all`; one run per stream")
 
 
@@ -87,8 +107,11 @@ def _random_checkpoint(folder: str) -> str:
 
     torch.manual_seed(0)
     model = AUSpikingNet(SNNConfig()).eval()
-    return str(save_checkpoint(Path(folder) / "random_snn.pt", model,
-                               extra={"note": "randomly initialised: latency benchmark only"}))
+    return str(
+        save_checkpoint(
+            Path(folder) / "random_snn.pt", model, extra={"note": "randomly initialised: latency benchmark only"}
+        )
+    )
 
 
 def _cpu_split():
@@ -116,10 +139,23 @@ def _run_stream(sensor: str, rate: float, args, model: str, folder: str) -> dict
     node_cpus, pub_cpus = _cpu_split()
     side = min(width, height) * 0.6
     roi = f"{(width - side) / 2:.0f},{(height - side) / 2:.0f},{side:.0f},{side:.0f}"
-    m = measure_stream(sensor, width, height, rate, seconds=args.seconds, warmup=args.warmup, model=model,
-                       params=_node_params(getattr(args, "param", [])),
-                       device=args.device, threads=args.threads, qos=args.qos, executor=args.executor, roi=roi,
-                       out_file=str(Path(folder) / f"{sensor}_sent.npy"), publisher_cpus=pub_cpus)
+    m = measure_stream(
+        sensor,
+        width,
+        height,
+        rate,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        model=model,
+        params=_node_params(getattr(args, "param", [])),
+        device=args.device,
+        threads=args.threads,
+        qos=args.qos,
+        executor=args.executor,
+        roi=roi,
+        out_file=str(Path(folder) / f"{sensor}_sent.npy"),
+        publisher_cpus=pub_cpus,
+    )
     total, sent, got = m["total_ms"], m["sent"], m["received"]
     e2e = np.array([])
     if got.size:
@@ -133,14 +169,25 @@ def _run_stream(sensor: str, rate: float, args, model: str, folder: str) -> dict
         return round(float(np.percentile(a, q)), 3) if a.size else None
 
     return {
-        "sensor": sensor, "width": width, "height": height, "rate_mev_s": rate,
+        "sensor": sensor,
+        "width": width,
+        "height": height,
+        "rate_mev_s": rate,
         "achieved_mev_s": round(delta["events"] / args.seconds / 1e6, 2),
-        "p50_ms": pct(total, 50), "p99_ms": pct(total, 99), "max_ms": pct(total, 100),
-        "windows": int(delta["published"]), "skipped": int(delta["skipped"]),
-        "seq_gaps": int(delta["seq_gaps"]), "resets": int(delta["resets"]),
-        "e2e_p50_ms": pct(e2e, 50), "e2e_p99_ms": pct(e2e, 99),
+        "p50_ms": pct(total, 50),
+        "p99_ms": pct(total, 99),
+        "max_ms": pct(total, 100),
+        "windows": int(delta["published"]),
+        "skipped": int(delta["skipped"]),
+        "seq_gaps": int(delta["seq_gaps"]),
+        "resets": int(delta["resets"]),
+        "e2e_p50_ms": pct(e2e, 50),
+        "e2e_p99_ms": pct(e2e, 99),
         "stages": {k: v for k, v in m["stages"].items() if k not in ("total", "ready")},
-        "node_cpu_percent": m["cpu_percent"], "roi": roi, "node_cpus": node_cpus, "publisher_cpus": pub_cpus,
+        "node_cpu_percent": m["cpu_percent"],
+        "roi": roi,
+        "node_cpus": node_cpus,
+        "publisher_cpus": pub_cpus,
     }
 
 
@@ -156,8 +203,9 @@ def run(args) -> dict:
         except ValueError:
             value = None
         if sensor not in STREAMS or value is None:
-            raise ParameterError(f"bench latency: bad stream {item!r} (sensor:Mev/s or sensor:rig, sensors "
-                                 f"{', '.join(STREAMS)})")
+            raise ParameterError(
+                f"bench latency: bad stream {item!r} (sensor:Mev/s or sensor:rig, sensors {', '.join(STREAMS)})"
+            )
         streams.append((sensor, value))
     node_cpus, _ = _cpu_split()
     before = os.sched_getaffinity(0) if node_cpus else None
@@ -166,8 +214,10 @@ def run(args) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="microexp_latency_") as folder:
             model, model_note = _choose_model(args.model, folder)
-            results = {(f"{s}_rig" if r == "rig" else f"{s}_{r:g}mev"): _run_stream(s, r, args, model, folder)
-                       for s, r in streams}
+            results = {
+                (f"{s}_rig" if r == "rig" else f"{s}_{r:g}mev"): _run_stream(s, r, args, model, folder)
+                for s, r in streams
+            }
     finally:
         if before:
             os.sched_setaffinity(0, before)
@@ -177,10 +227,17 @@ def run(args) -> dict:
         return max(vals) if vals else None
 
     return {
-        "bench": "latency", "p50_ms": worst("p50_ms"), "p99_ms": worst("p99_ms"),
+        "bench": "latency",
+        "p50_ms": worst("p50_ms"),
+        "p99_ms": worst("p99_ms"),
         "windows": sum(r["windows"] for r in results.values()),
         "skipped": sum(r["skipped"] for r in results.values()),
-        "goal_p99_ms": 10.0, "device": args.device, "torch_threads": args.threads, "executor": args.executor,
-        "model": model_note, "node_params": _node_params(args.param),
-        "torch": torch.__version__, "streams": results,
+        "goal_p99_ms": 10.0,
+        "device": args.device,
+        "torch_threads": args.threads,
+        "executor": args.executor,
+        "model": model_note,
+        "node_params": _node_params(args.param),
+        "torch": torch.__version__,
+        "streams": results,
     }

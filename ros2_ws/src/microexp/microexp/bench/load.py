@@ -24,6 +24,7 @@ as loss); the recorder's MB/s over the same span; ``play_wall_s`` (segment start
 process start-up included); the 1-minute load average at the start and end of the scenario (the machine may
 be shared: it says how loaded it was).
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,14 @@ def tiled_raw(src: Path, copies: int, dest: Path) -> dict:
     tiled["t"] += np.repeat(np.arange(copies, dtype=np.int64) * span, len(ev))
     payload, _ = Evt3Encoder(rec.width, rec.height).encode(tiled)
     dest.write_bytes(f"% evt 3.0\n% geometry {rec.width}x{rec.height}\n% end\n".encode() + payload)
-    return {"file": src.name, "copies": copies, "events": int(len(tiled)), "seconds": round(copies * span / 1e6, 3),
-            "mev_s": round(len(tiled) / (copies * span), 2), "bytes": len(payload)}
+    return {
+        "file": src.name,
+        "copies": copies,
+        "events": int(len(tiled)),
+        "seconds": round(copies * span / 1e6, 3),
+        "mev_s": round(len(tiled) / (copies * span), 2),
+        "bytes": len(payload),
+    }
 
 
 def _sensor_commands(name: str, args, tmp: Path) -> list[tuple[str, list[str]]]:
@@ -77,8 +84,16 @@ def _sensor_commands(name: str, args, tmp: Path) -> list[tuple[str, list[str]]]:
     from microexp.ros.bench.load import node_cmd
 
     if name == "rig":
-        return [("synthetic", node_cmd("synthetic_node", "synthetic", {
-            "plan": args.aus, "sensors": args.rig_sensors, "qos": "reliable", "rate": 1.0, "subject": "S01"}))]
+        return [
+            (
+                "synthetic",
+                node_cmd(
+                    "synthetic_node",
+                    "synthetic",
+                    {"plan": args.aus, "sensors": args.rig_sensors, "qos": "reliable", "rate": 1.0, "subject": "S01"},
+                ),
+            )
+        ]
     if name == "evk4_file":
         raw = Path(args.evk4_file) if args.evk4_file else _default_raw()
         if not raw.is_file():
@@ -88,17 +103,38 @@ def _sensor_commands(name: str, args, tmp: Path) -> list[tuple[str, list[str]]]:
             if not tiled.exists():
                 args.file_info = tiled_raw(raw, args.file_repeat, tiled)
             raw = tiled
-        return [("evk4", node_cmd("evk4_node", "evk4", {"mode": "file", "file": str(raw), "rate": 1.0,
-                                                        "qos": "reliable", "wait_for_subscribers_s": 30.0}))]
+        return [
+            (
+                "evk4",
+                node_cmd(
+                    "evk4_node",
+                    "evk4",
+                    {"mode": "file", "file": str(raw), "rate": 1.0, "qos": "reliable", "wait_for_subscribers_s": 30.0},
+                ),
+            )
+        ]
     if name == "evk4_5mev":
-        return [("evk4_blob", [sys.executable, "-m", "microexp.ros.bench.load", "publish", "--rate-mev",
-                               str(args.rate_mev), "--seconds", str(args.seconds)])]
+        return [
+            (
+                "evk4_blob",
+                [
+                    sys.executable,
+                    "-m",
+                    "microexp.ros.bench.load",
+                    "publish",
+                    "--rate-mev",
+                    str(args.rate_mev),
+                    "--seconds",
+                    str(args.seconds),
+                ],
+            )
+        ]
     raise ParameterError(f"bench load: unknown scenario {name!r} (one of {', '.join(SCENARIOS)})")
 
 
 def run(args) -> dict:
-    from microexp.ros.dds import configure
     from microexp.ros.bench.load import run_scenario
+    from microexp.ros.dds import configure
 
     try:
         busy = [int(b) for b in str(args.busy).split(",") if b.strip()]
@@ -115,15 +151,20 @@ def run(args) -> dict:
             for name in scenarios:
                 cmds = _sensor_commands(name, args, Path(tmp))
                 session = Path(tmp) / f"{name}_busy{n}"
-                results.setdefault(name, {})[f"busy_{n}"] = run_scenario(session, cmds, env, n,
-                                                                         timeout_s=args.timeout)
+                results.setdefault(name, {})[f"busy_{n}"] = run_scenario(session, cmds, env, n, timeout_s=args.timeout)
 
     def lost(name, keys):
         return sum((s["lost"] or 0) for k in keys for s in results.get(name, {}).get(k, {}).get("streams", {}).values())
 
     loaded = [f"busy_{n}" for n in busy if n >= 2]
-    return {"bench": "load", "busy": busy, "scenarios": results,
-            "lost_rig_and_file_under_load": lost("rig", loaded) + lost("evk4_file", loaded),
-            "lost_5mev_under_load": lost("evk4_5mev", loaded), "goal": "0 lost at busy 2 and 4 for rig and evk4_file",
-            "evk4_file": getattr(args, "file_info", {"file": str(args.evk4_file or _default_raw().name), "copies": 1}),
-            "dds": dds, "loadavg_1min": round(os.getloadavg()[0], 2)}
+    return {
+        "bench": "load",
+        "busy": busy,
+        "scenarios": results,
+        "lost_rig_and_file_under_load": lost("rig", loaded) + lost("evk4_file", loaded),
+        "lost_5mev_under_load": lost("evk4_5mev", loaded),
+        "goal": "0 lost at busy 2 and 4 for rig and evk4_file",
+        "evk4_file": getattr(args, "file_info", {"file": str(args.evk4_file or _default_raw().name), "copies": 1}),
+        "dds": dds,
+        "loadavg_1min": round(os.getloadavg()[0], 2),
+    }

@@ -10,6 +10,7 @@ and later calls only collect. Without a dataset (``--data``, default ``out/synth
 ``RUNS/results.md`` (both tables) and returns one dict: per model x modality the mean ± std accuracy and
 top-3 accuracy over folds, macro F1, wall time; per sensor the six reconstruction metrics.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,26 +40,54 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     data, runs = Path(args.data), Path(args.runs)
     if not (data / "index.json").exists():
-        return {"status": f"no dataset at {data}: make it with `microexp synth-dataset --out {data.parent}` "
-                          "(about 40 min on 2 cores), then run this again"}
+        return {
+            "status": f"no dataset at {data}: make it with `microexp synth-dataset --out {data.parent}` "
+            "(about 40 min on 2 cores), then run this again"
+        }
     t0 = time.monotonic()
     recognition = []
     for model in [m for m in args.models.split(",") if m]:
         for modality in [m for m in args.modalities.split(",") if m]:
             cfg = make_config(model, modality, args.config, "davis346")
             out = runs / f"{model}_{modality}_{args.config}"
-            summary = run_training(data, out, cfg, device="cpu", resume=True, final=False, progress=True,
-                                   threads=args.threads)
-            recognition.append({k: summary.get(k) for k in (
-                "model", "modality", "sensor", "config", "parameters", "folds", "accuracy", "accuracy_std",
-                "top3_accuracy", "top3_accuracy_std", "macro_f1", "macro_f1_std", "pooled_accuracy", "seconds")}
-                | {"epochs": cfg.epochs, "slices": cfg.slices, "run": str(out)})
+            summary = run_training(
+                data, out, cfg, device="cpu", resume=True, final=False, progress=True, threads=args.threads
+            )
+            recognition.append(
+                {
+                    k: summary.get(k)
+                    for k in (
+                        "model",
+                        "modality",
+                        "sensor",
+                        "config",
+                        "parameters",
+                        "folds",
+                        "accuracy",
+                        "accuracy_std",
+                        "top3_accuracy",
+                        "top3_accuracy_std",
+                        "macro_f1",
+                        "macro_f1_std",
+                        "pooled_accuracy",
+                        "seconds",
+                    )
+                }
+                | {"epochs": cfg.epochs, "slices": cfg.slices, "run": str(out)}
+            )
     reconstruction = {}
     for sensor in [s for s in args.recon_sensors.split(",") if s]:
         reconstruction[sensor] = _reconstruction(data, runs / f"cvae_{sensor}_{args.config}", sensor, args)
     _write_tables(runs, recognition, reconstruction)
-    return {"data": str(data), "config": args.config, "chance": round(1 / 21, 4), "recognition": recognition,
-            "reconstruction": reconstruction, "wall_s": round(time.monotonic() - t0, 1), "results": str(runs / "results.md")}
+    return {
+        "data": str(data),
+        "config": args.config,
+        "chance": round(1 / 21, 4),
+        "recognition": recognition,
+        "reconstruction": reconstruction,
+        "wall_s": round(time.monotonic() - t0, 1),
+        "results": str(runs / "results.md"),
+    }
 
 
 def _reconstruction(data: Path, out: Path, sensor: str, args) -> dict:
@@ -66,18 +95,25 @@ def _reconstruction(data: Path, out: Path, sensor: str, args) -> dict:
     if metrics.exists() and (out / "checkpoint.pt").exists():
         result = json.loads(metrics.read_text())
     else:
-        result = train_reconstruction(data, out, make_recon_config(sensor, args.config), threads=args.threads,
-                                      resume=True)
+        result = train_reconstruction(
+            data, out, make_recon_config(sensor, args.config), threads=args.threads, resume=True
+        )
     m = result[sensor]
-    return {k: m.get(k) for k in ("mse", "rmse", "mae", "psnr", "ssim", "ncc", "frames", "test_clips", "parameters",
-                                  "train_seconds")} | {"run": str(out)}
+    return {
+        k: m.get(k)
+        for k in ("mse", "rmse", "mae", "psnr", "ssim", "ncc", "frames", "test_clips", "parameters", "train_seconds")
+    } | {"run": str(out)}
 
 
 def _write_tables(runs: Path, recognition: list, reconstruction: dict) -> None:
     runs.mkdir(parents=True, exist_ok=True)
-    text = ["# Offline baselines on the synthetic dataset (`microexp bench offline`)", "",
-            "AU recognition, leave-one-subject-out (mean ± std over folds; chance 4.76 %):", "",
-            table5([r for r in recognition if r.get("accuracy") is not None])]
+    text = [
+        "# Offline baselines on the synthetic dataset (`microexp bench offline`)",
+        "",
+        "AU recognition, leave-one-subject-out (mean ± std over folds; chance 4.76 %):",
+        "",
+        table5([r for r in recognition if r.get("accuracy") is not None]),
+    ]
     if reconstruction:
         text += ["", "Reconstruction (cVAE, held-out clips):", "", table6(reconstruction)]
     (runs / "results.md").write_text("\n".join(text) + "\n")

@@ -1,5 +1,7 @@
 """`microexp bench recording`: see :mod:`microexp.bench.io`."""
-from microexp.bench.io import add_arguments, run_recording as _run  # noqa: F401
+
+from microexp.bench.io import add_arguments  # noqa: F401
+from microexp.bench.io import run_recording as _run
 
 
 def run(args) -> dict:

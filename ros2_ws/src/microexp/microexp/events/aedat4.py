@@ -21,6 +21,7 @@ since the Unix epoch for DV recordings); IMU samples -> :data:`IMU_DTYPE` (accel
 :data:`~microexp.events.dtype.TRIGGER_DTYPE` with ``id`` = dv's TriggerType number and ``value`` = 1 for
 rising edges, pulses, resets and starts, 0 for falling edges and ends; APS frames -> :class:`Aedat4Frame`.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -32,16 +33,37 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from microexp.errors import FormatError
-from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events, copy_events
+from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events
 
-__all__ = ["read_aedat4", "iter_aedat4", "Aedat4Recording", "Aedat4Frame", "Aedat4Item", "IMU_DTYPE",
-           "AEDAT4_MAGIC", "check_aedat4"]
+__all__ = [
+    "read_aedat4",
+    "iter_aedat4",
+    "Aedat4Recording",
+    "Aedat4Frame",
+    "Aedat4Item",
+    "IMU_DTYPE",
+    "AEDAT4_MAGIC",
+    "check_aedat4",
+]
 
 AEDAT4_MAGIC = b"#!AER-DAT4.0"
 _VERSION_LINE = AEDAT4_MAGIC + b"\r\n"
 
-IMU_DTYPE = np.dtype([("t", "<i8"), ("ax", "<f4"), ("ay", "<f4"), ("az", "<f4"), ("gx", "<f4"), ("gy", "<f4"),
-                      ("gz", "<f4"), ("mx", "<f4"), ("my", "<f4"), ("mz", "<f4"), ("temp", "<f4")])
+IMU_DTYPE = np.dtype(
+    [
+        ("t", "<i8"),
+        ("ax", "<f4"),
+        ("ay", "<f4"),
+        ("az", "<f4"),
+        ("gx", "<f4"),
+        ("gy", "<f4"),
+        ("gz", "<f4"),
+        ("mx", "<f4"),
+        ("my", "<f4"),
+        ("mz", "<f4"),
+        ("temp", "<f4"),
+    ]
+)
 """t (µs), accelerometer ax..az (g), gyroscope gx..gz (°/s), magnetometer mx..mz (µT), temp (°C)."""
 
 # dv TriggerType number -> edge value of TRIGGER_DTYPE (1 rising/start/pulse, 0 falling/end)
@@ -95,6 +117,7 @@ class Aedat4Recording:
 
 
 # ------------------------------------------------------------------------------------------ validation
+
 
 def _decompressor(compression: int, path: str):
     if compression == 0:
@@ -150,10 +173,11 @@ def check_aedat4(path) -> dict:
 
 
 def _check_mapped(mm, size: int, path: str) -> dict:
-    head = mm[:len(_VERSION_LINE)]
-    if len(head) < len(AEDAT4_MAGIC) or head[:len(AEDAT4_MAGIC)] != AEDAT4_MAGIC:
-        raise FormatError(path, f"not an AEDAT4 file (or cut short): it starts with {bytes(head[:12])!r}, "
-                                f"not {AEDAT4_MAGIC!r}", 0)
+    head = mm[: len(_VERSION_LINE)]
+    if len(head) < len(AEDAT4_MAGIC) or head[: len(AEDAT4_MAGIC)] != AEDAT4_MAGIC:
+        raise FormatError(
+            path, f"not an AEDAT4 file (or cut short): it starts with {bytes(head[:12])!r}, not {AEDAT4_MAGIC!r}", 0
+        )
     if head != _VERSION_LINE:
         raise FormatError(path, "the AEDAT4 version line does not end in CR LF", 12)
     pos = len(_VERSION_LINE)
@@ -161,9 +185,10 @@ def _check_mapped(mm, size: int, path: str) -> dict:
         raise FormatError(path, "truncated: the IOHeader size is missing", pos)
     hsize = struct.unpack_from("<i", mm, pos)[0]
     if hsize < 12 or pos + 4 + hsize > size:
-        raise FormatError(path, f"truncated or corrupt: IOHeader of {hsize} bytes does not fit the file "
-                                f"({size} bytes)", pos)
-    header = mm[pos + 4:pos + 4 + hsize]
+        raise FormatError(
+            path, f"truncated or corrupt: IOHeader of {hsize} bytes does not fit the file ({size} bytes)", pos
+        )
+    header = mm[pos + 4 : pos + 4 + hsize]
     root, fields = _flatbuffer_root_fields(header, path, pos + 4)
     try:
         compression = struct.unpack_from("<i", header, root + fields[0])[0] if len(fields) > 0 and fields[0] else 0
@@ -173,8 +198,12 @@ def _check_mapped(mm, size: int, path: str) -> dict:
     decompress = _decompressor(compression, path)
     pos += 4 + hsize
     if table_pos >= 0 and not (pos <= table_pos < size):
-        raise FormatError(path, f"truncated: the packet index (FileDataTable) should start at byte {table_pos} "
-                                f"but the file has {size} bytes", size)
+        raise FormatError(
+            path,
+            f"truncated: the packet index (FileDataTable) should start at byte {table_pos} "
+            f"but the file has {size} bytes",
+            size,
+        )
     end = table_pos if table_pos >= 0 else size
     streams: dict[int, int] = {}
     n = 0
@@ -183,9 +212,8 @@ def _check_mapped(mm, size: int, path: str) -> dict:
             raise FormatError(path, "truncated packet header", pos)
         sid, psize = struct.unpack_from("<ii", mm, pos)
         if psize <= 0 or pos + 8 + psize > end:
-            raise FormatError(path, f"corrupt or truncated packet: stream {sid}, {psize} bytes, "
-                                    f"beyond byte {end}", pos)
-        _check_packet(decompress, mm[pos + 8:pos + 8 + psize], path, pos)
+            raise FormatError(path, f"corrupt or truncated packet: stream {sid}, {psize} bytes, beyond byte {end}", pos)
+        _check_packet(decompress, mm[pos + 8 : pos + 8 + psize], path, pos)
         streams[sid] = streams.get(sid, 0) + 1
         n += 1
         pos += 8 + psize
@@ -207,6 +235,7 @@ def _check_packet(decompress, data, path: str, at: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- reading
+
 
 def _open(path: str):
     import dv_processing as dv
@@ -239,8 +268,19 @@ def _events_to_numpy(store) -> np.ndarray:
 def _imu_to_numpy(batch) -> np.ndarray:
     out = np.empty(len(batch), dtype=IMU_DTYPE)
     for i, m in enumerate(batch):
-        out[i] = (m.timestamp, m.accelerometerX, m.accelerometerY, m.accelerometerZ, m.gyroscopeX,
-                  m.gyroscopeY, m.gyroscopeZ, m.magnetometerX, m.magnetometerY, m.magnetometerZ, m.temperature)
+        out[i] = (
+            m.timestamp,
+            m.accelerometerX,
+            m.accelerometerY,
+            m.accelerometerZ,
+            m.gyroscopeX,
+            m.gyroscopeY,
+            m.gyroscopeZ,
+            m.magnetometerX,
+            m.magnetometerY,
+            m.magnetometerZ,
+            m.temperature,
+        )
     return out
 
 
@@ -318,8 +358,9 @@ class _Streams:
         except FormatError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise FormatError(self.path, f"dv-processing failed reading the {kind} stream: {_first_line(exc)}"
-                              ) from None
+            raise FormatError(
+                self.path, f"dv-processing failed reading the {kind} stream: {_first_line(exc)}"
+            ) from None
         raise AssertionError(kind)
 
 
@@ -377,6 +418,13 @@ def read_aedat4(path) -> Aedat4Recording:
             return np.empty(0, dtype=dtype)
         return chunks[0] if len(chunks) == 1 else concat_events(chunks)
 
-    return Aedat4Recording(path=path, camera=streams.camera, width=streams.width, height=streams.height,
-                           events=cat(parts["events"], EVENT_DTYPE), frames=parts["frame"],
-                           imu=cat(parts["imu"], IMU_DTYPE), triggers=cat(parts["triggers"], TRIGGER_DTYPE))
+    return Aedat4Recording(
+        path=path,
+        camera=streams.camera,
+        width=streams.width,
+        height=streams.height,
+        events=cat(parts["events"], EVENT_DTYPE),
+        frames=parts["frame"],
+        imu=cat(parts["imu"], IMU_DTYPE),
+        triggers=cat(parts["triggers"], TRIGGER_DTYPE),
+    )

@@ -15,6 +15,7 @@ Encoder protocol::
     enc = make_encoder("evt3", width=1280, height=720)
     payload, time_base = enc.encode(events)                # bytes, int (ns for libcaer*, 0 for evt3)
 """
+
 from __future__ import annotations
 
 import importlib
@@ -38,8 +39,9 @@ def _lookup(encoding: str, index: int, what: str):
     except KeyError:
         raise ParameterError(f"encoding {encoding!r} is not supported (known: {', '.join(_CODECS)})") from None
     if entry[index] is None:
-        raise ParameterError(f"encoding {encoding!r} has no {what} (can {what}: "
-                             f"{', '.join(ENCODABLE if index == 2 else DECODABLE)})")
+        raise ParameterError(
+            f"encoding {encoding!r} has no {what} (can {what}: {', '.join(ENCODABLE if index == 2 else DECODABLE)})"
+        )
     return getattr(importlib.import_module(entry[0]), entry[index])
 
 

@@ -10,6 +10,7 @@ DAVIS bias files (``bias_preset``) are text, one bias per line: ``NAME COARSE FI
 ``dv.io.camera.DAVIS.Davis346BiasCF`` (e.g. ``On``, ``Off``, ``Diff``, ``Photoreceptor``), COARSE 0..7 and
 FINE 0..255; ``#`` and ``%`` start comments.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,18 @@ from microexp.errors import MicroexpError, ParameterError
 from microexp.events.aedat4 import _events_to_numpy, _frame, _imu_to_numpy, _triggers_to_numpy
 
 # DAVIS methods the device path calls to configure the camera, and to read it.
-CONFIG_METHODS = ("setFrameInterval", "setExposureDuration", "setAutoExposure", "setBackgroundActivityFilter",
-                  "setDavis346BiasCoarseFine", "setDetectorRunning", "setDetectorRisingEdges",
-                  "setDetectorFallingEdges", "getSerialNumber", "getEventResolution")
+CONFIG_METHODS = (
+    "setFrameInterval",
+    "setExposureDuration",
+    "setAutoExposure",
+    "setBackgroundActivityFilter",
+    "setDavis346BiasCoarseFine",
+    "setDetectorRunning",
+    "setDetectorRisingEdges",
+    "setDetectorFallingEdges",
+    "getSerialNumber",
+    "getEventResolution",
+)
 READ_METHODS = ("getNextEventBatch", "getNextFrame", "getNextImuBatch", "getNextTriggerBatch", "isRunning")
 BA_FILTER_UNITS = 8  # background-activity filter time when noise_filter is on: 8 x 250 µs = 2 ms
 
@@ -43,8 +53,10 @@ def davis_class():
         raise MicroexpError(f"dv-processing {getattr(dv, '__version__', '?')} has no dv.io.camera.DAVIS")
     missing = missing_methods(cls)
     if missing:
-        raise MicroexpError(f"dv-processing {getattr(dv, '__version__', '?')}: dv.io.camera.DAVIS lacks "
-                            f"{', '.join(missing)}, which the DAVIS346 device path calls")
+        raise MicroexpError(
+            f"dv-processing {getattr(dv, '__version__', '?')}: dv.io.camera.DAVIS lacks "
+            f"{', '.join(missing)}, which the DAVIS346 device path calls"
+        )
     return cls
 
 
@@ -70,15 +82,17 @@ def parse_davis_bias_file(path, names: list[str]) -> list[tuple[str, int, int]]:
             raise ParameterError(f"bias_preset {p}: line {n}: {line!r} is not 'NAME COARSE FINE'")
         name, coarse, fine = parts
         if name not in names:
-            raise ParameterError(f"bias_preset {p}: line {n}: unknown bias {name!r} (DAVIS346 biases: "
-                                 f"{', '.join(names)})")
+            raise ParameterError(
+                f"bias_preset {p}: line {n}: unknown bias {name!r} (DAVIS346 biases: {', '.join(names)})"
+            )
         try:
             c, f_ = int(coarse), int(fine)
         except ValueError:
             raise ParameterError(f"bias_preset {p}: line {n}: coarse and fine must be integers") from None
         if not (0 <= c <= 7 and 0 <= f_ <= 255):
-            raise ParameterError(f"bias_preset {p}: line {n}: {name} coarse {c} fine {f_} is outside "
-                                 "coarse 0..7, fine 0..255")
+            raise ParameterError(
+                f"bias_preset {p}: line {n}: {name} coarse {c} fine {f_} is outside coarse 0..7, fine 0..255"
+            )
         out.append((name, c, f_))
     return out
 

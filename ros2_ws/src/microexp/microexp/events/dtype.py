@@ -8,6 +8,7 @@ Events are numpy structured arrays of :data:`EVENT_DTYPE`:
 
 External trigger edges are kept apart in arrays of :data:`TRIGGER_DTYPE`.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -23,6 +23,7 @@ no bias facility, against the IMX636 table of OpenEB 5.1.1, :data:`IMX636_BIAS_R
 
 Nothing here imports rclpy; ``metavision_hal`` is imported when a device is opened.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,9 +37,16 @@ import numpy as np
 from microexp.errors import MicroexpError, ParameterError
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events
 from microexp.events.evt3 import Evt3Encoder, count_events
+from microexp.events.evt3_split import (
+    TIME_HIGH,
+    TIME_LOW,
+    Evt3TimeState,
+    split_evt3,
+    trigger_triples,
+    trigger_words,
+    word_times,
+)
 from microexp.events.raw import read_raw_header
-from microexp.events.evt3_split import (TIME_HIGH, TIME_LOW, Evt3TimeState, split_evt3, trigger_triples,
-                                        trigger_words, word_times)
 
 # Allowed bias offsets of the Sony IMX636 (EVK4) in OpenEB 5.1.1 (hal_psee_plugins, imx636 bias settings):
 # name -> (min, max). Used to check a bias file where the device has no bias facility to ask.
@@ -78,12 +86,15 @@ def raw_reader_available() -> Optional[str]:
     try:
         import microexp_openeb_raw  # noqa: F401
     except ImportError as exc:
-        return (f"microexp's OpenEB raw binding (microexp_openeb_raw) does not import: {exc} "
-                "(`make openeb` builds it with OpenEB)")
+        return (
+            f"microexp's OpenEB raw binding (microexp_openeb_raw) does not import: {exc} "
+            "(`make openeb` builds it with OpenEB)"
+        )
     return None
 
 
 # ----------------------------------------------------------------------------------------------- bias files
+
 
 def parse_bias_file(path) -> dict[str, int]:
     """Read a Metavision ``.bias`` file: {name: value}. Raises ParameterError naming the file and line."""
@@ -128,12 +139,13 @@ def check_biases(biases: dict[str, int], ranges: dict[str, tuple[int, int]], whe
 
 # ---------------------------------------------------------------------------------------------- settings
 
+
 @dataclass
 class DeviceSettings:
     """What the node asks of the camera (its parameters, checked)."""
 
     bias_file: str = ""
-    biases: dict = field(default_factory=dict)       # parsed bias file
+    biases: dict = field(default_factory=dict)  # parsed bias file
     roi: Optional[tuple[int, int, int, int]] = None  # x, y, width, height
     erc_rate_mev_s: float = 0.0
     trigger_in: bool = False
@@ -173,8 +185,9 @@ def make_settings(p: dict) -> DeviceSettings:
 
 HAL_TO_EVENT = ("x", "y", "t", "p")
 # Metavision::EventCD as the bindings give it (aligned C struct, 16 bytes)
-HAL_CD_DTYPE = np.dtype({"names": ["x", "y", "p", "t"], "formats": ["<u2", "<u2", "<i2", "<i8"],
-                         "offsets": [0, 2, 4, 8], "itemsize": 16})
+HAL_CD_DTYPE = np.dtype(
+    {"names": ["x", "y", "p", "t"], "formats": ["<u2", "<u2", "<i2", "<i8"], "offsets": [0, 2, 4, 8], "itemsize": 16}
+)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -209,7 +222,7 @@ def hal_triggers(arr: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Packet:
-    words: np.ndarray          # EVT3 words (uint16) of ~/events
+    words: np.ndarray  # EVT3 words (uint16) of ~/events
     t_first_us: int
     t_last_us: int
     trigger_words: np.ndarray  # TIME_HIGH, TIME_LOW, EXT_TRIGGER triples of ~/triggers (may be empty)
@@ -235,7 +248,7 @@ class Evt3Packetizer:
         self.max_events = max(1, self.max_bytes // 10)
         self._events: list[np.ndarray] = []
         self._triggers: list[np.ndarray] = []
-        self._last_t = -1          # time of the last event or trigger handed to the encoder
+        self._last_t = -1  # time of the last event or trigger handed to the encoder
         self.events_in = 0
         self.triggers_in = 0
         self.reordered = 0
@@ -257,8 +270,9 @@ class Evt3Packetizer:
         if triggers is not None and len(triggers):
             self._triggers.append(triggers)
             self.triggers_in += len(triggers)
-        latest = max([int(e["t"][-1]) for e in self._events[-1:]] + [int(t["t"][-1]) for t in self._triggers[-1:]],
-                     default=-1)
+        latest = max(
+            [int(e["t"][-1]) for e in self._events[-1:]] + [int(t["t"][-1]) for t in self._triggers[-1:]], default=-1
+        )
         if latest < 0:
             return []
         cutoff = latest - latest % self.packet_time_us  # start of the newest (open) interval
@@ -311,8 +325,11 @@ class Evt3Packetizer:
             a, b, c, d = int(e0[i]), int(e1[i]), int(g0[i]), int(g1[i])
             while True:  # one interval; split further when it holds more than max_events events
                 stop = min(b, a + self.max_events)
-                tr = triggers[c:d] if stop == b else triggers[c:c + int(np.searchsorted(
-                    triggers["t"][c:d], events["t"][stop - 1], "right"))]
+                tr = (
+                    triggers[c:d]
+                    if stop == b
+                    else triggers[c : c + int(np.searchsorted(triggers["t"][c:d], events["t"][stop - 1], "right"))]
+                )
                 out.append(self._packet(events[a:stop], tr))
                 c += len(tr)
                 a = stop
@@ -361,7 +378,7 @@ class RawEvt3Packetizer:
         if self._odd:
             data = self._odd + bytes(data)
         n = len(data) // 2
-        self._odd = bytes(data[2 * n:])
+        self._odd = bytes(data[2 * n :])
         if n == 0:
             return []
         words = np.frombuffer(data, dtype="<u2", count=n)
@@ -405,6 +422,7 @@ class RawEvt3Packetizer:
 
 # ------------------------------------------------------------------------------------------------- device
 
+
 @dataclass
 class DeviceInfo:
     serial: str
@@ -412,7 +430,7 @@ class DeviceInfo:
     height: int
     sensor: str
     plugin: str
-    source: str                 # 'camera' or the RAW file's path
+    source: str  # 'camera' or the RAW file's path
     facilities: dict = field(default_factory=dict)  # facility -> present
 
 
@@ -425,9 +443,20 @@ class OpenEBDevice:
     ``(events, triggers)`` (decoded), possibly empty, or None when the stream ended (file end, camera unplugged).
     """
 
-    FACILITIES = ("i_events_stream", "i_events_stream_decoder", "i_event_cd_decoder", "i_event_ext_trigger_decoder",
-                  "i_ll_biases", "i_roi", "i_erc_module", "i_trigger_in", "i_trigger_out",
-                  "i_camera_synchronization", "i_hw_identification", "i_geometry")
+    FACILITIES = (
+        "i_events_stream",
+        "i_events_stream_decoder",
+        "i_event_cd_decoder",
+        "i_event_ext_trigger_decoder",
+        "i_ll_biases",
+        "i_roi",
+        "i_erc_module",
+        "i_trigger_in",
+        "i_trigger_out",
+        "i_camera_synchronization",
+        "i_hw_identification",
+        "i_geometry",
+    )
 
     def __init__(self, serial: str = "", raw_file: str = "", hal=None):
         self.serial_wanted = serial
@@ -453,8 +482,11 @@ class OpenEBDevice:
         return self._hal
 
     def describe(self) -> str:
-        return f"RAW file {self.raw_file} (as a device)" if self.raw_file else \
-            f"camera {self.serial_wanted or '(first found)'}"
+        return (
+            f"RAW file {self.raw_file} (as a device)"
+            if self.raw_file
+            else f"camera {self.serial_wanted or '(first found)'}"
+        )
 
     def open(self) -> DeviceInfo:
         hal = self.hal
@@ -475,8 +507,9 @@ class OpenEBDevice:
             if device is None:
                 found = list(hal.DeviceDiscovery.list())
                 what = f"cameras found: {', '.join(found)}" if found else "no camera found"
-                raise DeviceUnavailable(f"{self.describe()} cannot be opened ({what}; a camera another process "
-                                        "holds is not listed)")
+                raise DeviceUnavailable(
+                    f"{self.describe()} cannot be opened ({what}; a camera another process holds is not listed)"
+                )
         if device is None:
             raise MicroexpError(f"{self.describe()}: OpenEB returned no device")
         self.device = device
@@ -500,8 +533,15 @@ class OpenEBDevice:
                 plugin = ""
         if geom is None:
             raise MicroexpError(f"{self.describe()}: OpenEB gives no geometry (I_Geometry)")
-        self.info = DeviceInfo(serial=str(serial), width=int(geom.get_width()), height=int(geom.get_height()),
-                               sensor=sensor, plugin=plugin, source=self.raw_file or "camera", facilities=facilities)
+        self.info = DeviceInfo(
+            serial=str(serial),
+            width=int(geom.get_width()),
+            height=int(geom.get_height()),
+            sensor=sensor,
+            plugin=plugin,
+            source=self.raw_file or "camera",
+            facilities=facilities,
+        )
         return self.info
 
     def _facility(self, name: str):
@@ -543,8 +583,9 @@ class OpenEBDevice:
         if s.roi is not None:
             x, y, w, h = s.roi
             if x + w > self.info.width or y + h > self.info.height:
-                raise ParameterError(f"parameter roi: {x},{y},{w},{h} reaches outside the "
-                                     f"{self.info.width}x{self.info.height} sensor")
+                raise ParameterError(
+                    f"parameter roi: {x},{y},{w},{h} reaches outside the {self.info.width}x{self.info.height} sensor"
+                )
             roi = self._facility("i_roi")
             if roi is None:
                 notes.append(f"{what} has no ROI facility (I_ROI): roi {x},{y},{w},{h} not applied")
@@ -555,14 +596,18 @@ class OpenEBDevice:
         if s.erc_rate_mev_s > 0:
             erc = self._facility("i_erc_module")
             if erc is None:
-                notes.append(f"{what} has no event-rate controller (I_ErcModule): erc_rate_mev_s "
-                             f"{s.erc_rate_mev_s:g} not applied")
+                notes.append(
+                    f"{what} has no event-rate controller (I_ErcModule): erc_rate_mev_s "
+                    f"{s.erc_rate_mev_s:g} not applied"
+                )
             else:
                 rate = int(round(s.erc_rate_mev_s * 1e6))
                 lo, hi = int(erc.get_min_supported_cd_event_rate()), int(erc.get_max_supported_cd_event_rate())
                 if not lo <= rate <= hi:
-                    raise ParameterError(f"parameter erc_rate_mev_s: {s.erc_rate_mev_s:g} is outside what the "
-                                         f"camera supports ({lo / 1e6:g}..{hi / 1e6:g} Mev/s)")
+                    raise ParameterError(
+                        f"parameter erc_rate_mev_s: {s.erc_rate_mev_s:g} is outside what the "
+                        f"camera supports ({lo / 1e6:g}..{hi / 1e6:g} Mev/s)"
+                    )
                 erc.set_cd_event_rate(rate)
                 erc.enable(True)
         if s.trigger_in:
@@ -574,8 +619,10 @@ class OpenEBDevice:
         if s.trigger_out_period_us > 0:
             tout = self._facility("i_trigger_out")
             if tout is None:
-                notes.append(f"{what} has no trigger output (I_TriggerOut): trigger_out_period_us "
-                             f"{s.trigger_out_period_us} not applied")
+                notes.append(
+                    f"{what} has no trigger output (I_TriggerOut): trigger_out_period_us "
+                    f"{s.trigger_out_period_us} not applied"
+                )
             else:
                 tout.set_period(int(s.trigger_out_period_us))
                 tout.set_duty_cycle(0.5)
@@ -583,8 +630,10 @@ class OpenEBDevice:
         if s.sync_mode != "standalone" or self._facility("i_camera_synchronization") is not None:
             sync = self._facility("i_camera_synchronization")
             if sync is None:
-                notes.append(f"{what} has no synchronisation facility (I_CameraSynchronization): "
-                             f"sync_mode {s.sync_mode} not applied")
+                notes.append(
+                    f"{what} has no synchronisation facility (I_CameraSynchronization): "
+                    f"sync_mode {s.sync_mode} not applied"
+                )
             elif not getattr(sync, f"set_mode_{s.sync_mode}")():
                 raise ParameterError(f"parameter sync_mode: the camera refused mode {s.sync_mode}")
         return notes
@@ -630,6 +679,7 @@ class OpenEBDevice:
             self._stream.start()
             return
         self._decoder = self._facility("i_events_stream_decoder")
+
         # the callbacks look the lists up on each call: read() swaps them for empty ones
         # (as raw bytes: numpy concatenates structured arrays field by field, bytes in one copy)
         def on_cd(a):
@@ -691,8 +741,9 @@ def make_packetizer(read: str, info: DeviceInfo, packet_time_us: int, max_bytes:
     return Evt3Packetizer(info.width, info.height, packet_time_us, max_bytes)
 
 
-def stream_device(dev: OpenEBDevice, packetizer, on_packet: Callable[[Packet], None],
-                  stop, idle_flush_s: float = 0.002) -> str:
+def stream_device(
+    dev: OpenEBDevice, packetizer, on_packet: Callable[[Packet], None], stop, idle_flush_s: float = 0.002
+) -> str:
     """Read ``dev`` until it ends or ``stop`` is set, handing every packet to ``on_packet``; the held-back
     interval is flushed when no buffer came for ``idle_flush_s``. Returns 'stopped' or 'ended'."""
     while not stop.is_set():

@@ -21,14 +21,22 @@ is accepted, a step backward is a bit error that moves only the events up to the
 outside the sensor are dropped and counted in :attr:`Evt2Decoder.out_of_bounds`; a payload whose length is
 not a multiple of 4 leaves its last bytes for the next payload. ``time_base`` is ignored.
 """
+
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
-from microexp.events.evt3 import (WordStreamDecoder, _check_size, _time_high_step, as_events, check_events, readonly,
-                                  shrink)
+from microexp.events.evt3 import (
+    WordStreamDecoder,
+    _check_size,
+    _time_high_step,
+    as_events,
+    check_events,
+    readonly,
+    shrink,
+)
 
 WORD_BYTES = 4
 CD_OFF, CD_ON, TIME_HIGH, EXT_TRIGGER, OTHERS, CONTINUED = 0x0, 0x1, 0x8, 0xA, 0xE, 0xF
@@ -77,8 +85,15 @@ def _decode_evt2(words, out, trig, state, width, height):
                 state[_S_OOB] += 1
         elif typ == 8:
             ref, cur, have, lastback, jumps = _time_high_step(
-                x & (_PERIOD - 1), state[_S_REF], cur, state[_S_HAVE], state[_S_LASTBACK], state[_S_JUMPS],
-                _HALF, _PERIOD)
+                x & (_PERIOD - 1),
+                state[_S_REF],
+                cur,
+                state[_S_HAVE],
+                state[_S_LASTBACK],
+                state[_S_JUMPS],
+                _HALF,
+                _PERIOD,
+            )
             state[_S_REF] = ref
             state[_S_HAVE] = have
             state[_S_LASTBACK] = lastback
@@ -179,8 +194,14 @@ class Evt2Encoder:
         if ev.shape[0] == 0:
             return b"", 0
         have = bool(self._state[0])
-        extra = check_events(ev, self.width, self.height, int(self._state[2]) if have else None,
-                             int(self._state[1]) if have else None, half=_HALF)
+        extra = check_events(
+            ev,
+            self.width,
+            self.height,
+            int(self._state[2]) if have else None,
+            int(self._state[1]) if have else None,
+            half=_HALF,
+        )
         out = np.empty(2 * ev.shape[0] + extra + 4, dtype="<u4")
         k = _encode_evt2(ev, out, self._state)
         return out[:k].tobytes(), 0

@@ -58,13 +58,14 @@ speculative event that only a valid ADDR_X keeps; state updates are arithmetic s
 from the payload, growing it at most once; a fresh output array costs page faults that are part of the
 measured rate. See ``microexp bench evt3``.
 """
+
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
 from microexp.errors import ParameterError
-from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events, copy_events
+from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, copy_events
 
 WORD_BYTES = 2
 MAX_COORD = 2048  # 11-bit coordinates
@@ -89,8 +90,9 @@ _RARE = _RESERVED.copy()  # word types handled off the common path
 _RARE[[TIME_HIGH, EXT_TRIGGER, OTHERS, CONTINUED_12]] = 1
 
 # decoder state slots (one int64 array so that the kernel can update it in place)
-_S_Y, _S_BX, _S_VP, _S_REF, _S_CUR, _S_TL, _S_HAVE, _S_OOB, _S_UNK, _S_FIRST_UNK, _S_JUMPS, _S_LASTBACK, \
-    _S_WORDS = range(13)
+_S_Y, _S_BX, _S_VP, _S_REF, _S_CUR, _S_TL, _S_HAVE, _S_OOB, _S_UNK, _S_FIRST_UNK, _S_JUMPS, _S_LASTBACK, _S_WORDS = (
+    range(13)
+)
 _N_STATE = 13
 
 
@@ -173,7 +175,8 @@ def _decode_evt3(words, out, trig, state, width, height):
         if _RARE[typ]:  # TIME_HIGH, EXT_TRIGGER, ignored and reserved types
             if typ == 8:
                 ref, cur, have, lastback, jumps = _time_high_step(
-                    x & 0xFFF, state[_S_REF], cur, state[_S_HAVE], state[_S_LASTBACK], state[_S_JUMPS], _HALF, 4096)
+                    x & 0xFFF, state[_S_REF], cur, state[_S_HAVE], state[_S_LASTBACK], state[_S_JUMPS], _HALF, 4096
+                )
                 state[_S_REF] = ref
                 state[_S_HAVE] = have
                 state[_S_LASTBACK] = lastback
@@ -248,8 +251,9 @@ def as_uint8(payload) -> np.ndarray:
         try:
             return np.asarray(payload, dtype=np.uint8).reshape(-1)
         except (TypeError, ValueError) as exc:
-            raise ParameterError(f"payload must be bytes-like or a sequence of uint8, not {type(payload).__name__}"
-                                 ) from exc
+            raise ParameterError(
+                f"payload must be bytes-like or a sequence of uint8, not {type(payload).__name__}"
+            ) from exc
 
 
 class WordStream:
@@ -456,10 +460,10 @@ def _encode_evt3(ev, out, state):
     n = ev.shape[0]
     if n == 0:
         return 0
-    th = state[_E_TH]   # absolute TIME_HIGH count (t >> 12) the decoder holds
+    th = state[_E_TH]  # absolute TIME_HIGH count (t >> 12) the decoder holds
     tl = state[_E_TL]
-    cy = state[_E_Y]    # -1: unknown to the decoder
-    bx = state[_E_BX]   # decoder's base x after the last vector word; -1: unknown
+    cy = state[_E_Y]  # -1: unknown to the decoder
+    bx = state[_E_BX]  # decoder's base x after the last vector word; -1: unknown
     vp = state[_E_VP]
     k = 0
     if state[_E_HAVE] == 0:
@@ -648,8 +652,9 @@ def as_events(events) -> np.ndarray:
     return readonly(out)
 
 
-def check_events(ev: np.ndarray, width: int, height: int, last_t: int | None, prev_high: int | None,
-                 half: int = _HALF) -> int:
+def check_events(
+    ev: np.ndarray, width: int, height: int, last_t: int | None, prev_high: int | None, half: int = _HALF
+) -> int:
     """Raise ParameterError unless the events are time-sorted (also after ``last_t``), t >= 0, inside the sensor.
 
     Returns the number of extra TIME_HIGH words that long gaps need (see :func:`_scan_events`).
@@ -658,8 +663,10 @@ def check_events(ev: np.ndarray, width: int, height: int, last_t: int | None, pr
     shift = 12 if half == _HALF else 6
     unsorted, xmax, ymax, pmax, tmin, extra = _scan_events(ev, t0 >> shift if prev_high is None else prev_high, half)
     if unsorted >= 0:
-        raise ParameterError(f"events must be sorted by t: event {unsorted} (t={int(ev[unsorted]['t'])}) comes after "
-                             f"t={int(ev[unsorted - 1]['t'])}")
+        raise ParameterError(
+            f"events must be sorted by t: event {unsorted} (t={int(ev[unsorted]['t'])}) comes after "
+            f"t={int(ev[unsorted - 1]['t'])}"
+        )
     if tmin < 0:
         raise ParameterError(f"event times must be >= 0 µs, got t={tmin}")
     if last_t is not None and t0 < last_t:
@@ -700,8 +707,13 @@ class Evt3Encoder:
         if ev.shape[0] == 0:
             return b"", 0
         have = bool(self._state[_E_HAVE])
-        extra = check_events(ev, self.width, self.height, int(self._state[_E_LAST_T]) if have else None,
-                             int(self._state[_E_TH]) if have else None)
+        extra = check_events(
+            ev,
+            self.width,
+            self.height,
+            int(self._state[_E_LAST_T]) if have else None,
+            int(self._state[_E_TH]) if have else None,
+        )
         need = 4 * ev.shape[0] + extra + 8
         if self._buf.shape[0] < need:
             self._buf = np.empty(max(need, 2 * self._buf.shape[0]), dtype="<u2")

@@ -5,6 +5,7 @@ by time it only needs the time of each word, which the TIME_HIGH / TIME_LOW word
 computes that time with a few vectorised passes and picks cut points at time words, so that every packet
 but the first starts with a time word.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -22,9 +23,9 @@ WRAP_US = 1 << 24
 class Evt3TimeState:
     """What the scan carries from one chunk of words to the next."""
 
-    high: int = -1          # last TIME_HIGH value (12 bits), -1 = none seen yet
-    low: int = 0            # last TIME_LOW value (12 bits)
-    wraps: int = 0          # 24-bit wraps seen so far
+    high: int = -1  # last TIME_HIGH value (12 bits), -1 = none seen yet
+    low: int = 0  # last TIME_LOW value (12 bits)
+    wraps: int = 0  # 24-bit wraps seen so far
 
 
 @nb.njit(cache=True, nogil=True)
@@ -50,13 +51,15 @@ def word_times(words: np.ndarray, state: Evt3TimeState) -> np.ndarray:
     words = np.ascontiguousarray(words, dtype=np.uint16)
     out = np.empty(len(words), np.int64)
     if len(words):
-        state.high, state.low, state.wraps = (int(v) for v in _word_times(words, out, state.high, state.low,
-                                                                           state.wraps))
+        state.high, state.low, state.wraps = (
+            int(v) for v in _word_times(words, out, state.high, state.low, state.wraps)
+        )
     return out
 
 
-def split_evt3(words: np.ndarray, times: np.ndarray, packet_time_us: int = 1000,
-               max_bytes: int = 1 << 20) -> Iterator[tuple[int, int, int]]:
+def split_evt3(
+    words: np.ndarray, times: np.ndarray, packet_time_us: int = 1000, max_bytes: int = 1 << 20
+) -> Iterator[tuple[int, int, int]]:
     """Yield ``(start, end, t_first_us)`` word ranges of consecutive packets of at most ``packet_time_us`` of
     sensor time and ``max_bytes`` bytes; ``times`` is :func:`word_times` of ``words``. Cuts fall on time
     words where possible."""
@@ -101,5 +104,7 @@ def trigger_triples(triggers: np.ndarray) -> np.ndarray:
     t = np.maximum(np.asarray(triggers["t"], np.int64), 0) % WRAP_US
     out[0::3] = (TIME_HIGH << 12) | ((t >> 12) & 0xFFF)
     out[1::3] = (TIME_LOW << 12) | (t & 0xFFF)
-    out[2::3] = 0xA000 | ((np.asarray(triggers["id"], np.uint16) & 0xF) << 8) | (np.asarray(triggers["value"], np.uint16) & 1)
+    out[2::3] = (
+        0xA000 | ((np.asarray(triggers["id"], np.uint16) & 0xF) << 8) | (np.asarray(triggers["value"], np.uint16) & 1)
+    )
     return out

@@ -13,6 +13,7 @@ Example
 >>> f = BackgroundActivityFilter(346, 260, dt_us=2000)
 >>> kept = f(events)          # EVENT_DTYPE, time-sorted; the pixel memory carries over to the next call
 """
+
 from __future__ import annotations
 
 import functools
@@ -83,8 +84,10 @@ class BackgroundActivityFilter:
             return events
         x, y = events["x"], events["y"]
         if int(x.max()) >= self.width or int(y.max()) >= self.height:
-            raise ParameterError(f"BackgroundActivityFilter: event outside the {self.width}x{self.height} sensor "
-                                 f"(x max {int(x.max())}, y max {int(y.max())})")
+            raise ParameterError(
+                f"BackgroundActivityFilter: event outside the {self.width}x{self.height} sensor "
+                f"(x max {int(x.max())}, y max {int(y.max())})"
+            )
         keep = np.empty(n, dtype=np.bool_)
         kept = _kernel()(x, y, events["t"].astype(np.int64, copy=False), self._last, np.int64(self.dt_us), keep)
         self.seen += n

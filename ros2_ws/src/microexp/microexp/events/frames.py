@@ -19,6 +19,7 @@ Counts saturate at the largest value of the output dtype (65535 for the default 
 wrapping around. Events outside the sensor (x >= width, y >= height) or with a polarity other than 0 or 1
 are not counted.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -65,7 +66,7 @@ def _accumulate(xy, t, p, out, t0, slice_us, n_slices, width, height, maxv, zero
                 continue
             k = d // slice_us
             if k >= zeroed:
-                out[zeroed * fsize:(k + 1) * fsize] = 0
+                out[zeroed * fsize : (k + 1) * fsize] = 0
                 zeroed = k + 1
             lo = t0 + k * slice_us
             hi = lo + slice_us
@@ -80,13 +81,19 @@ def _accumulate(xy, t, p, out, t0, slice_us, n_slices, width, height, maxv, zero
             if v < maxv:
                 out[j] = v + 1
     if zeroed < n_slices:
-        out[zeroed * fsize:n_slices * fsize] = 0
+        out[zeroed * fsize : n_slices * fsize] = 0
     return n_before, n_after
 
 
 # EVENT_DTYPE seen with x and y as one little-endian uint32 (same itemsize, so any 1-D view can be re-viewed)
-_XY_VIEW = np.dtype({"names": ["xy", "t", "p"], "formats": ["<u4", "<i8", "u1"], "offsets": [0, 4, 12],
-                     "itemsize": EVENT_DTYPE.itemsize})
+_XY_VIEW = np.dtype(
+    {
+        "names": ["xy", "t", "p"],
+        "formats": ["<u4", "<i8", "u1"],
+        "offsets": [0, 4, 12],
+        "itemsize": EVENT_DTYPE.itemsize,
+    }
+)
 
 
 def _columns(events: np.ndarray):
@@ -132,13 +139,30 @@ def _count_dtype(dtype):
 
 def _run(events, out_flat, t0, slice_us, n_slices, width, height, maxv, zeroed):
     xy, t, p = _columns(events)
-    return _accumulate(xy, t, p, out_flat, np.int64(t0), np.int64(slice_us), np.int64(n_slices),
-                       np.int64(width), np.int64(height), maxv, np.int64(zeroed))
+    return _accumulate(
+        xy,
+        t,
+        p,
+        out_flat,
+        np.int64(t0),
+        np.int64(slice_us),
+        np.int64(n_slices),
+        np.int64(width),
+        np.int64(height),
+        maxv,
+        np.int64(zeroed),
+    )
 
 
-def event_frames(events: np.ndarray, width: int, height: int, slice_us: int = DEFAULT_SLICE_US,
-                 t_start: Optional[int] = None, n_slices: Optional[int] = None,
-                 dtype=np.uint16) -> np.ndarray:
+def event_frames(
+    events: np.ndarray,
+    width: int,
+    height: int,
+    slice_us: int = DEFAULT_SLICE_US,
+    t_start: Optional[int] = None,
+    n_slices: Optional[int] = None,
+    dtype=np.uint16,
+) -> np.ndarray:
     """Eq. (1) frames of ``events``: an array of shape ``(n_slices, 2, height, width)``.
 
     ``t_start`` defaults to the first event's t. ``n_slices`` defaults to as many slices as reach the
@@ -155,8 +179,9 @@ def event_frames(events: np.ndarray, width: int, height: int, slice_us: int = DE
     events = _check_events(events)
     width, height, slice_us = _check_geometry(width, height, slice_us)
     dt, maxv = _count_dtype(dtype)
-    if n_slices is not None and (isinstance(n_slices, bool) or not isinstance(n_slices, (int, np.integer))
-                                 or n_slices < 0):
+    if n_slices is not None and (
+        isinstance(n_slices, bool) or not isinstance(n_slices, (int, np.integer)) or n_slices < 0
+    ):
         raise ParameterError(f"n_slices must be a non-negative integer, got {n_slices!r}")
     if t_start is None:
         if events.shape[0] == 0:
@@ -225,8 +250,9 @@ class EventBinner(_WindowGrid):
     #: the most windows allocated in one block; longer gaps are skipped with the shared zero frame
     MAX_BLOCK = 256
 
-    def __init__(self, width: int, height: int, slice_us: int = DEFAULT_SLICE_US,
-                 t_start: Optional[int] = None, dtype=np.uint16):
+    def __init__(
+        self, width: int, height: int, slice_us: int = DEFAULT_SLICE_US, t_start: Optional[int] = None, dtype=np.uint16
+    ):
         self.width, self.height, self.slice_us = _check_geometry(width, height, slice_us)
         self.dtype, self._maxv = _count_dtype(dtype)
         self._t_start0 = None if t_start is None else int(t_start)
@@ -254,8 +280,9 @@ class EventBinner(_WindowGrid):
         """Add ``events`` (none at or after the open window's end) into the open window, in place."""
         if events.shape[0] == 0:
             return
-        n_before, _ = _run(events, self._partial.reshape(-1), self._t0, self.slice_us, 1, self.width, self.height,
-                           self._maxv, 1)
+        n_before, _ = _run(
+            events, self._partial.reshape(-1), self._t0, self.slice_us, 1, self.width, self.height, self._maxv, 1
+        )
         self.late += int(n_before)
         self._dirty = self._dirty or n_before < events.shape[0]
 
@@ -416,12 +443,12 @@ class EventSlicer(_WindowGrid):
             self._open.append(events)
             return []
         cuts = np.searchsorted(t, t0 + s * np.arange(1, k_last + 1, dtype=np.int64), side="left")
-        done = [(t0, t0 + s, self._take_open(events[:int(cuts[0])]))]
+        done = [(t0, t0 + s, self._take_open(events[: int(cuts[0])]))]
         for k in range(1, k_last):
             a, b = int(cuts[k - 1]), int(cuts[k])
             done.append((t0 + k * s, t0 + (k + 1) * s, events[a:b] if b > a else _NO_EVENTS))
         self._t0 = t0 + k_last * s
-        self._open = [events[int(cuts[-1]):]]
+        self._open = [events[int(cuts[-1]) :]]
         return done
 
     def advance(self, t: int) -> list:

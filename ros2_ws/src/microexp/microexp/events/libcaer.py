@@ -44,6 +44,7 @@ than 2**24 µs (16.8 s). Decoding gives back the same events in the same order. 
 only merges events into a VECT_8 when they share t, x, polarity and an 8-row block in increasing y, so
 order and duplicates survive.)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,8 +53,7 @@ from numba import njit
 from microexp.errors import ParameterError
 from microexp.events.dtype import EVENT_DTYPE, concat_events, copy_events, empty_events, empty_triggers
 
-__all__ = ["LibcaerDecoder", "LibcaerEncoder", "LibcaerCmpDecoder", "LibcaerCmpEncoder",
-           "ROLLOVER_US", "CMP_SPAN_US"]
+__all__ = ["LibcaerDecoder", "LibcaerEncoder", "LibcaerCmpDecoder", "LibcaerCmpEncoder", "ROLLOVER_US", "CMP_SPAN_US"]
 
 ROLLOVER_US = 1 << 31
 """Period of libcaer's 31-bit event timestamp (µs)."""
@@ -70,6 +70,7 @@ _TIME_HIGH, _TIME_LOW, _ADDR_X, _ADDR_Y, _VECT_BASE_Y, _VECT_8 = 0, 1, 2, 3, 4, 
 
 # ------------------------------------------------------------------------------------------------ helpers
 
+
 def _as_uint8(payload) -> np.ndarray:
     """A flat uint8 view (no copy where possible) of bytes, bytearray, memoryview, array.array or ndarray."""
     if isinstance(payload, np.ndarray):
@@ -81,8 +82,9 @@ def _as_uint8(payload) -> np.ndarray:
         try:
             return np.asarray(payload, dtype=np.uint8).reshape(-1)
         except (TypeError, ValueError) as exc:
-            raise ParameterError(f"payload must be bytes-like or a sequence of uint8, not {type(payload).__name__}"
-                                 ) from exc
+            raise ParameterError(
+                f"payload must be bytes-like or a sequence of uint8, not {type(payload).__name__}"
+            ) from exc
 
 
 def _words(buf: np.ndarray, dtype: str) -> np.ndarray:
@@ -146,8 +148,9 @@ def _check_events(ev: np.ndarray, width: int, height: int, last_t, max_gap: int 
     p in {0, 1} and no gap of ``max_gap`` µs or more."""
     t = ev["t"]
     t_min = 0 if last_t is None else max(0, int(last_t))
-    code, i = _scan_events(ev["x"], ev["y"], t, ev["p"], np.int64(width), np.int64(height), np.int64(t_min),
-                           np.int64(max_gap))
+    code, i = _scan_events(
+        ev["x"], ev["y"], t, ev["p"], np.int64(width), np.int64(height), np.int64(t_min), np.int64(max_gap)
+    )
     if code == 1:
         raise ParameterError(f"events must be sorted by t: event {i} (t={int(t[i])}) comes after t={int(t[i - 1])}")
     if code == 2:
@@ -155,16 +158,20 @@ def _check_events(ev: np.ndarray, width: int, height: int, last_t, max_gap: int 
             raise ParameterError(f"event times must be >= 0 µs, got t={int(t[0])}")
         raise ParameterError(f"events must continue the stream in time order: t={int(t[0])} < previous {last_t}")
     if code == 3:
-        raise ParameterError(f"event {i} at x={int(ev['x'][i])}, y={int(ev['y'][i])} is outside the "
-                             f"{width}x{height} sensor")
+        raise ParameterError(
+            f"event {i} at x={int(ev['x'][i])}, y={int(ev['y'][i])} is outside the {width}x{height} sensor"
+        )
     if code == 4:
         raise ParameterError(f"polarity p must be 0 or 1 (event {i} has {int(ev['p'][i])})")
     if code == 5:
-        raise ParameterError(f"events {i - 1} and {i} are {int(t[i]) - int(t[i - 1])} µs apart: one payload "
-                             f"cannot hold a gap of 2**31 µs or more; encode them in separate batches")
+        raise ParameterError(
+            f"events {i - 1} and {i} are {int(t[i]) - int(t[i - 1])} µs apart: one payload "
+            f"cannot hold a gap of 2**31 µs or more; encode them in separate batches"
+        )
 
 
 # ------------------------------------------------------------------------------------ libcaer (8 bytes)
+
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _decode_libcaer(words, base_us, wraps, last_ts, width, height, ox, oy, ot, op):  # pragma: no cover
@@ -243,8 +250,17 @@ class LibcaerDecoder:
         out = np.empty(words.shape[0] // 2, dtype=EVENT_DTYPE)
         wraps0 = self._wraps
         k, self._wraps, self._last_ts, inv, oob = _decode_libcaer(
-            words, np.int64(self._time_base // 1000), np.int64(self._wraps), np.int64(self._last_ts),
-            np.int64(self.width), np.int64(self.height), out["x"], out["y"], out["t"], out["p"])
+            words,
+            np.int64(self._time_base // 1000),
+            np.int64(self._wraps),
+            np.int64(self._last_ts),
+            np.int64(self.width),
+            np.int64(self.height),
+            out["x"],
+            out["y"],
+            out["t"],
+            out["p"],
+        )
         self.rollovers += int(self._wraps) - wraps0
         self.invalid_events += int(inv)
         self.out_of_bounds += int(oob)
@@ -421,8 +437,17 @@ class LibcaerCmpDecoder:
     def _run(self, buf: np.ndarray) -> np.ndarray:
         tokens = _words(buf, "<u2")
         out = np.empty(_count_cmp(tokens), dtype=EVENT_DTYPE)
-        k = _decode_cmp(tokens, np.int64(self._time_base // 1000), self._state, np.int64(self.width),
-                        np.int64(self.height), out["x"], out["y"], out["t"], out["p"])
+        k = _decode_cmp(
+            tokens,
+            np.int64(self._time_base // 1000),
+            self._state,
+            np.int64(self.width),
+            np.int64(self.height),
+            out["x"],
+            out["y"],
+            out["t"],
+            out["p"],
+        )
         return _trim(out, int(k))
 
     def decode(self, payload, time_base: int = 0):
@@ -452,7 +477,7 @@ def _encode_cmp(x, y, t, t0, p, out):  # pragma: no cover
     """Tokens for events with times t - t0 < 2**24 µs. Returns the number of tokens."""
     n = x.shape[0]
     k = 0
-    cur_t = 0          # decoder time at the start: 0
+    cur_t = 0  # decoder time at the start: 0
     cur_x = np.int64(x[0])
     out[k] = (_ADDR_X << 12) | cur_x
     k += 1
@@ -462,7 +487,7 @@ def _encode_cmp(x, y, t, t0, p, out):  # pragma: no cover
     g_p = 0
     g_last_y = -1
     g_single_y = 0
-    vec_next = -1      # the decoder's base y for a VECT_8 without VECT_BASE_Y (-1: unknown)
+    vec_next = -1  # the decoder's base y for a VECT_8 without VECT_BASE_Y (-1: unknown)
     vec_p = -1
     i = 0
     while i <= n:
@@ -472,8 +497,7 @@ def _encode_cmp(x, y, t, t0, p, out):  # pragma: no cover
             xi = np.int64(x[i])
             yi = np.int64(y[i])
             pi = np.int64(p[i])
-            flush = g_mask != 0 and (ti != cur_t or xi != cur_x or pi != g_p or (yi >> 3) != g_block
-                                     or yi <= g_last_y)
+            flush = g_mask != 0 and (ti != cur_t or xi != cur_x or pi != g_p or (yi >> 3) != g_block or yi <= g_last_y)
         if flush and g_mask != 0:
             if (g_mask & (g_mask - 1)) == 0:
                 out[k] = (_ADDR_Y << 12) | (g_p << 11) | g_single_y
@@ -536,8 +560,10 @@ class LibcaerCmpEncoder:
         t = ev["t"]
         t0 = int(t[0])
         if int(t[-1]) - t0 >= CMP_SPAN_US:
-            raise ParameterError(f"events span {int(t[-1]) - t0} µs: one libcaer_cmp payload holds less than "
-                                 f"2**24 µs; encode them in separate batches")
+            raise ParameterError(
+                f"events span {int(t[-1]) - t0} µs: one libcaer_cmp payload holds less than "
+                f"2**24 µs; encode them in separate batches"
+            )
         # worst case per event: TIME_HIGH, TIME_LOW, ADDR_X and one token of its group; + the first ADDR_X
         out = np.empty(4 * n + 1, dtype="<u2")
         k = _encode_cmp(ev["x"], ev["y"], t, np.int64(t0), ev["p"], out)

@@ -34,6 +34,7 @@ a header cut off before its end, no or an unknown event format, a size that cann
 word (a file cut mid-word, a stray byte appended) is not an error: its bytes are dropped and one warning
 naming the file and offset goes to the ``microexp`` logger (stderr by default).
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,12 +76,12 @@ class RawHeader:
 
     path: str
     fields: dict[str, str]
-    format: str                      # 'evt3' | 'evt2'
+    format: str  # 'evt3' | 'evt2'
     width: Optional[int]
     height: Optional[int]
     plugin: Optional[str]
     serial: Optional[str]
-    header_bytes: int                # offset of the first binary word
+    header_bytes: int  # offset of the first binary word
     size_source: Optional[str] = None  # 'geometry' | 'format' | 'plugin' | 'caller' | None
     lines: list[str] = field(default_factory=list, repr=False)
 
@@ -93,12 +94,12 @@ class RawRecording:
     format: str
     width: int
     height: int
-    events: np.ndarray               # EVENT_DTYPE
-    triggers: np.ndarray             # TRIGGER_DTYPE
-    bytes: int                       # payload bytes (file size minus header)
-    out_of_bounds: int = 0           # events dropped for lying outside the sensor
-    time_jumps: int = 0              # TIME_HIGH words read as time bit errors
-    unknown_words: int = 0           # reserved word types skipped (only with strict=False)
+    events: np.ndarray  # EVENT_DTYPE
+    triggers: np.ndarray  # TRIGGER_DTYPE
+    bytes: int  # payload bytes (file size minus header)
+    out_of_bounds: int = 0  # events dropped for lying outside the sensor
+    time_jumps: int = 0  # TIME_HIGH words read as time bit errors
+    unknown_words: int = 0  # reserved word types skipped (only with strict=False)
 
 
 def _is_text(line: bytes) -> bool:
@@ -133,7 +134,7 @@ def _parse_header(path, head: bytes, size: int) -> tuple[dict[str, str], list[st
     pos = 0
     while head.startswith(b"% ", pos):
         nl = head.find(b"\n", pos)
-        raw_line = head[pos:nl if nl >= 0 else len(head)]
+        raw_line = head[pos : nl if nl >= 0 else len(head)]
         if not _is_text(raw_line):
             break  # binary data that happens to start with '% '
         if nl < 0:
@@ -163,16 +164,18 @@ def _format_of(path, fields: dict[str, str]) -> tuple[str, dict[str, str]]:
             k, _, v = part.partition("=")
             options[k.strip().lower()] = v.strip()
         if name not in _FORMAT_NAMES:
-            raise FormatError(path, f"unsupported event format '% format {fields['format']}' (supported: EVT3, EVT2)",
-                              0)
+            raise FormatError(
+                path, f"unsupported event format '% format {fields['format']}' (supported: EVT3, EVT2)", 0
+            )
         fmt = _FORMAT_NAMES[name]
     if "evt" in fields:
         version = fields["evt"].strip()
         if version not in _EVT_VERSIONS:
             raise FormatError(path, f"unsupported '% evt {version}' (supported: 3.0, 2.0)", 0)
         if fmt is not None and fmt != _EVT_VERSIONS[version]:
-            raise FormatError(path, f"header contradicts itself: '% evt {version}' but "
-                              f"'% format {fields['format']}'", 0)
+            raise FormatError(
+                path, f"header contradicts itself: '% evt {version}' but '% format {fields['format']}'", 0
+            )
         fmt = _EVT_VERSIONS[version]
     if fmt is None:
         raise FormatError(path, "header names no event format ('% evt 3.0', '% evt 2.0' or '% format EVT3')", 0)
@@ -220,22 +223,35 @@ def read_raw_header(path, width: Optional[int] = None, height: Optional[int] = N
     w, h, source = _size_of(path, fields, options, width, height)
     if w is not None and not (0 < w <= 2048 and 0 < h <= 2048):
         raise FormatError(path, f"sensor size {w}x{h} is outside 1..2048", 0)
-    return RawHeader(path=os.fspath(path), fields=fields, format=fmt, width=w, height=h,
-                     plugin=fields.get("plugin_name"), serial=fields.get("serial_number", fields.get("serial")),
-                     header_bytes=header_bytes, size_source=source, lines=lines)
+    return RawHeader(
+        path=os.fspath(path),
+        fields=fields,
+        format=fmt,
+        width=w,
+        height=h,
+        plugin=fields.get("plugin_name"),
+        serial=fields.get("serial_number", fields.get("serial")),
+        header_bytes=header_bytes,
+        size_source=source,
+        lines=lines,
+    )
 
 
 def _require_size(header: RawHeader) -> None:
     if header.width is None:
-        raise FormatError(header.path, "the header gives no sensor size (no '% geometry', no known plugin name); "
-                          "pass width and height", 0)
+        raise FormatError(
+            header.path,
+            "the header gives no sensor size (no '% geometry', no known plugin name); pass width and height",
+            0,
+        )
 
 
 def _warn_partial(header: RawHeader, rem: int, offset: int) -> None:
     word = FORMATS[header.format][2]
     logging.getLogger("microexp").warning(
         f"warning: {header.path}: at byte {offset}: ignoring the last {rem} byte(s), a partial {word}-byte word "
-        "(file cut off or a stray byte appended)")
+        "(file cut off or a stray byte appended)"
+    )
 
 
 def _payload_size(header: RawHeader) -> int:
@@ -257,8 +273,12 @@ def _check_unknown(header: RawHeader, dec) -> None:
             value = int.from_bytes(f.read(word), "little")
         typ = value >> (8 * word - 4)
         name = header.format.upper()
-        raise FormatError(header.path, f"reserved {name} word type 0x{typ:X} (word 0x{value:0{2 * word}X}; "
-                          f"{dec.unknown_words} such words): corrupt data or not {name}", off)
+        raise FormatError(
+            header.path,
+            f"reserved {name} word type 0x{typ:X} (word 0x{value:0{2 * word}X}; "
+            f"{dec.unknown_words} such words): corrupt data or not {name}",
+            off,
+        )
 
 
 def read_raw(path, width: Optional[int] = None, height: Optional[int] = None, strict: bool = True) -> RawRecording:
@@ -275,13 +295,23 @@ def read_raw(path, width: Optional[int] = None, height: Optional[int] = None, st
     del words
     if strict:
         _check_unknown(header, dec)
-    return RawRecording(header=header, format=header.format, width=header.width, height=header.height,
-                        events=events, triggers=triggers, bytes=nbytes, out_of_bounds=dec.out_of_bounds,
-                        time_jumps=dec.time_jumps, unknown_words=dec.unknown_words)
+    return RawRecording(
+        header=header,
+        format=header.format,
+        width=header.width,
+        height=header.height,
+        events=events,
+        triggers=triggers,
+        bytes=nbytes,
+        out_of_bounds=dec.out_of_bounds,
+        time_jumps=dec.time_jumps,
+        unknown_words=dec.unknown_words,
+    )
 
 
-def iter_raw(path, chunk_bytes: int = 1 << 22, width: Optional[int] = None, height: Optional[int] = None,
-             strict: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_raw(
+    path, chunk_bytes: int = 1 << 22, width: Optional[int] = None, height: Optional[int] = None, strict: bool = True
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Decode a RAW file chunk by chunk: yields (events, triggers) for each chunk that holds any.
 
     Chunks are ``chunk_bytes`` of payload (any size: a chunk may end inside a word; the stateful decoder joins

@@ -17,6 +17,7 @@ subscriber) feeds the packets of one stream (one topic, or one role of a recordi
 Packets are plain data (:class:`Packet`, or :meth:`Packet.from_msg` of any object with the EventPacket
 fields: rclpy messages, messages deserialized from bags), so the reader needs no ROS.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -90,9 +91,16 @@ class Packet:
     def from_msg(cls, msg) -> "Packet":
         """From an EventPacket message (rclpy, or deserialized from a bag)."""
         stamp = msg.header.stamp
-        return cls(str(msg.encoding), int(msg.width), int(msg.height), int(msg.seq), msg.events,
-                   int(msg.time_base), int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
-                   str(msg.header.frame_id))
+        return cls(
+            str(msg.encoding),
+            int(msg.width),
+            int(msg.height),
+            int(msg.seq),
+            msg.events,
+            int(msg.time_base),
+            int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
+            str(msg.header.frame_id),
+        )
 
 
 @dataclass
@@ -119,8 +127,9 @@ class StreamReader:
         self.key: Optional[tuple] = None
         self.decoder = None
         self.seq = SeqTracker()
-        self.counts: Counter = Counter({k: 0 for k in (
-            "packets", "events", "triggers", "decode_errors", "stream_changes")})
+        self.counts: Counter = Counter(
+            {k: 0 for k in ("packets", "events", "triggers", "decode_errors", "stream_changes")}
+        )
 
     def open(self, encoding: str, width: int, height: int) -> bool:
         """Make the decoder of ``(encoding, width, height)`` unless it is the current stream's; True when a
@@ -148,8 +157,7 @@ class StreamReader:
         opened = self.open(packet.encoding, packet.width, packet.height)
         self.counts["packets"] += 1
         missing = self.seq.update(int(packet.seq))
-        out = Decoded(empty_events(), empty_triggers(), opened, opened and had_stream, missing != 0,
-                      max(missing, 0))
+        out = Decoded(empty_events(), empty_triggers(), opened, opened and had_stream, missing != 0, max(missing, 0))
         try:
             events, triggers = self.decoder.decode(packet.payload, time_base=int(packet.time_base))
         except FormatError as exc:

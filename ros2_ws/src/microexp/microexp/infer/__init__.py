@@ -10,6 +10,7 @@
 
 The submodules import torch; this package itself does not (``microexp --help`` stays fast).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,11 +57,13 @@ def load_au_model(path, device: str = "cpu"):
     model, meta = load_checkpoint(path, map_location=device, expected="snn")
     config = meta["config"]
     if config.in_channels != 2:
-        raise CheckpointError(path, f"is an SNN for {config.in_channels}-channel input; live inference feeds "
-                                    "2-channel event frames")
+        raise CheckpointError(
+            path, f"is an SNN for {config.in_channels}-channel input; live inference feeds 2-channel event frames"
+        )
     if list(meta.get("classes", [])) != list(AU_LABELS):
-        raise CheckpointError(path, f"classes {list(meta.get('classes', []))[:5]}... are not the 21 AUs in "
-                                    "microexp order")
+        raise CheckpointError(
+            path, f"classes {list(meta.get('classes', []))[:5]}... are not the 21 AUs in microexp order"
+        )
     return model, meta, model_id(path)
 
 

@@ -23,6 +23,7 @@ event camera it is the scale and offset that best maps one image onto the other 
 distance (from a calibration pattern seen by both, or two face boxes measured once); a scale+offset is exact
 for co-planar, parallel, undistorted cameras and a good approximation for a face at a fixed distance.
 """
+
 from __future__ import annotations
 
 import math
@@ -89,8 +90,15 @@ class FaceTracker:
         Time source in seconds (monotonic); injectable for tests.
     """
 
-    def __init__(self, smoothing: float = 0.5, lost_after: int = 3, box_map: BoxMap = BoxMap(),
-                 margin: float = 1.2, stale_s: float = 2.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        smoothing: float = 0.5,
+        lost_after: int = 3,
+        box_map: BoxMap = BoxMap(),
+        margin: float = 1.2,
+        stale_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if not 0.0 < smoothing <= 1.0:
             raise ParameterError(f"face smoothing must be in (0, 1], got {smoothing!r}")
         if isinstance(lost_after, bool) or int(lost_after) < 1:
@@ -146,8 +154,13 @@ class FaceTracker:
 
     def state(self) -> dict:
         box = self.current()
-        return {"found": box is not None, "box": None if box is None else [round(v, 1) for v in box],
-                "hits": self.hits, "misses": self.misses, "losses": self.losses}
+        return {
+            "found": box is not None,
+            "box": None if box is None else [round(v, 1) for v in box],
+            "hits": self.hits,
+            "misses": self.misses,
+            "losses": self.losses,
+        }
 
 
 class FaceDetectorThread:
@@ -157,8 +170,13 @@ class FaceDetectorThread:
     ``on_error`` receives the message of a detector exception (the thread goes on with the next frame).
     """
 
-    def __init__(self, detector: Callable[[np.ndarray], Optional[Box]], tracker: FaceTracker, rate_hz: float = 5.0,
-                 on_error: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        detector: Callable[[np.ndarray], Optional[Box]],
+        tracker: FaceTracker,
+        rate_hz: float = 5.0,
+        on_error: Optional[Callable[[str], None]] = None,
+    ):
         if not rate_hz > 0:
             raise ParameterError(f"face detection rate must be > 0 Hz, got {rate_hz!r}")
         self.detector = detector

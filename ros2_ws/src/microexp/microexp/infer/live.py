@@ -24,6 +24,7 @@ it is locked; before that, the ROS arrival time of the packet that closed the wi
 its reception time (``received_ns``, system clock; e.g. the DDS message info's ``received_timestamp``) when
 the caller gives it, else the moment :meth:`LiveRunner.feed` is called.
 """
+
 from __future__ import annotations
 
 import threading
@@ -61,11 +62,20 @@ class LiveRunner:
     receives (level, message, throttle seconds). ``clock_ns`` (monotonic), ``wall_ns`` (system clock, the
     clock of ``received_ns``) and ``ros_now_ns`` (ROS time) are the clocks it reads."""
 
-    def __init__(self, make_pipeline: Callable[[int, int], StreamingAUPipeline],
-                 on_result: Callable[[object, int, str], None], *, queue_size: int = 4, max_lag_ms: float = 100.0,
-                 gap_ms: float = 200.0, name: str = "events", log: Optional[Log] = None,
-                 clock_ns: Callable[[], int] = time.monotonic_ns, wall_ns: Callable[[], int] = time.time_ns,
-                 ros_now_ns: Callable[[], int] = time.time_ns):
+    def __init__(
+        self,
+        make_pipeline: Callable[[int, int], StreamingAUPipeline],
+        on_result: Callable[[object, int, str], None],
+        *,
+        queue_size: int = 4,
+        max_lag_ms: float = 100.0,
+        gap_ms: float = 200.0,
+        name: str = "events",
+        log: Optional[Log] = None,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        wall_ns: Callable[[], int] = time.time_ns,
+        ros_now_ns: Callable[[], int] = time.time_ns,
+    ):
         self._make_pipeline = make_pipeline
         self._on_result = on_result
         self.queue_size = int(queue_size)
@@ -250,9 +260,16 @@ class LiveRunner:
     def counters(self) -> dict:
         """Everything counted so far (stream reader, runner and pipelines, summed over streams), one flat dict."""
         r = self.reader
-        out = {"packets": r.counts["packets"], "events": r.counts["events"], "seq_gaps": r.seq.gaps,
-               "packets_missing": r.seq.missing, "decode_errors": r.counts["decode_errors"],
-               **self.counts, **self._worker_counts, **self._callback_counts}
+        out = {
+            "packets": r.counts["packets"],
+            "events": r.counts["events"],
+            "seq_gaps": r.seq.gaps,
+            "packets_missing": r.seq.missing,
+            "decode_errors": r.counts["decode_errors"],
+            **self.counts,
+            **self._worker_counts,
+            **self._callback_counts,
+        }
         with self._cond:
             queued = len(self._queue)
             busy = {id(item[0]) for item in self._queue} | {id(self._in_flight)}
@@ -307,8 +324,17 @@ def warm_up(model, device: str, slice_us: int, temperature: float, noise_filter_
         for enc in ("evt3", "libcaer"):
             payload, time_base = make_encoder(enc, w, h).encode(events)
             make_decoder(enc, w, h).decode(bytes(payload), int(time_base))
-        pipeline = StreamingAUPipeline(model, w, h, slice_us=slice_us, roi=None, device=device,
-                                       temperature=temperature, cuda_graph=False, noise_filter_us=noise_filter_us)
+        pipeline = StreamingAUPipeline(
+            model,
+            w,
+            h,
+            slice_us=slice_us,
+            roi=None,
+            device=device,
+            temperature=temperature,
+            cuda_graph=False,
+            noise_filter_us=noise_filter_us,
+        )
         pipeline.push(events)
         pipeline.flush()
     except Exception as exc:  # noqa: BLE001 - a warm-up only

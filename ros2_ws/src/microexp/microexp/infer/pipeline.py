@@ -41,6 +41,7 @@ resets by reason.
 Time: window bounds are sensor µs. Latencies are measured on ``time.monotonic_ns`` from ``arrival_ns``, the
 moment the caller received the data that closed the window (the node: its subscription callback start).
 """
+
 from __future__ import annotations
 
 import threading
@@ -153,15 +154,30 @@ class StreamingAUPipeline:
         Incoming events are buffered and handed to the slicer when they span this much sensor time, or as
         soon as they close a window (fewer, larger pieces per window). Results do not depend on it.
     """
-    def __init__(self, model, width: int, height: int, slice_us: int = DEFAULT_SLICE_US,
-                 roi: Optional[Sequence[float]] = None, device: str = "cpu", horizon: int = 10,
-                 gap_us: int = 200_000, temperature: float = 1.0, face=None, chunk_us: int = 8_000,
-                 stats_len: int = 2000, cuda_graph: bool = True, noise_filter_us: int = 0):
+
+    def __init__(
+        self,
+        model,
+        width: int,
+        height: int,
+        slice_us: int = DEFAULT_SLICE_US,
+        roi: Optional[Sequence[float]] = None,
+        device: str = "cpu",
+        horizon: int = 10,
+        gap_us: int = 200_000,
+        temperature: float = 1.0,
+        face=None,
+        chunk_us: int = 8_000,
+        stats_len: int = 2000,
+        cuda_graph: bool = True,
+        noise_filter_us: int = 0,
+    ):
         self._torch = torch
         config = getattr(model, "config", None)
         if getattr(config, "in_channels", None) != 2 or getattr(config, "num_classes", None) != NUM_CLASSES:
-            raise ParameterError("the pipeline needs an AUSpikingNet with 2 input channels (event polarities) and "
-                                 f"{NUM_CLASSES} classes")
+            raise ParameterError(
+                f"the pipeline needs an AUSpikingNet with 2 input channels (event polarities) and {NUM_CLASSES} classes"
+            )
         if not gap_us > 0 or not chunk_us > 0:
             raise ParameterError(f"gap_us and chunk_us must be > 0, got {gap_us!r}, {chunk_us!r}")
         if not temperature > 0:
@@ -283,8 +299,20 @@ class StreamingAUPipeline:
     def _emit(self, out: list, done: list, bin_ms: float = 0.0) -> None:
         now = time.monotonic_ns()
         for t0, t1, data in done:
-            out.append(Window(self._next_index, int(t0), int(t1), data, int(data.shape[0]), self._arrival_ns, now,
-                              self._next_reset, self._decode_ms, bin_ms))
+            out.append(
+                Window(
+                    self._next_index,
+                    int(t0),
+                    int(t1),
+                    data,
+                    int(data.shape[0]),
+                    self._arrival_ns,
+                    now,
+                    self._next_reset,
+                    self._decode_ms,
+                    bin_ms,
+                )
+            )
             self._next_index += 1
             self._next_reset = None
 
@@ -372,10 +400,22 @@ class StreamingAUPipeline:
         }
         self.latency.add_all(latency)
         return WindowResult(
-            index=window.index, t0=window.t0, t1=window.t1, probabilities=probs, top3=top3, smoothed=smoothed,
-            smoothed_top1=smoothed_top1, smoothed_windows=self.smoother.count, steps=self.model.steps,
-            events=window.events, face_found=face_found, crop=crop_kind, box=tuple(box),
-            reset=",".join(reasons) or None, arrival_ns=window.arrival_ns, latency=latency,
+            index=window.index,
+            t0=window.t0,
+            t1=window.t1,
+            probabilities=probs,
+            top3=top3,
+            smoothed=smoothed,
+            smoothed_top1=smoothed_top1,
+            smoothed_windows=self.smoother.count,
+            steps=self.model.steps,
+            events=window.events,
+            face_found=face_found,
+            crop=crop_kind,
+            box=tuple(box),
+            reset=",".join(reasons) or None,
+            arrival_ns=window.arrival_ns,
+            latency=latency,
         )
 
     # ---------------------------------------------------------------------------------------------- both
@@ -392,6 +432,13 @@ class StreamingAUPipeline:
         with self._lock:
             resets = dict(self.resets)
             skipped, reset_count = self.skipped, self.reset_count
-        return {"windows": self.windows, "skipped": skipped, "empty_windows": self.empty_windows,
-                "no_face_windows": self.no_face_windows, "late_events": int(self.binner.late), "gaps": self.gaps,
-                "resets": reset_count, "resets_by_reason": resets}
+        return {
+            "windows": self.windows,
+            "skipped": skipped,
+            "empty_windows": self.empty_windows,
+            "no_face_windows": self.no_face_windows,
+            "late_events": int(self.binner.late),
+            "gaps": self.gaps,
+            "resets": reset_count,
+            "resets_by_reason": resets,
+        }

@@ -1,5 +1,6 @@
 """Small numeric helpers of the live pipeline: AU probabilities from the SNN output, the horizon smoother and
 latency statistics (no rclpy, no torch at import time)."""
+
 from __future__ import annotations
 
 import threading

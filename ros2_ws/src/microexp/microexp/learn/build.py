@@ -39,6 +39,7 @@ of the summary's ``failed`` list and of the index's ``skipped`` list (of the lat
 status is 1 when that list is not empty. The output folder
 is checked (a writable folder) before any work.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,7 @@ import numpy as np
 from microexp.aus import au_index, au_label
 from microexp.errors import FormatError, MicroexpError, ParameterError
 from microexp.events.stream import Packet, StreamReader
-from microexp.learn.dataset import (EVENT_ARRAYS, load_or_create_index, safe_name, save_array, save_index)
+from microexp.learn.dataset import EVENT_ARRAYS, load_or_create_index, safe_name, save_array, save_index
 
 DEFAULT_TOPICS = {
     "davis346": "/davis346/events",
@@ -77,7 +78,8 @@ def synthetic_evk4_map() -> tuple[float, float, float, float]:
     of the pixel sizes of a face unit, the offset follows from the two centres. Subjects sit up to ±3 % of
     the frame off-centre, which moves the EVK4 box by up to ±13 px (about 3 % of its side).
     """
-    from microexp.synth.render import DAVIS346_VIEW as d, EVK4_VIEW as e
+    from microexp.synth.render import DAVIS346_VIEW as d
+    from microexp.synth.render import EVK4_VIEW as e
 
     s = (e.face_frac * e.height) / (d.face_frac * d.height)
     cxd, cyd = d.width / 2.0 + d.dx * d.width, d.height / 2.0 + d.dy * d.height
@@ -159,12 +161,22 @@ def find_sources(paths: Sequence, problems: Optional[list] = None) -> list[Segme
             for seg in doc["segments"]:
                 if seg["status"] != "kept" or not seg["bags"]:
                     continue
-                out.append(SegmentSource(session=p.name, segment=seg["name"], bags=[p / b for b in seg["bags"]],
-                                         subject=seg["subject"], au=seg["au"], trial=int(seg["trial"]),
-                                         lux=float(seg["lux"]) if seg.get("lux") else None, segment_id=seg["id"]))
+                out.append(
+                    SegmentSource(
+                        session=p.name,
+                        segment=seg["name"],
+                        bags=[p / b for b in seg["bags"]],
+                        subject=seg["subject"],
+                        au=seg["au"],
+                        trial=int(seg["trial"]),
+                        lux=float(seg["lux"]) if seg.get("lux") else None,
+                        segment_id=seg["id"],
+                    )
+                )
         elif is_bag(p):
-            out.append(SegmentSource(session=p.parent.name or "bags", segment=p.stem if p.is_file() else p.name,
-                                     bags=[p]))
+            out.append(
+                SegmentSource(session=p.parent.name or "bags", segment=p.stem if p.is_file() else p.name, bags=[p])
+            )
         elif p.is_dir():
             sessions = sorted(c for c in p.iterdir() if (c / mf.MANIFEST).exists())
             if not sessions:
@@ -176,6 +188,7 @@ def find_sources(paths: Sequence, problems: Optional[list] = None) -> list[Segme
 
 
 # ---------------------------------------------------------------------------------------------- reading
+
 
 @dataclass
 class EventStream:
@@ -207,19 +220,20 @@ class EventStream:
 class SegmentData:
     """Everything of one segment that the builder uses."""
 
-    streams: dict = field(default_factory=dict)     # sensor -> EventStream
-    frames: dict = field(default_factory=dict)      # "aps" / "webcam" -> list of (stamp_ns, raw, msgtype)
+    streams: dict = field(default_factory=dict)  # sensor -> EventStream
+    frames: dict = field(default_factory=dict)  # "aps" / "webcam" -> list of (stamp_ns, raw, msgtype)
     ground_truth: list = field(default_factory=list)
     markers: list = field(default_factory=list)
-    truncated: str = ""   # why a bag of the segment is truncated ('' when none is)
+    truncated: str = ""  # why a bag of the segment is truncated ('' when none is)
 
 
 def _stamp_ns(msg) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
-def read_segment(bags: Sequence, topics: dict, sensors: Sequence[str], webcam: bool = True,
-                 allow_truncated: bool = True) -> SegmentData:
+def read_segment(
+    bags: Sequence, topics: dict, sensors: Sequence[str], webcam: bool = True, allow_truncated: bool = True
+) -> SegmentData:
     """One pass over the bag(s) of a segment, after verifying them (FormatError when damaged, or when
     truncated and not ``allow_truncated``)."""
     from microexp.bags.reader import Bag
@@ -239,8 +253,11 @@ def read_segment(bags: Sequence, topics: dict, sensors: Sequence[str], webcam: b
             bag.verify()
             if bag.truncated:
                 if not allow_truncated:
-                    raise FormatError(bag_path, f"truncated bag ({bag.truncation}): skipped (--allow-truncated "
-                                                "builds it, flagged in the index)")
+                    raise FormatError(
+                        bag_path,
+                        f"truncated bag ({bag.truncation}): skipped (--allow-truncated "
+                        "builds it, flagged in the index)",
+                    )
                 data.truncated = data.truncated or bag.truncation
             present = [t for t in bag.topics() if t in role_of]
             for topic, msgtype, _, raw in bag.messages(present):
@@ -252,13 +269,29 @@ def read_segment(bags: Sequence, topics: dict, sensors: Sequence[str], webcam: b
                     continue
                 msg = bag.deserialize(raw, msgtype)
                 if role == "ground_truth":
-                    data.ground_truth.append({"stamp_ns": _stamp_ns(msg), "subject": str(msg.subject),
-                                              "au": str(msg.au), "trial": int(msg.trial), "phase": str(msg.phase),
-                                              "intensity": float(msg.intensity), "lux": float(msg.lux)})
+                    data.ground_truth.append(
+                        {
+                            "stamp_ns": _stamp_ns(msg),
+                            "subject": str(msg.subject),
+                            "au": str(msg.au),
+                            "trial": int(msg.trial),
+                            "phase": str(msg.phase),
+                            "intensity": float(msg.intensity),
+                            "lux": float(msg.lux),
+                        }
+                    )
                     continue
                 if role == "markers":
-                    data.markers.append({"event": str(msg.event), "subject": str(msg.subject), "au": str(msg.au),
-                                         "trial": int(msg.trial), "lux": float(msg.lux), "id": int(msg.segment_id)})
+                    data.markers.append(
+                        {
+                            "event": str(msg.event),
+                            "subject": str(msg.subject),
+                            "au": str(msg.au),
+                            "trial": int(msg.trial),
+                            "lux": float(msg.lux),
+                            "id": int(msg.segment_id),
+                        }
+                    )
                     continue
                 if msgtype != EVENT_PACKET:
                     continue
@@ -296,6 +329,7 @@ def _decode_image(raw: bytes, msgtype: str) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- boxes
 
+
 class Detectors:
     """MTCNN detectors, one per minimum face size (a 1080p webcam needs a coarser pyramid than the APS)."""
 
@@ -309,8 +343,9 @@ class Detectors:
 
         min_face = max(20, int(0.12 * min(image.shape[:2])))
         if min_face not in self._by_size:
-            self._by_size[min_face] = MtcnnDetector(min_probability=self.min_probability, min_face_size=min_face,
-                                                    box=self.box)
+            self._by_size[min_face] = MtcnnDetector(
+                min_probability=self.min_probability, min_face_size=min_face, box=self.box
+            )
         return self._by_size[min_face](image)
 
 
@@ -319,7 +354,7 @@ def detect_box(frames: list, lo_ns: int, hi_ns: int, every: int, detector) -> tu
     ``(box or None, hits, tries)``."""
     inside = [f for f in frames if lo_ns <= f[0] <= hi_ns] or frames
     hits, tries = [], 0
-    for stamp, raw, msgtype in inside[::max(1, every)]:
+    for _stamp, raw, msgtype in inside[:: max(1, every)]:
         tries += 1
         box = detector(_decode_image(raw, msgtype))
         if box is not None:
@@ -334,8 +369,9 @@ def activity_box(events: np.ndarray, width: int, height: int) -> Optional[tuple]
     pixels with at least 3 events and 4x the mean count, 2nd-98th percentiles of their coordinates."""
     if not len(events):
         return None
-    counts = np.bincount(events["y"].astype(np.int64) * width + events["x"].astype(np.int64),
-                         minlength=width * height)[: width * height].reshape(height, width)
+    counts = np.bincount(events["y"].astype(np.int64) * width + events["x"].astype(np.int64), minlength=width * height)[
+        : width * height
+    ].reshape(height, width)
     thr = max(3.0, 4.0 * float(counts.mean()))
     ys, xs = np.nonzero(counts >= thr)
     if len(xs) < 10:
@@ -356,6 +392,7 @@ def centre_box(width: int, height: int, frac: float = 0.45) -> tuple:
 
 
 # ---------------------------------------------------------------------------------------------- the clip
+
 
 def movement_peak(activity: Sequence[float], width: int = 5) -> int:
     """Slice index where event activity rises most above its median (a box filter of ``width`` slices over
@@ -381,7 +418,7 @@ def _event_crops(events: np.ndarray, width: int, height: int, t0_us: int, n: int
     t = events["t"]
     cuts = np.searchsorted(t, t0_us + slice_us * np.arange(n + 1, dtype=np.int64), "left")
     for k in range(n):
-        part = events[int(cuts[k]):int(cuts[k + 1])]
+        part = events[int(cuts[k]) : int(cuts[k + 1])]
         crop_events(part, width, height, box, size, out=out[k])
         if px is not None and part.shape[0]:
             x, y, p = part["x"], part["y"], part["p"]
@@ -397,8 +434,11 @@ def _frame_crops(frames: list, centres_ns: np.ndarray, box, size: int, gray: boo
     from microexp.vision.crop import crop_resize
 
     stamps = np.asarray([f[0] for f in frames], dtype=np.int64)
-    idx = np.clip(np.searchsorted(stamps, centres_ns), 1, len(stamps) - 1) if len(stamps) > 1 else \
-        np.zeros(len(centres_ns), dtype=np.int64)
+    idx = (
+        np.clip(np.searchsorted(stamps, centres_ns), 1, len(stamps) - 1)
+        if len(stamps) > 1
+        else np.zeros(len(centres_ns), dtype=np.int64)
+    )
     if len(stamps) > 1:
         left = stamps[idx - 1]
         idx = np.where(np.abs(centres_ns - left) <= np.abs(stamps[idx] - centres_ns), idx - 1, idx)
@@ -412,13 +452,17 @@ def _frame_crops(frames: list, centres_ns: np.ndarray, box, size: int, gray: boo
             c = np.clip(np.rint(crop_resize(chw, box, size)), 0, 255).astype(np.uint8)
             g = None
             if gray and img.ndim == 3:
-                g = np.clip(np.rint(crop_resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[None], box, size)[0]),
-                            0, 255).astype(np.uint8)
+                g = np.clip(
+                    np.rint(crop_resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[None], box, size)[0]), 0, 255
+                ).astype(np.uint8)
             cache = {i: (c, g)}  # frames come in order: one entry suffices
         crops.append(cache[i][0])
         grays.append(cache[i][1])
-    return np.stack(crops), (np.stack(grays) if gray and grays and grays[0] is not None else None), \
-        len(set(int(i) for i in idx))
+    return (
+        np.stack(crops),
+        (np.stack(grays) if gray and grays and grays[0] is not None else None),
+        len(set(int(i) for i in idx)),
+    )
 
 
 def _labels(src: SegmentSource, data: SegmentData) -> dict:
@@ -429,16 +473,26 @@ def _labels(src: SegmentSource, data: SegmentData) -> dict:
     au = src.au or (start or {}).get("au") or (gt or {}).get("au")
     trial = src.trial if src.trial is not None else (start or gt or {}).get("trial", 0)
     if not subject or not au:
-        raise FormatError(src.bags[0], "cannot tell subject and AU of this bag (no manifest, segment marker or "
-                                       "ground truth)")
+        raise FormatError(
+            src.bags[0], "cannot tell subject and AU of this bag (no manifest, segment marker or ground truth)"
+        )
     lux, lux_source = None, None
-    for value, source in ((src.lux, "manifest"), ((start or {}).get("lux"), "marker"),
-                          ((data.ground_truth[0] if data.ground_truth else {}).get("lux"), "ground_truth")):
+    for value, source in (
+        (src.lux, "manifest"),
+        ((start or {}).get("lux"), "marker"),
+        ((data.ground_truth[0] if data.ground_truth else {}).get("lux"), "ground_truth"),
+    ):
         if value is not None and value > 0:
             lux, lux_source = float(value), source
             break
-    return {"subject": subject, "au": au_label(au_index(au)), "label": au_index(au), "trial": int(trial),
-            "lux": lux, "lux_source": lux_source}
+    return {
+        "subject": subject,
+        "au": au_label(au_index(au)),
+        "label": au_index(au),
+        "trial": int(trial),
+        "lux": lux,
+        "lux_source": lux_source,
+    }
 
 
 def build_clip(src: SegmentSource, data: SegmentData, opts: BuildOptions, detector, root: Path) -> dict:
@@ -494,12 +548,20 @@ def build_clip(src: SegmentSource, data: SegmentData, opts: BuildOptions, detect
             binned = BackgroundActivityFilter(st.width, st.height, opts.noise_filter_us)(binned)
         crops, activity = _event_crops(binned, st.width, st.height, int(t0_us), n, opts.slice_us, box, opts.size)
         arrays[s] = crops
-        info[s] = {"width": st.width, "height": st.height, "events": int(len(events[s])),
-                   "events_binned": int(len(binned)),
-                   "packets": len(st.packets), "seq_missing": int(st.seq_missing), "offset_ns": int(offsets[s]),
-                   "span_s": round((int(events[s]["t"][-1]) - int(events[s]["t"][0])) / 1e6, 4),
-                   "box": [round(v, 2) for v in box], "box_source": source,
-                   "activity": [int(a) for a in activity], "activity_peak": movement_peak(activity)}
+        info[s] = {
+            "width": st.width,
+            "height": st.height,
+            "events": int(len(events[s])),
+            "events_binned": int(len(binned)),
+            "packets": len(st.packets),
+            "seq_missing": int(st.seq_missing),
+            "offset_ns": int(offsets[s]),
+            "span_s": round((int(events[s]["t"][-1]) - int(events[s]["t"][0])) / 1e6, 4),
+            "box": [round(v, 2) for v in box],
+            "box_source": source,
+            "activity": [int(a) for a in activity],
+            "activity_peak": movement_peak(activity),
+        }
     if aps and "davis346" in arrays:
         crops, _, used = _frame_crops(aps, centres, info["davis346"]["box"], opts.size)
         arrays["davis346_aps"] = crops[:, 0]
@@ -516,17 +578,36 @@ def build_clip(src: SegmentSource, data: SegmentData, opts: BuildOptions, detect
         arrays["webcam_rgb"] = rgb
         if gray is not None:
             arrays["webcam_gray"] = gray
-        info["webcam"] = {"width": w, "height": h, "frames": len(cam), "used": used, "detections": hits,
-                          "tried": tries, "box": [round(v, 2) for v in box], "box_source": source}
+        info["webcam"] = {
+            "width": w,
+            "height": h,
+            "frames": len(cam),
+            "used": used,
+            "detections": hits,
+            "tried": tries,
+            "box": [round(v, 2) for v in box],
+            "box_source": source,
+        }
 
     clip_id = src.clip_id
     rel = {name: save_array(root, clip_id, name, arr) for name, arr in arrays.items()}
     gt = _ground_truth_slices(data.ground_truth, start_ns, slice_ns)
-    return {"id": clip_id, **labels, "session": src.session, "segment": src.segment, "segment_id": src.segment_id,
-            "bags": [str(Path(b).resolve()) for b in src.bags], "slices": n, "t_start_ns": int(start_ns),
-            **({"truncated": data.truncated} if data.truncated else {}),
-            "reference": ref, "activity_peak": info[ref]["activity_peak"], "arrays": rel, "sensors": info,
-            "ground_truth": gt}
+    return {
+        "id": clip_id,
+        **labels,
+        "session": src.session,
+        "segment": src.segment,
+        "segment_id": src.segment_id,
+        "bags": [str(Path(b).resolve()) for b in src.bags],
+        "slices": n,
+        "t_start_ns": int(start_ns),
+        **({"truncated": data.truncated} if data.truncated else {}),
+        "reference": ref,
+        "activity_peak": info[ref]["activity_peak"],
+        "arrays": rel,
+        "sensors": info,
+        "ground_truth": gt,
+    }
 
 
 def _ground_truth_slices(gt: list, start_ns: int, slice_ns: int) -> Optional[dict]:
@@ -543,8 +624,10 @@ def _ground_truth_slices(gt: list, start_ns: int, slice_ns: int) -> Optional[dic
 
 # ---------------------------------------------------------------------------------------------- driver
 
-def build_dataset(paths: Sequence, out, opts: Optional[BuildOptions] = None, progress: bool = True,
-                  threads: Optional[int] = None) -> dict:
+
+def build_dataset(
+    paths: Sequence, out, opts: Optional[BuildOptions] = None, progress: bool = True, threads: Optional[int] = None
+) -> dict:
     """Build (or extend) the dataset at ``out`` from sessions / bags; returns a summary dict."""
     from tqdm import tqdm
 
@@ -562,9 +645,15 @@ def build_dataset(paths: Sequence, out, opts: Optional[BuildOptions] = None, pro
     sources = find_sources(paths, bad_sources)
     for b in bad_sources:
         print(f"skipped {b['clip']}: {b['error']}", file=sys.stderr)
-    doc = load_or_create_index(root, slice_us=opts.slice_us, size=opts.size, margin=opts.margin,
-                               evk4_map=list(opts.evk4_map), noise_filter_us=int(opts.noise_filter_us),
-                               face_box=opts.face_box)
+    doc = load_or_create_index(
+        root,
+        slice_us=opts.slice_us,
+        size=opts.size,
+        margin=opts.margin,
+        evk4_map=list(opts.evk4_map),
+        noise_filter_us=int(opts.noise_filter_us),
+        face_box=opts.face_box,
+    )
     have = {c["id"]: c for c in doc["clips"]}
     detector = Detectors(opts.min_probability, opts.face_box)
     built, skipped, failed = 0, 0, list(bad_sources)
@@ -593,14 +682,22 @@ def build_dataset(paths: Sequence, out, opts: Optional[BuildOptions] = None, pro
     doc["skipped"] = failed  # the inputs of this run that were left out, and why (truncated, damaged, ...)
     save_index(root, doc)
     clips = doc["clips"]
-    summary = {"out": str(root), "clips": len(clips), "built": built, "skipped_existing": skipped,
-               "failed": failed, "truncated": sum(bool(c.get("truncated")) for c in clips), "seconds": round(time.monotonic() - t_start, 1),
-               "subjects": sorted({c["subject"] for c in clips}),
-               "by_array": {a: sum(a in c["arrays"] for c in clips) for a in
-                            ("davis346", "evk4", "davis346_aps", "webcam_rgb", "webcam_gray")},
-               "box_sources": _count_box_sources(clips),
-               "seq_missing": {s: sum(c["sensors"].get(s, {}).get("seq_missing", 0) for c in clips)
-                               for s in opts.sensors}}
+    summary = {
+        "out": str(root),
+        "clips": len(clips),
+        "built": built,
+        "skipped_existing": skipped,
+        "failed": failed,
+        "truncated": sum(bool(c.get("truncated")) for c in clips),
+        "seconds": round(time.monotonic() - t_start, 1),
+        "subjects": sorted({c["subject"] for c in clips}),
+        "by_array": {
+            a: sum(a in c["arrays"] for c in clips)
+            for a in ("davis346", "evk4", "davis346_aps", "webcam_rgb", "webcam_gray")
+        },
+        "box_sources": _count_box_sources(clips),
+        "seq_missing": {s: sum(c["sensors"].get(s, {}).get("seq_missing", 0) for c in clips) for s in opts.sensors},
+    }
     return summary
 
 
@@ -616,32 +713,58 @@ def _count_box_sources(clips: list) -> dict:
 
 # ---------------------------------------------------------------------------------------------- CLI
 
+
 def add_arguments(parser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="BAG_OR_SESSION",
-                        help="recording session folders (kept segments of manifest.json), bags, or folders of sessions")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="BAG_OR_SESSION",
+        help="recording session folders (kept segments of manifest.json), bags, or folders of sessions",
+    )
     parser.add_argument("--out", required=True, help="dataset folder (created, or extended when it exists)")
     parser.add_argument("--sensors", default="davis346,evk4", help="event sensors to make clips of")
     parser.add_argument("--no-webcam", action="store_true", help="skip the webcam RGB crops and gray targets")
-    parser.add_argument("--evk4-map", default="synthetic",
-                        help="DAVIS->EVK4 box mapping 'sx,sy,ox,oy' (pixels), or 'synthetic' (the synthetic rig's geometry)")
-    parser.add_argument("--margin", type=float, default=1.2, help="square crop side / face box side (live node: face_margin)")
+    parser.add_argument(
+        "--evk4-map",
+        default="synthetic",
+        help="DAVIS->EVK4 box mapping 'sx,sy,ox,oy' (pixels), or 'synthetic' (the synthetic rig's geometry)",
+    )
+    parser.add_argument(
+        "--margin", type=float, default=1.2, help="square crop side / face box side (live node: face_margin)"
+    )
     parser.add_argument("--detect-every", type=int, default=4, help="run MTCNN on every N-th frame of a clip")
     parser.add_argument("--min-probability", type=float, default=0.9, help="MTCNN detections below this are ignored")
     parser.add_argument("--max-slices", type=int, default=None, help="cut clips to at most this many 33 ms slices")
-    parser.add_argument("--topic", action="append", default=[], metavar="ROLE=TOPIC",
-                        help=f"override a topic ({', '.join(f'{k}={v}' for k, v in DEFAULT_TOPICS.items())})")
-    parser.add_argument("--noise-filter-us", type=int, default=0,
-                        help="background-activity filter before binning: an event passes when a neighbouring pixel "
-                             "fired within this many µs (e.g. 5000; 0 = off, the paper's path). Stored in the index; "
-                             "models trained on it make the live node filter the same way")
-    parser.add_argument("--face-box", choices=("mtcnn", "landmarks"), default="mtcnn",
-                        help="face box: MTCNN's box (the paper's) or one placed by MTCNN's five landmarks, which puts "
-                             "eyes and mouth at the same crop pixels for every person (vision.face.landmark_box). "
-                             "Stored in the index; models trained on it make the live node crop the same way")
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="ROLE=TOPIC",
+        help=f"override a topic ({', '.join(f'{k}={v}' for k, v in DEFAULT_TOPICS.items())})",
+    )
+    parser.add_argument(
+        "--noise-filter-us",
+        type=int,
+        default=0,
+        help="background-activity filter before binning: an event passes when a neighbouring pixel "
+        "fired within this many µs (e.g. 5000; 0 = off, the paper's path). Stored in the index; "
+        "models trained on it make the live node filter the same way",
+    )
+    parser.add_argument(
+        "--face-box",
+        choices=("mtcnn", "landmarks"),
+        default="mtcnn",
+        help="face box: MTCNN's box (the paper's) or one placed by MTCNN's five landmarks, which puts "
+        "eyes and mouth at the same crop pixels for every person (vision.face.landmark_box). "
+        "Stored in the index; models trained on it make the live node crop the same way",
+    )
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips already in the index")
-    parser.add_argument("--allow-truncated", action="store_true",
-                        help="build clips of truncated bags too (killed recorder, file cut off); they are marked "
-                             "\"truncated\" in the index. Default: skipped, each with one line")
+    parser.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="build clips of truncated bags too (killed recorder, file cut off); they are marked "
+        '"truncated" in the index. Default: skipped, each with one line',
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads for MTCNN")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -663,15 +786,25 @@ def options_from_args(args) -> BuildOptions:
         raise ParameterError(f"--max-slices must be >= 1, got {args.max_slices}")
     if args.noise_filter_us < 0:
         raise ParameterError(f"--noise-filter-us must be >= 0, got {args.noise_filter_us}")
-    return BuildOptions(margin=args.margin, detect_every=args.detect_every, min_probability=args.min_probability,
-                        evk4_map=parse_map(args.evk4_map), sensors=sensors, webcam=not args.no_webcam,
-                        max_slices=args.max_slices, topics=topics, overwrite=args.overwrite,
-                        noise_filter_us=args.noise_filter_us, face_box=args.face_box,
-                        allow_truncated=args.allow_truncated)
+    return BuildOptions(
+        margin=args.margin,
+        detect_every=args.detect_every,
+        min_probability=args.min_probability,
+        evk4_map=parse_map(args.evk4_map),
+        sensors=sensors,
+        webcam=not args.no_webcam,
+        max_slices=args.max_slices,
+        topics=topics,
+        overwrite=args.overwrite,
+        noise_filter_us=args.noise_filter_us,
+        face_box=args.face_box,
+        allow_truncated=args.allow_truncated,
+    )
 
 
 def run(args) -> int:
-    summary = build_dataset(args.paths, args.out, options_from_args(args), progress=not args.quiet,
-                            threads=args.threads)
+    summary = build_dataset(
+        args.paths, args.out, options_from_args(args), progress=not args.quiet, threads=args.threads
+    )
     print(json.dumps(summary), flush=True)
     return 1 if summary["failed"] else 0

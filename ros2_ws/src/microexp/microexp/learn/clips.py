@@ -1,5 +1,6 @@
 """The clip windows a training run reads: held in memory (:class:`ClipBank`), cut around the movement,
 and augmented (start jitter, shifts, a left-right mirror with the lateral AUs swapped)."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -30,14 +31,19 @@ class ClipBank:
                 w = w.astype(np.float32) / 255.0
             self.data.append(np.ascontiguousarray(w, dtype=np.float32))
 
-    def batch(self, idx: Sequence[int], rng: Optional[np.random.Generator] = None, shift_px: int = 0,
-              mirror: Sequence[bool] = ()) -> np.ndarray:
+    def batch(
+        self,
+        idx: Sequence[int],
+        rng: Optional[np.random.Generator] = None,
+        shift_px: int = 0,
+        mirror: Sequence[bool] = (),
+    ) -> np.ndarray:
         """(B, T, C, S, S) windows; with ``rng``: random start within ±jitter and shifts within ±shift_px."""
         out = []
         for j, i in enumerate(idx):
             a = self.data[i]
             off = self.jitter if rng is None else int(rng.integers(0, 2 * self.jitter + 1))
-            w = a[off:off + self.slices]
+            w = a[off : off + self.slices]
             if rng is not None and shift_px:
                 dy, dx = (int(v) for v in rng.integers(-shift_px, shift_px + 1, size=2))
                 w = _shift(w, dy, dx)
@@ -58,8 +64,12 @@ def _window(a: np.ndarray, start: int, length: int, pad_last: bool) -> np.ndarra
     n = a.shape[0]
     if n >= length:
         start = min(max(start, 0), n - length)
-        return np.asarray(a[start:start + length])
-    pad = np.repeat(np.asarray(a[-1:]), length - n, axis=0) if pad_last else np.zeros((length - n,) + a.shape[1:], a.dtype)
+        return np.asarray(a[start : start + length])
+    pad = (
+        np.repeat(np.asarray(a[-1:]), length - n, axis=0)
+        if pad_last
+        else np.zeros((length - n,) + a.shape[1:], a.dtype)
+    )
     return np.concatenate([np.asarray(a), pad])
 
 

@@ -4,6 +4,7 @@
 The architectures (names, learning rates, how each is built) are :mod:`microexp.models.registry`'s; nothing
 here imports torch.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,7 @@ class TrainConfig:
 
     model: str = "snn"
     modality: str = "events"
-    sensor: str = "davis346"        # event sensor(s), comma-separated: clips of each are separate samples
+    sensor: str = "davis346"  # event sensor(s), comma-separated: clips of each are separate samples
     config: str = "cpu"
     epochs: int = 24
     batch_size: int = 8
@@ -34,7 +35,7 @@ class TrainConfig:
     jitter: int = 3
     shift_px: int = 4
     mirror: bool = True
-    init_tau: float = 2.0           # PLIF membrane time constant at initialisation (SNN; learnt afterwards)
+    init_tau: float = 2.0  # PLIF membrane time constant at initialisation (SNN; learnt afterwards)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -54,8 +55,9 @@ class TrainConfig:
 
     def build_model(self):
         """A freshly initialised model of this run's architecture, input channels, dropout and ``init_tau``."""
-        return model_kind(self.model, "--model").build(in_channels=self.in_channels, dropout=self.dropout,
-                                                         init_tau=self.init_tau)
+        return model_kind(self.model, "--model").build(
+            in_channels=self.in_channels, dropout=self.dropout, init_tau=self.init_tau
+        )
 
 
 def make_config(model: str, modality: str, config: str = "cpu", sensor: str = "davis346", **overrides) -> TrainConfig:
@@ -67,8 +69,9 @@ def make_config(model: str, modality: str, config: str = "cpu", sensor: str = "d
     elif config == "cpu":
         # augmentation: start jitter only. Shifts (±3–4 px) and the left-right mirror were tried on the folds
         # S01, S02 and did not help (docs/offline.md, "choosing the cpu configuration")
-        base = dict(epochs=kind.cpu_epochs, batch_size=8, lr=lr, dropout=0.2, slices=16, jitter=2,
-                    shift_px=0, mirror=False)
+        base = dict(
+            epochs=kind.cpu_epochs, batch_size=8, lr=lr, dropout=0.2, slices=16, jitter=2, shift_px=0, mirror=False
+        )
     else:
         raise ParameterError(f"--config must be 'paper' or 'cpu', got {config!r}")
     base.update({k: v for k, v in overrides.items() if v is not None})

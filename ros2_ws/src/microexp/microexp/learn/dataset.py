@@ -41,6 +41,7 @@ Example
 >>> clip = ds.clips[0]; x = ds.array(clip, "davis346")         # np.memmap (T, 2, 64, 64)
 >>> ds.subjects(), ds.select(sensor="evk4")[:1]
 """
+
 from __future__ import annotations
 
 import csv
@@ -100,13 +101,15 @@ class ClipDataset:
         """Subjects in the dataset, sorted."""
         return sorted({c["subject"] for c in self.clips})
 
-    def select(self, sensor: Optional[str] = None, subjects: Optional[Iterable[str]] = None,
-               arrays: Iterable[str] = ()) -> list[dict]:
+    def select(
+        self, sensor: Optional[str] = None, subjects: Optional[Iterable[str]] = None, arrays: Iterable[str] = ()
+    ) -> list[dict]:
         """Clips that have ``sensor``'s events (and every array in ``arrays``), of ``subjects`` if given."""
         wanted = set(subjects) if subjects is not None else None
         need = ([sensor] if sensor else []) + list(arrays)
-        return [c for c in self.clips if all(a in c["arrays"] for a in need)
-                and (wanted is None or c["subject"] in wanted)]
+        return [
+            c for c in self.clips if all(a in c["arrays"] for a in need) and (wanted is None or c["subject"] in wanted)
+        ]
 
     def path(self, clip: dict, name: str) -> Path:
         if name not in clip["arrays"]:
@@ -120,20 +123,31 @@ class ClipDataset:
         try:
             return np.load(path, mmap_mode="r")
         except FileNotFoundError:
-            raise FormatError(path, f"missing (array {name!r} of clip {clip['id']}); rebuild the clip with "
-                                    "microexp dataset --overwrite") from None
+            raise FormatError(
+                path,
+                f"missing (array {name!r} of clip {clip['id']}); rebuild the clip with microexp dataset --overwrite",
+            ) from None
         except (ValueError, OSError, EOFError) as exc:
-            raise FormatError(path, f"damaged .npy array ({str(exc).splitlines()[0][:160]}); rebuild the clip "
-                                    "with microexp dataset --overwrite") from None
+            raise FormatError(
+                path,
+                f"damaged .npy array ({str(exc).splitlines()[0][:160]}); rebuild the clip "
+                "with microexp dataset --overwrite",
+            ) from None
 
 
 # ---------------------------------------------------------------------------------------------- writing
 
+
 def empty_index(**fields) -> dict:
     from microexp import __version__
 
-    doc = {"format": FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "software": {"microexp": __version__}, "sources": [], "clips": []}
+    doc = {
+        "format": FORMAT,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "software": {"microexp": __version__},
+        "sources": [],
+        "clips": [],
+    }
     doc.update(fields)
     return doc
 
@@ -148,8 +162,10 @@ def load_or_create_index(root: Path, **fields) -> dict:
         doc.setdefault("face_box", "mtcnn")  # ... and before landmark boxes
         for key in ("slice_us", "size", "noise_filter_us", "face_box"):
             if key in fields and doc.get(key) != fields[key]:
-                raise ParameterError(f"{path}: the dataset was built with {key}={doc.get(key)}, not {fields[key]}; "
-                                     "build into a new folder")
+                raise ParameterError(
+                    f"{path}: the dataset was built with {key}={doc.get(key)}, not {fields[key]}; "
+                    "build into a new folder"
+                )
         return doc
     return empty_index(**fields)
 
@@ -182,8 +198,19 @@ def save_index(root: Path, doc: dict) -> None:
             for name, rel in c["arrays"].items():
                 sensor = name.split("_")[0]
                 info = c.get("sensors", {}).get(sensor, {})
-                w.writerow({"clip": c["id"], "subject": c["subject"], "au": c["au"], "trial": c["trial"],
-                            "sensor": name, "slices": c["slices"], "lux": round(float(c["lux"]), 1),
-                            "segment": c["segment"], "bag": ";".join(c["bags"]),
-                            "box_source": info.get("box_source", ""), "file": rel})
+                w.writerow(
+                    {
+                        "clip": c["id"],
+                        "subject": c["subject"],
+                        "au": c["au"],
+                        "trial": c["trial"],
+                        "sensor": name,
+                        "slices": c["slices"],
+                        "lux": round(float(c["lux"]), 1),
+                        "segment": c["segment"],
+                        "bag": ";".join(c["bags"]),
+                        "box_source": info.get("box_source", ""),
+                        "file": rel,
+                    }
+                )
     os.replace(tmp, root / INDEX_CSV)

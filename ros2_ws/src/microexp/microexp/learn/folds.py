@@ -1,5 +1,6 @@
 """Samples and splits of a training run: one :class:`Sample` per clip and sensor, leave-one-subject-out folds
 (:func:`loso_folds`) and the ``takes`` split (:func:`take_split`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,10 +15,10 @@ class Sample:
     clip_id: str
     subject: str
     label: int
-    array: str          # array name in the dataset
-    peak: int           # movement centre (slice index)
+    array: str  # array name in the dataset
+    peak: int  # movement centre (slice index)
     slices: int
-    trial: int = 1      # performance number of the AU by this subject (takes: 1, 2, ...)
+    trial: int = 1  # performance number of the AU by this subject (takes: 1, 2, ...)
     au: str = ""
 
 
@@ -29,19 +30,39 @@ def samples_for(ds, cfg: TrainConfig) -> list[Sample]:
         if cfg.modality == "events":
             for s in cfg.sensors:
                 if s in clip["arrays"]:
-                    out.append(Sample(clip["id"], clip["subject"], int(clip["label"]), s,
-                                      int(clip["sensors"][s]["activity_peak"]), int(clip["slices"]),
-                                      int(clip.get("trial") or 1), str(clip.get("au", ""))))
+                    out.append(
+                        Sample(
+                            clip["id"],
+                            clip["subject"],
+                            int(clip["label"]),
+                            s,
+                            int(clip["sensors"][s]["activity_peak"]),
+                            int(clip["slices"]),
+                            int(clip.get("trial") or 1),
+                            str(clip.get("au", "")),
+                        )
+                    )
         elif "webcam_rgb" in clip["arrays"] and cfg.sensors[0] in clip["arrays"]:
-            out.append(Sample(clip["id"], clip["subject"], int(clip["label"]), "webcam_rgb",
-                              int(clip["sensors"][cfg.sensors[0]]["activity_peak"]), int(clip["slices"]),
-                              int(clip.get("trial") or 1), str(clip.get("au", ""))))
+            out.append(
+                Sample(
+                    clip["id"],
+                    clip["subject"],
+                    int(clip["label"]),
+                    "webcam_rgb",
+                    int(clip["sensors"][cfg.sensors[0]]["activity_peak"]),
+                    int(clip["slices"]),
+                    int(clip.get("trial") or 1),
+                    str(clip.get("au", "")),
+                )
+            )
     if not out:
         raise MicroexpError(f"the dataset has no clips for modality {cfg.modality!r} and sensor(s) {cfg.sensor!r}")
     return out
 
 
-def loso_folds(samples: Sequence[Sample], only: Optional[Sequence[str]] = None) -> list[tuple[str, list[int], list[int]]]:
+def loso_folds(
+    samples: Sequence[Sample], only: Optional[Sequence[str]] = None
+) -> list[tuple[str, list[int], list[int]]]:
     """Leave-one-subject-out folds ``(test subject, train indices, test indices)``, subjects sorted; ``only``
     restricts to those test subjects (names, or fold numbers as strings)."""
     subjects = sorted({s.subject for s in samples})
@@ -56,7 +77,9 @@ def loso_folds(samples: Sequence[Sample], only: Optional[Sequence[str]] = None) 
             elif item.isdigit() and int(item) < len(subjects):
                 chosen.append(subjects[int(item)])
             else:
-                raise ParameterError(f"--folds {item!r}: neither a subject ({', '.join(subjects)}) nor a fold 0..{len(subjects) - 1}")
+                raise ParameterError(
+                    f"--folds {item!r}: neither a subject ({', '.join(subjects)}) nor a fold 0..{len(subjects) - 1}"
+                )
     folds = []
     for subject in chosen:
         test = [i for i, s in enumerate(samples) if s.subject == subject]
@@ -77,6 +100,8 @@ def take_split(samples: Sequence[Sample]) -> list[tuple[str, list[int], list[int
     train = [i for i, s in enumerate(samples) if s.trial == first[(s.subject, s.label, s.array)]]
     test = [i for i, s in enumerate(samples) if s.trial != first[(s.subject, s.label, s.array)]]
     if not test:
-        raise MicroexpError("--protocol takes needs two or more takes of an AU per subject; the dataset has one "
-                            "(record more with `microexp synth-dataset --takes 2` or the protocol's `takes`)")
+        raise MicroexpError(
+            "--protocol takes needs two or more takes of an AU per subject; the dataset has one "
+            "(record more with `microexp synth-dataset --takes 2` or the protocol's `takes`)"
+        )
     return [("takes", train, test)]

@@ -12,6 +12,7 @@ covariances, border of 3 pixels excluded); NCC, which neither provides, is the z
 cross-correlation ``sum((x - mean x)(y - mean y)) / sqrt(sum((x - mean x)^2) sum((y - mean y)^2))`` per frame.
 Images are floats in [0, 1] (``data_range`` = 1).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -20,8 +21,8 @@ import numpy as np
 
 from microexp.errors import ParameterError
 
-
 # ---------------------------------------------------------------------------------------------- classification
+
 
 def _labels(target) -> np.ndarray:
     t = np.asarray(target)
@@ -77,13 +78,18 @@ def classification_metrics(scores, target, labels: Sequence[str], k: int = 3) ->
     n = len(labels)
     f1 = per_class_f1(scores, target, n)
     present = np.bincount(_labels(target), minlength=n) > 0
-    return {"n": int(len(target)), "accuracy": accuracy(scores, target), f"top{k}_accuracy": top_k_accuracy(scores, target, k),
-            "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
-            "per_class_f1": {label: float(v) for label, v in zip(labels, f1)},
-            "confusion": confusion_matrix(scores, target, n).tolist()}
+    return {
+        "n": int(len(target)),
+        "accuracy": accuracy(scores, target),
+        f"top{k}_accuracy": top_k_accuracy(scores, target, k),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "per_class_f1": {label: float(v) for label, v in zip(labels, f1)},
+        "confusion": confusion_matrix(scores, target, n).tolist(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- images
+
 
 def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
     """As float64 (N, H, W); (H, W) and (N, 1, H, W) accepted."""
@@ -121,7 +127,7 @@ def psnr(pred, target, data_range: float = 1.0) -> np.ndarray:
     """Per-frame PSNR in dB, ``10 log10(data_range^2 / MSE)`` (inf for identical frames)."""
     m = mse(pred, target)
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(data_range ** 2 / m)
+        return 10.0 * np.log10(data_range**2 / m)
 
 
 def _uniform_filter(a: np.ndarray, size: int) -> np.ndarray:
@@ -145,7 +151,7 @@ def ssim(pred, target, data_range: float = 1.0, win_size: int = 7, k1: float = 0
     uxx, uyy, uxy = _uniform_filter(t * t, win_size), _uniform_filter(p * p, win_size), _uniform_filter(t * p, win_size)
     vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
     return s.mean(axis=(1, 2))
 
 
@@ -164,8 +170,14 @@ IMAGE_METRICS = ("mse", "rmse", "mae", "psnr", "ssim", "ncc")
 
 def image_metrics(pred, target, per_frame: bool = False) -> dict:
     """Mean over frames of the six metrics of Table 6 (and the per-frame arrays when ``per_frame``)."""
-    values = {"mse": mse(pred, target), "rmse": rmse(pred, target), "mae": mae(pred, target),
-              "psnr": psnr(pred, target), "ssim": ssim(pred, target), "ncc": ncc(pred, target)}
+    values = {
+        "mse": mse(pred, target),
+        "rmse": rmse(pred, target),
+        "mae": mae(pred, target),
+        "psnr": psnr(pred, target),
+        "ssim": ssim(pred, target),
+        "ncc": ncc(pred, target),
+    }
     out = {k: float(np.mean(v)) for k, v in values.items()}
     out["frames"] = int(len(values["mse"]))
     if per_frame:

@@ -21,6 +21,7 @@ PSNR, SSIM, NCC: means over test frames, see :mod:`microexp.learn.metrics`), ``r
 ``fig5.png`` (event frame | reconstruction | ground truth) and ``curves.png``. ``eval`` with several
 checkpoints writes one Table 6 with a column per sensor.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,7 @@ class ReconConfig:
     epochs: int = 20
     batch_size: int = 16
     lr: float = 1e-3
-    slices_per_clip: int = 8      # 0 = every slice
+    slices_per_clip: int = 8  # 0 = every slice
     split: str = "clip"
     seed: int = 0
     beta: float = 1.0
@@ -125,14 +126,15 @@ def reconstruct_all(model, bank: PairBank, scale: float, batch_size: int = 64) -
     model.eval()
     with torch.inference_mode():
         for i in range(0, len(pairs), batch_size):
-            c, x = bank.batch(pairs[i:i + batch_size], scale)
+            c, x = bank.batch(pairs[i : i + batch_size], scale)
             recs.append(model.sample(torch.from_numpy(c))[:, 0].numpy())
             gts.append(x[:, 0])
     return np.concatenate(recs), np.concatenate(gts)
 
 
-def train_reconstruction(data, out, cfg: ReconConfig, progress: bool = True, threads: Optional[int] = None,
-                         resume: bool = False) -> dict:
+def train_reconstruction(
+    data, out, cfg: ReconConfig, progress: bool = True, threads: Optional[int] = None, resume: bool = False
+) -> dict:
     """Train the cVAE on ``cfg.sensor``'s clips, evaluate it and write the run folder."""
     import torch
     from tqdm import tqdm
@@ -160,21 +162,35 @@ def train_reconstruction(data, out, cfg: ReconConfig, progress: bool = True, thr
         torch.set_rng_state(st["rng"])
         history, start = list(st["history"]), int(st["epoch"])
     if progress:
-        print(f"reconstruct: cVAE on {cfg.sensor} ({len(train_clips)} train / {len(test_clips)} test clips, split "
-              f"{cfg.split}), config {cfg.config}: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, "
-              f"cond_scale {scale:.3f}", file=sys.stderr, flush=True)
+        print(
+            f"reconstruct: cVAE on {cfg.sensor} ({len(train_clips)} train / {len(test_clips)} test clips, split "
+            f"{cfg.split}), config {cfg.config}: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, "
+            f"cond_scale {scale:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
     t_run = time.monotonic()
-    bar = tqdm(range(start, cfg.epochs), desc=f"cvae {cfg.sensor}", unit="ep", initial=start, total=cfg.epochs,
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        range(start, cfg.epochs),
+        desc=f"cvae {cfg.sensor}",
+        unit="ep",
+        initial=start,
+        total=cfg.epochs,
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     for epoch in bar:
         t0 = time.monotonic()
         rng = np.random.default_rng([cfg.seed, epoch])
-        pairs = train_bank.all_pairs() if cfg.slices_per_clip <= 0 else train_bank.random_pairs(rng, cfg.slices_per_clip)
+        pairs = (
+            train_bank.all_pairs() if cfg.slices_per_clip <= 0 else train_bank.random_pairs(rng, cfg.slices_per_clip)
+        )
         order = rng.permutation(len(pairs))
         model.train()
         tot, rec_tot, kl_tot, nb = 0.0, 0.0, 0.0, 0
         for b in range(math.ceil(len(order) / cfg.batch_size)):
-            sel = [pairs[j] for j in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            sel = [pairs[j] for j in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
             c, x = train_bank.batch(sel, scale)
             ct, xt = torch.from_numpy(c), torch.from_numpy(x)
             x_hat, mu, logvar = model(xt, ct)
@@ -183,18 +199,45 @@ def train_reconstruction(data, out, cfg: ReconConfig, progress: bool = True, thr
             loss.backward()
             opt.step()
             tot, rec_tot, kl_tot, nb = tot + float(loss), rec_tot + float(rec), kl_tot + float(kl), nb + 1
-        history.append({"epoch": epoch + 1, "loss": tot / nb, "recon": rec_tot / nb, "kl": kl_tot / nb,
-                        "pixel_mse": rec_tot / nb / (64 * 64), "seconds": round(time.monotonic() - t0, 1)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": tot / nb,
+                "recon": rec_tot / nb,
+                "kl": kl_tot / nb,
+                "pixel_mse": rec_tot / nb / (64 * 64),
+                "seconds": round(time.monotonic() - t0, 1),
+            }
+        )
         bar.set_postfix(loss=f"{tot / nb:.1f}", mse=f"{history[-1]['pixel_mse']:.4f}")
         tmp = last.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
-                    "epoch": epoch + 1, "history": history}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "rng": torch.get_rng_state(),
+                "epoch": epoch + 1,
+                "history": history,
+            },
+            tmp,
+        )
         os.replace(tmp, last)
     bar.close()
-    ckpt = save_checkpoint(out / "checkpoint.pt", model, extra={
-        "task": "reconstruction", "train": asdict(cfg), "cond_scale": scale, "sensor": cfg.sensor,
-        "split": cfg.split, "test_clips": [c["id"] for c in test_clips], "history": history,
-        "dataset": str(Path(data).resolve()), "input": "Eq. (1) face crop / cond_scale; target webcam gray / 255"})
+    ckpt = save_checkpoint(
+        out / "checkpoint.pt",
+        model,
+        extra={
+            "task": "reconstruction",
+            "train": asdict(cfg),
+            "cond_scale": scale,
+            "sensor": cfg.sensor,
+            "split": cfg.split,
+            "test_clips": [c["id"] for c in test_clips],
+            "history": history,
+            "dataset": str(Path(data).resolve()),
+            "input": "Eq. (1) face crop / cond_scale; target webcam gray / 255",
+        },
+    )
     last.unlink(missing_ok=True)
     train_seconds = time.monotonic() - t_run
     result = evaluate_reconstruction(data, [ckpt], out, progress=progress)
@@ -228,27 +271,43 @@ def evaluate_reconstruction(data, checkpoints: Sequence, out, progress: bool = T
         bank = PairBank(ds, test, sensor)
         rec, gt = reconstruct_all(model, bank, scale)
         m = image_metrics(rec, gt)
-        m.update({"parameters": count_parameters(model), "sensor": sensor, "test_clips": len(test),
-                  "checkpoint": str(path), "eval_seconds": round(time.monotonic() - t0, 1),
-                  "cond_scale": scale, "split": extra.get("split", "clip")})
+        m.update(
+            {
+                "parameters": count_parameters(model),
+                "sensor": sensor,
+                "test_clips": len(test),
+                "checkpoint": str(path),
+                "eval_seconds": round(time.monotonic() - t0, 1),
+                "cond_scale": scale,
+                "split": extra.get("split", "clip"),
+            }
+        )
         results[sensor] = m
         rows, starts = [], np.cumsum([0] + [len(c) for c in bank.cond])
         for j in np.linspace(0, len(test) - 1, min(grid_rows, len(test))).astype(int):
             clip = bank.clips[j]
             k = min(int(clip["sensors"][sensor]["activity_peak"]), len(bank.cond[j]) - 1)
-            rows.append((bank.cond[j][k] / scale, rec[starts[j] + k], gt[starts[j] + k],
-                         f"{clip['subject']} {clip['au']} #{k}"))
+            rows.append(
+                (bank.cond[j][k] / scale, rec[starts[j] + k], gt[starts[j] + k], f"{clip['subject']} {clip['au']} #{k}")
+            )
         name = "fig5.png" if len(checkpoints) == 1 else f"fig5_{sensor}.png"
         plot_reconstructions(rows, out / name, f"cVAE, {sensor} events -> webcam gray (test clips)")
         if progress:
-            print(f"reconstruct: {sensor}: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("mse", "rmse", "mae", "psnr", "ssim", "ncc")),
-                  file=sys.stderr, flush=True)
+            print(
+                f"reconstruct: {sensor}: "
+                + ", ".join(f"{k} {m[k]:.4f}" for k in ("mse", "rmse", "mae", "psnr", "ssim", "ncc")),
+                file=sys.stderr,
+                flush=True,
+            )
     (out / "metrics.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "results.md").write_text("# Event-conditioned frame reconstruction (cVAE)\n\n"
-                                    "Means over the test frames (held-out clips; reconstruction from the events "
-                                    "alone, z = 0).\n\n" + table6(results) + "\n"
-                                    + "".join(f"![{s}]({'fig5.png' if len(results) == 1 else f'fig5_{s}.png'})\n\n"
-                                              for s in results))
+    (out / "results.md").write_text(
+        "# Event-conditioned frame reconstruction (cVAE)\n\n"
+        "Means over the test frames (held-out clips; reconstruction from the events "
+        "alone, z = 0).\n\n"
+        + table6(results)
+        + "\n"
+        + "".join(f"![{s}]({'fig5.png' if len(results) == 1 else f'fig5_{s}.png'})\n\n" for s in results)
+    )
     return results
 
 
@@ -266,13 +325,23 @@ def _plot_history(history: list, path) -> None:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("action", choices=("train", "eval"), help="train a cVAE (and evaluate it), or evaluate checkpoints")
+    parser.add_argument(
+        "action", choices=("train", "eval"), help="train a cVAE (and evaluate it), or evaluate checkpoints"
+    )
     parser.add_argument("--data", required=True, help="dataset folder")
-    parser.add_argument("--sensor", choices=("davis346", "evk4"), default="davis346", help="event sensor of the condition")
-    parser.add_argument("--config", choices=("paper", "cpu"), default="cpu", help="paper's settings or the reduced CPU ones")
+    parser.add_argument(
+        "--sensor", choices=("davis346", "evk4"), default="davis346", help="event sensor of the condition"
+    )
+    parser.add_argument(
+        "--config", choices=("paper", "cpu"), default="cpu", help="paper's settings or the reduced CPU ones"
+    )
     parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--checkpoint", action="append", default=[], help="eval: cVAE checkpoint(s); one Table 6 column each")
-    parser.add_argument("--split", choices=("clip", "subject"), default="clip", help="held-out clips or held-out subject")
+    parser.add_argument(
+        "--checkpoint", action="append", default=[], help="eval: cVAE checkpoint(s); one Table 6 column each"
+    )
+    parser.add_argument(
+        "--split", choices=("clip", "subject"), default="clip", help="held-out clips or held-out subject"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override the configuration's epochs")
     parser.add_argument("--seed", type=int, default=0, help="seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -283,8 +352,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.action == "train":
         cfg = make_recon_config(args.sensor, args.config, epochs=args.epochs, split=args.split, seed=args.seed)
-        result = train_reconstruction(args.data, args.out, cfg, progress=not args.quiet, threads=args.threads,
-                                      resume=args.resume)
+        result = train_reconstruction(
+            args.data, args.out, cfg, progress=not args.quiet, threads=args.threads, resume=args.resume
+        )
     else:
         if not args.checkpoint:
             raise ParameterError("reconstruct eval needs --checkpoint (one per sensor)")

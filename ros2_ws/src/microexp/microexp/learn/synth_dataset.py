@@ -31,6 +31,7 @@ and the countdown is 10 s (5 s at ``--time-scale 0.5``). On a loaded machine the
 default countdown a 2.5 s clip could still be playing when the protocol closed the segment, and 1 ms
 packets at the EVK4's rate were lost under load. With these two settings every clip fits its segment.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,23 +78,57 @@ def session_name(subject: str, take: int) -> str:
     return subject if take == 1 else f"{subject}-take{take}"
 
 
-def record_session(folder: Path, subject: str, aus: list[str], sensors: str, seed: int, time_scale: float,
-                   params: Path, log: Path, timeout_s: float, take: int = 1) -> float:
+def record_session(
+    folder: Path,
+    subject: str,
+    aus: list[str],
+    sensors: str,
+    seed: int,
+    time_scale: float,
+    params: Path,
+    log: Path,
+    timeout_s: float,
+    take: int = 1,
+) -> float:
     """Run one ``microexp record`` session as a subprocess; returns its wall time (s)."""
     env = dict(os.environ)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["ROS_DOMAIN_ID"] = str(random.Random(f"{os.getpid()}-{subject}-{time.time()}").randint(1, 101))
-    cmd = [sys.executable, "-m", "microexp.cli", "record", "--source", "synthetic", "--subject", subject,
-           "--aus", ",".join(aus), "--out", str(folder), "--sensors", sensors, "--seed", str(seed),
-           "--time-scale", str(time_scale), "--params", str(params), "--headless",
-           "--first-trial", str(take), "--takes", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "microexp.cli",
+        "record",
+        "--source",
+        "synthetic",
+        "--subject",
+        subject,
+        "--aus",
+        ",".join(aus),
+        "--out",
+        str(folder),
+        "--sensors",
+        sensors,
+        "--seed",
+        str(seed),
+        "--time-scale",
+        str(time_scale),
+        "--params",
+        str(params),
+        "--headless",
+        "--first-trial",
+        str(take),
+        "--takes",
+        "1",
+    ]
     t0 = time.monotonic()
     with open(log, "w") as fh:
         fh.write(" ".join(cmd) + f"\n# ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}\n")
         fh.flush()
         try:
-            res = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout_s,
-                                 stdin=subprocess.DEVNULL)
+            res = subprocess.run(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout_s, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired:
             raise MicroexpError(f"recording {subject} took more than {timeout_s:.0f} s (log: {log})") from None
     if res.returncode != 0:
@@ -101,9 +136,18 @@ def record_session(folder: Path, subject: str, aus: list[str], sensors: str, see
     return time.monotonic() - t0
 
 
-def make_synth_dataset(out, subjects: int = 7, evk4_subjects: int = 3, aus: str = "all", seed: int = 0,
-                       time_scale: float = 0.5, build: bool = True, progress: bool = True,
-                       retries: int = 1, takes: int = 1) -> dict:
+def make_synth_dataset(
+    out,
+    subjects: int = 7,
+    evk4_subjects: int = 3,
+    aus: str = "all",
+    seed: int = 0,
+    time_scale: float = 0.5,
+    build: bool = True,
+    progress: bool = True,
+    retries: int = 1,
+    takes: int = 1,
+) -> dict:
     """Record the sessions that are missing, then build the dataset; returns the summary (also written to
     ``OUT/synth_dataset.json``)."""
     from microexp.protocol import parse_aus
@@ -137,12 +181,24 @@ def make_synth_dataset(out, subjects: int = 7, evk4_subjects: int = 3, aus: str 
             if folder.exists():
                 shutil.rmtree(folder)  # an unfinished session of ours: the recorder wants an empty folder
             if progress:
-                print(f"synth-dataset: recording {subject} take {take} ({len(au_list)} AUs, {sensors})",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"synth-dataset: recording {subject} take {take} ({len(au_list)} AUs, {sensors})",
+                    file=sys.stderr,
+                    flush=True,
+                )
             try:
-                seconds = record_session(folder, subject, au_list, sensors, seed, time_scale, params,
-                                         out / "logs" / f"{name}.log",
-                                         timeout_s=120.0 + 90.0 * len(au_list), take=take)
+                seconds = record_session(
+                    folder,
+                    subject,
+                    au_list,
+                    sensors,
+                    seed,
+                    time_scale,
+                    params,
+                    out / "logs" / f"{name}.log",
+                    timeout_s=120.0 + 90.0 * len(au_list),
+                    take=take,
+                )
             except MicroexpError as exc:
                 if attempt == retries:
                     raise
@@ -151,21 +207,35 @@ def make_synth_dataset(out, subjects: int = 7, evk4_subjects: int = 3, aus: str 
             if session_done(folder, au_list):
                 break
             if attempt == retries:
-                raise MicroexpError(f"recording {name} ended without a kept segment of every AU "
-                                    f"(log: {out / 'logs' / (name + '.log')})")
-        sessions[name] = {"subject": subject, "take": take, "sensors": sensors, "seconds": round(seconds, 1),
-                          "status": "recorded", "seconds_per_au": round(seconds / len(au_list), 2)}
+                raise MicroexpError(
+                    f"recording {name} ended without a kept segment of every AU (log: {out / 'logs' / (name + '.log')})"
+                )
+        sessions[name] = {
+            "subject": subject,
+            "take": take,
+            "sensors": sensors,
+            "seconds": round(seconds, 1),
+            "status": "recorded",
+            "seconds_per_au": round(seconds / len(au_list), 2),
+        }
         _write(summary_path, {**previous, "sessions": sessions})
     record_s = time.monotonic() - t_all
-    summary = {"out": str(out), "subjects": names, "evk4_subjects": names[:evk4_subjects], "aus": au_list,
-               "takes": takes, "seed": seed, "time_scale": time_scale, "sessions": sessions,
-               "record_seconds_this_run": round(record_s, 1)}
+    summary = {
+        "out": str(out),
+        "subjects": names,
+        "evk4_subjects": names[:evk4_subjects],
+        "aus": au_list,
+        "takes": takes,
+        "seed": seed,
+        "time_scale": time_scale,
+        "sessions": sessions,
+        "record_seconds_this_run": round(record_s, 1),
+    }
     if build:
         from microexp.learn.build import BuildOptions, build_dataset
 
         t0 = time.monotonic()
-        built = build_dataset(folders, out / "dataset", BuildOptions(),
-                              progress=progress)
+        built = build_dataset(folders, out / "dataset", BuildOptions(), progress=progress)
         summary["dataset"] = built
         summary["build_seconds_this_run"] = round(time.monotonic() - t0, 1)
         summary["incomplete_clips"] = incomplete_clips(out / "dataset")
@@ -197,8 +267,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--subjects", type=int, default=7, help="number of synthetic subjects S01..")
     parser.add_argument("--evk4-subjects", type=int, default=3, help="how many of them (the first) also have the EVK4")
     parser.add_argument("--aus", default="all", help="Action Units, e.g. AU2,AU12 (default: the 21 of Table 1)")
-    parser.add_argument("--takes", type=int, default=1,
-                        help="takes of every AU per subject (the paper: 1); take k is recorded as session S0x-take<k>")
+    parser.add_argument(
+        "--takes",
+        type=int,
+        default=1,
+        help="takes of every AU per subject (the paper: 1); take k is recorded as session S0x-take<k>",
+    )
     parser.add_argument("--seed", type=int, default=0, help="synthetic rig seed")
     parser.add_argument("--time-scale", type=float, default=0.5, help="protocol phase scale of the recordings")
     parser.add_argument("--no-build", action="store_true", help="record only; build later with `microexp dataset`")
@@ -206,8 +280,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    summary = make_synth_dataset(args.out, subjects=args.subjects, evk4_subjects=args.evk4_subjects, aus=args.aus,
-                                 seed=args.seed, time_scale=args.time_scale, build=not args.no_build, takes=args.takes,
-                                 progress=not args.quiet)
+    summary = make_synth_dataset(
+        args.out,
+        subjects=args.subjects,
+        evk4_subjects=args.evk4_subjects,
+        aus=args.aus,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        build=not args.no_build,
+        takes=args.takes,
+        progress=not args.quiet,
+    )
     print(json.dumps(summary), flush=True)
     return 0

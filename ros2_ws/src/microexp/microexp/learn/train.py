@@ -44,6 +44,7 @@ one GPU (NCCL; gloo on CPU), wraps the model in DistributedDataParallel and trai
 epoch's batches (every process sees ``batch_size`` clips per step, so the effective batch is N x 8); rank 0
 evaluates and writes. Folds run one after another.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,8 +71,8 @@ from microexp.learn.report import write_training_report
 from microexp.models.device import resolve_device
 from microexp.models.registry import model_kind
 
-
 # ---------------------------------------------------------------------------------------------- models
+
 
 def predict(model, windows: np.ndarray, batch_size: int = 8, device: str = "cpu") -> np.ndarray:
     """Scores (N, 21) of windows (N, T, C, S, S) with a model in eval mode (either architecture)."""
@@ -82,13 +83,14 @@ def predict(model, windows: np.ndarray, batch_size: int = 8, device: str = "cpu"
     out = []
     with torch.inference_mode():
         for i in range(0, len(windows), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(windows[i:i + batch_size], dtype=np.float32)).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(windows[i : i + batch_size], dtype=np.float32)).to(device)
             out.append(kind.scores(model, x).float().cpu().numpy())
     kind.reset(model)
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- distributed
+
 
 @dataclass
 class Dist:
@@ -126,18 +128,30 @@ def _barrier(d: Dist) -> None:
 
 # ---------------------------------------------------------------------------------------------- training
 
+
 def _seed_all(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
+    np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
 
 
-def train_fold(cfg: TrainConfig, bank: ClipBank, samples: Sequence[Sample], train_idx: Sequence[int],
-               folder: Path, device: str = "cpu", dist_info: Dist = Dist(), resume: bool = False,
-               progress: bool = True, fold_key: int = 0, label: str = ""):
+def train_fold(
+    cfg: TrainConfig,
+    bank: ClipBank,
+    samples: Sequence[Sample],
+    train_idx: Sequence[int],
+    folder: Path,
+    device: str = "cpu",
+    dist_info: Dist | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    fold_key: int = 0,
+    label: str = "",
+):
     """Train one model on ``train_idx``; returns (model, history). Saves ``last.pt`` after every epoch."""
+    dist_info = dist_info or Dist()
     import torch
     from tqdm import tqdm
 
@@ -162,8 +176,11 @@ def train_fold(cfg: TrainConfig, bank: ClipBank, samples: Sequence[Sample], trai
             raise
         except Exception as exc:  # noqa: BLE001 - torch reports damaged files through many exception types
             detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise FormatError(last, f"damaged resume state ({type(exc).__name__}: {detail}); delete it to train this "
-                                    "fold again from its start") from None
+            raise FormatError(
+                last,
+                f"damaged resume state ({type(exc).__name__}: {detail}); delete it to train this "
+                "fold again from its start",
+            ) from None
     net = model
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -172,19 +189,27 @@ def train_fold(cfg: TrainConfig, bank: ClipBank, samples: Sequence[Sample], trai
     labels = np.array([samples[i].label for i in train_idx])
     onehot_all = np.eye(NUM_CLASSES, dtype=np.float32)
     steps = math.ceil(len(train_idx) / (cfg.batch_size * dist_info.world))
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"{label} epochs", unit="ep", initial=start_epoch,
-               total=cfg.epochs, disable=not (progress and dist_info.main), file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        range(start_epoch, cfg.epochs),
+        desc=f"{label} epochs",
+        unit="ep",
+        initial=start_epoch,
+        total=cfg.epochs,
+        disable=not (progress and dist_info.main),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     for epoch in bar:
         t0 = time.monotonic()
         rng = np.random.default_rng([cfg.seed, fold_key, epoch])
         perm = rng.permutation(len(train_idx))
         need = steps * cfg.batch_size * dist_info.world
         perm = np.resize(perm, need)  # wrap around so every process runs the same number of steps
-        mine = perm[dist_info.rank::dist_info.world]
+        mine = perm[dist_info.rank :: dist_info.world]
         model.train()
         losses, correct, seen = [], 0, 0
         for b in range(steps):
-            pos = mine[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            pos = mine[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             idx = [train_idx[p] for p in pos]
             y = labels[pos]
             mirror = rng.random(len(idx)) < 0.5 if cfg.mirror else np.zeros(len(idx), bool)
@@ -201,35 +226,64 @@ def train_fold(cfg: TrainConfig, bank: ClipBank, samples: Sequence[Sample], trai
             correct += int((scores.detach().argmax(1).cpu().numpy() == y).sum())
             seen += len(y)
         sched.step()
-        rec = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": correct / max(seen, 1),
-               "lr": float(opt.param_groups[0]["lr"]), "seconds": round(time.monotonic() - t0, 2)}
+        rec = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "train_accuracy": correct / max(seen, 1),
+            "lr": float(opt.param_groups[0]["lr"]),
+            "seconds": round(time.monotonic() - t0, 2),
+        }
         history.append(rec)
         if dist_info.main:
             bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{rec['train_accuracy']:.2f}", s=f"{rec['seconds']:.0f}")
             tmp = last.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "epoch": epoch + 1, "rng": torch.get_rng_state(), "history": history}, tmp)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "epoch": epoch + 1,
+                    "rng": torch.get_rng_state(),
+                    "history": history,
+                },
+                tmp,
+            )
             os.replace(tmp, last)
     bar.close()
     return model, history
 
 
 def _input_description(cfg: TrainConfig, ds) -> dict:
-    return {"modality": cfg.modality, "sensor": cfg.sensor, "slices": cfg.slices, "slice_us": ds.slice_us,
-            "size": ds.size, "crop": "microexp.vision.crop.crop_resize of the MTCNN face box (square, margin 1.2)",
-            "scale": "Eq. (1) mean counts per sensor pixel, unscaled" if cfg.modality == "events" else "RGB / 255",
-            "window": "slices centred on the activity peak",
-            "noise_filter_us": int(ds.index.get("noise_filter_us", 0) or 0) if cfg.modality == "events" else 0,
-            "face_box": str(ds.index.get("face_box", "mtcnn") or "mtcnn")}
+    return {
+        "modality": cfg.modality,
+        "sensor": cfg.sensor,
+        "slices": cfg.slices,
+        "slice_us": ds.slice_us,
+        "size": ds.size,
+        "crop": "microexp.vision.crop.crop_resize of the MTCNN face box (square, margin 1.2)",
+        "scale": "Eq. (1) mean counts per sensor pixel, unscaled" if cfg.modality == "events" else "RGB / 255",
+        "window": "slices centred on the activity peak",
+        "noise_filter_us": int(ds.index.get("noise_filter_us", 0) or 0) if cfg.modality == "events" else 0,
+        "face_box": str(ds.index.get("face_box", "mtcnn") or "mtcnn"),
+    }
 
 
 def _fold_metrics(scores: np.ndarray, y: np.ndarray) -> dict:
     return classification_metrics(scores, y, AU_LABELS, k=3)
 
 
-def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = None, device: str = "auto",
-                 resume: bool = False, final: bool = False, progress: bool = True, threads: Optional[int] = None,
-                 protocol: str = "loso") -> dict:
+def run_training(
+    data,
+    out,
+    cfg: TrainConfig,
+    folds: Optional[Sequence[str]] = None,
+    device: str = "auto",
+    resume: bool = False,
+    final: bool = False,
+    progress: bool = True,
+    threads: Optional[int] = None,
+    protocol: str = "loso",
+) -> dict:
     """Leave-one-subject-out training of ``cfg`` on the dataset ``data`` (``protocol="takes"``: the one split of
     :func:`take_split` instead); writes ``out`` and returns the summary."""
     import torch
@@ -251,8 +305,15 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
     if protocol == "takes" and folds:
         raise ParameterError("--folds selects leave-one-subject-out folds; --protocol takes has a single split")
     fold_list = take_split(samples) if protocol == "takes" else loso_folds(samples, folds)
-    cfg_doc = {"train": dataclasses.asdict(cfg), "data": str(Path(data).resolve()), "device": device, "protocol": protocol,
-               "world_size": d.world, "folds": [f[0] for f in fold_list], "final": final}
+    cfg_doc = {
+        "train": dataclasses.asdict(cfg),
+        "data": str(Path(data).resolve()),
+        "device": device,
+        "protocol": protocol,
+        "world_size": d.world,
+        "folds": [f[0] for f in fold_list],
+        "final": final,
+    }
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         cfg_path = out / "config.json"
@@ -266,10 +327,14 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
     _barrier(d)
     t_run = time.monotonic()
     if d.main and progress:
-        print(f"train: {cfg.model} on {cfg.modality} ({cfg.sensor}), config {cfg.config}: {cfg.epochs} epochs, "
-              f"batch {cfg.batch_size}, lr {cfg.lr:g}, {cfg.slices} slices; {len(samples)} clips of "
-              f"{len({s.subject for s in samples})} subjects; {len(fold_list)} folds; device {device}"
-              + (f" x {d.world}" if d.world > 1 else ""), file=sys.stderr, flush=True)
+        print(
+            f"train: {cfg.model} on {cfg.modality} ({cfg.sensor}), config {cfg.config}: {cfg.epochs} epochs, "
+            f"batch {cfg.batch_size}, lr {cfg.lr:g}, {cfg.slices} slices; {len(samples)} clips of "
+            f"{len({s.subject for s in samples})} subjects; {len(fold_list)} folds; device {device}"
+            + (f" x {d.world}" if d.world > 1 else ""),
+            file=sys.stderr,
+            flush=True,
+        )
     bank = ClipBank(ds, samples, cfg.slices, cfg.jitter)
     fold_results = []
     all_subjects = sorted({s.subject for s in samples})
@@ -287,52 +352,101 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
         else:  # the same people, never the same performance
             assert not ({samples[i].clip_id for i in train_idx} & {samples[i].clip_id for i in test_idx})
         t0 = time.monotonic()
-        model, history = train_fold(cfg, bank, samples, train_idx, folder, device, d, resume, progress,
-                                    fold_key=all_subjects.index(subject) + 1 if subject in all_subjects else 1000,
-                                    label=f"fold {subject}")
+        model, history = train_fold(
+            cfg,
+            bank,
+            samples,
+            train_idx,
+            folder,
+            device,
+            d,
+            resume,
+            progress,
+            fold_key=all_subjects.index(subject) + 1 if subject in all_subjects else 1000,
+            label=f"fold {subject}",
+        )
         if d.main:
             scores = predict(model, bank.batch(test_idx), cfg.batch_size, device)
             y = np.array([samples[i].label for i in test_idx])
             m = _fold_metrics(scores, y)
-            m.update({"subject": subject, "train_clips": len(train_idx), "test_clips": len(test_idx),
-                      "train_subjects": sorted({samples[i].subject for i in train_idx}),
-                      "seconds": round(time.monotonic() - t0, 1), "history": history,
-                      "predictions": [{"clip": samples[i].clip_id, "array": samples[i].array,
-                                       "true": AU_LABELS[samples[i].label],
-                                       "top3": [AU_LABELS[j] for j in np.argsort(-scores[k])[:3]],
-                                       "scores": [round(float(v), 4) for v in scores[k]]}
-                                      for k, i in enumerate(test_idx)]})
-            save_checkpoint(folder / "checkpoint.pt", model, extra={
-                "train": dataclasses.asdict(cfg), "fold": subject, "input": _input_description(cfg, ds),
-                "test_accuracy": m["accuracy"], "test_top3_accuracy": m["top3_accuracy"],
-                "train_subjects": m["train_subjects"], "dataset": str(Path(data).resolve())})
+            m.update(
+                {
+                    "subject": subject,
+                    "train_clips": len(train_idx),
+                    "test_clips": len(test_idx),
+                    "train_subjects": sorted({samples[i].subject for i in train_idx}),
+                    "seconds": round(time.monotonic() - t0, 1),
+                    "history": history,
+                    "predictions": [
+                        {
+                            "clip": samples[i].clip_id,
+                            "array": samples[i].array,
+                            "true": AU_LABELS[samples[i].label],
+                            "top3": [AU_LABELS[j] for j in np.argsort(-scores[k])[:3]],
+                            "scores": [round(float(v), 4) for v in scores[k]],
+                        }
+                        for k, i in enumerate(test_idx)
+                    ],
+                }
+            )
+            save_checkpoint(
+                folder / "checkpoint.pt",
+                model,
+                extra={
+                    "train": dataclasses.asdict(cfg),
+                    "fold": subject,
+                    "input": _input_description(cfg, ds),
+                    "test_accuracy": m["accuracy"],
+                    "test_top3_accuracy": m["top3_accuracy"],
+                    "train_subjects": m["train_subjects"],
+                    "dataset": str(Path(data).resolve()),
+                },
+            )
             tmp = metrics_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(m) + "\n")
             os.replace(tmp, metrics_path)
             (folder / "last.pt").unlink(missing_ok=True)
             fold_results.append(m)
             if progress:
-                print(f"fold {subject}: accuracy {m['accuracy']:.3f}, top-3 {m['top3_accuracy']:.3f} "
-                      f"({len(test_idx)} test clips, {m['seconds']:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"fold {subject}: accuracy {m['accuracy']:.3f}, top-3 {m['top3_accuracy']:.3f} "
+                    f"({len(test_idx)} test clips, {m['seconds']:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         _barrier(d)
     summary = None
     if d.main:
         # wall time of the whole run: folds finished by an earlier (resumed) process count with their own time
-        summary = write_training_report(out, cfg, fold_results, seconds=max(
-            time.monotonic() - t_run, sum(float(f.get("seconds") or 0.0) for f in fold_results)))
+        summary = write_training_report(
+            out,
+            cfg,
+            fold_results,
+            seconds=max(time.monotonic() - t_run, sum(float(f.get("seconds") or 0.0) for f in fold_results)),
+        )
     if final:
         folder = out / "final"
         folder.mkdir(parents=True, exist_ok=True)
         if not (resume and (folder / "checkpoint.pt").exists()):
             every = list(range(len(samples)))
-            model, history = train_fold(cfg, bank, samples, every, folder, device, d, resume, progress,
-                                        fold_key=0, label="final (all subjects)")
+            model, history = train_fold(
+                cfg, bank, samples, every, folder, device, d, resume, progress, fold_key=0, label="final (all subjects)"
+            )
             if d.main:
                 loso = {k: summary[k] for k in ("accuracy", "top3_accuracy", "macro_f1")} if summary else {}
-                save_checkpoint(folder / "checkpoint.pt", model, extra={
-                    "train": dataclasses.asdict(cfg), "fold": "all", "input": _input_description(cfg, ds),
-                    "train_subjects": all_subjects, "loso": loso, "history": history,
-                    "dataset": str(Path(data).resolve())})
+                save_checkpoint(
+                    folder / "checkpoint.pt",
+                    model,
+                    extra={
+                        "train": dataclasses.asdict(cfg),
+                        "fold": "all",
+                        "input": _input_description(cfg, ds),
+                        "train_subjects": all_subjects,
+                        "loso": loso,
+                        "history": history,
+                        "dataset": str(Path(data).resolve()),
+                    },
+                )
                 (folder / "last.pt").unlink(missing_ok=True)
         if d.main and summary is not None:
             summary["final_checkpoint"] = str(folder / "checkpoint.pt")
@@ -347,17 +461,24 @@ def run_training(data, out, cfg: TrainConfig, folds: Optional[Sequence[str]] = N
 
 # ---------------------------------------------------------------------------------------------- CLI
 
+
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (microexp dataset / synth-dataset)")
     parser.add_argument("--model", choices=MODELS, default="snn", help="the SNN of §4.3 or the 3D-CNN baseline")
     parser.add_argument("--modality", choices=MODALITIES, default="events", help="event frames or webcam RGB")
     parser.add_argument("--sensor", default="davis346", help="event sensor(s) (comma-separated: davis346,evk4)")
-    parser.add_argument("--config", choices=("paper", "cpu"), default="cpu", help="paper's settings or the reduced CPU ones")
+    parser.add_argument(
+        "--config", choices=("paper", "cpu"), default="cpu", help="paper's settings or the reduced CPU ones"
+    )
     parser.add_argument("--folds", default="all", help="'all', or test subjects / fold numbers, e.g. S03 or 0,1")
-    parser.add_argument("--protocol", choices=("loso", "takes"), default="loso",
-                        help="loso: leave-one-subject-out folds (the paper's); takes: one split that trains on each "
-                             "subject's first performance of every AU and tests on the later takes (same people, "
-                             "new performances: the ceiling of leave-one-subject-out)")
+    parser.add_argument(
+        "--protocol",
+        choices=("loso", "takes"),
+        default="loso",
+        help="loso: leave-one-subject-out folds (the paper's); takes: one split that trains on each "
+        "subject's first performance of every AU and tests on the later takes (same people, "
+        "new performances: the ceiling of leave-one-subject-out)",
+    )
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--epochs", type=int, default=None, help="override the configuration's epochs")
     parser.add_argument("--slices", type=int, default=None, help="override the window length (33 ms slices)")
@@ -372,14 +493,48 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    cfg = make_config(args.model, args.modality, args.config, args.sensor, epochs=args.epochs, slices=args.slices,
-                      lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    cfg = make_config(
+        args.model,
+        args.modality,
+        args.config,
+        args.sensor,
+        epochs=args.epochs,
+        slices=args.slices,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
     folds = None if args.folds.strip().lower() == "all" else [f.strip() for f in args.folds.split(",") if f.strip()]
-    summary = run_training(args.data, args.out, cfg, folds=folds, device=args.device, resume=args.resume,
-                           final=args.final, progress=not args.quiet, threads=args.threads, protocol=args.protocol)
+    summary = run_training(
+        args.data,
+        args.out,
+        cfg,
+        folds=folds,
+        device=args.device,
+        resume=args.resume,
+        final=args.final,
+        progress=not args.quiet,
+        threads=args.threads,
+        protocol=args.protocol,
+    )
     if summary:
-        brief = {k: summary[k] for k in ("model", "modality", "sensor", "config", "folds", "accuracy", "accuracy_std",
-                                         "top3_accuracy", "top3_accuracy_std", "macro_f1", "seconds") if k in summary}
+        brief = {
+            k: summary[k]
+            for k in (
+                "model",
+                "modality",
+                "sensor",
+                "config",
+                "folds",
+                "accuracy",
+                "accuracy_std",
+                "top3_accuracy",
+                "top3_accuracy_std",
+                "macro_f1",
+                "seconds",
+            )
+            if k in summary
+        }
         brief["out"] = str(args.out)
         print(json.dumps(brief), flush=True)
     return 0

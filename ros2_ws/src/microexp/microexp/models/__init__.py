@@ -11,6 +11,7 @@
 The names below are imported from their submodule on first use, so that importing this package (or its
 torch-free submodules, :mod:`.registry` and :mod:`.device`) does not import torch.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -19,6 +19,7 @@ Example
 >>> describe_checkpoint("runs/snn.pt")["parameters"]
 4312470
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -26,6 +26,7 @@ Example
 >>> model = C3DNet(CNN3DConfig(in_channels=2))
 >>> logits = model(torch.zeros(4, 2, 30, 64, 64))   # [B, C, T, H, W] -> [4, 21]
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -100,7 +101,5 @@ class C3DNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, num_classes] for clips [B, C, T, H, W] of any T >= 1 (and H, W >= 1)."""
         if x.dim() != 5 or x.shape[1] != self.config.in_channels:
-            raise ParameterError(
-                f"C3DNet: input must be [B, {self.config.in_channels}, T, H, W], got {tuple(x.shape)}"
-            )
+            raise ParameterError(f"C3DNet: input must be [B, {self.config.in_channels}, T, H, W], got {tuple(x.shape)}")
         return self.classifier(self.pool(self.features(x)).flatten(1))

@@ -31,6 +31,7 @@ Example
 >>> loss, recon, kl = cvae_loss(x_hat, frames, mu, logvar)
 >>> model.sample(events)                            # inference with z = 0, the prior mean
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -2,6 +2,7 @@
 
 torch is imported when a device is resolved, not when this module is imported.
 """
+
 from __future__ import annotations
 
 from microexp.errors import ParameterError

@@ -29,6 +29,7 @@ Example
 >>> node.reset()
 >>> s0 = node.single_step(torch.randn(4, 16))   # streaming; node.v keeps the membrane
 """
+
 from __future__ import annotations
 
 import functools
@@ -284,8 +285,13 @@ class PLIFNode(nn.Module):
 
         Inference on CPU in float32 (the live node's case) takes a fused one-pass kernel that updates the
         membrane in place; it computes the same bits as the multi-step loop."""
-        if (x.device.type == "cpu" and x.dtype == torch.float32 and self.backend == "torch" and not self.store_v_seq
-                and not torch.is_grad_enabled()):
+        if (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and self.backend == "torch"
+            and not self.store_v_seq
+            and not torch.is_grad_enabled()
+        ):
             v = self._initial_v(x)
             if v.dtype == torch.float32:
                 if self.v is None or not v.is_contiguous():
@@ -295,8 +301,14 @@ class PLIFNode(nn.Module):
                 xf = x.contiguous()
                 import numpy as np
 
-                _fused_step_kernel()(xf.numpy().reshape(-1), v.numpy().reshape(-1), np.float32(q.item()),
-                                     np.float32(self.v_threshold), np.float32(self.v_reset), spikes.numpy().reshape(-1))
+                _fused_step_kernel()(
+                    xf.numpy().reshape(-1),
+                    v.numpy().reshape(-1),
+                    np.float32(q.item()),
+                    np.float32(self.v_threshold),
+                    np.float32(self.v_reset),
+                    spikes.numpy().reshape(-1),
+                )
                 self.v = v
                 return spikes
         return self.multi_step(x.unsqueeze(0))[0]

@@ -8,6 +8,7 @@ batch of windows ``[B, T, C, S, S]`` into class scores in [0, 1]. An unknown nam
 This module imports torch only when a model is built or recognised, so that command-line parsers can list
 :data:`MODEL_NAMES` without it.
 """
+
 from __future__ import annotations
 
 from microexp.errors import ParameterError
@@ -108,8 +109,10 @@ def model_kind(model_or_name, parameter: str = "model") -> AUModel:
     for kind in AU_MODELS.values():
         if isinstance(inner, kind.model_class):
             return kind
-    raise ParameterError(f"{parameter}: a {type(inner).__name__} is none of the AU classifiers "
-                         f"({', '.join(k.model_class.__name__ for k in AU_MODELS.values())})")
+    raise ParameterError(
+        f"{parameter}: a {type(inner).__name__} is none of the AU classifiers "
+        f"({', '.join(k.model_class.__name__ for k in AU_MODELS.values())})"
+    )
 
 
 def build_model(name: str, in_channels: int = 2, dropout: float = 0.2, init_tau: float = 2.0):

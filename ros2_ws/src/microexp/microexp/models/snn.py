@@ -37,6 +37,7 @@ Example
 >>> for frame in frames:                # streaming: the same result after the last step
 ...     running = model.step(frame)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -90,8 +91,9 @@ class SNNConfig:
 def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
     """MaxPool2d(2, 2) of [B, C, H, W] (even H, W) as three elementwise maxima of the four phases: the same
     values (max is exact), several times faster than max_pool2d on a small CPU frame, no indices."""
-    return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
-                         torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
+    return torch.maximum(
+        torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]), torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2])
+    )
 
 
 class SequenceDropout(nn.Module):

@@ -18,6 +18,7 @@ the unfused :meth:`~microexp.models.snn.AUSpikingNet.step` continue from the sam
 the layer-by-layer step up to float summation order and the folded batch norm (tested within 1e-5); a
 membrane that lands within rounding of the threshold can in principle spike in one and not the other.
 """
+
 from __future__ import annotations
 
 import functools
@@ -62,8 +63,33 @@ def _kernel():
                     acc[y, x, o] = fired
 
     @njit(cache=True, nogil=True, boundscheck=False, fastmath=False)
-    def step(x, w1, a1, c1, q1, v1, w2, a2, c2, q2, v2, fc1t, b1, q3, v3, fc2t, b2, q4, v4,
-             thr, v_reset, group, out, acc1, acc2):  # pragma: no cover - compiled
+    def step(
+        x,
+        w1,
+        a1,
+        c1,
+        q1,
+        v1,
+        w2,
+        a2,
+        c2,
+        q2,
+        v2,
+        fc1t,
+        b1,
+        q3,
+        v3,
+        fc2t,
+        b2,
+        q4,
+        v4,
+        thr,
+        v_reset,
+        group,
+        out,
+        acc1,
+        acc2,
+    ):  # pragma: no cover - compiled
         # x [B,Ci,H,W]; w1 [Ci,3,3,C]; channels last: v1 [B,H,W,C], v2 [B,H/2,W/2,C]; w2 [C,3,3,C];
         # fc1t [C*H/4*W/4, F1] (torch's flatten order: channel, row, column); v3 [B,F1]; fc2t [F1,F2];
         # v4 [B,F2]; out [B,F2/group]; scratch acc1 [H,W,C], acc2 [H/2,W/2,C]
@@ -85,8 +111,12 @@ def _kernel():
             for y in range(H2):
                 for xx in range(W2):
                     for ci in range(C):
-                        if (acc1[2 * y, 2 * xx, ci] + acc1[2 * y, 2 * xx + 1, ci] + acc1[2 * y + 1, 2 * xx, ci]
-                                + acc1[2 * y + 1, 2 * xx + 1, ci]) > 0.0:
+                        if (
+                            acc1[2 * y, 2 * xx, ci]
+                            + acc1[2 * y, 2 * xx + 1, ci]
+                            + acc1[2 * y + 1, 2 * xx, ci]
+                            + acc1[2 * y + 1, 2 * xx + 1, ci]
+                        ) > 0.0:
                             scatter3x3(acc2, y, xx, w2, ci, np.float32(1.0))
             conv_bn_plif(acc2, a2, c2, q2, v2[b], thr, v_reset)
             # pool2 + fc1: the weight rows of the active pooled spikes
@@ -94,8 +124,12 @@ def _kernel():
             for o in range(C):
                 for y in range(H4):
                     for xx in range(W4):
-                        if (acc2[2 * y, 2 * xx, o] + acc2[2 * y, 2 * xx + 1, o] + acc2[2 * y + 1, 2 * xx, o]
-                                + acc2[2 * y + 1, 2 * xx + 1, o]) > 0.0:
+                        if (
+                            acc2[2 * y, 2 * xx, o]
+                            + acc2[2 * y, 2 * xx + 1, o]
+                            + acc2[2 * y + 1, 2 * xx, o]
+                            + acc2[2 * y + 1, 2 * xx + 1, o]
+                        ) > 0.0:
                             row = (o * H4 + y) * W4 + xx
                             for j in range(F1):
                                 acc3[j] += fc1t[row, j]
@@ -128,13 +162,23 @@ def supported(model) -> bool:
     """Whether ``model`` (an AUSpikingNet) in its current state can take the fused step."""
     plifs = (model.plif1, model.plif2, model.plif3, model.plif4)
     convs = (model.conv1, model.conv2)
-    return (not model.training and not torch.is_grad_enabled()
-            and all(p.backend == "torch" and not p.store_v_seq for p in plifs)
-            and len({(p.v_threshold, p.v_reset) for p in plifs}) == 1
-            and all(c.kernel_size == (3, 3) and c.stride == (1, 1) and c.padding == (1, 1) and c.bias is None
-                    and c.groups == 1 and c.dilation == (1, 1) for c in convs)
-            and all(bn.track_running_stats and bn.affine for bn in (model.bn1, model.bn2))
-            and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in model.parameters()))
+    return (
+        not model.training
+        and not torch.is_grad_enabled()
+        and all(p.backend == "torch" and not p.store_v_seq for p in plifs)
+        and len({(p.v_threshold, p.v_reset) for p in plifs}) == 1
+        and all(
+            c.kernel_size == (3, 3)
+            and c.stride == (1, 1)
+            and c.padding == (1, 1)
+            and c.bias is None
+            and c.groups == 1
+            and c.dilation == (1, 1)
+            for c in convs
+        )
+        and all(bn.track_running_stats and bn.affine for bn in (model.bn1, model.bn2))
+        and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in model.parameters())
+    )
 
 
 class FusedStep:
@@ -163,8 +207,10 @@ class FusedStep:
                 fc2t = model.fc2.weight.detach().t().contiguous().numpy()
                 b1 = model.fc1.bias.detach().contiguous().numpy()
                 b2 = model.fc2.bias.detach().contiguous().numpy()
-                q = [np.float32(torch.sigmoid(p.w.detach().float()).item())
-                     for p in (model.plif1, model.plif2, model.plif3, model.plif4)]
+                q = [
+                    np.float32(torch.sigmoid(p.w.detach().float()).item())
+                    for p in (model.plif1, model.plif2, model.plif3, model.plif4)
+                ]
             self._args = (w1, a1, c1, q[0], w2, a2, c2, q[1], fc1t, b1, q[2], fc2t, b2, q[3])
             self._key = key
         return self._args
@@ -193,9 +239,34 @@ class FusedStep:
         x = x_t.detach().float().contiguous().numpy()
         scratch = self._scratch.get((C, H, W))
         if scratch is None:
-            scratch = self._scratch[(C, H, W)] = (np.zeros((H, W, C), np.float32),
-                                                  np.zeros((H // 2, W // 2, C), np.float32))
-        _kernel()(x, w1, a1, c1, q1, states[0], w2, a2, c2, q2, states[1], fc1t, b1, q3, states[2],
-                  fc2t, b2, q4, states[3], np.float32(model.plif1.v_threshold), np.float32(model.plif1.v_reset),
-                  fc2t.shape[1] // classes, out, *scratch)
+            scratch = self._scratch[(C, H, W)] = (
+                np.zeros((H, W, C), np.float32),
+                np.zeros((H // 2, W // 2, C), np.float32),
+            )
+        _kernel()(
+            x,
+            w1,
+            a1,
+            c1,
+            q1,
+            states[0],
+            w2,
+            a2,
+            c2,
+            q2,
+            states[1],
+            fc1t,
+            b1,
+            q3,
+            states[2],
+            fc2t,
+            b2,
+            q4,
+            states[3],
+            np.float32(model.plif1.v_threshold),
+            np.float32(model.plif1.v_reset),
+            fc2t.shape[1] // classes,
+            out,
+            *scratch,
+        )
         return torch.from_numpy(out)

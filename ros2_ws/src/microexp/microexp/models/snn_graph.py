@@ -12,6 +12,7 @@ captures one step that updates them in place, and offers the model's streaming i
 Not run in this project's development sessions (no GPU was lent); ``microexp bench gpu`` times it where a
 GPU exists.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -34,8 +35,12 @@ def initial_state(model, batch: int = 1, device=None, dtype=torch.float32) -> li
     """The four PLIF membranes at rest (V = V_reset) for ``batch`` clips."""
     cfg = model.config
     s = cfg.input_size
-    shapes = ((batch, cfg.channels, s, s), (batch, cfg.channels, s // 2, s // 2), (batch, cfg.fc_hidden),
-              (batch, cfg.fc_out))
+    shapes = (
+        (batch, cfg.channels, s, s),
+        (batch, cfg.channels, s // 2, s // 2),
+        (batch, cfg.fc_hidden),
+        (batch, cfg.fc_out),
+    )
     plifs = (model.plif1, model.plif2, model.plif3, model.plif4)
     return [torch.full(sh, p.v_reset, device=device, dtype=dtype) for sh, p in zip(shapes, plifs)]
 

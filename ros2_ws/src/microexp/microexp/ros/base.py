@@ -1,4 +1,5 @@
 """Shared node plumbing: parameter declaration from :mod:`microexp.config` specs, QoS profiles, main()."""
+
 from __future__ import annotations
 
 import sys
@@ -17,26 +18,44 @@ from microexp.ros.dds import use_profile
 from microexp.ros.runner import Runner
 
 # Sensor streams: best effort, shallow, never blocks the publisher (the ecosystem's sensor-data QoS).
-SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT,
-                        durability=DurabilityPolicy.VOLATILE)
+SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
 # Streams that must not lose a message between processes on one host (recording, tests, labels).
-RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.VOLATILE)
+RELIABLE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1000,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
 # History depth of a reliable sensor stream per kind: how far a subscriber (the recorder) may fall behind
 # before the publisher overwrites what it has not acknowledged. Events and IMU: 10 s of 1 kHz packets;
 # images: 10 s at 30 fps (a 1080p frame is 6 MB: depth is memory when a subscriber stalls).
 STREAM_DEPTH = {"events": 10000, "imu": 10000, "image": 300, "other": 1000}
 # Intake of a recorder or counter: everything the publisher sends is kept until taken (reliable: KEEP_ALL,
 # the publisher waits when the reader's resource limits are reached; best effort: a deep KEEP_LAST).
-INTAKE_RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.VOLATILE)
-INTAKE_BEST_EFFORT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10000,
-                                    reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+INTAKE_RELIABLE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE
+)
+INTAKE_BEST_EFFORT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10000,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
 # Replay and benchmarks: nothing may be lost, a slow reader slows the writer down instead (KEEP_ALL).
-LOSSLESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.VOLATILE)
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LOSSLESS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE
+)
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 
 
 class ReaderThreadGroup(CallbackGroup):
@@ -59,8 +78,12 @@ def qos_named(name: str, kind: str = "events") -> QoSProfile:
     if name == "sensor":
         return SENSOR_QOS
     if name == "reliable":
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=STREAM_DEPTH.get(kind, STREAM_DEPTH["other"]),
-                          reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=STREAM_DEPTH.get(kind, STREAM_DEPTH["other"]),
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.VOLATILE,
+        )
     raise ParameterError(f"parameter qos: {name!r} is not one of 'sensor', 'reliable'")
 
 
@@ -71,11 +94,21 @@ def _descriptor(p: Param) -> ParameterDescriptor:
     if isinstance(p.default, bool):
         return d
     if isinstance(p.default, int) and (p.min is not None or p.max is not None):
-        d.integer_range = [IntegerRange(from_value=int(p.min if p.min is not None else -2**63),
-                                        to_value=int(p.max if p.max is not None else 2**63 - 1), step=0)]
+        d.integer_range = [
+            IntegerRange(
+                from_value=int(p.min if p.min is not None else -(2**63)),
+                to_value=int(p.max if p.max is not None else 2**63 - 1),
+                step=0,
+            )
+        ]
     elif isinstance(p.default, float) and (p.min is not None or p.max is not None):
-        d.floating_point_range = [FloatingPointRange(from_value=float(p.min if p.min is not None else -1e308),
-                                                     to_value=float(p.max if p.max is not None else 1e308), step=0.0)]
+        d.floating_point_range = [
+            FloatingPointRange(
+                from_value=float(p.min if p.min is not None else -1e308),
+                to_value=float(p.max if p.max is not None else 1e308),
+                step=0.0,
+            )
+        ]
     return d
 
 
@@ -195,8 +228,11 @@ def run_node(factory, args: list[str] | None = None, done=None, exit_code=None) 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
         if received:
-            reason = ("interrupted (SIGINT)" if received[0] == signal.SIGINT
-                      else "terminated (SIGTERM, or its ros2 launch / ros2 run ended)")
+            reason = (
+                "interrupted (SIGINT)"
+                if received[0] == signal.SIGINT
+                else "terminated (SIGTERM, or its ros2 launch / ros2 run ended)"
+            )
         runner.stop()
         if node is not None:
             node.exit_reason = reason

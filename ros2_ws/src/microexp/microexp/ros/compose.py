@@ -1,5 +1,6 @@
 """Composition of node classes in one process (the pip install's stand-in for launch files): the parameters
 of a node from parameter files and overrides. :class:`microexp.ros.runner.Runner` spins the composed nodes."""
+
 from __future__ import annotations
 
 from rclpy.parameter import Parameter
@@ -7,8 +8,9 @@ from rclpy.parameter import Parameter
 from microexp.config import load_params_file
 
 
-def overrides(node_name: str, params_files: list[str] | None = None, defaults: dict | None = None,
-              **values) -> list[Parameter]:
+def overrides(
+    node_name: str, params_files: list[str] | None = None, defaults: dict | None = None, **values
+) -> list[Parameter]:
     """Parameters of ``node_name``: ``defaults``, then ROS 2 parameter files (in order), then ``values`` on top."""
     merged: dict = dict(defaults or {})
     for f in params_files or []:

@@ -15,6 +15,7 @@ that many messages or nothing arrived for ``--quiet`` s (at most ``--timeout`` s
 per topic ``type``, ``received``, ``bytes`` and for EventPackets ``seq_gaps``, ``seq_missing``, ``events``,
 ``on_events``, ``triggers``, ``t_first_us``, ``t_last_us``, ``encoding``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,15 @@ class Counts:
             out.update(seq_gaps=self.seq.gaps, seq_missing=self.seq.missing, seq_restarts=self.seq.restarts)
             if decode:
                 s = self.stats
-                out.update(events=s.events, on_events=s.on_events, triggers=s.triggers, t_first_us=s.t_first_us,
-                           t_last_us=s.t_last_us, encoding=s.encoding, decode_errors=self.decode_errors)
+                out.update(
+                    events=s.events,
+                    on_events=s.on_events,
+                    triggers=s.triggers,
+                    t_first_us=s.t_first_us,
+                    t_last_us=s.t_last_us,
+                    encoding=s.encoding,
+                    decode_errors=self.decode_errors,
+                )
         elif self.type == IMAGE:
             out["frames"] = self.received
         return out
@@ -100,8 +108,9 @@ class CounterProcess:
         if self.fixed:
             candidates = list(self.fixed.items())
         else:
-            candidates = [(t, types[0]) for t, types in self.node.get_topic_names_and_types()
-                          if t not in SKIP and len(types) == 1]
+            candidates = [
+                (t, types[0]) for t, types in self.node.get_topic_names_and_types() if t not in SKIP and len(types) == 1
+            ]
         for topic, msgtype in candidates:
             if topic in self.subs:
                 continue
@@ -154,8 +163,9 @@ class CounterProcess:
             self._stop.wait(self.period)
 
     def _decode_loop(self) -> None:
-        from event_camera_msgs.msg import EventPacket
         from rclpy.serialization import deserialize_message
+
+        from event_camera_msgs.msg import EventPacket
 
         while True:
             item = self._decode_q.get()
@@ -185,7 +195,8 @@ class CounterProcess:
         while time.monotonic() < end:
             with self._lock:
                 done = bool(expected) and all(
-                    t in self.counts and self.counts[t].received >= n for t, n in expected.items())
+                    t in self.counts and self.counts[t].received >= n for t, n in expected.items()
+                )
                 quiet = time.monotonic() - self.last_arrival > quiet_s
             if done or quiet:
                 break
@@ -236,8 +247,14 @@ class CounterClient:
     """The parent's side: starts the counter process and waits for ``ready``; ``finish(expected)`` hands
     it the published counts and returns its summary."""
 
-    def __init__(self, topics: list[str] | None = None, quiet_s: float = 2.0, timeout_s: float = 120.0,
-                 decode: bool = True, env: dict | None = None):
+    def __init__(
+        self,
+        topics: list[str] | None = None,
+        quiet_s: float = 2.0,
+        timeout_s: float = 120.0,
+        decode: bool = True,
+        env: dict | None = None,
+    ):
         cmd = [sys.executable, "-m", "microexp.ros.counter", "--quiet", str(quiet_s), "--timeout", str(timeout_s)]
         for t in topics or []:
             cmd += ["--topic", t]

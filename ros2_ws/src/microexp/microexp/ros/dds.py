@@ -11,6 +11,7 @@
 Must run before ``rclpy.init()``: rcl and Fast DDS read these variables when the context and participant
 are created.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,11 +24,15 @@ PROFILE_NAME = "fastdds_profiles.xml"
 
 
 def add_dds_arguments(parser) -> None:
-    parser.add_argument("--domain", type=int, default=None,
-                        help="DDS domain (ROS_DOMAIN_ID, 0-101; default: the environment's, else 0)")
-    parser.add_argument("--discovery", choices=sorted(RANGES), default=None,
-                        help="DDS discovery range (default: ROS_AUTOMATIC_DISCOVERY_RANGE, else localhost: "
-                             "only this machine)")
+    parser.add_argument(
+        "--domain", type=int, default=None, help="DDS domain (ROS_DOMAIN_ID, 0-101; default: the environment's, else 0)"
+    )
+    parser.add_argument(
+        "--discovery",
+        choices=sorted(RANGES),
+        default=None,
+        help="DDS discovery range (default: ROS_AUTOMATIC_DISCOVERY_RANGE, else localhost: only this machine)",
+    )
 
 
 def profile_path() -> Path | None:
@@ -73,5 +78,8 @@ def configure(args=None, env=None) -> dict:
     else:
         env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     profile = use_profile(env)
-    return {"domain": int(env.get("ROS_DOMAIN_ID") or 0), "discovery": env["ROS_AUTOMATIC_DISCOVERY_RANGE"],
-            "profile": profile}
+    return {
+        "domain": int(env.get("ROS_DOMAIN_ID") or 0),
+        "discovery": env["ROS_AUTOMATIC_DISCOVERY_RANGE"],
+        "profile": profile,
+    }

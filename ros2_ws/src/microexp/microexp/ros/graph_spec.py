@@ -5,6 +5,7 @@ node classes in one process) build their nodes from :func:`record_graph`, with t
 :data:`RECORD_OPTIONS` (launch arguments ``name:=value``; command-line options ``--name``). Imports no rclpy:
 the launch process reads it too.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,11 +30,17 @@ class Option:
 
 
 RECORD_OPTIONS = (
-    Option("source", "synthetic",
-           "what drives the sensors: synthetic (simulated rig), file (recordings) or device (cameras)"),
+    Option(
+        "source",
+        "synthetic",
+        "what drives the sensors: synthetic (simulated rig), file (recordings) or device (cameras)",
+    ),
     Option("sensors", "davis346,evk4,webcam", "comma-separated sensors to run"),
-    Option("out", os.path.join(os.environ.get("MICROEXP_RECORDINGS_DIR", "recordings"), "session"),
-           "session folder to create (owner-only; one bag per segment inside; must not exist or be empty)"),
+    Option(
+        "out",
+        os.path.join(os.environ.get("MICROEXP_RECORDINGS_DIR", "recordings"), "session"),
+        "session folder to create (owner-only; one bag per segment inside; must not exist or be empty)",
+    ),
     Option("subject", "S01", "subject pseudonym (never a name)"),
     Option("aus", "all", "Action Units in order, e.g. AU2,AU12,AU45 (all = the 21 of Table 1)"),
     Option("takes", 1, "kept takes of each AU, in a row"),
@@ -101,8 +108,9 @@ def typed(options: dict) -> dict:
         raise ParameterError(f"recording option source: {out['source']!r} is not one of synthetic, file, device")
     bad = [s for s in sensor_list(out["sensors"]) if s not in SENSORS]
     if bad:
-        raise ParameterError(f"recording option sensors: unknown sensor(s) {', '.join(bad)} "
-                             f"(known: {', '.join(SENSORS)})")
+        raise ParameterError(
+            f"recording option sensors: unknown sensor(s) {', '.join(bad)} (known: {', '.join(SENSORS)})"
+        )
     if out["time_scale"] <= 0:
         raise ParameterError(f"recording option time_scale: {out['time_scale']} must be above 0")
     return out
@@ -116,22 +124,42 @@ def record_graph(options: dict) -> list[NodeSpec]:
     """The nodes of a recording session: the recorder, the sensor sources, the protocol (last)."""
     o = typed(options)
     sensors = sensor_list(o["sensors"])
-    nodes = [node_spec("recorder", dict(out=o["out"], subject=o["subject"], storage=o["storage"],
-                                        source=o["source"]))]
-    protocol = dict(aus=o["aus"], subject=o["subject"], lux=o["lux"], headless=o["headless"],
-                    time_scale=o["time_scale"], takes=o["takes"], first_trial=o["first_trial"], recorder="/recorder")
+    nodes = [node_spec("recorder", dict(out=o["out"], subject=o["subject"], storage=o["storage"], source=o["source"]))]
+    protocol = dict(
+        aus=o["aus"],
+        subject=o["subject"],
+        lux=o["lux"],
+        headless=o["headless"],
+        time_scale=o["time_scale"],
+        takes=o["takes"],
+        first_trial=o["first_trial"],
+        recorder="/recorder",
+    )
     if o["source"] == "synthetic":
         scale = o["time_scale"]
         # The simulated subject watches the protocol: it performs its clip once the countdown (scaled like
         # every phase) has passed, with every message reliable and the session's clips simulated ahead; the
         # protocol waits for it (subject_node) before each take and before closing it, so clips land inside
         # their segments; the performance window holds the whole clip.
-        nodes.append(node_spec("synthetic", dict(
-            sensors=",".join(sensors), subject=o["subject"], seed=o["seed"], qos="reliable", prefetch=o["aus"],
-            prefetch_takes=o["takes"], prefetch_first_trial=o["first_trial"], perform_delay_s=COUNTDOWN_S * scale,
-            duration_s=SYNTH_CLIP_S)))
-        protocol.update(subject_node="/synthetic", countdown_s=COUNTDOWN_S,
-                        perform_s=max(2.5, (SYNTH_CLIP_S + 0.3) / scale))
+        nodes.append(
+            node_spec(
+                "synthetic",
+                dict(
+                    sensors=",".join(sensors),
+                    subject=o["subject"],
+                    seed=o["seed"],
+                    qos="reliable",
+                    prefetch=o["aus"],
+                    prefetch_takes=o["takes"],
+                    prefetch_first_trial=o["first_trial"],
+                    perform_delay_s=COUNTDOWN_S * scale,
+                    duration_s=SYNTH_CLIP_S,
+                ),
+            )
+        )
+        protocol.update(
+            subject_node="/synthetic", countdown_s=COUNTDOWN_S, perform_s=max(2.5, (SYNTH_CLIP_S + 0.3) / scale)
+        )
     else:
         mode = o["source"]
         for sensor, file_opt in (("evk4", "evk4_file"), ("davis346", "davis_file"), ("webcam", "webcam_file")):

@@ -1,4 +1,5 @@
 """Image conversion for nodes: cv_bridge where the ROS install has it (Docker), else the core's equivalent."""
+
 from __future__ import annotations
 
 import numpy as np

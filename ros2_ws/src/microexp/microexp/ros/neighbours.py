@@ -8,6 +8,7 @@ graph (``expected`` fully qualified names; empty = any name) and, when the sessi
 ``allow_remote``). Anything else is **foreign**: its messages are still recorded, but the topic, the
 segment and the summary say so.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,15 +25,18 @@ def _gid_bytes(info) -> bytes:
 def describe(info) -> dict:
     gid = _gid_bytes(info)
     ns = info.node_namespace or "/"
-    return {"node": (ns.rstrip("/") + "/" + info.node_name) if info.node_name else "",
-            "gid": gid[:16].hex(), "host_id": gid[2:4].hex(), "pid16": int.from_bytes(gid[4:6], "little")}
+    return {
+        "node": (ns.rstrip("/") + "/" + info.node_name) if info.node_name else "",
+        "gid": gid[:16].hex(),
+        "host_id": gid[2:4].hex(),
+        "pid16": int.from_bytes(gid[4:6], "little"),
+    }
 
 
 class PublisherWatch:
     """Tracks the publishers of a set of topics for one node (the recorder)."""
 
-    def __init__(self, node, expected: list[str] | None = None, same_process: bool = False,
-                 allow_remote: bool = False):
+    def __init__(self, node, expected: list[str] | None = None, same_process: bool = False, allow_remote: bool = False):
         self.node = node
         self.expected = {e.rstrip("/") if e != "/" else e for e in (expected or [])}
         self.same_process = same_process
@@ -99,12 +103,20 @@ class PublisherWatch:
 
     def listing(self) -> dict:
         """``{topic: [publisher entries]}`` of every topic that had a publisher during the session."""
-        return {t: [{k: e[k] for k in ("node", "gid", "host_id", "pid16", "foreign")}
-                    for e in sorted(v.values(), key=lambda e: (e["node"], e["gid"]))]
-                for t, v in sorted(self.publishers.items()) if v}
+        return {
+            t: [
+                {k: e[k] for k in ("node", "gid", "host_id", "pid16", "foreign")}
+                for e in sorted(v.values(), key=lambda e: (e["node"], e["gid"]))
+            ]
+            for t, v in sorted(self.publishers.items())
+            if v
+        }
 
     def foreign(self, present_only: bool = False) -> list[dict]:
         """Foreign publishers seen (``present_only``: those on the graph at the last look), with their topic."""
-        return [dict(topic=t, **{k: e[k] for k in ("node", "gid", "host_id", "pid16", "foreign")})
-                for t, v in sorted(self.publishers.items()) for e in v.values()
-                if e["foreign"] and (e.get("present", True) or not present_only)]
+        return [
+            dict(topic=t, **{k: e[k] for k in ("node", "gid", "host_id", "pid16", "foreign")})
+            for t, v in sorted(self.publishers.items())
+            for e in v.values()
+            if e["foreign"] and (e.get("present", True) or not present_only)
+        ]

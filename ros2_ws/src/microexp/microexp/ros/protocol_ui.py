@@ -1,4 +1,5 @@
 """Terminal UI of the protocol node: what the experimenter sees and the keys they press (no curses needed)."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,10 @@ class TerminalUI:
 
     def show(self, kind: str, info: dict, runner) -> None:
         if kind == "phase" and info["phase"] == Phase.DEMO.value:
-            self.out.write(f"\n[{runner.index + 1}/{len(runner.aus)}] {info['au']} {info.get('name', '')}: "
-                           f"{info.get('description', '')} (watch the demonstration)\n")
+            self.out.write(
+                f"\n[{runner.index + 1}/{len(runner.aus)}] {info['au']} {info.get('name', '')}: "
+                f"{info.get('description', '')} (watch the demonstration)\n"
+            )
         elif kind == "phase" and info["phase"] == Phase.COUNTDOWN.value:
             self.out.write(f"  look at the camera · recording · countdown {info['seconds']:.0f} s\n")
         elif kind == "phase" and info["phase"] == Phase.PERFORM.value:

@@ -1,13 +1,13 @@
 """The one executor runner of microexp: nodes spun by one rclpy executor, on a background thread
 (:meth:`Runner.start`, composed graphs, commands and tests) or in the calling thread (:meth:`Runner.spin`, a
 node executable's ``main()``)."""
+
 from __future__ import annotations
 
 import threading
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException, \
-    SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException, SingleThreadedExecutor
 
 EXECUTORS = ("single", "multi")
 
@@ -27,8 +27,7 @@ class Runner:
             raise ValueError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
         if not rclpy.ok():
             rclpy.init()
-        self.executor = (MultiThreadedExecutor(num_threads=threads) if executor == "multi"
-                         else SingleThreadedExecutor())
+        self.executor = MultiThreadedExecutor(num_threads=threads) if executor == "multi" else SingleThreadedExecutor()
         self.nodes: list = []
         self.period_s = period_s
         self._running = threading.Event()

@@ -1,10 +1,10 @@
 """Per-sensor clock mapping in a node: every stamp goes through the sensor-to-ROS estimate of
 :mod:`microexp.timesync`, and ``~/sync_status`` (microexp_msgs/SyncStatus) is published at 1 Hz."""
+
 from __future__ import annotations
 
-from microexp_msgs.msg import SensorSync, SyncStatus
-
 from microexp.ros.base import RELIABLE_QOS
+from microexp_msgs.msg import SensorSync, SyncStatus
 
 
 def _estimator():

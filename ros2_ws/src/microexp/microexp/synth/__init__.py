@@ -17,20 +17,56 @@ Example
 >>> clip = rig.clip(0, "AU12", trial=0)                         # doctest: +SKIP
 >>> ev = clip.events("davis346")        # EVENT_DTYPE, µs on the DAVIS clock   # doctest: +SKIP
 """
+
 from microexp.synth.aus import AU_DEFORMATIONS, AU_REGIONS, AUTrial, make_trial
 from microexp.synth.clock import Link, SensorClock, Transport
 from microexp.synth.dvs import DAVIS346_DVS, EVK4_DVS, DvsClipSimulator, DvsConfig, DvsPixelArray, simulate
 from microexp.synth.face import PARAM_NAMES, FaceAnimation, FaceParams, Subject, face_layout
 from microexp.synth.render import DAVIS346_VIEW, EVK4_VIEW, CameraView, FrameRenderer, log_irradiance, webcam_view
-from microexp.synth.rig import (Clip, Label, RigMessage, SensorSetup, SyntheticRig, au_statistics, contact_sheet,
-                                event_image, statistics_table)
+from microexp.synth.rig import (
+    Clip,
+    Label,
+    RigMessage,
+    SensorSetup,
+    SyntheticRig,
+    au_statistics,
+    contact_sheet,
+    event_image,
+    statistics_table,
+)
 
 __all__ = [
-    "AU_DEFORMATIONS", "AU_REGIONS", "AUTrial", "make_trial",
-    "Link", "SensorClock", "Transport",
-    "DAVIS346_DVS", "EVK4_DVS", "DvsClipSimulator", "DvsConfig", "DvsPixelArray", "simulate",
-    "PARAM_NAMES", "FaceAnimation", "FaceParams", "Subject", "face_layout",
-    "DAVIS346_VIEW", "EVK4_VIEW", "CameraView", "FrameRenderer", "log_irradiance", "webcam_view",
-    "Clip", "Label", "RigMessage", "SensorSetup", "SyntheticRig", "au_statistics", "contact_sheet",
-    "event_image", "statistics_table",
+    "AU_DEFORMATIONS",
+    "AU_REGIONS",
+    "AUTrial",
+    "make_trial",
+    "Link",
+    "SensorClock",
+    "Transport",
+    "DAVIS346_DVS",
+    "EVK4_DVS",
+    "DvsClipSimulator",
+    "DvsConfig",
+    "DvsPixelArray",
+    "simulate",
+    "PARAM_NAMES",
+    "FaceAnimation",
+    "FaceParams",
+    "Subject",
+    "face_layout",
+    "DAVIS346_VIEW",
+    "EVK4_VIEW",
+    "CameraView",
+    "FrameRenderer",
+    "log_irradiance",
+    "webcam_view",
+    "Clip",
+    "Label",
+    "RigMessage",
+    "SensorSetup",
+    "SyntheticRig",
+    "au_statistics",
+    "contact_sheet",
+    "event_image",
+    "statistics_table",
 ]

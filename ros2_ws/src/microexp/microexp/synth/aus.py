@@ -13,6 +13,7 @@ with ``(seed, subject_id, au, trial)``, so a trial is reproducible on its own.
 Image-direction conventions (the camera faces the subject; images are not mirrored): "left" in AU51 and
 AU61 is the *subject's* left, which is the image's right (+x). "Up" is -y in the image.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,21 +55,37 @@ AU_DEFORMATIONS: Dict[int, Mapping[str, float]] = {
 AU_REGIONS: Dict[int, tuple[float, float, float, float]] = {}
 _BROWS = (-0.75, -0.55, 0.75, -0.12)
 _EYES = (-0.55, -0.28, 0.55, 0.02)
-_NOSE = (-0.35, -0.40, 0.35, 0.50)   # AU9 also lowers the inner brows and lifts the upper lip
+_NOSE = (-0.35, -0.40, 0.35, 0.50)  # AU9 also lowers the inner brows and lifts the upper lip
 _CHEEKS = (-0.70, -0.25, 0.70, 0.45)
 _MOUTH = (-0.45, 0.25, 0.45, 0.72)
 _CHIN = (-0.45, 0.35, 0.45, 1.10)
-for _au, _box in ((2, _BROWS), (4, _BROWS), (5, _EYES), (6, _CHEEKS), (9, _NOSE), (12, _MOUTH), (15, _MOUTH),
-                  (17, _CHIN), (23, _MOUTH), (26, _CHIN), (41, _EYES), (43, _EYES), (45, _EYES),
-                  (61, _EYES), (62, _EYES), (63, _EYES), (64, _EYES)):
+for _au, _box in (
+    (2, _BROWS),
+    (4, _BROWS),
+    (5, _EYES),
+    (6, _CHEEKS),
+    (9, _NOSE),
+    (12, _MOUTH),
+    (15, _MOUTH),
+    (17, _CHIN),
+    (23, _MOUTH),
+    (26, _CHIN),
+    (41, _EYES),
+    (43, _EYES),
+    (45, _EYES),
+    (61, _EYES),
+    (62, _EYES),
+    (63, _EYES),
+    (64, _EYES),
+):
     AU_REGIONS[_au] = _box
 for _au in (51, 52, 53, 54):
     AU_REGIONS[_au] = (-1.2, -1.2, 1.2, 1.2)
 
 # (min, max) fraction of the movement spent in onset and in apex; offset takes the rest.
 _PHASE_FRACTIONS: Dict[int, tuple[tuple[float, float], tuple[float, float]]] = {
-    45: ((0.30, 0.40), (0.02, 0.08)),   # blink: fast close, hardly any hold, slower reopening
-    43: ((0.25, 0.35), (0.30, 0.45)),   # eyes closed: held shut
+    45: ((0.30, 0.40), (0.02, 0.08)),  # blink: fast close, hardly any hold, slower reopening
+    43: ((0.25, 0.35), (0.30, 0.45)),  # eyes closed: held shut
 }
 _DEFAULT_FRACTIONS = ((0.30, 0.45), (0.10, 0.30))
 
@@ -83,7 +100,7 @@ def au_code(au) -> int:
 
 
 def au_description(au) -> str:
-    """"AU12 Lip Corner Puller"."""
+    """ "AU12 Lip Corner Puller"."""
     i = au_index(au)
     return f"AU{AU_CODES[i]} {AU_NAMES[i]}"
 
@@ -129,7 +146,7 @@ class AUTrial:
         return ((t >= self.onset_s) & (t < self.apex_s)) | ((t >= self.offset_s) & (t < self.end_s))
 
     def phase(self, t: float) -> str:
-        """"neutral", "onset", "apex" or "offset" at scene time ``t``."""
+        """ "neutral", "onset", "apex" or "offset" at scene time ``t``."""
         if t < self.onset_s or t >= self.end_s:
             return "neutral"
         if t < self.apex_s:
@@ -140,16 +157,29 @@ class AUTrial:
 
     def phase_boundaries(self) -> list[tuple[float, str]]:
         """[(time_s, phase starting then), ...] from the clip start."""
-        return [(0.0, "neutral"), (self.onset_s, "onset"), (self.apex_s, "apex"),
-                (self.offset_s, "offset"), (self.end_s, "neutral")]
+        return [
+            (0.0, "neutral"),
+            (self.onset_s, "onset"),
+            (self.apex_s, "apex"),
+            (self.offset_s, "offset"),
+            (self.end_s, "neutral"),
+        ]
 
     def deformation(self) -> Mapping[str, float]:
         """The AU's face-parameter deltas at intensity 1."""
         return AU_DEFORMATIONS[self.au]
 
 
-def make_trial(au, trial: int = 0, *, subject_id: int = 0, seed: int = 0, duration_s: float = 2.5,
-               intensity: float | None = None, movement_s: float | None = None) -> AUTrial:
+def make_trial(
+    au,
+    trial: int = 0,
+    *,
+    subject_id: int = 0,
+    seed: int = 0,
+    duration_s: float = 2.5,
+    intensity: float | None = None,
+    movement_s: float | None = None,
+) -> AUTrial:
     """Draw the timing and intensity of one trial of ``au`` (deterministic in its arguments).
 
     Parameters
@@ -185,5 +215,13 @@ def make_trial(au, trial: int = 0, *, subject_id: int = 0, seed: int = 0, durati
     start = float(np.clip(slack / 2 + rng.uniform(-0.15, 0.15) * slack, 0.3, slack - 0.3))
     onset_end = start + f_on * move
     apex_end = onset_end + f_ap * move
-    return AUTrial(au=code, trial=int(trial), intensity=amp, onset_s=start, apex_s=onset_end,
-                   offset_s=apex_end, end_s=start + move, duration_s=float(duration_s))
+    return AUTrial(
+        au=code,
+        trial=int(trial),
+        intensity=amp,
+        onset_s=start,
+        apex_s=onset_end,
+        offset_s=apex_end,
+        end_s=start + move,
+        duration_s=float(duration_s),
+    )

@@ -10,6 +10,7 @@ Three times exist for every piece of data (ECOSYSTEM.md, "Time"):
   fixed latency, one-sided exponential jitter, and rare outliers (a stalled USB transfer or a scheduler
   hiccup) that add a large extra delay. Arrivals of one sensor never overtake each other (a FIFO).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class SensorClock:
 
     def sensor_us(self, host_s):
         """Sensor time as the camera reports it: whole microseconds (int64), rounded down."""
-        v = np.floor(np.asarray(self.sensor_us_float(host_s)) + 1e-6).astype(np.int64)   # 1e-6: float round-off
+        v = np.floor(np.asarray(self.sensor_us_float(host_s)) + 1e-6).astype(np.int64)  # 1e-6: float round-off
         return int(v) if v.ndim == 0 else v
 
     def host_s(self, sensor_us):

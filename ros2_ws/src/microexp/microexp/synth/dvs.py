@@ -34,6 +34,7 @@ is static and produces noise events only.
 Output: sorted :data:`~microexp.events.dtype.EVENT_DTYPE` arrays with ``t`` in integer microseconds of
 scene time (from the clip start); :mod:`microexp.synth.rig` maps them onto each sensor's clock.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ import numpy as np
 
 from microexp.errors import ParameterError
 from microexp.events.dtype import concat_events, empty_events, take_events
-from microexp.synth.face import FaceAnimation, FaceParams, NUM_PARAMS, face_layout
+from microexp.synth.face import NUM_PARAMS, FaceAnimation, FaceParams, face_layout
 from microexp.synth.render import CameraView, Roi, layout_roi, log_irradiance
 
 
@@ -75,7 +76,9 @@ class DvsConfig:
 
     def check(self) -> "DvsConfig":
         if not (0.01 <= self.contrast_on <= 2.0 and 0.01 <= self.contrast_off <= 2.0):
-            raise ParameterError(f"contrast thresholds must be in [0.01, 2], got {self.contrast_on}, {self.contrast_off}")
+            raise ParameterError(
+                f"contrast thresholds must be in [0.01, 2], got {self.contrast_on}, {self.contrast_off}"
+            )
         if not 0.0 <= self.mismatch <= 0.5:
             raise ParameterError(f"mismatch must be in [0, 0.5], got {self.mismatch}")
         if self.refractory_us < 0 or self.noise_rate_hz < 0 or not 0 <= self.noise_on_fraction <= 1:
@@ -168,8 +171,12 @@ class DvsPixelArray:
         self.seed = int(seed)
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0xD75])
         shape = (self.height, self.width)
-        self.c_on = np.maximum(0.01, config.contrast_on * (1 + config.mismatch * rng.standard_normal(shape))).astype(np.float32)
-        self.c_off = np.maximum(0.01, config.contrast_off * (1 + config.mismatch * rng.standard_normal(shape))).astype(np.float32)
+        self.c_on = np.maximum(0.01, config.contrast_on * (1 + config.mismatch * rng.standard_normal(shape))).astype(
+            np.float32
+        )
+        self.c_off = np.maximum(0.01, config.contrast_off * (1 + config.mismatch * rng.standard_normal(shape))).astype(
+            np.float32
+        )
         self._buf = 1 << 16
         self._roi: Optional[Roi] = None
         self._l_prev: Optional[np.ndarray] = None
@@ -222,8 +229,24 @@ class DvsPixelArray:
             ys = np.empty(self._buf, np.uint16)
             ts = np.empty(self._buf, np.float64)
             ps = np.empty(self._buf, np.uint8)
-            nxt, n = _crossings(self._l_prev, l_new, self._ref, self._last_sig, c_on, c_off, self._t_prev, float(t_us),
-                                float(self.config.refractory_us), start, xs, ys, ts, ps, x0, y0)
+            nxt, n = _crossings(
+                self._l_prev,
+                l_new,
+                self._ref,
+                self._last_sig,
+                c_on,
+                c_off,
+                self._t_prev,
+                float(t_us),
+                float(self.config.refractory_us),
+                start,
+                xs,
+                ys,
+                ts,
+                ps,
+                x0,
+                y0,
+            )
             if n:
                 ev = empty_events(n)
                 ev["x"], ev["y"], ev["p"] = xs[:n], ys[:n], ps[:n]
@@ -232,7 +255,7 @@ class DvsPixelArray:
             if nxt < 0:
                 break
             if nxt == start and n == 0:
-                self._buf *= 4          # one pixel needs more room than the buffer has
+                self._buf *= 4  # one pixel needs more room than the buffer has
             start = nxt
         parts.append(self._noise(self._t_prev, float(t_us)))
         ev = concat_events(parts) if len(parts) > 1 else parts[0]
@@ -246,7 +269,8 @@ class DvsPixelArray:
 
 # ------------------------------------------------------------------------------------------ render schedule
 
-_FIRST_FEATURE = 5   # primitives before it: body (3), hair volume, face skin
+_FIRST_FEATURE = 5  # primitives before it: body (3), hair volume, face skin
+
 
 def displacement_gains(animation: FaceAnimation, pixels_per_unit: float, delta: float = 1e-3) -> np.ndarray:
     """Largest vertex displacement (pixels) per unit change of each face parameter, at the neutral face.
@@ -267,15 +291,16 @@ def displacement_gains(animation: FaceAnimation, pixels_per_unit: float, delta: 
     return gains
 
 
-def frame_schedule(animation: FaceAnimation, pixels_per_unit: float, config: DvsConfig,
-                   t_end_s: Optional[float] = None) -> np.ndarray:
+def frame_schedule(
+    animation: FaceAnimation, pixels_per_unit: float, config: DvsConfig, t_end_s: Optional[float] = None
+) -> np.ndarray:
     """Render times (s, from 0 to ``t_end_s``) for the event simulator; see module docstring."""
     t_end = animation.duration_s if t_end_s is None else float(t_end_s)
     grid_dt = 1e-4
     grid = np.arange(0.0, t_end + grid_dt / 2, grid_dt)
     params = animation.param_matrix(grid)
     gains = displacement_gains(animation, pixels_per_unit)
-    speed = np.abs(np.diff(params, axis=0)) @ gains              # pixels moved per grid step (upper bound)
+    speed = np.abs(np.diff(params, axis=0)) @ gains  # pixels moved per grid step (upper bound)
     travel = np.concatenate([[0.0], np.cumsum(speed)])
     moving = animation.moving(grid)
     move_starts = grid[1:][moving[1:] & ~moving[:-1]]
@@ -300,6 +325,7 @@ def frame_schedule(animation: FaceAnimation, pixels_per_unit: float, config: Dvs
 
 # ------------------------------------------------------------------------------------------ clip simulation
 
+
 class DvsClipSimulator:
     """Events of one clip for one or more event sensors sharing one render schedule.
 
@@ -315,8 +341,9 @@ class DvsClipSimulator:
     noise_key: varies the noise between clips.
     """
 
-    def __init__(self, animation: FaceAnimation, sensors: Dict[str, tuple], *, lux: Optional[float] = None,
-                 noise_key: int = 0):
+    def __init__(
+        self, animation: FaceAnimation, sensors: Dict[str, tuple], *, lux: Optional[float] = None, noise_key: int = 0
+    ):
         if not sensors:
             raise ParameterError("DvsClipSimulator needs at least one sensor")
         self.animation = animation
@@ -377,8 +404,13 @@ class DvsClipSimulator:
         return self.sensors[name][2]
 
 
-def simulate(animation: FaceAnimation, view: CameraView, config: DvsConfig = DvsConfig(), seed: int = 0,
-             lux: Optional[float] = None) -> np.ndarray:
+def simulate(
+    animation: FaceAnimation,
+    view: CameraView,
+    config: DvsConfig = DvsConfig(),
+    seed: int = 0,
+    lux: Optional[float] = None,
+) -> np.ndarray:
     """Events of one sensor for a whole clip (scene-time µs), e.g.
     ``simulate(FaceAnimation(subject, make_trial("AU12")), DAVIS346_VIEW)``."""
     return DvsClipSimulator(animation, {view.name: (view, config, seed)}, lux=lux).run()[view.name]

@@ -15,6 +15,7 @@ The parameters are the named fields of :data:`PARAM_NAMES`; zero everywhere is t
 (:mod:`microexp.synth.aus`) move them; :class:`FaceAnimation` adds idle micro-motion (head sway) and,
 optionally, natural blinks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,9 +30,26 @@ from microexp.synth.aus import AUTrial, raised_cosine
 #: the head to the subject's left = image right; pitch > 0 tips it up); head_dx/dy in face units; gaze
 #: -1..1 (x > 0 = image right, y > 0 = down).
 PARAM_NAMES: tuple[str, ...] = (
-    "brow_outer_raise", "brow_lower", "brow_together", "upper_lid_raise", "lid_droop", "eye_closure",
-    "cheek_raise", "nose_wrinkle", "lip_corner_pull", "lip_corner_depress", "chin_raise", "lip_tighten",
-    "jaw_drop", "head_yaw", "head_pitch", "head_roll", "head_dx", "head_dy", "gaze_x", "gaze_y",
+    "brow_outer_raise",
+    "brow_lower",
+    "brow_together",
+    "upper_lid_raise",
+    "lid_droop",
+    "eye_closure",
+    "cheek_raise",
+    "nose_wrinkle",
+    "lip_corner_pull",
+    "lip_corner_depress",
+    "chin_raise",
+    "lip_tighten",
+    "jaw_drop",
+    "head_yaw",
+    "head_pitch",
+    "head_roll",
+    "head_dx",
+    "head_dy",
+    "gaze_x",
+    "gaze_y",
 )
 _PARAM_INDEX: Dict[str, int] = {name: i for i, name in enumerate(PARAM_NAMES)}
 NUM_PARAMS = len(PARAM_NAMES)
@@ -84,10 +102,18 @@ def param_index(name: str) -> int:
 
 _SKIN_LIGHT = np.array([0.86, 0.69, 0.58])
 _SKIN_DARK = np.array([0.36, 0.24, 0.17])
-_HAIR = (np.array([0.10, 0.08, 0.07]), np.array([0.30, 0.19, 0.10]), np.array([0.62, 0.50, 0.30]),
-         np.array([0.45, 0.42, 0.40]))
-_IRIS = (np.array([0.30, 0.18, 0.09]), np.array([0.25, 0.40, 0.55]), np.array([0.30, 0.42, 0.25]),
-         np.array([0.18, 0.11, 0.06]))
+_HAIR = (
+    np.array([0.10, 0.08, 0.07]),
+    np.array([0.30, 0.19, 0.10]),
+    np.array([0.62, 0.50, 0.30]),
+    np.array([0.45, 0.42, 0.40]),
+)
+_IRIS = (
+    np.array([0.30, 0.18, 0.09]),
+    np.array([0.25, 0.40, 0.55]),
+    np.array([0.30, 0.42, 0.25]),
+    np.array([0.18, 0.11, 0.06]),
+)
 
 
 def _rgb(v) -> tuple:
@@ -159,17 +185,33 @@ class Subject:
         if not 1.0 <= draw_lux <= 1e5:
             raise ParameterError(f"lux must be in [1, 1e5], got {draw_lux}")
         return cls(
-            subject_id=int(subject_id), seed=int(seed),
-            face_width=u(0.70, 0.80), head_depth=u(0.80, 0.90),
-            eye_spacing=u(0.28, 0.33), eye_y=u(-0.14, -0.08), eye_size=u(0.9, 1.1),
-            brow_gap=u(0.16, 0.20), brow_thickness=u(0.035, 0.055),
-            nose_tip_y=u(0.18, 0.26), nose_width=u(0.09, 0.12),
-            mouth_y=u(0.44, 0.50), mouth_width=u(0.17, 0.21), lip_thickness=u(0.8, 1.2),
+            subject_id=int(subject_id),
+            seed=int(seed),
+            face_width=u(0.70, 0.80),
+            head_depth=u(0.80, 0.90),
+            eye_spacing=u(0.28, 0.33),
+            eye_y=u(-0.14, -0.08),
+            eye_size=u(0.9, 1.1),
+            brow_gap=u(0.16, 0.20),
+            brow_thickness=u(0.035, 0.055),
+            nose_tip_y=u(0.18, 0.26),
+            nose_width=u(0.09, 0.12),
+            mouth_y=u(0.44, 0.50),
+            mouth_width=u(0.17, 0.21),
+            lip_thickness=u(0.8, 1.2),
             hair_y=u(-0.66, -0.56),
-            skin_rgb=_rgb(skin), hair_rgb=_rgb(hair), iris_rgb=_rgb(iris), lip_rgb=_rgb(lips),
-            shirt_rgb=_rgb(shirt), background_rgb=_rgb(wall),
-            scale=u(0.92, 1.08), offset_x=u(-0.03, 0.03), offset_y=u(-0.03, 0.03),
-            lux=draw_lux, light_azimuth=u(-0.9, 0.9), light_elevation=u(0.15, 0.7),
+            skin_rgb=_rgb(skin),
+            hair_rgb=_rgb(hair),
+            iris_rgb=_rgb(iris),
+            lip_rgb=_rgb(lips),
+            shirt_rgb=_rgb(shirt),
+            background_rgb=_rgb(wall),
+            scale=u(0.92, 1.08),
+            offset_x=u(-0.03, 0.03),
+            offset_y=u(-0.03, 0.03),
+            lux=draw_lux,
+            light_azimuth=u(-0.9, 0.9),
+            light_elevation=u(0.15, 0.7),
             sway_amplitude=u(0.6, 1.4),
             sway_freqs=tuple(float(f) for f in rng.uniform(0.1, 0.6, 15)),
             sway_phases=tuple(float(f) for f in rng.uniform(0, 2 * np.pi, 15)),
@@ -183,6 +225,7 @@ class Subject:
 
 
 # ------------------------------------------------------------------------------------------------ animation
+
 
 class FaceAnimation:
     """Face parameters over scene time for one clip: an AU trial, idle micro-motion, optional blinks.
@@ -198,8 +241,15 @@ class FaceAnimation:
         off by default so that a clip's label is the only thing that moves.
     """
 
-    def __init__(self, subject: Subject, trial: Optional[AUTrial] = None, *, duration_s: Optional[float] = None,
-                 idle_motion: float = 1.0, natural_blinks: bool = False):
+    def __init__(
+        self,
+        subject: Subject,
+        trial: Optional[AUTrial] = None,
+        *,
+        duration_s: Optional[float] = None,
+        idle_motion: float = 1.0,
+        natural_blinks: bool = False,
+    ):
         self.subject = subject
         self.trial = trial
         self.duration_s = float(duration_s if duration_s is not None else (trial.duration_s if trial else 2.5))
@@ -212,8 +262,15 @@ class FaceAnimation:
                 self._delta[_PARAM_INDEX[name]] = value
         self._blinks = np.zeros(0)
         if natural_blinks:
-            rng = np.random.default_rng([subject.seed & 0xFFFFFFFF, subject.subject_id,
-                                         trial.au if trial else 0, trial.trial if trial else 0, 0xB1])
+            rng = np.random.default_rng(
+                [
+                    subject.seed & 0xFFFFFFFF,
+                    subject.subject_id,
+                    trial.au if trial else 0,
+                    trial.trial if trial else 0,
+                    0xB1,
+                ]
+            )
             n = rng.poisson(subject.blink_rate_hz * self.duration_s)
             starts = np.sort(rng.uniform(0.0, self.duration_s - 0.25, n))
             if trial is not None:
@@ -267,6 +324,7 @@ class FaceAnimation:
 
 
 # --------------------------------------------------------------------------------------------------- layout
+
 
 @dataclass
 class Primitive:
@@ -350,7 +408,7 @@ def _xy(x, y) -> np.ndarray:
 
 def _bezier(p0, p1, p2, n: int) -> np.ndarray:
     s = _steps(n)
-    return (1 - s) ** 2 * np.asarray(p0) + 2 * s * (1 - s) * np.asarray(p1) + s ** 2 * np.asarray(p2)
+    return (1 - s) ** 2 * np.asarray(p0) + 2 * s * (1 - s) * np.asarray(p1) + s**2 * np.asarray(p2)
 
 
 def _through(p0, mid, p2, n: int) -> np.ndarray:
@@ -388,11 +446,11 @@ class _Head:
 
     def depth(self, uv: np.ndarray) -> np.ndarray:
         u, v = uv[:, 0], uv[:, 1]
-        z = self.c * np.sqrt(np.maximum(0.03, 1.0 - (u / self.a) ** 2 - v ** 2))
+        z = self.c * np.sqrt(np.maximum(0.03, 1.0 - (u / self.a) ** 2 - v**2))
         s = self.s
         rise = np.clip((v - s.eye_y) / (s.nose_tip_y - s.eye_y), 0.0, 1.0) ** 1.2
-        below = np.exp(-np.maximum(v - s.nose_tip_y, 0.0) ** 2 / 0.05 ** 2)
-        return z + 0.20 * rise * below * np.exp(-(u / 0.08) ** 2)
+        below = np.exp(-(np.maximum(v - s.nose_tip_y, 0.0) ** 2) / 0.05**2)
+        return z + 0.20 * rise * below * np.exp(-((u / 0.08) ** 2))
 
     def project(self, uv, z=None) -> np.ndarray:
         uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
@@ -407,7 +465,7 @@ class _Head:
         """Outline of the rotated ellipsoid (semi-axes scaled by ``scale``, centred at ``centre`` in face
         axes): the Schur complement of its quadric on the view direction gives the projected ellipse."""
         axes = np.array([self.a, self.b, self.c]) * np.asarray(scale)
-        A = (self.R * (1.0 / axes ** 2)[None, :]) @ self.R.T
+        A = (self.R * (1.0 / axes**2)[None, :]) @ self.R.T
         m00 = A[0, 0] - A[0, 2] * A[2, 0] / A[2, 2]
         m01 = A[0, 1] - A[0, 2] * A[2, 1] / A[2, 2]
         m11 = A[1, 1] - A[1, 2] * A[2, 1] / A[2, 2]
@@ -431,7 +489,7 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
     skin = np.asarray(s.skin_rgb)
     hair = np.asarray(s.hair_rgb)
 
-    pending: list[tuple[int, np.ndarray]] = []   # face-surface points, projected together at the end
+    pending: list[tuple[int, np.ndarray]] = []  # face-surface points, projected together at the end
 
     def add(pts, rgb, thickness=0.0, body=False):
         pts = np.asarray(pts, float)
@@ -467,7 +525,10 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
 
     # Forehead wrinkles (AU2) and glabella lines (AU4): drawn faintly as they deepen.
     brow_y = s.eye_y - s.brow_gap
-    wrinkle = lambda k: _shade(skin, 1.0 - 0.35 * min(1.0, k))
+
+    def wrinkle(k):
+        return _shade(skin, 1.0 - 0.35 * min(1.0, k))
+
     if p.brow_outer_raise > 0.02:
         for k in range(3):
             y0 = brow_y - 0.11 - 0.065 * k - 0.03 * p.brow_outer_raise
@@ -475,30 +536,38 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
             add(_xy(xs, y0 + 0.05 * (xs / 0.36) ** 2), wrinkle(p.brow_outer_raise), 0.008)
     if p.brow_lower > 0.02:
         for sx in (-1, 1):
-            add([(sx * 0.04, brow_y - 0.02), (sx * 0.03, brow_y + 0.03), (sx * 0.035, brow_y + 0.07)],
-                wrinkle(p.brow_lower), 0.008)
+            add(
+                [(sx * 0.04, brow_y - 0.02), (sx * 0.03, brow_y + 0.03), (sx * 0.035, brow_y + 0.07)],
+                wrinkle(p.brow_lower),
+                0.008,
+            )
 
     # Cheeks (AU6 lifts them; AU12 a little).
     cheek_rgb = _mix(skin, (1.0, 0.66, 0.60), 0.16 + 0.14 * p.cheek_raise)
     for sx in (-1, 1):
-        add(_ellipse(sx * 0.37, 0.17 - 0.07 * p.cheek_raise - 0.02 * p.lip_corner_pull, 0.12, 0.085 + 0.01 * p.cheek_raise),
-            cheek_rgb)
+        add(
+            _ellipse(
+                sx * 0.37, 0.17 - 0.07 * p.cheek_raise - 0.02 * p.lip_corner_pull, 0.12, 0.085 + 0.01 * p.cheek_raise
+            ),
+            cheek_rgb,
+        )
 
     # Eyes.
-    closure = float(np.clip(p.eye_closure + 0.45 * p.lid_droop + 0.12 * p.cheek_raise + 0.25 * max(p.gaze_y, 0.0),
-                            0.0, 1.0))
+    closure = float(
+        np.clip(p.eye_closure + 0.45 * p.lid_droop + 0.12 * p.cheek_raise + 0.25 * max(p.gaze_y, 0.0), 0.0, 1.0)
+    )
     raise_ = p.upper_lid_raise + 0.25 * max(-p.gaze_y, 0.0)
     ew = 0.13 * s.eye_size
     h_up, h_lo = 0.045 * s.eye_size, 0.030 * s.eye_size
     iris_r = 0.046 * s.eye_size
-    lid_skin = tuple(skin)   # same as the face: the lid regions must not show as patches
+    lid_skin = tuple(skin)  # same as the face: the lid regions must not show as patches
     lash = _shade(hair, 0.6)
     sclera = (0.88, 0.86, 0.82)
     for sx in (-1, 1):
         ex, ey = sx * s.eye_spacing, s.eye_y
         xs = ew * _sym(13)
         k = (1.0 - (xs / ew) ** 2) ** 0.8
-        tilt = 0.012 * sx * xs / ew          # outer corner a little higher
+        tilt = 0.012 * sx * xs / ew  # outer corner a little higher
         lower = ey + h_lo * k * (1.0 - 0.55 * p.cheek_raise) - tilt
         upper_open = ey - h_up * k * (1.0 + 0.9 * raise_) - tilt
         upper = (1.0 - closure) * upper_open + closure * lower
@@ -515,13 +584,17 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
         up_r = np.concatenate([[upper[0]], upper, [upper[-1]]])
         lo_r = np.concatenate([[lower[0]], lower, [lower[-1]]])
         add(np.concatenate([_xy(xr, up_r), [(ex + ew + m, top), (ex - ew - m, top)]]), lid_skin)
-        add(np.concatenate([_xy(xr, lo_r), [(ex + ew + m, ey + 2.4 * h_lo + 0.02),
-                                                            (ex - ew - m, ey + 2.4 * h_lo + 0.02)]]), skin)
+        add(
+            np.concatenate(
+                [_xy(xr, lo_r), [(ex + ew + m, ey + 2.4 * h_lo + 0.02), (ex - ew - m, ey + 2.4 * h_lo + 0.02)]]
+            ),
+            skin,
+        )
         add(_xy(xa, upper), lash, 0.012)
         add(_xy(xa, lower), _shade(skin, 0.75), 0.005)
         crease = upper_open - 0.03 - 0.01 * raise_
         add(_xy(xa[2:-2], crease[2:-2]), _shade(skin, 0.82), 0.006)
-        if p.cheek_raise > 0.02:   # crow's feet
+        if p.cheek_raise > 0.02:  # crow's feet
             cx = ex + sx * (ew + 0.025)
             for dy in (-0.025, 0.0, 0.025):
                 add([(cx, ey + 0.4 * dy), (cx + sx * 0.05, ey + dy * 1.6)], wrinkle(p.cheek_raise), 0.006)
@@ -544,17 +617,32 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
     lift = 0.03 * p.nose_wrinkle
     shadow_side = -1.0 if s.light_azimuth > 0 else 1.0
     dark = 0.80 + 0.12 * (1.0 - min(1.0, abs(np.sin(s.light_azimuth)) * 2))
-    add([(shadow_side * 0.025, s.eye_y + 0.03), (shadow_side * 0.06, tip - 0.04), (shadow_side * nw * 0.9, tip),
-         (shadow_side * 0.04, tip + 0.02 - lift), (shadow_side * 0.02, tip - 0.02)], _shade(skin, dark))
+    add(
+        [
+            (shadow_side * 0.025, s.eye_y + 0.03),
+            (shadow_side * 0.06, tip - 0.04),
+            (shadow_side * nw * 0.9, tip),
+            (shadow_side * 0.04, tip + 0.02 - lift),
+            (shadow_side * 0.02, tip - 0.02),
+        ],
+        _shade(skin, dark),
+    )
     if p.nose_wrinkle > 0.02:
         for k in range(3):
             y0 = s.eye_y + 0.04 + 0.035 * k
             add([(-0.05, y0 + 0.01), (0.0, y0 - 0.01), (0.05, y0 + 0.01)], wrinkle(p.nose_wrinkle), 0.007)
     for sx in (-1, 1):
-        add(_ellipse(sx * 0.45 * nw, tip + 0.025 - lift, 0.024 * (1 + 0.3 * p.nose_wrinkle), 0.011, 12),
-            _shade(skin, 0.30))
-        add(_through((sx * 0.35 * nw, tip - 0.04 - lift), (sx * nw, tip - lift), (sx * 0.55 * nw, tip + 0.035 - lift), 7),
-            _shade(skin, 0.72), 0.007)
+        add(
+            _ellipse(sx * 0.45 * nw, tip + 0.025 - lift, 0.024 * (1 + 0.3 * p.nose_wrinkle), 0.011, 12),
+            _shade(skin, 0.30),
+        )
+        add(
+            _through(
+                (sx * 0.35 * nw, tip - 0.04 - lift), (sx * nw, tip - lift), (sx * 0.55 * nw, tip + 0.035 - lift), 7
+            ),
+            _shade(skin, 0.72),
+            0.007,
+        )
 
     # Mouth.
     my = s.mouth_y - 0.015 * p.nose_wrinkle - 0.012 * p.chin_raise
@@ -567,7 +655,7 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
     xs = mw * _sym(17)
     q = (xs / mw) ** 2
     meet = my + (corner_y - my) * q
-    bow = 1.0 - 0.18 * np.exp(-(xs / 0.03) ** 2)
+    bow = 1.0 - 0.18 * np.exp(-((xs / 0.03) ** 2))
     upper_top = meet - ul * (1.0 - q) ** 0.7 * bow - 0.004
     lower_top = meet + opening * (1.0 - q) ** 0.8 - 0.04 * p.chin_raise * (1.0 - q)
     lower_top = np.maximum(lower_top, meet)
@@ -576,8 +664,7 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
     if opening > 0.003:
         add(np.concatenate([_xy(xs, meet), _xy(xs, lower_top)[::-1]]), (0.12, 0.04, 0.05))
         teeth = meet + np.minimum(opening, 0.028) * (1.0 - q) ** 0.8
-        add(np.concatenate([_xy(xs[3:-3], meet[3:-3]), _xy(xs[3:-3], teeth[3:-3])[::-1]]),
-            (0.86, 0.84, 0.78))
+        add(np.concatenate([_xy(xs[3:-3], meet[3:-3]), _xy(xs[3:-3], teeth[3:-3])[::-1]]), (0.86, 0.84, 0.78))
     add(np.concatenate([_xy(xs, upper_top), _xy(xs, meet)[::-1]]), _shade(lip_rgb, 0.92))
     add(np.concatenate([_xy(xs, lower_top), _xy(xs, lower_bot)[::-1]]), lip_rgb)
     add(_xy(xs, meet), _shade(lip_rgb, 0.45), 0.006)
@@ -585,14 +672,25 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
     # Nasolabial folds follow the mouth corners; AU6/AU12/AU9 deepen them.
     fold = float(np.clip(0.12 + 0.35 * (p.cheek_raise + 0.8 * p.lip_corner_pull + 0.6 * p.nose_wrinkle), 0.0, 0.5))
     for sx in (-1, 1):
-        add(_through((sx * (nw + 0.01), tip - 0.01 - lift), (sx * (nw + 0.075), 0.5 * (tip + my)),
-                     (sx * (mw + 0.03), corner_y + 0.03), 9), _shade(skin, 1.0 - fold), 0.008)
+        add(
+            _through(
+                (sx * (nw + 0.01), tip - 0.01 - lift),
+                (sx * (nw + 0.075), 0.5 * (tip + my)),
+                (sx * (mw + 0.03), corner_y + 0.03),
+                9,
+            ),
+            _shade(skin, 1.0 - fold),
+            0.008,
+        )
 
     # Chin: crease below the lower lip, chin boss (AU17 pushes it up and dimples it); both ride the jaw.
     chin_y = 0.84 + jaw - 0.06 * p.chin_raise
     crease_y = lower_bot[len(xs) // 2] + 0.07 - 0.04 * p.chin_raise
-    add(_through((-0.11, crease_y - 0.01), (0.0, crease_y + 0.012), (0.11, crease_y - 0.01), 9),
-        _shade(skin, 0.86 - 0.26 * p.chin_raise), 0.009 + 0.012 * p.chin_raise)
+    add(
+        _through((-0.11, crease_y - 0.01), (0.0, crease_y + 0.012), (0.11, crease_y - 0.01), 9),
+        _shade(skin, 0.86 - 0.26 * p.chin_raise),
+        0.009 + 0.012 * p.chin_raise,
+    )
     add(_ellipse(0.0, chin_y, 0.14, 0.065, 18), _shade(skin, 1.10))
     if p.chin_raise > 0.02:
         for dx, dy in ((-0.05, -0.01), (0.04, -0.015), (-0.015, 0.02), (0.055, 0.02), (-0.06, 0.03)):
@@ -601,7 +699,7 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
     projected = head.project(np.concatenate([pts for _, pts in pending]))
     start = 0
     for i, pts in pending:
-        prims[i].pts = projected[start:start + len(pts)]
+        prims[i].pts = projected[start : start + len(pts)]
         start += len(pts)
     pose = HeadPose(R=head.R, t=head.t, axes=np.array([head.a, head.b, head.c]), jaw=jaw)
     return FaceLayout(prims, pose, s.background_rgb, head_outline)

@@ -23,6 +23,7 @@ From there:
 A region of interest (ROI, ``(x0, y0, x1, y1)`` in pixels) restricts drawing to the part of the frame
 that can change; outside it the image is the static background.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -79,8 +80,9 @@ def webcam_view(width: int = 1920, height: int = 1080) -> CameraView:
     """The ASUS webcam's view at ``width`` x ``height`` (the paper's is 1920x1080)."""
     if width < 32 or height < 32:
         raise ParameterError(f"webcam size must be at least 32x32, got {width}x{height}")
-    return CameraView("webcam", int(width), int(height), face_frac=0.42, dx=-0.03, dy=0.0,
-                      blur_px=max(0.5, 0.8 * height / 1080))
+    return CameraView(
+        "webcam", int(width), int(height), face_frac=0.42, dx=-0.03, dy=0.0, blur_px=max(0.5, 0.8 * height / 1080)
+    )
 
 
 def full_roi(view: CameraView) -> Roi:
@@ -108,11 +110,12 @@ def _colour(rgb, gray: bool):
     r, g, b = (255.0 * float(c) for c in rgb)
     if gray:
         return 0.299 * r + 0.587 * g + 0.114 * b
-    return (b, g, r)   # OpenCV paints BGR into the canvas; flipped back at the end
+    return (b, g, r)  # OpenCV paints BGR into the canvas; flipped back at the end
 
 
-def draw_albedo(layout: FaceLayout, subject: Subject, view: CameraView, roi: Optional[Roi] = None,
-                gray: bool = True) -> np.ndarray:
+def draw_albedo(
+    layout: FaceLayout, subject: Subject, view: CameraView, roi: Optional[Roi] = None, gray: bool = True
+) -> np.ndarray:
     """uint8 albedo image of the ROI (H, W) or (H, W, 3) RGB; anti-aliased, 1/16 px vertex precision."""
     x0, y0, x1, y1 = roi if roi is not None else full_roi(view)
     s, cx, cy = view.transform(subject)
@@ -151,7 +154,7 @@ def shading(layout: FaceLayout, subject: Subject, view: CameraView, roi: Optiona
     gw, gh = max(2, -(-w // f)), max(2, -(-h // f))
     s, cx, cy = view.transform(subject)
     # Sample positions of the coarse grid, as cv2.resize(INTER_LINEAR) expects them.
-    xs = x0 + (np.arange(gw) + 0.5) * (w / gw)       # continuous coordinates: pixel j spans [j, j + 1)
+    xs = x0 + (np.arange(gw) + 0.5) * (w / gw)  # continuous coordinates: pixel j spans [j, j + 1)
     ys = y0 + (np.arange(gh) + 0.5) * (h / gh)
     X = ((xs - cx) / s)[None, :]
     Y = ((ys - cy) / s)[:, None]
@@ -162,9 +165,9 @@ def shading(layout: FaceLayout, subject: Subject, view: CameraView, roi: Optiona
         down = R[:2, 1] / np.linalg.norm(R[:2, 1])
         shift = pose.jaw * pose.jaw_weight((X - t[0]) * down[0] + (Y - t[1]) * down[1])
         X, Y = X - shift * down[0], Y - shift * down[1]
-    D = 1.0 / pose.axes ** 2
+    D = 1.0 / pose.axes**2
     # world = R q + t, world = (X, Y, z)  =>  q = q0 + d z.
-    d = R[2, :]                                           # R^T e_z
+    d = R[2, :]  # R^T e_z
     q0x = R[0, 0] * (X - t[0]) + R[1, 0] * (Y - t[1]) - R[2, 0] * t[2]
     q0y = R[0, 1] * (X - t[0]) + R[1, 1] * (Y - t[1]) - R[2, 1] * t[2]
     q0z = R[0, 2] * (X - t[0]) + R[1, 2] * (Y - t[1]) - R[2, 2] * t[2]
@@ -191,8 +194,14 @@ def shading(layout: FaceLayout, subject: Subject, view: CameraView, roi: Optiona
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def irradiance(layout: FaceLayout, subject: Subject, view: CameraView, roi: Optional[Roi] = None,
-               gray: bool = True, lux: Optional[float] = None) -> np.ndarray:
+def irradiance(
+    layout: FaceLayout,
+    subject: Subject,
+    view: CameraView,
+    roi: Optional[Roi] = None,
+    gray: bool = True,
+    lux: Optional[float] = None,
+) -> np.ndarray:
     """float32 irradiance of the ROI in units of "a white surface at 1000 lx", blurred by the optics."""
     alb = draw_albedo(layout, subject, view, roi, gray)
     shade = shading(layout, subject, view, roi)
@@ -204,8 +213,14 @@ def irradiance(layout: FaceLayout, subject: Subject, view: CameraView, roi: Opti
     return img
 
 
-def log_irradiance(layout: FaceLayout, subject: Subject, view: CameraView, roi: Optional[Roi] = None,
-                   dark: float = 0.004, lux: Optional[float] = None) -> np.ndarray:
+def log_irradiance(
+    layout: FaceLayout,
+    subject: Subject,
+    view: CameraView,
+    roi: Optional[Roi] = None,
+    dark: float = 0.004,
+    lux: Optional[float] = None,
+) -> np.ndarray:
     """float32 ``log(I + dark)`` of the ROI: what a DVS pixel's photoreceptor follows. ``dark`` is the dark
     current, in the irradiance units above (it flattens contrast in dim, dark regions)."""
     img = irradiance(layout, subject, view, roi, True, lux)
@@ -232,8 +247,15 @@ class FrameRenderer:
 
     _PAD = 32
 
-    def __init__(self, view: CameraView, gray: bool, *, electrons_per_klux: float = 1500.0,
-                 read_noise: float = 0.004, seed: int = 0):
+    def __init__(
+        self,
+        view: CameraView,
+        gray: bool,
+        *,
+        electrons_per_klux: float = 1500.0,
+        read_noise: float = 0.004,
+        seed: int = 0,
+    ):
         self.view = view
         self.gray = gray
         self.electrons_per_klux = float(electrons_per_klux)
@@ -251,7 +273,7 @@ class FrameRenderer:
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, int(key) & 0xFFFFFFFFFFFF, 0x0154])
         oy, ox = (int(v) for v in rng.integers(0, pad, 2))
         x0, y0, x1, y1 = roi
-        return self._bank[oy + y0:oy + y1, ox + x0:ox + x1]
+        return self._bank[oy + y0 : oy + y1, ox + x0 : ox + x1]
 
     def _exposure(self, lux: float) -> np.float32:
         return np.float32(1.25 * (lux / 1000.0) ** -0.75)
@@ -259,7 +281,7 @@ class FrameRenderer:
     def _finish(self, img: np.ndarray, lux: float, noise: np.ndarray) -> np.ndarray:
         img *= self._exposure(lux)
         n_e = self.electrons_per_klux * lux / 1000.0
-        sigma = np.sqrt(np.maximum(img, 0.0) / np.float32(n_e) + np.float32(self.read_noise ** 2))
+        sigma = np.sqrt(np.maximum(img, 0.0) / np.float32(n_e) + np.float32(self.read_noise**2))
         img += sigma * noise
         np.clip(img, 0.0, 1.0, out=img)
         img *= np.float32(255.0)
@@ -277,7 +299,7 @@ class FrameRenderer:
             np.clip(img, 0.0, 1.0, out=img)
             level = float(img.mean())
             n_e = self.electrons_per_klux * lux / 1000.0
-            sigma = np.sqrt(level / n_e + self.read_noise ** 2) * 255.0
+            sigma = np.sqrt(level / n_e + self.read_noise**2) * 255.0
             rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0x0155])
             pad = self._PAD
             shape = (self.view.height + pad, self.view.width + pad) + (() if self.gray else (3,))
@@ -285,8 +307,9 @@ class FrameRenderer:
             self._static = {key: ((img * 255.0 + 0.5).astype(np.uint8), bank)}
         return self._static[key]
 
-    def render(self, layout: FaceLayout, subject: Subject, key: int, lux: Optional[float] = None,
-               roi: Optional[Roi] = None) -> np.ndarray:
+    def render(
+        self, layout: FaceLayout, subject: Subject, key: int, lux: Optional[float] = None, roi: Optional[Roi] = None
+    ) -> np.ndarray:
         """uint8 frame (H, W) or (H, W, 3) RGB; ``key`` (e.g. the frame index) picks the noise; ``roi``
         (the part of the frame where the head can be) speeds up large frames."""
         lux = subject.lux if lux is None else float(lux)
@@ -296,7 +319,7 @@ class FrameRenderer:
         static, bank = self._background(layout, subject, lux)
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, int(key) & 0xFFFFFFFFFFFF, 0x0156])
         oy, ox = (int(v) for v in rng.integers(0, self._PAD, 2))
-        out = cv2.add(static, bank[oy:oy + self.view.height, ox:ox + self.view.width], dtype=cv2.CV_8U)
+        out = cv2.add(static, bank[oy : oy + self.view.height, ox : ox + self.view.width], dtype=cv2.CV_8U)
         x0, y0, x1, y1 = roi
         img = irradiance(layout, subject, self.view, roi, self.gray, lux)
         out[y0:y1, x0:x1] = self._finish(img, lux, self._bank_crop(key, roi))

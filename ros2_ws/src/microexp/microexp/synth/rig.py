@@ -26,6 +26,7 @@ depend on which event sensors the rig has (for a given set they are fully determ
 
 Time origin: host time is seconds on an arbitrary host clock; a clip starts at ``host_start_s``.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -110,17 +111,30 @@ def _default_setups(seed: int, webcam_size: tuple, aps_fps: float, webcam_fps: f
     offs = rng.uniform(0.5e6, 20e6, 2)
     return {
         "davis346": SensorSetup(
-            "davis346", DAVIS346_VIEW, SensorClock(float(drift[0]), float(offs[0])),
+            "davis346",
+            DAVIS346_VIEW,
+            SensorClock(float(drift[0]), float(offs[0])),
             event_link=Transport(latency_s=0.0010, jitter_s=0.0004, outlier_prob=0.003),
             frame_link=Transport(latency_s=0.0030, jitter_s=0.0010, outlier_prob=0.003),
-            dvs=DAVIS346_DVS, frame_interval_s=1.0 / aps_fps, electrons_per_klux=1500.0),
+            dvs=DAVIS346_DVS,
+            frame_interval_s=1.0 / aps_fps,
+            electrons_per_klux=1500.0,
+        ),
         "evk4": SensorSetup(
-            "evk4", EVK4_VIEW, SensorClock(float(drift[1]), float(offs[1])),
-            event_link=Transport(latency_s=0.0015, jitter_s=0.0015, outlier_prob=0.003), dvs=EVK4_DVS),
+            "evk4",
+            EVK4_VIEW,
+            SensorClock(float(drift[1]), float(offs[1])),
+            event_link=Transport(latency_s=0.0015, jitter_s=0.0015, outlier_prob=0.003),
+            dvs=EVK4_DVS,
+        ),
         "webcam": SensorSetup(
-            "webcam", webcam_view(*webcam_size), SensorClock(0.0, 0.0),
+            "webcam",
+            webcam_view(*webcam_size),
+            SensorClock(0.0, 0.0),
             frame_link=Transport(latency_s=0.030, jitter_s=0.004, outlier_prob=0.01),
-            frame_interval_s=1.0 / webcam_fps, electrons_per_klux=6000.0),
+            frame_interval_s=1.0 / webcam_fps,
+            electrons_per_klux=6000.0,
+        ),
     }
 
 
@@ -141,11 +155,20 @@ class SyntheticRig:
     setups: per-sensor overrides of the defaults (clock, links, DVS config, ...).
     """
 
-    def __init__(self, subjects: Union[int, Sequence[Subject]] = 7, seed: int = 0,
-                 sensors: Sequence[str] = SENSORS, webcam_size: tuple = (1920, 1080),
-                 aps_fps: float = 40.0, webcam_fps: float = 60.0, duration_s: float = 2.5,
-                 idle_motion: float = 1.0, natural_blinks: bool = False, noise: bool = True,
-                 setups: Optional[Dict[str, SensorSetup]] = None):
+    def __init__(
+        self,
+        subjects: Union[int, Sequence[Subject]] = 7,
+        seed: int = 0,
+        sensors: Sequence[str] = SENSORS,
+        webcam_size: tuple = (1920, 1080),
+        aps_fps: float = 40.0,
+        webcam_fps: float = 60.0,
+        duration_s: float = 2.5,
+        idle_motion: float = 1.0,
+        natural_blinks: bool = False,
+        noise: bool = True,
+        setups: Optional[Dict[str, SensorSetup]] = None,
+    ):
         unknown = [s for s in sensors if s not in SENSORS]
         if unknown or not sensors:
             raise ParameterError(f"sensors must be a non-empty subset of {SENSORS}, got {tuple(sensors)}")
@@ -162,8 +185,9 @@ class SyntheticRig:
         all_setups = _default_setups(self.seed, tuple(webcam_size), aps_fps, webcam_fps)
         all_setups.update(setups or {})
         if not noise:
-            all_setups = {k: (replace(v, dvs=replace(v.dvs, noise_rate_hz=0.0)) if v.dvs else v)
-                          for k, v in all_setups.items()}
+            all_setups = {
+                k: (replace(v, dvs=replace(v.dvs, noise_rate_hz=0.0)) if v.dvs else v) for k, v in all_setups.items()
+            }
         self.setups = {k: all_setups[k] for k in self.sensors}
         self.duration_s = float(duration_s)
         self.idle_motion = float(idle_motion)
@@ -191,22 +215,32 @@ class SyntheticRig:
     def frame_renderer(self, sensor: str) -> FrameRenderer:
         if sensor not in self._frame_renderers:
             setup = self.setups[sensor]
-            self._frame_renderers[sensor] = FrameRenderer(setup.view, gray=(sensor == "davis346"),
-                                                          electrons_per_klux=setup.electrons_per_klux,
-                                                          seed=self._dvs_seeds[sensor])
+            self._frame_renderers[sensor] = FrameRenderer(
+                setup.view,
+                gray=(sensor == "davis346"),
+                electrons_per_klux=setup.electrons_per_klux,
+                seed=self._dvs_seeds[sensor],
+            )
         return self._frame_renderers[sensor]
 
-    def clip(self, subject: Union[int, Subject], au, trial: int = 0, host_start_s: float = 0.0,
-             **trial_overrides) -> "Clip":
+    def clip(
+        self, subject: Union[int, Subject], au, trial: int = 0, host_start_s: float = 0.0, **trial_overrides
+    ) -> "Clip":
         """One trial of ``au`` by ``subject``, starting at ``host_start_s`` (true host time, s).
         ``trial_overrides`` (intensity=, movement_s=) fix what :func:`make_trial` would draw."""
         subj = self.subject(subject)
-        tr = make_trial(au, trial, subject_id=subj.subject_id, seed=self.seed, duration_s=self.duration_s,
-                        **trial_overrides)
+        tr = make_trial(
+            au, trial, subject_id=subj.subject_id, seed=self.seed, duration_s=self.duration_s, **trial_overrides
+        )
         return Clip(self, subj, tr, float(host_start_s))
 
-    def session(self, plan: Optional[Iterable[tuple]] = None, gap_s: float = 3.0,
-                host_start_s: float = 0.0, chunk_s: float = 0.005) -> Iterator[RigMessage]:
+    def session(
+        self,
+        plan: Optional[Iterable[tuple]] = None,
+        gap_s: float = 3.0,
+        host_start_s: float = 0.0,
+        chunk_s: float = 0.005,
+    ) -> Iterator[RigMessage]:
         """Clips one after another (``plan``: (subject, au, trial) tuples; default every AU of the first
         subject, trial 0), separated by ``gap_s`` of rest, as one arrival-ordered stream. The sensor
         clocks keep running across clips, as in a real session. Clips are simulated one at a time; the
@@ -215,7 +249,7 @@ class SyntheticRig:
             raise ParameterError(f"gap_s must be at least 0.5 s (longer than any transport delay), got {gap_s}")
         plan = [(self.subjects[0].subject_id, au, 0) for au in AU_CODES] if plan is None else list(plan)
         clips, start = [], float(host_start_s)
-        for subject, au, trial in plan:          # build (and validate) every clip now; simulate lazily
+        for subject, au, trial in plan:  # build (and validate) every clip now; simulate lazily
             clips.append(self.clip(subject, au, trial, host_start_s=start))
             start += clips[-1].duration_s + gap_s
         return (msg for clip in clips for msg in clip.stream(chunk_s))
@@ -261,8 +295,7 @@ class Clip:
         self.host_start_s = host_start_s
         self.duration_s = trial.duration_s
         self.lux = subject.lux
-        self.animation = FaceAnimation(subject, trial, idle_motion=rig.idle_motion,
-                                       natural_blinks=rig.natural_blinks)
+        self.animation = FaceAnimation(subject, trial, idle_motion=rig.idle_motion, natural_blinks=rig.natural_blinks)
         self._events: Optional[Dict[str, np.ndarray]] = None
         self._rois: Dict[str, tuple] = {}
         self._frame_rois: Dict[str, tuple] = {}
@@ -274,8 +307,18 @@ class Clip:
 
     def label(self, phase: Optional[str] = None) -> Label:
         tr, h = self.trial, self.host_start_s
-        return Label(self.subject.subject_id, tr.au, tr.trial, phase or "neutral", tr.intensity, self.lux,
-                     h + tr.onset_s, h + tr.apex_s, h + tr.offset_s, h + tr.end_s)
+        return Label(
+            self.subject.subject_id,
+            tr.au,
+            tr.trial,
+            phase or "neutral",
+            tr.intensity,
+            self.lux,
+            h + tr.onset_s,
+            h + tr.apex_s,
+            h + tr.offset_s,
+            h + tr.end_s,
+        )
 
     def labels(self) -> list:
         """[(true host time s, Label)] at the clip start and at every phase change."""
@@ -286,8 +329,10 @@ class Clip:
 
     # ------------------------------------------------------------------ events
     def _simulator(self) -> DvsClipSimulator:
-        sensors = {name: (self.rig.setups[name].view, self.rig.setups[name].dvs, self.rig._dvs_seeds[name])
-                   for name in self.rig.event_sensors}
+        sensors = {
+            name: (self.rig.setups[name].view, self.rig.setups[name].dvs, self.rig._dvs_seeds[name])
+            for name in self.rig.event_sensors
+        }
         if not sensors:
             raise ParameterError("this rig has no event sensor")
         key = (self.subject.subject_id * 1000 + self.trial.au) * 1000 + self.trial.trial
@@ -354,6 +399,7 @@ class Clip:
     # ------------------------------------------------------------------ streaming
     def _link_seed(self, name: str, kind: int) -> tuple:
         return (self.rig.seed, SENSORS.index(name), kind, self.subject.subject_id, self.au, self.trial.trial)
+
     def _event_messages(self, name: str, shared: _SharedEvents, chunk_s: float) -> Iterator[RigMessage]:
         setup = self.rig.setups[name]
         link = Link(setup.event_link, seed=self._link_seed(name, 0))
@@ -368,8 +414,15 @@ class Clip:
                 continue
             sensor_ev = self._to_sensor(name, ev)
             true_first = self.host_start_s + float(ev["t"][0]) * 1e-6
-            yield RigMessage(link.arrival_s(self.host_start_s + t_end), name, "events", int(sensor_ev["t"][0]),
-                             true_first, sensor_ev, seq)
+            yield RigMessage(
+                link.arrival_s(self.host_start_s + t_end),
+                name,
+                "events",
+                int(sensor_ev["t"][0]),
+                true_first,
+                sensor_ev,
+                seq,
+            )
             seq += 1
 
     def _frame_messages(self, name: str) -> Iterator[RigMessage]:
@@ -414,6 +467,7 @@ class _LazyFrame:
 
 # ---------------------------------------------------------------------------------------------- pictures
 
+
 def event_image(events: np.ndarray, width: int, height: int) -> np.ndarray:
     """RGB uint8 picture of events (the paper's two-channel frame, Eq. 1, drawn for eyes): white where
     nothing happened, blue where ON events dominate, red where OFF events dominate; the colour deepens
@@ -438,8 +492,15 @@ def event_image(events: np.ndarray, width: int, height: int) -> np.ndarray:
     return img
 
 
-def contact_sheet(path: Union[str, Path], rig: Optional[SyntheticRig] = None, subject: Union[int, Subject] = 0,
-                  trial: int = 0, aus: Optional[Sequence] = None, columns: int = 3, scale: float = 1.0) -> Path:
+def contact_sheet(
+    path: Union[str, Path],
+    rig: Optional[SyntheticRig] = None,
+    subject: Union[int, Subject] = 0,
+    trial: int = 0,
+    aus: Optional[Sequence] = None,
+    columns: int = 3,
+    scale: float = 1.0,
+) -> Path:
     """Write a PNG grid with every AU at its apex: DAVIS APS frame | DAVIS events of the onset (ON blue,
     OFF red) | webcam frame. Returns the path. Uses a DAVIS + small-webcam rig unless ``rig`` is given;
     ``scale`` < 1 shrinks the sheet (each panel is 346x260 at scale 1)."""
@@ -464,7 +525,9 @@ def contact_sheet(path: Union[str, Path], rig: Optional[SyntheticRig] = None, su
         panels.append(event_image(window, 346, 260))
         stamps, host = clip.frame_stamps("webcam")
         cam = clip.frame("webcam", int(np.argmin(np.abs(host - apex_host))))
-        panels.append(cv2.resize(cam, (int(round(260 * cam.shape[1] / cam.shape[0])), 260), interpolation=cv2.INTER_AREA))
+        panels.append(
+            cv2.resize(cam, (int(round(260 * cam.shape[1] / cam.shape[0])), 260), interpolation=cv2.INTER_AREA)
+        )
         tile = np.concatenate([np.concatenate([p, np.full((260, 4, 3), 255, np.uint8)], 1) for p in panels], 1)
         head = np.full((22, tile.shape[1], 3), 255, np.uint8)
         text = f"{au_description(au)}  (intensity {tr.intensity:.2f}, {1e3 * tr.movement_s:.0f} ms, {clip.lux:.0f} lx)"
@@ -472,7 +535,7 @@ def contact_sheet(path: Union[str, Path], rig: Optional[SyntheticRig] = None, su
         tiles.append(np.concatenate([head, tile, np.full((8, tile.shape[1], 3), 255, np.uint8)], 0))
     while len(tiles) % columns:
         tiles.append(np.full_like(tiles[0], 255))
-    rows = [np.concatenate(tiles[i:i + columns], 1) for i in range(0, len(tiles), columns)]
+    rows = [np.concatenate(tiles[i : i + columns], 1) for i in range(0, len(tiles), columns)]
     sheet = np.concatenate(rows, 0)
     if scale != 1.0:
         if not 0.1 <= scale <= 1.0:
@@ -487,8 +550,14 @@ def contact_sheet(path: Union[str, Path], rig: Optional[SyntheticRig] = None, su
 
 # ---------------------------------------------------------------------------------------------- statistics
 
-def au_statistics(rig: Optional[SyntheticRig] = None, aus: Optional[Sequence] = None,
-                  subjects: Sequence = (0,), trials: Sequence[int] = (0,), sensor: str = "davis346") -> list:
+
+def au_statistics(
+    rig: Optional[SyntheticRig] = None,
+    aus: Optional[Sequence] = None,
+    subjects: Sequence = (0,),
+    trials: Sequence[int] = (0,),
+    sensor: str = "davis346",
+) -> list:
     """Per-AU statistics of the events of ``sensor`` during the movement (onset start to offset end).
 
     Signal statistics come from a noise-free run (so that background activity does not blur where the
@@ -503,13 +572,20 @@ def au_statistics(rig: Optional[SyntheticRig] = None, aus: Optional[Sequence] = 
     rig = rig or SyntheticRig(subjects=max(int(s) for s in subjects) + 1, sensors=(sensor,))
     if sensor not in rig.event_sensors:
         raise ParameterError(f"{sensor!r} is not an event sensor of the rig")
-    quiet = SyntheticRig(rig.subjects, rig.seed, sensors=rig.event_sensors, duration_s=rig.duration_s,
-                         idle_motion=rig.idle_motion, natural_blinks=rig.natural_blinks, noise=False,
-                         setups=dict(rig.setups))
+    quiet = SyntheticRig(
+        rig.subjects,
+        rig.seed,
+        sensors=rig.event_sensors,
+        duration_s=rig.duration_s,
+        idle_motion=rig.idle_motion,
+        natural_blinks=rig.natural_blinks,
+        noise=False,
+        setups=dict(rig.setups),
+    )
     view = rig.setups[sensor].view
     cfg = rig.setups[sensor].dvs
     rows = []
-    for au in (AU_CODES if aus is None else aus):
+    for au in AU_CODES if aus is None else aus:
         code = au_code(au)
         us, vs, pol, counts, rates, noise = [], [], [], [], [], []
         for subj in subjects:
@@ -529,23 +605,41 @@ def au_statistics(rig: Optional[SyntheticRig] = None, aus: Optional[Sequence] = 
         u, v, p = np.concatenate(us), np.concatenate(vs), np.concatenate(pol)
         x0, y0, x1, y1 = AU_REGIONS[code]
         inside = (u >= x0) & (u <= x1) & (v >= y0) & (v <= y1)
-        q = (lambda a, f: float(np.quantile(a, f)) if a.size else float("nan"))
-        rows.append(dict(au=code, clips=len(counts), events=float(np.mean(counts)),
-                         rate_kev_s=float(np.mean(rates)) / 1e3, on_fraction=float(p.mean()) if p.size else float("nan"),
-                         u=float(u.mean()) if u.size else float("nan"), v=float(v.mean()) if v.size else float("nan"),
-                         u05=q(u, 0.05), u95=q(u, 0.95), v05=q(v, 0.05), v95=q(v, 0.95),
-                         in_region=float(inside.mean()) if u.size else float("nan"),
-                         noise_kev_s=float(np.mean(noise)) / 1e3))
+
+        def q(a, f):
+            return float(np.quantile(a, f)) if a.size else float("nan")
+
+        rows.append(
+            dict(
+                au=code,
+                clips=len(counts),
+                events=float(np.mean(counts)),
+                rate_kev_s=float(np.mean(rates)) / 1e3,
+                on_fraction=float(p.mean()) if p.size else float("nan"),
+                u=float(u.mean()) if u.size else float("nan"),
+                v=float(v.mean()) if v.size else float("nan"),
+                u05=q(u, 0.05),
+                u95=q(u, 0.95),
+                v05=q(v, 0.05),
+                v95=q(v, 0.95),
+                in_region=float(inside.mean()) if u.size else float("nan"),
+                noise_kev_s=float(np.mean(noise)) / 1e3,
+            )
+        )
     return rows
 
 
 def statistics_table(rows: Sequence[dict]) -> str:
     """Markdown table of :func:`au_statistics` rows."""
-    head = ("| AU | events/clip | signal kev/s | ON share | centroid u, v | u p5..p95 | v p5..p95 | in region | "
-            "noise kev/s |\n|---|---:|---:|---:|---|---|---|---:|---:|")
+    head = (
+        "| AU | events/clip | signal kev/s | ON share | centroid u, v | u p5..p95 | v p5..p95 | in region | "
+        "noise kev/s |\n|---|---:|---:|---:|---|---|---|---:|---:|"
+    )
     lines = [head]
     for r in rows:
-        lines.append(f"| {au_description(r['au'])} | {r['events']:.0f} | {r['rate_kev_s']:.1f} | {r['on_fraction']:.2f} | "
-                     f"{r['u']:+.2f}, {r['v']:+.2f} | {r['u05']:+.2f}..{r['u95']:+.2f} | {r['v05']:+.2f}..{r['v95']:+.2f} | "
-                     f"{r['in_region']:.2f} | {r['noise_kev_s']:.1f} |")
+        lines.append(
+            f"| {au_description(r['au'])} | {r['events']:.0f} | {r['rate_kev_s']:.1f} | {r['on_fraction']:.2f} | "
+            f"{r['u']:+.2f}, {r['v']:+.2f} | {r['u05']:+.2f}..{r['u95']:+.2f} | {r['v05']:+.2f}..{r['v95']:+.2f} | "
+            f"{r['in_region']:.2f} | {r['noise_kev_s']:.1f} |"
+        )
     return "\n".join(lines)

@@ -7,6 +7,7 @@
 - :func:`rig_packets`: the synthetic rig's own face events (:class:`~microexp.synth.rig.SyntheticRig`),
   cut into packets.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,15 @@ import numpy as np
 from microexp.events.dtype import EVENT_DTYPE, make_events
 from microexp.synth.rig import SyntheticRig
 
-__all__ = ["PACKET_US", "RIG_AUS", "blob_packets", "face_like_events", "rig_packets", "row_run_events",
-           "uniform_events"]
+__all__ = [
+    "PACKET_US",
+    "RIG_AUS",
+    "blob_packets",
+    "face_like_events",
+    "rig_packets",
+    "row_run_events",
+    "uniform_events",
+]
 
 #: sensor time covered by one packet of :func:`blob_packets` and :func:`rig_packets`
 PACKET_US = 1000
@@ -60,11 +68,11 @@ def face_like_events(n: int, seed: int = 0, width: int = 1280, height: int = 720
         y[noise] = rng.uniform(0, height, noise.sum())
         t = 1_000_000 + s * 200 + np.sort(rng.integers(0, 200, per_step))
         t = (t // 8) * 8  # events come in bursts of equal time, as the sensor reads rows
-        chunk = out[k:k + per_step]
+        chunk = out[k : k + per_step]
         chunk["x"] = np.clip(x, 0, width - 1)
         chunk["y"] = np.clip(y, 0, height - 1)
         chunk["t"] = t
-        chunk["p"] = (np.sin(ang + s / 30) > 0)
+        chunk["p"] = np.sin(ang + s / 30) > 0
         k += per_step
     out = out[:n]
     return out[np.lexsort((out["x"], out["y"], out["t"]))]
@@ -129,4 +137,3 @@ def rig_packets(sensor: str, seconds: float, t0_us: int, seed: int = 0):
             if hi > lo:
                 yield ev[lo:hi]
         offset += span
-

@@ -41,6 +41,7 @@ Reported: ``offset_ms`` (ROS minus sensor time at the newest sample), ``drift_pp
 runs relative to ROS time: ``1/a - 1``), ``jitter_us`` (exponential moving mean of accepted samples' delay
 above the envelope), ``samples``, ``outliers``, ``locked``.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -79,7 +80,7 @@ def envelope_line(xs, ys) -> tuple[float, float]:
         if xs[j] >= x_mean or k == len(hull) - 2:
             slope = (ys[j] - ys[i]) / (xs[j] - xs[i])
             return slope, ys[i] - slope * xs[i]
-    raise ParameterError("degenerate points for envelope_line")   # only when all x are equal
+    raise ParameterError("degenerate points for envelope_line")  # only when all x are equal
 
 
 def _theil_sen(xs, ys) -> float:
@@ -114,9 +115,17 @@ class ClockEstimator:
     (True, 50, True)
     """
 
-    def __init__(self, window_s: float = 30.0, bin_s: float = 0.25, min_bins: int = 8,
-                 early_gate_us: float = 500.0, late_gate_us: float = 50_000.0, relock_after: int = 100,
-                 latency_us: float = 0.0, max_drift_ppm: float = 2000.0):
+    def __init__(
+        self,
+        window_s: float = 30.0,
+        bin_s: float = 0.25,
+        min_bins: int = 8,
+        early_gate_us: float = 500.0,
+        late_gate_us: float = 50_000.0,
+        relock_after: int = 100,
+        latency_us: float = 0.0,
+        max_drift_ppm: float = 2000.0,
+    ):
         if not (0 < bin_s and window_s >= 4 * bin_s and min_bins >= 3):
             raise ParameterError("need bin_s > 0, window_s >= 4 * bin_s and min_bins >= 3")
         if early_gate_us <= 0 or late_gate_us <= 0 or relock_after < 1:
@@ -140,8 +149,8 @@ class ClockEstimator:
         self._a0: Optional[int] = None
         self._bins: deque = deque(maxlen=max(4, int(round(self.window_s * 1e6 / self.bin_us))))
         self._bin_index: Optional[int] = None
-        self._bin_best: list = []          # up to two (key, x, y), least delayed first
-        self._slope = 1.0                  # µs of ROS per µs of sensor
+        self._bin_best: list = []  # up to two (key, x, y), least delayed first
+        self._slope = 1.0  # µs of ROS per µs of sensor
         self._intercept: Optional[float] = None
         self.locked = False
         self._reject_run = 0
@@ -255,5 +264,12 @@ class ClockEstimator:
 
     def state(self) -> dict:
         """The reported quantities in one dict (for diagnostics messages)."""
-        return dict(locked=self.locked, offset_ms=self.offset_ms, drift_ppm=self.drift_ppm,
-                    jitter_us=self.jitter_us, samples=self.samples, outliers=self.outliers, relocks=self.relocks)
+        return dict(
+            locked=self.locked,
+            offset_ms=self.offset_ms,
+            drift_ppm=self.drift_ppm,
+            jitter_us=self.jitter_us,
+            samples=self.samples,
+            outliers=self.outliers,
+            relocks=self.relocks,
+        )

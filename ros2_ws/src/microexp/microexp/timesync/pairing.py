@@ -15,6 +15,7 @@ Like the original it is greedy, not globally optimal: a message pairs with the b
 there*. With 40 and 60 fps and a slop of half a webcam period (8.3 ms) every APS frame finds a partner,
 and the stamps differ by 0 or 8.3 ms in turn (median about 4 ms).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -98,9 +99,14 @@ class PairingResult:
     dropped: tuple
 
 
-def pair_streams(stamps_a: Sequence[int], stamps_b: Sequence[int], slop_ns: int, queue_size: int = 10,
-                 arrivals_a: Optional[Sequence[float]] = None, arrivals_b: Optional[Sequence[float]] = None
-                 ) -> PairingResult:
+def pair_streams(
+    stamps_a: Sequence[int],
+    stamps_b: Sequence[int],
+    slop_ns: int,
+    queue_size: int = 10,
+    arrivals_a: Optional[Sequence[float]] = None,
+    arrivals_b: Optional[Sequence[float]] = None,
+) -> PairingResult:
     """Pair two recorded stamp sequences (ns) as :class:`ApproximatePairer` would have live, feeding the
     messages in arrival order (``arrivals_*``, any unit; by stamp when not given; ties: stream a first).
 

@@ -8,6 +8,7 @@ verified first (MCAP chunk CRCs, SQLite integrity_check): a damaged bag is such 
 RAW files are decoded chunk by chunk (memory bounded by the chunk, whatever the file size). Anything but a
 regular file or a folder (a pipe, a device) is refused without reading it.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,15 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch.save's container
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("path", help="a Prophesee .raw file, an AEDAT4 file, a rosbag2 folder (or .mcap/.db3) or a .pt checkpoint")
-    parser.add_argument("--width", type=int, default=None, help="sensor width for RAW files whose header has no geometry")
-    parser.add_argument("--height", type=int, default=None, help="sensor height for RAW files whose header has no geometry")
+    parser.add_argument(
+        "path", help="a Prophesee .raw file, an AEDAT4 file, a rosbag2 folder (or .mcap/.db3) or a .pt checkpoint"
+    )
+    parser.add_argument(
+        "--width", type=int, default=None, help="sensor width for RAW files whose header has no geometry"
+    )
+    parser.add_argument(
+        "--height", type=int, default=None, help="sensor height for RAW files whose header has no geometry"
+    )
     parser.add_argument("--indent", type=int, default=None, help="pretty-print the JSON with this indent")
 
 
@@ -56,7 +63,9 @@ def describe(path, width: int | None = None, height: int | None = None) -> dict:
         return describe_checkpoint(p)
     if head.startswith(RAW_MAGIC) or p.suffix == ".raw":
         return describe_raw(p, width, height)
-    raise FormatError(p, f"unrecognised file (magic {head[:8]!r}): expected a Prophesee RAW, AEDAT4, bag or checkpoint", 0)
+    raise FormatError(
+        p, f"unrecognised file (magic {head[:8]!r}): expected a Prophesee RAW, AEDAT4, bag or checkpoint", 0
+    )
 
 
 def _event_summary(events, triggers, frames: int) -> dict:
@@ -80,9 +89,19 @@ def describe_raw(p: Path, width, height, chunk_bytes: int = 1 << 22) -> dict:
     from microexp.events.raw import iter_raw, read_raw_header
 
     header = read_raw_header(p, width, height)
-    out = {"path": str(p), "format": f"prophesee-raw-{header.format}", "width": header.width,
-           "height": header.height, "events": 0, "on_events": 0, "t_first_us": None, "t_last_us": None,
-           "frames": 0, "triggers": 0, "rising_triggers": 0}
+    out = {
+        "path": str(p),
+        "format": f"prophesee-raw-{header.format}",
+        "width": header.width,
+        "height": header.height,
+        "events": 0,
+        "on_events": 0,
+        "t_first_us": None,
+        "t_last_us": None,
+        "frames": 0,
+        "triggers": 0,
+        "rising_triggers": 0,
+    }
     for events, triggers in iter_raw(p, chunk_bytes=chunk_bytes, width=width, height=height):
         if len(events):
             out["events"] += len(events)
@@ -116,9 +135,21 @@ def describe_bag(p: Path) -> dict:
     with Bag(p) as bag:
         integrity = bag.verify()
         topics = bag.topics()
-        out = {"path": str(p), "format": f"rosbag2-{bag.storage}", "width": None, "height": None,
-               "events": 0, "on_events": 0, "t_first_us": None, "t_last_us": None, "frames": 0, "triggers": 0,
-               "messages": sum(t.messages for t in topics.values()), "truncated": bag.truncated, "topics": {}}
+        out = {
+            "path": str(p),
+            "format": f"rosbag2-{bag.storage}",
+            "width": None,
+            "height": None,
+            "events": 0,
+            "on_events": 0,
+            "t_first_us": None,
+            "t_last_us": None,
+            "frames": 0,
+            "triggers": 0,
+            "messages": sum(t.messages for t in topics.values()),
+            "truncated": bag.truncated,
+            "topics": {},
+        }
         out["integrity"] = integrity
         if bag.truncated:
             out["truncation"] = bag.truncation + "; counts cover what was flushed before it"
@@ -129,15 +160,35 @@ def describe_bag(p: Path) -> dict:
                 for msg, events, triggers in iter_event_packets(bag, name):
                     stats.update(msg, events, triggers)
                 d = stats.as_dict()
-                entry.update({k: d[k] for k in ("encoding", "width", "height", "events", "on_events", "triggers",
-                                                 "t_first_us", "t_last_us", "seq_gaps", "seq_missing", "bytes")})
+                entry.update(
+                    {
+                        k: d[k]
+                        for k in (
+                            "encoding",
+                            "width",
+                            "height",
+                            "events",
+                            "on_events",
+                            "triggers",
+                            "t_first_us",
+                            "t_last_us",
+                            "seq_gaps",
+                            "seq_missing",
+                            "bytes",
+                        )
+                    }
+                )
                 if out["width"] is None:
                     out["width"], out["height"] = stats.width, stats.height
                 for k in ("events", "on_events", "triggers"):
                     out[k] += d[k]
                 if stats.t_first_us is not None:
-                    out["t_first_us"] = stats.t_first_us if out["t_first_us"] is None else min(out["t_first_us"], stats.t_first_us)
-                    out["t_last_us"] = stats.t_last_us if out["t_last_us"] is None else max(out["t_last_us"], stats.t_last_us)
+                    out["t_first_us"] = (
+                        stats.t_first_us if out["t_first_us"] is None else min(out["t_first_us"], stats.t_first_us)
+                    )
+                    out["t_last_us"] = (
+                        stats.t_last_us if out["t_last_us"] is None else max(out["t_last_us"], stats.t_last_us)
+                    )
             elif t.msgtype == IMAGE:
                 out["frames"] += t.messages
             out["topics"][name] = entry

@@ -1,5 +1,6 @@
 """The README's parameter tables, generated from the specs of the nodes of :data:`microexp.ros.nodes.NODES`
 (a test keeps README and specs equal)."""
+
 from __future__ import annotations
 
 import importlib
@@ -15,8 +16,9 @@ def tables() -> str:
     parts = []
     for node in NODES:
         specs = importlib.import_module(node.module).PARAMS
-        parts.append(f"#### `{node.executable}` (node `{node.name}`, `config/{node.config}`)\n\n"
-                     f"{markdown_table(specs)}\n")
+        parts.append(
+            f"#### `{node.executable}` (node `{node.name}`, `config/{node.config}`)\n\n{markdown_table(specs)}\n"
+        )
     return "\n".join(parts)
 
 

@@ -26,6 +26,7 @@ Example
 >>> crop.shape, crop.dtype, float(crop[1, 0, 0]), float(crop[1, 40, 40])
 ((2, 64, 64), dtype('float32'), 4.0, 0.0)
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,7 +38,17 @@ import numpy as np
 
 from microexp.errors import ParameterError
 
-__all__ = ["CROP_SIZE", "Box", "crop_resize", "crop_events", "pixel_box", "square_box", "parse_roi", "full_box", "clip_box"]
+__all__ = [
+    "CROP_SIZE",
+    "Box",
+    "crop_resize",
+    "crop_events",
+    "pixel_box",
+    "square_box",
+    "parse_roi",
+    "full_box",
+    "clip_box",
+]
 
 CROP_SIZE = 64
 """Side of the model's input frames (the paper's 64 x 64)."""
@@ -58,8 +69,9 @@ def pixel_box(box: Sequence[float]) -> tuple[int, int, int, int]:
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
-def crop_resize(frame: np.ndarray, box: Optional[Sequence[float]] = None, size: int = CROP_SIZE,
-                out: Optional[np.ndarray] = None) -> np.ndarray:
+def crop_resize(
+    frame: np.ndarray, box: Optional[Sequence[float]] = None, size: int = CROP_SIZE, out: Optional[np.ndarray] = None
+) -> np.ndarray:
     """Crop ``frame`` (C, H, W) of event counts to ``box`` and area-resample each channel to ``size`` x ``size``.
 
     Parameters
@@ -98,7 +110,7 @@ def crop_resize(frame: np.ndarray, box: Optional[Sequence[float]] = None, size: 
         region = np.zeros((c, y1 - y0, x1 - x0), dtype=np.float32)
         sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if sx1 > sx0 and sy1 > sy0:
-            region[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[:, sy0:sy1, sx0:sx1]
+            region[:, sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[:, sy0:sy1, sx0:sx1]
     for k in range(c):
         plane = np.ascontiguousarray(region[k], dtype=np.float32)
         if plane.shape == (size, size):
@@ -108,8 +120,14 @@ def crop_resize(frame: np.ndarray, box: Optional[Sequence[float]] = None, size: 
     return out
 
 
-def crop_events(events: np.ndarray, width: int, height: int, box: Optional[Sequence[float]] = None,
-                size: int = CROP_SIZE, out: Optional[np.ndarray] = None) -> np.ndarray:
+def crop_events(
+    events: np.ndarray,
+    width: int,
+    height: int,
+    box: Optional[Sequence[float]] = None,
+    size: int = CROP_SIZE,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """The crop of the Eq. (1) frame of ``events``, computed from the events themselves.
 
     Equal (up to float summation order; tested within 1e-5) to::

@@ -8,6 +8,7 @@
 Used by the live pipeline (:mod:`microexp.infer.face` runs a detector on its own thread) and by the dataset
 builder (:mod:`microexp.learn.build`). facenet-pytorch is imported when a detector first runs.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -52,8 +53,8 @@ def _import_mtcnn():
 FACE_BOX_RULES = ("mtcnn", "landmarks")
 
 #: canonical geometry of :func:`landmark_box` (see there), fitted to MTCNN's boxes of the synthetic rig's faces
-LANDMARK_SIDE = 2.35      # box side / eye-to-mouth distance
-LANDMARK_DROP = 0.33      # box centre below the eye midpoint, in eye-to-mouth distances
+LANDMARK_SIDE = 2.35  # box side / eye-to-mouth distance
+LANDMARK_DROP = 0.33  # box centre below the eye midpoint, in eye-to-mouth distances
 
 
 def landmark_box(landmarks: Sequence) -> Box:
@@ -87,8 +88,7 @@ class MtcnnDetector:
     of its landmarks. The network is built on first use (about half a second), on the calling thread.
     """
 
-    def __init__(self, device: str = "cpu", min_probability: float = 0.9, min_face_size: int = 20,
-                 box: str = "mtcnn"):
+    def __init__(self, device: str = "cpu", min_probability: float = 0.9, min_face_size: int = 20, box: str = "mtcnn"):
         if box not in FACE_BOX_RULES:
             raise ParameterError(f"face box rule must be one of {', '.join(FACE_BOX_RULES)}, got {box!r}")
         self.device = device

@@ -1,5 +1,6 @@
 """sensor_msgs/Image <-> numpy, the conversion cv_bridge does, for installs without cv_bridge (pip); :func:`to_rgb`
 for the RGB images a face detector takes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,14 @@ from microexp.errors import FormatError, ParameterError
 
 # encoding -> (channels, numpy dtype)
 ENCODINGS = {
-    "mono8": (1, np.uint8), "mono16": (1, np.uint16), "bgr8": (3, np.uint8), "rgb8": (3, np.uint8),
-    "bgra8": (4, np.uint8), "rgba8": (4, np.uint8), "8UC1": (1, np.uint8), "8UC3": (3, np.uint8),
+    "mono8": (1, np.uint8),
+    "mono16": (1, np.uint16),
+    "bgr8": (3, np.uint8),
+    "rgb8": (3, np.uint8),
+    "bgra8": (4, np.uint8),
+    "rgba8": (4, np.uint8),
+    "8UC1": (1, np.uint8),
+    "8UC3": (3, np.uint8),
 }
 
 
@@ -22,8 +29,14 @@ def image_fields(array: np.ndarray, encoding: str) -> dict:
     if (a.ndim == 2 and channels != 1) or (a.ndim == 3 and a.shape[2] != channels) or a.ndim not in (2, 3):
         raise ParameterError(f"image of shape {array.shape} does not fit encoding {encoding!r} ({channels} channels)")
     h, w = a.shape[:2]
-    return {"height": h, "width": w, "encoding": encoding, "is_bigendian": False,
-            "step": w * channels * a.dtype.itemsize, "data": a.tobytes()}
+    return {
+        "height": h,
+        "width": w,
+        "encoding": encoding,
+        "is_bigendian": False,
+        "step": w * channels * a.dtype.itemsize,
+        "data": a.tobytes(),
+    }
 
 
 def fill_image(msg, array: np.ndarray, encoding: str):

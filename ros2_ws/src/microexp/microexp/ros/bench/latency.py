@@ -7,6 +7,7 @@ part paced in real time, pauses 0.5 s (a stream gap), prints ``measure``, pauses
 clears the node's statistics meanwhile), sends the measured part, and saves per packet (first event t, last
 event t, CLOCK_MONOTONIC ns just before ``publish()``) to ``out``.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,11 @@ PAUSE_S = 0.5
 
 def publish_main(cfg: dict) -> int:
     import rclpy
-    from event_camera_msgs.msg import EventPacket
 
-    from microexp.synth.streams import PACKET_US, blob_packets, rig_packets
+    from event_camera_msgs.msg import EventPacket
     from microexp.events.codecs import make_encoder
     from microexp.ros.base import qos_named
+    from microexp.synth.streams import PACKET_US, blob_packets, rig_packets
 
     if cfg.get("cpus"):
         os.sched_setaffinity(0, set(cfg["cpus"]))
@@ -35,8 +36,11 @@ def publish_main(cfg: dict) -> int:
     measured_t0 = 1_000_000 + int(cfg["warmup"] * 1e6) + int(2 * PAUSE_S * 1e6)
     payloads, bounds, n_warm = [], [], 0
     for seconds, t0, seed in ((cfg["warmup"], 1_000_000, 1), (cfg["seconds"], measured_t0, 2)):
-        packets = (rig_packets(cfg["sensor"], seconds, t0, seed) if rate == "rig"
-                   else blob_packets(w, h, rate, seconds, t0, seed))
+        packets = (
+            rig_packets(cfg["sensor"], seconds, t0, seed)
+            if rate == "rig"
+            else blob_packets(w, h, rate, seconds, t0, seed)
+        )
         for packet in packets:
             payloads.append(enc.encode(packet)[0])
             bounds.append((int(packet["t"][0]), int(packet["t"][-1])))
@@ -74,40 +78,83 @@ def publish_main(cfg: dict) -> int:
     return 0
 
 
-def measure_stream(sensor: str, width: int, height: int, rate: float, *, seconds: float, warmup: float, model: str,
-                   device: str, threads: int, qos: str, executor: str, roi: str, out_file: str,
-                   publisher_cpus=None, params=None) -> dict:
+def measure_stream(
+    sensor: str,
+    width: int,
+    height: int,
+    rate: float,
+    *,
+    seconds: float,
+    warmup: float,
+    model: str,
+    device: str,
+    threads: int,
+    qos: str,
+    executor: str,
+    roi: str,
+    out_file: str,
+    publisher_cpus=None,
+    params=None,
+) -> dict:
     """Run the node against a publisher process; return the raw measurements of the measured part:
     ``total_ms`` (the node's arrival-to-publish samples), ``stages`` (p50/p99 per stage), ``received``
     (window start, window end, CLOCK_MONOTONIC ns of reception by a listener in this process), ``sent`` (the
     publisher's per-packet record), ``counters_before``/``counters_after`` and ``cpu_percent`` (this process)."""
     import rclpy
-    from microexp_msgs.msg import AUPrediction
     from rclpy.qos import qos_profile_sensor_data
 
     from microexp.infer.smoothing import LatencyStats
     from microexp.ros.compose import overrides
-    from microexp.ros.runner import Runner
     from microexp.ros.nodes.inference_node import InferenceNode
+    from microexp.ros.runner import Runner
+    from microexp_msgs.msg import AUPrediction
 
     topic = f"/latency_bench/{sensor}/events"
     name = "latency_bench_inference"
     runner = Runner(executor, threads=2)
     received: list = []
     try:
-        node = runner.add(InferenceNode(name=name, parameter_overrides=overrides(
-            name, None, model=model, device=device, torch_threads=threads, events_topic=topic, sensor=sensor,
-            roi=roi, qos=qos, face_rate_hz=0.0, **(params or {}))))
+        node = runner.add(
+            InferenceNode(
+                name=name,
+                parameter_overrides=overrides(
+                    name,
+                    None,
+                    model=model,
+                    device=device,
+                    torch_threads=threads,
+                    events_topic=topic,
+                    sensor=sensor,
+                    roi=roi,
+                    qos=qos,
+                    face_rate_hz=0.0,
+                    **(params or {}),
+                ),
+            )
+        )
         listener = runner.add(rclpy.create_node("latency_bench_listener"))
         listener.create_subscription(
-            AUPrediction, f"/{name}/au",
+            AUPrediction,
+            f"/{name}/au",
             lambda m: received.append((m.window_start_us, m.window_end_us, time.monotonic_ns())),
-            qos_profile_sensor_data)
+            qos_profile_sensor_data,
+        )
         runner.start()
-        cfg = {"width": width, "height": height, "rate": rate, "seconds": seconds, "warmup": warmup,
-               "topic": topic, "qos": qos, "sensor": sensor, "out": out_file, "cpus": publisher_cpus}
-        proc = subprocess.Popen([sys.executable, "-m", "microexp.ros.bench.latency", json.dumps(cfg)],
-                                stdout=subprocess.PIPE, text=True)
+        cfg = {
+            "width": width,
+            "height": height,
+            "rate": rate,
+            "seconds": seconds,
+            "warmup": warmup,
+            "topic": topic,
+            "qos": qos,
+            "sensor": sensor,
+            "out": out_file,
+            "cpus": publisher_cpus,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "microexp.ros.bench.latency", json.dumps(cfg)], stdout=subprocess.PIPE, text=True
+        )
         if proc.stdout.readline().strip() != "measure":
             proc.wait(timeout=60)
             raise RuntimeError(f"latency bench: the publisher failed (exit {proc.returncode})")
@@ -124,9 +171,15 @@ def measure_stream(sensor: str, width: int, height: int, rate: float, *, seconds
         total = node.latency.samples("total")
     finally:
         runner.close()
-    return {"total_ms": total, "stages": stages, "sent": np.load(out_file),
-            "received": np.array(received[n_before:], dtype=np.int64).reshape(-1, 3),
-            "counters_before": before, "counters_after": after, "cpu_percent": round(100 * cpu / wall, 1)}
+    return {
+        "total_ms": total,
+        "stages": stages,
+        "sent": np.load(out_file),
+        "received": np.array(received[n_before:], dtype=np.int64).reshape(-1, 3),
+        "counters_before": before,
+        "counters_after": after,
+        "cpu_percent": round(100 * cpu / wall, 1),
+    }
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ the package's parameter files, then overrides), a control node in this process t
 segment through the recorder's services, and a 5 Mev/s EVK4 blob publisher
 (``python -m microexp.ros.bench.load publish ...``).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,15 @@ class Proc:
 
     def __init__(self, name: str, cmd: list[str], env: dict):
         self.name = name
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self.published: dict | None = None
         self.ended = threading.Event()
@@ -82,8 +90,9 @@ def node_cmd(exe: str, name: str, params: dict) -> list[str]:
 
 def busy_processes(n: int) -> list[subprocess.Popen]:
     """``n`` processes at normal priority that each keep a core busy."""
-    return [subprocess.Popen([sys.executable, "-c", "while True:\n    pass"], stdin=subprocess.DEVNULL)
-            for _ in range(n)]
+    return [
+        subprocess.Popen([sys.executable, "-c", "while True:\n    pass"], stdin=subprocess.DEVNULL) for _ in range(n)
+    ]
 
 
 def call(node, client, request, timeout: float = 30.0):
@@ -98,12 +107,19 @@ def call(node, client, request, timeout: float = 30.0):
     return future.result()
 
 
-def run_scenario(session: Path, sensors: list[tuple[str, list[str]]], env: dict, busy: int,
-                 timeout_s: float = 300.0, tail_quiet_s: float = 1.0) -> dict:
+def run_scenario(
+    session: Path,
+    sensors: list[tuple[str, list[str]]],
+    env: dict,
+    busy: int,
+    timeout_s: float = 300.0,
+    tail_quiet_s: float = 1.0,
+) -> dict:
     """One recording segment: ``busy`` busy processes, a recorder process writing into ``session``, and the
     sensor processes ``sensors`` ((name, command)); returns per topic published / received / recorded /
     lost, the recorder's MB/s, and the load."""
     import rclpy
+
     from microexp_msgs.srv import StartSegment, StopSegment
 
     hogs = busy_processes(busy)
@@ -112,9 +128,22 @@ def run_scenario(session: Path, sensors: list[tuple[str, list[str]]], env: dict,
     rclpy.init()
     ctl = rclpy.create_node("load_bench_control")
     try:
-        recorder = Proc("recorder", node_cmd("recorder_node", "recorder", {
-            "out": str(session), "subject": "B01", "storage": "mcap", "source": "bench",
-            "tail_quiet_s": tail_quiet_s, "tail_max_s": 60.0}), env)
+        recorder = Proc(
+            "recorder",
+            node_cmd(
+                "recorder_node",
+                "recorder",
+                {
+                    "out": str(session),
+                    "subject": "B01",
+                    "storage": "mcap",
+                    "source": "bench",
+                    "tail_quiet_s": tail_quiet_s,
+                    "tail_max_s": 60.0,
+                },
+            ),
+            env,
+        )
         procs.append(recorder)
         start = ctl.create_client(StartSegment, "/recorder/start_segment")
         stop = ctl.create_client(StopSegment, "/recorder/stop_segment")
@@ -158,18 +187,29 @@ def run_scenario(session: Path, sensors: list[tuple[str, list[str]]], env: dict,
         pub = published.get(topic)
         recorded = seg.get("messages", {}).get(topic, 0)
         written_bytes += lo.get("bytes", 0)
-        streams[topic] = {"published": pub, "received": lo.get("received", 0), "recorded": recorded,
-                          "lost": (pub - recorded) if pub is not None else None,
-                          "seq_missing": lo.get("seq_missing", 0), "queue_dropped": lo.get("dropped", 0),
-                          "mb": round(lo.get("bytes", 0) / 1e6, 2)}
+        streams[topic] = {
+            "published": pub,
+            "received": lo.get("received", 0),
+            "recorded": recorded,
+            "lost": (pub - recorded) if pub is not None else None,
+            "seq_missing": lo.get("seq_missing", 0),
+            "queue_dropped": lo.get("dropped", 0),
+            "mb": round(lo.get("bytes", 0) / 1e6, 2),
+        }
     duration = _bag_duration(session / seg["name"], published)
     for topic, st in streams.items():  # achieved rate: what the sensor process managed on this machine
         st["msgs_per_s"] = round(st["recorded"] / duration, 1) if duration and topic in published else None
-    return {"streams": streams, "recorder_mb_s": round(written_bytes / duration / 1e6, 2) if duration else None,
-            "recorded_mb": round(written_bytes / 1e6, 2), "bag_span_s": round(duration, 3) if duration else None,
-            "play_wall_s": round(play_s, 2), "loadavg_1min_start": round(load_start, 2),
-            "loadavg_1min_end": round(load_end, 2), "foreign_publishers": len(seg.get("foreign_publishers", [])),
-            "status": seg["status"]}
+    return {
+        "streams": streams,
+        "recorder_mb_s": round(written_bytes / duration / 1e6, 2) if duration else None,
+        "recorded_mb": round(written_bytes / 1e6, 2),
+        "bag_span_s": round(duration, 3) if duration else None,
+        "play_wall_s": round(play_s, 2),
+        "loadavg_1min_start": round(load_start, 2),
+        "loadavg_1min_end": round(load_end, 2),
+        "foreign_publishers": len(seg.get("foreign_publishers", [])),
+        "status": seg["status"],
+    }
 
 
 def _bag_duration(path: Path, topics) -> float | None:
@@ -192,12 +232,12 @@ def publish_main(argv: list[str]) -> int:
     import argparse
 
     import rclpy
-    from event_camera_msgs.msg import EventPacket
 
-    from microexp.synth.streams import PACKET_US, blob_packets
+    from event_camera_msgs.msg import EventPacket
     from microexp.events.codecs import make_encoder
     from microexp.ros.base import qos_named
     from microexp.ros.dds import use_profile
+    from microexp.synth.streams import PACKET_US, blob_packets
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate-mev", type=float, default=5.0)

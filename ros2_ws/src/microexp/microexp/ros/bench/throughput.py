@@ -6,6 +6,7 @@ poll loop over the subscriptions, ``--intake executor`` for callbacks), counts m
 records arrival times (the DDS reception time of each message), and prints one JSON line when the stream has
 been quiet for ``--quiet`` s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,12 @@ def count_main(argv: list[str]) -> int:
     ap.add_argument("--topic", action="append", required=True, help="topic|package/msg/Type")
     ap.add_argument("--quiet", type=float, default=3.0)
     ap.add_argument("--first-timeout", type=float, default=120.0)
-    ap.add_argument("--intake", choices=("poll", "executor"), default="poll",
-                    help="poll: take every waiting message each 0.5 ms (as the recorder does); executor: callbacks")
+    ap.add_argument(
+        "--intake",
+        choices=("poll", "executor"),
+        default="poll",
+        help="poll: take every waiting message each 0.5 ms (as the recorder does); executor: callbacks",
+    )
     args = ap.parse_args(argv)
     rclpy.init()
     node = rclpy.create_node("bench_counter")
@@ -42,8 +47,9 @@ def count_main(argv: list[str]) -> int:
     subs = {}
     for entry in args.topic:
         topic, _, msgtype = entry.partition("|")
-        subs[topic] = node.create_subscription(_msg_class(msgtype), topic,
-                                               lambda raw, info, t=topic: take(t, raw, info), RELIABLE_QOS, raw=True)
+        subs[topic] = node.create_subscription(
+            _msg_class(msgtype), topic, lambda raw, info, t=topic: take(t, raw, info), RELIABLE_QOS, raw=True
+        )
     print("ready", flush=True)
     start = last = time.monotonic()
     while True:
@@ -118,13 +124,26 @@ def record_flat_out(out_dir: str, packets: int, packet_bytes: int, storage: str 
 
     graph = Runner(threads=2)
     try:
-        rec = graph.add(RecorderNode(parameter_overrides=overrides(
-            "recorder", None, out=out_dir, subject="B01", storage=storage, queue_mb=2048,
-            topics=["/evk4/events|event_camera_msgs/msg/EventPacket"])))
+        rec = graph.add(
+            RecorderNode(
+                parameter_overrides=overrides(
+                    "recorder",
+                    None,
+                    out=out_dir,
+                    subject="B01",
+                    storage=storage,
+                    queue_mb=2048,
+                    topics=["/evk4/events|event_camera_msgs/msg/EventPacket"],
+                )
+            )
+        )
         graph.start()
         rec.start_segment("B01", "AU12", 1, 0.0)
-        pub = subprocess.Popen([sys.executable, "-m", "microexp.ros.bench.throughput", "publish", str(packets),
-                                str(packet_bytes)], stdout=subprocess.PIPE, text=True)
+        pub = subprocess.Popen(
+            [sys.executable, "-m", "microexp.ros.bench.throughput", "publish", str(packets), str(packet_bytes)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         while not rec._subs:
             rec.discover()
             time.sleep(0.01)
@@ -143,18 +162,26 @@ def record_flat_out(out_dir: str, packets: int, packet_bytes: int, storage: str 
         summary = rec.finish()
     finally:
         graph.close()
-    return {"wall_s": wall, "wall_written_s": wall_written, "published": packets, "received": c.received,
-            "written": c.written, "dropped": c.dropped, "bytes": c.bytes, "errors": summary["errors"]}
+    return {
+        "wall_s": wall,
+        "wall_written_s": wall_written,
+        "published": packets,
+        "received": c.received,
+        "written": c.written,
+        "dropped": c.dropped,
+        "bytes": c.bytes,
+        "errors": summary["errors"],
+    }
 
 
 def make_replay_bag(path: str, seconds: float) -> tuple[dict, list[int]]:
     """A bag of 1 ms EventPackets (20 kB) and 40 Hz APS-sized images; returns (topics, receive stamps ns)."""
     from pathlib import Path
 
-    from event_camera_msgs.msg import EventPacket
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
 
+    from event_camera_msgs.msg import EventPacket
     from microexp.bags.writer import SegmentWriter
 
     topics = {"/evk4/events": "event_camera_msgs/msg/EventPacket", "/davis346/image_raw": "sensor_msgs/msg/Image"}
@@ -180,8 +207,8 @@ def make_replay_bag(path: str, seconds: float) -> tuple[dict, list[int]]:
 def publish_main(argv: list[str]) -> int:
     import numpy as np
     import rclpy
-    from event_camera_msgs.msg import EventPacket
 
+    from event_camera_msgs.msg import EventPacket
     from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
 
     packets, size = int(argv[0]), int(argv[1])

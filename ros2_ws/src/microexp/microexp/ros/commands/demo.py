@@ -10,6 +10,7 @@
 
 The model is trained on synthetic faces only: the demo shows the system working, not real-face accuracy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def run(args) -> int:
     if not model.exists():
         if args.model:
             raise MicroexpError(f"{model}: no such model file")
-        print(f"demo: {model} is missing (train one with `microexp train`, see README): recording without live "
-              "inference", flush=True)
+        print(
+            f"demo: {model} is missing (train one with `microexp train`, see README): recording without live inference",
+            flush=True,
+        )
         model = None
     out = Path(args.out)
     if out.exists():
@@ -62,33 +65,54 @@ def run(args) -> int:
     def add_nodes(graph):
         if model is None:
             return []
-        from microexp_msgs.msg import AUPrediction
         from rclpy.node import Node
 
         from microexp.ros.base import RELIABLE_QOS
         from microexp.ros.compose import overrides
         from microexp.ros.nodes.inference_node import InferenceNode
+        from microexp_msgs.msg import AUPrediction
 
-        graph.add(InferenceNode(parameter_overrides=overrides(
-            "inference", None, model=str(model), events_topic="/davis346/events", frames_topic="/davis346/image_raw",
-            sensor="davis346", qos="reliable", face_rate_hz=5.0)))
+        graph.add(
+            InferenceNode(
+                parameter_overrides=overrides(
+                    "inference",
+                    None,
+                    model=str(model),
+                    events_topic="/davis346/events",
+                    frames_topic="/davis346/image_raw",
+                    sensor="davis346",
+                    qos="reliable",
+                    face_rate_hz=5.0,
+                )
+            )
+        )
         listener = graph.add(Node("demo_listener"))
 
         def on_au(m: AUPrediction):
             with lock:
-                predictions.append({"t0_us": m.window_start_us, "t1_us": m.window_end_us,
-                                    "stamp_ns": m.header.stamp.sec * 10**9 + m.header.stamp.nanosec,
-                                    "probabilities": [round(float(p), 5) for p in m.probabilities],
-                                    "top3": [int(v) for v in m.top3], "smoothed_top1": int(m.smoothed_top1),
-                                    "events": int(m.events), "face": bool(m.face_found),
-                                    "latency_ms": round(float(m.latency_ms), 3)})
+                predictions.append(
+                    {
+                        "t0_us": m.window_start_us,
+                        "t1_us": m.window_end_us,
+                        "stamp_ns": m.header.stamp.sec * 10**9 + m.header.stamp.nanosec,
+                        "probabilities": [round(float(p), 5) for p in m.probabilities],
+                        "top3": [int(v) for v in m.top3],
+                        "smoothed_top1": int(m.smoothed_top1),
+                        "events": int(m.events),
+                        "face": bool(m.face_found),
+                        "latency_ms": round(float(m.latency_ms), 3),
+                    }
+                )
 
         listener.create_subscription(AUPrediction, "/inference/au", on_au, RELIABLE_QOS)
         return ["/inference"]  # the protocol starts recording once the inference node reports ready
 
     rec_args = record_args(args, out / "session")
-    print(f"demo: recording {args.aus} of synthetic subject {args.subject}"
-          f"{' with live inference' if model is not None else ''} ...", flush=True)
+    print(
+        f"demo: recording {args.aus} of synthetic subject {args.subject}"
+        f"{' with live inference' if model is not None else ''} ...",
+        flush=True,
+    )
     summary = record.session(rec_args, add_nodes=add_nodes)
     with open(out / "predictions.jsonl", "w") as fh:
         for p in predictions:
@@ -112,15 +136,27 @@ def _report(out: Path, predictions: list[dict], summary: dict) -> dict:
         # windows where the SNN's output was silent give uniform probabilities: no evidence, not "AU2"
         busy = [p for p in inside if p["events"] > 0 and np.ptp(p["probabilities"]) > 1e-6]
         mean = np.mean([p["probabilities"] for p in busy], axis=0) if busy else None
-        segs.append({"segment": seg["name"], "true_au": seg["au"], "windows": len(inside), "windows_with_output": len(busy),
-                     "predicted_au": AU_LABELS[int(np.argmax(mean))] if mean is not None else None,
-                     "p_true": round(float(mean[au_index(seg["au"])]), 4) if mean is not None else None})
+        segs.append(
+            {
+                "segment": seg["name"],
+                "true_au": seg["au"],
+                "windows": len(inside),
+                "windows_with_output": len(busy),
+                "predicted_au": AU_LABELS[int(np.argmax(mean))] if mean is not None else None,
+                "p_true": round(float(mean[au_index(seg["au"])]), 4) if mean is not None else None,
+            }
+        )
     _plots(out, predictions, manifest)
-    return {"session": str(out / "session"), "segments": segs, "predictions": len(predictions),
-            "correct": sum(s["predicted_au"] == s["true_au"] for s in segs),
-            "latency_ms_p50": float(np.median([p["latency_ms"] for p in predictions])) if predictions else None,
-            "recorded_bytes": summary["bytes"], "dropped": summary["dropped"],
-            "outputs": ["predictions.jsonl", "timeline.png", "event_frames.png", "demo.json"]}
+    return {
+        "session": str(out / "session"),
+        "segments": segs,
+        "predictions": len(predictions),
+        "correct": sum(s["predicted_au"] == s["true_au"] for s in segs),
+        "latency_ms_p50": float(np.median([p["latency_ms"] for p in predictions])) if predictions else None,
+        "recorded_bytes": summary["bytes"],
+        "dropped": summary["dropped"],
+        "outputs": ["predictions.jsonl", "timeline.png", "event_frames.png", "demo.json"],
+    }
 
 
 def _plots(out: Path, predictions: list[dict], manifest: dict) -> None:
@@ -130,7 +166,7 @@ def _plots(out: Path, predictions: list[dict], manifest: dict) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from microexp.aus import AU_LABELS, au_index
+    from microexp.aus import au_index
     from microexp.bags.events import iter_event_packets
     from microexp.bags.reader import Bag
     from microexp.events.frames import event_frames
@@ -171,9 +207,9 @@ def _plots(out: Path, predictions: list[dict], manifest: dict) -> None:
             on = np.clip(frames[k, 1] / 2.0, 0, 1)
             off = np.clip(frames[k, 0] / 2.0, 0, 1)
             img = np.ones((260, 346, 3))
-            img[..., 0] -= 0.8 * on                       # ON events: blue
+            img[..., 0] -= 0.8 * on  # ON events: blue
             img[..., 1] -= 0.8 * np.clip(on + off, 0, 1)
-            img[..., 2] -= 0.8 * off                      # OFF events: red
+            img[..., 2] -= 0.8 * off  # OFF events: red
             ax.imshow(img, interpolation="nearest")
         ax.set_title(f"{seg['au']} (Eq. 1, 33 ms)", fontsize=9)
         ax.axis("off")

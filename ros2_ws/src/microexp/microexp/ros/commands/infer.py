@@ -2,6 +2,7 @@
 launch/inference.launch.py). Options set node parameters; ``--params-file`` reads ROS 2 parameter files and
 ``--ros-args ...`` passes the rest to ROS (remappings, log levels, parameter files), as ``ros2 run`` would.
 With ``--count N`` or ``--duration S`` it stops by itself and prints one JSON line of counters and latencies."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,9 +11,18 @@ import time
 
 # CLI option -> node parameter (only the options given override the parameter files)
 _OPTIONS = {
-    "model": "model", "device": "device", "events_topic": "events_topic", "frames_topic": "frames_topic",
-    "sensor": "sensor", "roi": "roi", "slice_us": "slice_us", "horizon": "horizon", "face_rate": "face_rate_hz",
-    "gap_ms": "gap_ms", "qos": "qos", "torch_threads": "torch_threads",
+    "model": "model",
+    "device": "device",
+    "events_topic": "events_topic",
+    "frames_topic": "frames_topic",
+    "sensor": "sensor",
+    "roi": "roi",
+    "slice_us": "slice_us",
+    "horizon": "horizon",
+    "face_rate": "face_rate_hz",
+    "gap_ms": "gap_ms",
+    "qos": "qos",
+    "torch_threads": "torch_threads",
 }
 
 
@@ -31,27 +41,38 @@ def add_arguments(parser) -> None:
     parser.add_argument("--horizon", type=int, help="windows in the smoothed decision (default 10)")
     parser.add_argument("--face-rate", type=float, help="face detections per second (0 = off; default 5)")
     parser.add_argument("--gap-ms", type=float, help="event pause that ends a clip, ms (default 200)")
-    parser.add_argument("--qos", choices=("auto", "sensor", "reliable"),
-                        help="QoS of the subscriptions (default auto: as the publishers offer)")
+    parser.add_argument(
+        "--qos",
+        choices=("auto", "sensor", "reliable"),
+        help="QoS of the subscriptions (default auto: as the publishers offer)",
+    )
     parser.add_argument("--torch-threads", type=int, help="CPU threads of torch (default 2)")
     parser.add_argument("--params-file", action="append", default=[], help="ROS 2 parameter file (repeatable)")
     parser.add_argument("--name", default="inference", help="node name (default inference)")
     parser.add_argument("--count", type=int, default=0, help="stop after publishing this many predictions")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
-    parser.add_argument("--executor", choices=EXECUTORS, default="single",
-                        help="rclpy executor of the node (default single: one thread is enough, inference has its own)")
-    parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
-                        help="everything after it goes to ROS (remappings, --params-file, --log-level)")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="single",
+        help="rclpy executor of the node (default single: one thread is enough, inference has its own)",
+    )
+    parser.add_argument(
+        "--ros-args",
+        dest="ros_args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="everything after it goes to ROS (remappings, --params-file, --log-level)",
+    )
 
 
 def run(args) -> int:
     import rclpy
 
+    from microexp.config import check_topic_name
     from microexp.ros.compose import overrides
     from microexp.ros.nodes.inference_node import InferenceNode
     from microexp.ros.runner import Runner
-
-    from microexp.config import check_topic_name
 
     for opt in ("events_topic", "frames_topic"):
         if getattr(args, opt, None):
@@ -61,8 +82,9 @@ def run(args) -> int:
         rclpy.init(args=["microexp", "--ros-args", *args.ros_args] if args.ros_args else None)
     graph = Runner(args.executor, threads=2)
     try:
-        node = graph.add(InferenceNode(name=args.name,
-                                       parameter_overrides=overrides(args.name, args.params_file, **values)))
+        node = graph.add(
+            InferenceNode(name=args.name, parameter_overrides=overrides(args.name, args.params_file, **values))
+        )
         graph.start()
         started = time.monotonic()
         try:
@@ -75,11 +97,19 @@ def run(args) -> int:
         except KeyboardInterrupt:
             pass
         if args.count or args.duration:
-            print(json.dumps({"node": node.get_fully_qualified_name(),
-                              "events_topic": node.resolve_topic_name(node.p["events_topic"]),
-                              "model_id": node.model_id,
-                              "device": node.device, **node.counters(), "latency_ms": node.latency_summary()}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "node": node.get_fully_qualified_name(),
+                        "events_topic": node.resolve_topic_name(node.p["events_topic"]),
+                        "model_id": node.model_id,
+                        "device": node.device,
+                        **node.counters(),
+                        "latency_ms": node.latency_summary(),
+                    }
+                ),
+                flush=True,
+            )
         return 0
     finally:
         graph.close()

@@ -7,6 +7,7 @@ sensors, which wait for it (``wait_for_subscribers_s``) before playing. When pla
 JSON line: per topic ``published`` (what the node sent), ``received`` (what the other process got),
 ``lost = published - received``, and for event topics ``events``, ``on_events``, ``seq_gaps``,
 ``seq_missing``, first/last event time (``frames`` for image topics)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,11 @@ from microexp.errors import MicroexpError, ParameterError
 def add_arguments(parser) -> None:
     parser.add_argument("--davis-file", help="AEDAT4 file for the DAVIS346 node")
     parser.add_argument("--evk4-file", help="Prophesee RAW (EVT3) file for the EVK4 node")
-    parser.add_argument("--evk4-device", action="store_true",
-                        help="EVK4 node in mode:=device (OpenEB): --evk4-file is opened as a device, else a camera")
+    parser.add_argument(
+        "--evk4-device",
+        action="store_true",
+        help="EVK4 node in mode:=device (OpenEB): --evk4-file is opened as a device, else a camera",
+    )
     parser.add_argument("--webcam-file", help="video file for the webcam node")
     parser.add_argument("--synthetic", action="store_true", help="run the synthetic rig instead of files")
     parser.add_argument("--aus", default="AU12", help="synthetic: the AUs the simulated subject performs ('all' = 21)")
@@ -29,11 +33,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed (1 = real time, 0 = flat out)")
     parser.add_argument("--loop", action="store_true", help="loop the files (not with --count)")
     parser.add_argument("--count", action="store_true", help="subscribe over DDS and print counts as JSON at the end")
-    parser.add_argument("--qos", default=None, choices=("sensor", "reliable"),
-                        help="QoS of the sensor topics (default: reliable with --count, else sensor)")
+    parser.add_argument(
+        "--qos",
+        default=None,
+        choices=("sensor", "reliable"),
+        help="QoS of the sensor topics (default: reliable with --count, else sensor)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
-    parser.add_argument("--wait-subscribers", type=float, default=10.0,
-                        help="with --count: file playback waits up to this long for the counter (default 10 s)")
+    parser.add_argument(
+        "--wait-subscribers",
+        type=float,
+        default=10.0,
+        help="with --count: file playback waits up to this long for the counter (default 10 s)",
+    )
     from microexp.ros.dds import add_dds_arguments
 
     add_dds_arguments(parser)
@@ -52,25 +64,46 @@ def build_nodes(args) -> list:
     if args.synthetic:
         from microexp.ros.nodes.synthetic_node import SyntheticRigNode
 
-        nodes.append(SyntheticRigNode(parameter_overrides=_overrides(
-            {"rate": args.rate, "qos": qos, "plan": args.aus, "sensors": args.sensors, "seed": args.seed})))
+        nodes.append(
+            SyntheticRigNode(
+                parameter_overrides=_overrides(
+                    {"rate": args.rate, "qos": qos, "plan": args.aus, "sensors": args.sensors, "seed": args.seed}
+                )
+            )
+        )
     if args.evk4_file or getattr(args, "evk4_device", False):
         from microexp.ros.nodes.evk4_node import Evk4Node
 
-        source = ({"mode": "device", "device_file": args.evk4_file or ""} if getattr(args, "evk4_device", False)
-                  else {"mode": "file", "file": args.evk4_file})
-        nodes.append(Evk4Node(parameter_overrides=_overrides(
-            {**source, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
+        source = (
+            {"mode": "device", "device_file": args.evk4_file or ""}
+            if getattr(args, "evk4_device", False)
+            else {"mode": "file", "file": args.evk4_file}
+        )
+        nodes.append(
+            Evk4Node(
+                parameter_overrides=_overrides({**source, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})
+            )
+        )
     if args.davis_file:
         from microexp.ros.nodes.davis346_node import Davis346Node
 
-        nodes.append(Davis346Node(parameter_overrides=_overrides(
-            {"mode": "file", "file": args.davis_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
+        nodes.append(
+            Davis346Node(
+                parameter_overrides=_overrides(
+                    {"mode": "file", "file": args.davis_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait}
+                )
+            )
+        )
     if args.webcam_file:
         from microexp.ros.nodes.webcam_node import WebcamNode
 
-        nodes.append(WebcamNode(parameter_overrides=_overrides(
-            {"mode": "file", "file": args.webcam_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait})))
+        nodes.append(
+            WebcamNode(
+                parameter_overrides=_overrides(
+                    {"mode": "file", "file": args.webcam_file, "rate": args.rate, "loop": args.loop, "qos": qos, **wait}
+                )
+            )
+        )
     if not nodes:
         raise ParameterError("play: give at least one of --davis-file, --evk4-file, --webcam-file, --synthetic")
     return nodes
@@ -132,8 +165,10 @@ def _play(args) -> tuple[dict, bool, "str | MicroexpError"]:
                 for pub in n.publishers:
                     if not pub.topic_name.endswith(("/rosout", "/parameter_events")):
                         if not pub.wait_for_all_acked(Duration(seconds=30)):
-                            print(f"play: {pub.topic_name}: not every subscriber acknowledged every message "
-                                  "within 30 s", file=sys.stderr)
+                            print(
+                                f"play: {pub.topic_name}: not every subscriber acknowledged every message within 30 s",
+                                file=sys.stderr,
+                            )
         failed = [n.playback_error for n in nodes if getattr(n, "playback_error", "")]
         if failed:  # a corrupt or missing input: what played is counted, the exit says it failed
             ok, error = True, failed[0]

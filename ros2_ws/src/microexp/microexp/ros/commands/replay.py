@@ -1,4 +1,5 @@
 """`microexp replay BAG`: republish a bag (or every segment bag of a session folder) with its original timing."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,20 @@ from microexp.errors import MicroexpError
 
 def add_arguments(parser) -> None:
     parser.add_argument("bag", help="bag folder or session folder")
-    parser.add_argument("--rate", type=float, default=1.0, help="speed factor, 0.001..1000 (1 = as recorded, 0 = flat out)")
+    parser.add_argument(
+        "--rate", type=float, default=1.0, help="speed factor, 0.001..1000 (1 = as recorded, 0 = flat out)"
+    )
     parser.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
     parser.add_argument("--topics", default="", help="comma-separated topics to replay (default: all)")
-    parser.add_argument("--qos", choices=("reliable", "sensor"), default="reliable", help="QoS of the republished topics")
-    parser.add_argument("--wait-subscribers", type=float, default=0.0,
-                        help="wait up to this many seconds for a subscriber on every topic before starting")
+    parser.add_argument(
+        "--qos", choices=("reliable", "sensor"), default="reliable", help="QoS of the republished topics"
+    )
+    parser.add_argument(
+        "--wait-subscribers",
+        type=float,
+        default=0.0,
+        help="wait up to this many seconds for a subscriber on every topic before starting",
+    )
 
 
 def run(args) -> int:
@@ -25,18 +34,38 @@ def run(args) -> int:
     graph = Runner(threads=2)
     try:
         topics = [t for t in args.topics.split(",") if t] or [""]
-        node = graph.add(ReplayNode(parameter_overrides=overrides(
-            "replay", None, bag=str(args.bag), rate=args.rate, loop=args.loop, topics=topics, qos=args.qos,
-            wait_for_subscribers_s=float(args.wait_subscribers))))
+        node = graph.add(
+            ReplayNode(
+                parameter_overrides=overrides(
+                    "replay",
+                    None,
+                    bag=str(args.bag),
+                    rate=args.rate,
+                    loop=args.loop,
+                    topics=topics,
+                    qos=args.qos,
+                    wait_for_subscribers_s=float(args.wait_subscribers),
+                )
+            )
+        )
         graph.start()
         while not node.finished.wait(0.1):
             pass
         time.sleep(0.2)
         errs = sorted(abs(e) for e in node.timing_errors_us)
         p99 = errs[int(0.99 * (len(errs) - 1))] / 1000 if errs else None
-        print(json.dumps({"bag": str(args.bag), "published": node.published,
-                          "messages": sum(node.published.values()), "send_error_p99_ms": p99,
-                          "skipped": node.skipped}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "bag": str(args.bag),
+                    "published": node.published,
+                    "messages": sum(node.published.values()),
+                    "send_error_p99_ms": p99,
+                    "skipped": node.skipped,
+                }
+            ),
+            flush=True,
+        )
         if node.error:
             raise MicroexpError(f"replay stopped after {sum(node.published.values())} messages: {node.error}")
         return 0

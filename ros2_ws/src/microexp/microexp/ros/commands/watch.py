@@ -9,6 +9,7 @@ same domain; without ``--topic`` it picks the first AUPrediction topic it discov
 On a terminal the view is redrawn in place; otherwise (a pipe, ``--once``, ``--count N``) each message is
 printed as a block, and the command exits after the first one (``--once``) or N of them (``--count``).
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,13 +23,20 @@ BAR = 24
 
 def add_arguments(parser) -> None:
     parser.add_argument("--topic", default=None, help="AUPrediction topic (default: the first one discovered)")
-    parser.add_argument("--diagnostics", default=None,
-                        help="DiagnosticArray topic of the publisher (default: .../diagnostics beside .../au)")
+    parser.add_argument(
+        "--diagnostics",
+        default=None,
+        help="DiagnosticArray topic of the publisher (default: .../diagnostics beside .../au)",
+    )
     parser.add_argument("--once", action="store_true", help="print one prediction and exit")
     parser.add_argument("--count", type=int, default=0, help="print N predictions and exit")
-    parser.add_argument("--timeout", type=float, default=0.0,
-                        help="stop after this many seconds (0 = never); exit code 1 when --once/--count did not "
-                             "get its predictions by then")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds (0 = never); exit code 1 when --once/--count did not "
+        "get its predictions by then",
+    )
     parser.add_argument("--plain", action="store_true", help="never redraw in place (print blocks)")
 
 
@@ -90,27 +98,35 @@ def render(msg, topic: str, state: WatchState) -> str:
     probs = [float(p) for p in msg.probabilities]
     smoothed = [float(p) for p in msg.smoothed_probabilities]
     top1 = max(probs) if probs else 0.0
-    lines = [f"{topic}  sensor {msg.sensor or '?'}  model {msg.model_id or '?'}",
-             f"window {msg.window_start_us / 1e6:.3f}-{msg.window_end_us / 1e6:.3f} s  events {msg.events}  "
-             f"face {'yes' if msg.face_found else 'no'}"]
+    lines = [
+        f"{topic}  sensor {msg.sensor or '?'}  model {msg.model_id or '?'}",
+        f"window {msg.window_start_us / 1e6:.3f}-{msg.window_end_us / 1e6:.3f} s  events {msg.events}  "
+        f"face {'yes' if msg.face_found else 'no'}",
+    ]
     for rank, idx in enumerate(list(msg.top3)[:3]):
         idx = int(idx)
         if idx >= len(codes):
             continue
         label = f"AU{codes[idx]}"
-        lines.append(f"  {rank + 1}. {label:<5} {AU_NAMES[idx] if idx < len(AU_NAMES) else '':<22} "
-                     f"{_bar(probs[idx], top1)} {probs[idx]:.3f}")
+        lines.append(
+            f"  {rank + 1}. {label:<5} {AU_NAMES[idx] if idx < len(AU_NAMES) else '':<22} "
+            f"{_bar(probs[idx], top1)} {probs[idx]:.3f}"
+        )
     s1 = int(msg.smoothed_top1)
     if s1 < len(codes) and smoothed:
-        lines.append(f"  smoothed over {msg.smoothed_windows} windows: AU{codes[s1]} "
-                     f"{AU_NAMES[s1] if s1 < len(AU_NAMES) else ''} {smoothed[s1]:.3f}")
+        lines.append(
+            f"  smoothed over {msg.smoothed_windows} windows: AU{codes[s1]} "
+            f"{AU_NAMES[s1] if s1 < len(AU_NAMES) else ''} {smoothed[s1]:.3f}"
+        )
     p50, p99 = state.latency_percentiles()
     d = state.diagnostics
     skipped = d.get("skipped", None)
     skipped_text = f"skipped {skipped}" if skipped is not None else f"skipped ≥{state.window_holes} (window holes)"
     resets = f"  resets {d['resets']}" if "resets" in d else ""
-    lines.append(f"latency {float(msg.latency_ms):.2f} ms (p50 {p50:.2f} / p99 {p99:.2f} over {len(state.latencies)})"
-                 f"  {state.rate_hz():.1f} windows/s  {skipped_text}{resets}")
+    lines.append(
+        f"latency {float(msg.latency_ms):.2f} ms (p50 {p50:.2f} / p99 {p99:.2f} over {len(state.latencies)})"
+        f"  {state.rate_hz():.1f} windows/s  {skipped_text}{resets}"
+    )
     if d.get("_message"):
         lines.append(f"node: {d['_message']}")
     return "\n".join(lines)
@@ -129,12 +145,12 @@ def _discover(node, executor, timeout: float) -> Optional[str]:
 def run(args) -> int:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from microexp_msgs.msg import AUPrediction
     from rclpy.qos import qos_profile_sensor_data
 
     from microexp.config import check_topic_name
     from microexp.errors import ParameterError
     from microexp.ros.runner import Runner
+    from microexp_msgs.msg import AUPrediction
 
     if not args.timeout >= 0 or args.timeout == float("inf"):
         raise ParameterError(f"--timeout must be a number of seconds >= 0 (0 = never), got {args.timeout}")
@@ -189,8 +205,7 @@ def run(args) -> int:
                 sys.stdout.flush()
             if args.timeout > 0 and time.monotonic() - started > args.timeout:
                 if want:
-                    print(f"watch: {shown} of {want} predictions on {topic} within {args.timeout:g} s",
-                          file=sys.stderr)
+                    print(f"watch: {shown} of {want} predictions on {topic} within {args.timeout:g} s", file=sys.stderr)
                     return 1
                 return 0
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ tests read :data:`NODES`. Each row is (node name, executable, class); the module
 ``microexp.ros.nodes.<executable>`` and the parameter file ``config/<executable>.yaml``. This module imports
 no rclpy: the launch process and setup.py read it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,4 +51,3 @@ class NodeEntry:
 NODES = tuple(NodeEntry(*row) for row in TABLE)
 BY_NAME = {n.name: n for n in NODES}
 BY_EXECUTABLE = {n.executable: n for n in NODES}
-

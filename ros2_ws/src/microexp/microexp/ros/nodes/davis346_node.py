@@ -9,6 +9,7 @@ on the ROS clock); ``~/camera_info`` when a calibration file is given; ``~/sync_
 ``mode:=device`` drives the camera through dv-processing 2's ``dv.io.camera.DAVIS`` (see
 :mod:`microexp.events.davis_device`); a method it lacks is an error at start.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from event_camera_msgs.msg import EventPacket
 from sensor_msgs.msg import CameraInfo, Image, Imu
 
+from event_camera_msgs.msg import EventPacket
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.events.codecs import make_encoder
@@ -44,12 +45,22 @@ PARAMS = (
     Param("frame_interval_ms", 25.0, "APS frame interval (mode=device)", min=1.0, max=1000.0, unit="ms"),
     Param("exposure_us", 0, "APS exposure (mode=device; 0 = auto exposure)", min=0, max=1_000_000, unit="µs"),
     Param("noise_filter", True, "background-activity noise filter of the camera, 2 ms (mode=device)"),
-    Param("bias_preset", "", "DAVIS bias file ('NAME COARSE FINE' lines) applied at start (mode=device; "
-          "empty = camera defaults)"),
-    Param("trigger_in", True, "detect rising and falling edges on the SIGNAL_IN line, publish ~/triggers "
-          "(mode=device)"),
-    Param("wait_for_subscribers_s", 5.0, "file playback waits up to this long for a subscriber on every topic",
-          min=0.0, max=600.0, unit="s"),
+    Param(
+        "bias_preset",
+        "",
+        "DAVIS bias file ('NAME COARSE FINE' lines) applied at start (mode=device; empty = camera defaults)",
+    ),
+    Param(
+        "trigger_in", True, "detect rising and falling edges on the SIGNAL_IN line, publish ~/triggers (mode=device)"
+    ),
+    Param(
+        "wait_for_subscribers_s",
+        5.0,
+        "file playback waits up to this long for a subscriber on every topic",
+        min=0.0,
+        max=600.0,
+        unit="s",
+    ),
     Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
 )
 
@@ -98,17 +109,22 @@ class Davis346Node(SensorNode):
             from microexp.events.davis_device import bias_names, davis_class, parse_davis_bias_file
 
             self.davis_cls = davis_class()  # a method the device path calls and dv-processing lacks: error here
-            self.biases = (parse_davis_bias_file(self.p["bias_preset"], bias_names(self.davis_cls))
-                           if self.p["bias_preset"] else [])
+            self.biases = (
+                parse_davis_bias_file(self.p["bias_preset"], bias_names(self.davis_cls))
+                if self.p["bias_preset"]
+                else []
+            )
             self.camera_factory = camera_factory or (
-                lambda serial: self.davis_cls(serial) if serial else self.davis_cls())
+                lambda serial: self.davis_cls(serial) if serial else self.davis_cls()
+            )
             target = self._run_device
         self.start_source(target, "davis346")
 
     # -- sources ------------------------------------------------------------------------------------------
     def _play_file(self) -> None:
-        self.play_file(self._play_items,
-                       lambda: f"playback finished: {self.seq} event packets, {self.events_published} events")
+        self.play_file(
+            self._play_items, lambda: f"playback finished: {self.seq} event packets, {self.events_published} events"
+        )
 
     def _play_items(self) -> None:
         from microexp.events.aedat4 import iter_aedat4
@@ -134,8 +150,10 @@ class Davis346Node(SensorNode):
                 try:
                     cam = self.camera_factory(self.p["serial"])
                 except Exception as exc:  # absent, unplugged, or busy
-                    if self.retry_later(f"DAVIS346 {self.p['serial'] or '(any)'} cannot be opened ({exc}); "
-                                        f"retrying in {self.p['retry_interval_s']:g} s"):
+                    if self.retry_later(
+                        f"DAVIS346 {self.p['serial'] or '(any)'} cannot be opened ({exc}); "
+                        f"retrying in {self.p['retry_interval_s']:g} s"
+                    ):
                         break
                     continue
                 self.clock_sync.est.reset()  # an opened camera starts a new sensor clock
@@ -145,8 +163,9 @@ class Davis346Node(SensorNode):
                 if read_loop(cam, self._dispatch, self._stop) == "stopped":
                     break
                 del cam
-                if self.retry_later(f"DAVIS346 stopped delivering data (unplugged?); reopening in "
-                                    f"{self.p['retry_interval_s']:g} s"):
+                if self.retry_later(
+                    f"DAVIS346 stopped delivering data (unplugged?); reopening in {self.p['retry_interval_s']:g} s"
+                ):
                     break
         except Exception as exc:  # a camera refusing a setting: one line, the node stays up without data
             log.error(f"DAVIS346 device stopped: {type(exc).__name__}: {exc}")
@@ -179,13 +198,18 @@ class Davis346Node(SensorNode):
         bounds = np.unique(np.concatenate(([0], edges, [len(events)])))
         for a, b in zip(bounds[:-1], bounds[1:]):
             for s in range(int(a), int(b), self.p["packet_max_events"]):
-                chunk = events[s:min(int(b), s + self.p["packet_max_events"])]
+                chunk = events[s : min(int(b), s + self.p["packet_max_events"])]
                 payload, time_base = self.encoder.encode(chunk)
                 msg = EventPacket()
                 msg.header.frame_id = self.p["frame_id"]
                 msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(chunk["t"][0], int(chunk["t"][-1]))
                 msg.width, msg.height = 346, 260
-                msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = self.seq, int(time_base), self.p["encoding"], False
+                msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = (
+                    self.seq,
+                    int(time_base),
+                    self.p["encoding"],
+                    False,
+                )
                 msg.events = bytes(payload)
                 self.event_pub.publish(msg)
                 self.seq += 1
@@ -213,10 +237,16 @@ class Davis346Node(SensorNode):
             msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(s["t"])
             msg.orientation_covariance[0] = -1.0  # no orientation estimate
             msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
-                float(s["ax"]) * G, float(s["ay"]) * G, float(s["az"]) * G)
+                float(s["ax"]) * G,
+                float(s["ay"]) * G,
+                float(s["az"]) * G,
+            )
             d2r = math.pi / 180.0
             msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (
-                float(s["gx"]) * d2r, float(s["gy"]) * d2r, float(s["gz"]) * d2r)
+                float(s["gx"]) * d2r,
+                float(s["gy"]) * d2r,
+                float(s["gz"]) * d2r,
+            )
             self.imu_pub.publish(msg)
             self.count(self.imu_pub)
 

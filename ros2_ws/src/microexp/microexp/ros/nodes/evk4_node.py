@@ -10,11 +10,12 @@ external-trigger edge a TIME_HIGH, TIME_LOW, EXT_TRIGGER word triple, so any EVT
 ``mode:=device`` opens the camera ``serial`` (empty = the first found), or with ``device_file:=REC.raw`` a RAW
 file through OpenEB as a device: the same code path, for tests and benchmarks without a camera.
 """
+
 from __future__ import annotations
 
 import numpy as np
-from event_camera_msgs.msg import EventPacket
 
+from event_camera_msgs.msg import EventPacket
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.events.evt3_split import Evt3TimeState, split_evt3, trigger_words, word_times
@@ -25,33 +26,75 @@ from microexp.ros.nodes.sensor import SensorNode
 PARAMS = (
     Param("mode", "file", "where events come from: a RAW file or the camera", choices=("file", "device")),
     Param("file", "", "RAW file to play back (mode=file)"),
-    Param("rate", 1.0, "playback speed of a file (mode=file, or device_file): 1 = real time, 0 = as fast as possible",
-          min=0.0, max=1000.0),
+    Param(
+        "rate",
+        1.0,
+        "playback speed of a file (mode=file, or device_file): 1 = real time, 0 = as fast as possible",
+        min=0.0,
+        max=1000.0,
+    ),
     Param("loop", False, "start the file again at its end"),
-    Param("width", 0, "sensor width when the RAW header has no geometry (0 = from the header)", min=0, max=8192, unit="px"),
-    Param("height", 0, "sensor height when the RAW header has no geometry (0 = from the header)", min=0, max=8192, unit="px"),
+    Param(
+        "width", 0, "sensor width when the RAW header has no geometry (0 = from the header)", min=0, max=8192, unit="px"
+    ),
+    Param(
+        "height",
+        0,
+        "sensor height when the RAW header has no geometry (0 = from the header)",
+        min=0,
+        max=8192,
+        unit="px",
+    ),
     Param("packet_time_us", 1000, "a packet spans at most this much sensor time", min=50, max=1_000_000, unit="µs"),
-    Param("packet_max_bytes", 1_000_000, "a packet holds at most this many payload bytes", min=64, max=64_000_000, unit="B"),
+    Param(
+        "packet_max_bytes",
+        1_000_000,
+        "a packet holds at most this many payload bytes",
+        min=64,
+        max=64_000_000,
+        unit="B",
+    ),
     Param("frame_id", "evk4", "frame_id of the published headers (empty = the camera's serial number)"),
     Param("qos", "sensor", "QoS of ~/events: sensor (best effort) or reliable", choices=("sensor", "reliable")),
     Param("serial", "", "camera serial number (mode=device; empty = first camera found)"),
     Param("device_file", "", "mode=device: open this RAW file through OpenEB as a device instead of a camera"),
-    Param("device_read", "auto", "mode=device: how the camera's buffers become ~/events: raw = the sensor's EVT3 "
-          "words passed through (microexp's OpenEB binding), decode = OpenEB's decoders, then microexp's EVT3 "
-          "encoder, auto = raw where the binding is built and the camera streams EVT3, else decode",
-          choices=("auto", "raw", "decode")),
+    Param(
+        "device_read",
+        "auto",
+        "mode=device: how the camera's buffers become ~/events: raw = the sensor's EVT3 "
+        "words passed through (microexp's OpenEB binding), decode = OpenEB's decoders, then microexp's EVT3 "
+        "encoder, auto = raw where the binding is built and the camera streams EVT3, else decode",
+        choices=("auto", "raw", "decode"),
+    ),
     Param("bias_file", "", "Metavision .bias file ('VALUE % NAME' lines) applied at start (mode=device)"),
     Param("roi", "", "region of interest x,y,width,height (mode=device; empty = full sensor)"),
-    Param("erc_rate_mev_s", 0.0, "event-rate controller limit (mode=device; 0 = off)", min=0.0, max=1000.0, unit="Mev/s"),
+    Param(
+        "erc_rate_mev_s", 0.0, "event-rate controller limit (mode=device; 0 = off)", min=0.0, max=1000.0, unit="Mev/s"
+    ),
     Param("trigger_in", False, "enable the external trigger input (mode=device)"),
     Param("trigger_out_period_us", 0, "trigger-out period (mode=device; 0 = off)", min=0, max=10_000_000, unit="µs"),
-    Param("sync_mode", "standalone", "camera synchronisation for multi-camera rigs (mode=device)",
-          choices=("standalone", "master", "slave")),
-    Param("wait_for_subscribers_s", 5.0, "file playback (mode=file, or device_file) waits up to this long for "
-          "a subscriber on every topic",
-          min=0.0, max=600.0, unit="s"),
-    Param("retry_interval_s", 2.0, "wait between attempts to open an absent, busy or unplugged camera", min=0.1,
-          max=3600.0, unit="s"),
+    Param(
+        "sync_mode",
+        "standalone",
+        "camera synchronisation for multi-camera rigs (mode=device)",
+        choices=("standalone", "master", "slave"),
+    ),
+    Param(
+        "wait_for_subscribers_s",
+        5.0,
+        "file playback (mode=file, or device_file) waits up to this long for a subscriber on every topic",
+        min=0.0,
+        max=600.0,
+        unit="s",
+    ),
+    Param(
+        "retry_interval_s",
+        2.0,
+        "wait between attempts to open an absent, busy or unplugged camera",
+        min=0.1,
+        max=3600.0,
+        unit="s",
+    ),
 )
 
 
@@ -80,12 +123,21 @@ class Evk4Node(SensorNode):
         if self.header.format not in ("evt3", "evt2"):
             raise MicroexpError(f"{self.p['file']}: format {self.header.format} cannot be played")
         if self.header.width is None:
-            raise MicroexpError(f"{self.p['file']}: the header gives no sensor size; set the width and height parameters")
+            raise MicroexpError(
+                f"{self.p['file']}: the header gives no sensor size; set the width and height parameters"
+            )
         self._payload = raw_payload
         self.frame_id = self.p["frame_id"] or self.header.serial or "evk4"
-        self._publish_info({"serial": self.header.serial or "", "width": self.header.width,
-                            "height": self.header.height, "sensor": "", "plugin": self.header.plugin or "",
-                            "source": self.p["file"]})
+        self._publish_info(
+            {
+                "serial": self.header.serial or "",
+                "width": self.header.width,
+                "height": self.header.height,
+                "sensor": "",
+                "plugin": self.header.plugin or "",
+                "source": self.p["file"],
+            }
+        )
         self.start_source(self._play, "evk4_playback")
 
     # -- device mode ------------------------------------------------------------------------------------------
@@ -120,19 +172,29 @@ class Evk4Node(SensorNode):
                 self.frame_id = self.p["frame_id"] or info.serial
                 for note in dev.configure(self.settings):
                     log.warning(note)
-                self._publish_info({"serial": info.serial, "width": info.width, "height": info.height,
-                                    "sensor": info.sensor, "plugin": info.plugin, "source": info.source,
-                                    "biases": self.settings.biases})
+                self._publish_info(
+                    {
+                        "serial": info.serial,
+                        "width": info.width,
+                        "height": info.height,
+                        "sensor": info.sensor,
+                        "plugin": info.plugin,
+                        "source": info.source,
+                        "biases": self.settings.biases,
+                    }
+                )
                 read, why = dev.choose_read(self.p["device_read"])
                 self.device_read = read
-                log.info(f"EVK4 {info.serial or '(no serial)'} open: {info.width}x{info.height} {info.sensor} "
-                         f"({dev.describe()}); events: {why}")
+                log.info(
+                    f"EVK4 {info.serial or '(no serial)'} open: {info.width}x{info.height} {info.sensor} "
+                    f"({dev.describe()}); events: {why}"
+                )
                 self.wait_for_subscribers()
                 packetizer = make_packetizer(read, info, self.p["packet_time_us"], self.p["packet_max_bytes"])
                 self.packetizer = packetizer
                 pacer = Pacer(self.p["rate"] if self.p["device_file"] else 0.0, self._stop)
 
-                def on_packet(pkt):
+                def on_packet(pkt, pacer=pacer):
                     if pacer.wait(max(pkt.t_first_us, 0)):
                         self._publish(pkt.words, pkt.t_first_us, pkt.t_last_us)
                         self._publish_triggers(pkt.trigger_words)
@@ -142,20 +204,29 @@ class Evk4Node(SensorNode):
                     how = stream_device(dev, packetizer, on_packet, self._stop)
                 finally:
                     dev.close()
-                self.device_stats = {"buffers": dev.buffers, "bytes_in": dev.bytes_in,
-                                     "events": packetizer.events_in, "triggers": packetizer.triggers_in,
-                                     "reordered": getattr(packetizer, "reordered", 0),
-                                     "outside": getattr(packetizer, "dropped_outside", 0), "read": read}
+                self.device_stats = {
+                    "buffers": dev.buffers,
+                    "bytes_in": dev.bytes_in,
+                    "events": packetizer.events_in,
+                    "triggers": packetizer.triggers_in,
+                    "reordered": getattr(packetizer, "reordered", 0),
+                    "outside": getattr(packetizer, "dropped_outside", 0),
+                    "read": read,
+                }
                 if how == "stopped":
                     break
                 if self.p["device_file"]:
-                    log.info(f"device_file {self.p['device_file']} ended: {packetizer.events_in} events, "
-                             f"{packetizer.triggers_in} triggers in {self.packets} packets")
+                    log.info(
+                        f"device_file {self.p['device_file']} ended: {packetizer.events_in} events, "
+                        f"{packetizer.triggers_in} triggers in {self.packets} packets"
+                    )
                     if not self.p["loop"]:
                         break
                     continue
-                if self.retry_later(f"EVK4 {info.serial} stopped delivering data (unplugged?); reopening in "
-                                    f"{self.p['retry_interval_s']:g} s"):
+                if self.retry_later(
+                    f"EVK4 {info.serial} stopped delivering data (unplugged?); reopening in "
+                    f"{self.p['retry_interval_s']:g} s"
+                ):
                     break
         except MicroexpError as exc:
             log.error(f"EVK4 device stopped: {exc}")
@@ -170,8 +241,9 @@ class Evk4Node(SensorNode):
         self.publish_sensor_info("evk4", self.pub.topic_name, info)
 
     def _play(self):
-        self.play_file(self._play_words,
-                       lambda: f"playback finished: {self.packets} packets, {self.events_bytes} bytes")
+        self.play_file(
+            self._play_words, lambda: f"playback finished: {self.packets} packets, {self.events_bytes} bytes"
+        )
 
     def _play_words(self):
         pacer = Pacer(self.p["rate"], self._stop)
@@ -202,15 +274,19 @@ class Evk4Node(SensorNode):
             return np.frombuffer(payload, dtype="<u2")
         raw = self._payload(self.p["file"])
         if len(raw) % 2:
-            self.get_logger().error(f"{self.p['file']}: ends inside a word at byte {self.header.header_bytes + len(raw) - 1}; "
-                                    "the last byte is ignored")
+            self.get_logger().error(
+                f"{self.p['file']}: ends inside a word at byte {self.header.header_bytes + len(raw) - 1}; "
+                "the last byte is ignored"
+            )
             raw = raw[: len(raw) - 1]
         words = np.frombuffer(raw, dtype="<u2")
         bad = np.nonzero(np.isin(words >> 12, (0x1, 0x9, 0xB, 0xC, 0xD)))[0]
         if len(bad):
             offset = self.header.header_bytes + 2 * int(bad[0])
-            self.playback_error = (f"{self.p['file']}: corrupt EVT3 data at byte {offset} (reserved word type "
-                                   f"{int(words[bad[0]] >> 12):#x}); playback stops there")
+            self.playback_error = (
+                f"{self.p['file']}: corrupt EVT3 data at byte {offset} (reserved word type "
+                f"{int(words[bad[0]] >> 12):#x}); playback stops there"
+            )
             self.get_logger().error(self.playback_error)
             words = words[: bad[0]]
         return words

@@ -24,6 +24,7 @@ runner's clock estimate once it is locked; before that, the ROS arrival time of 
 window. ``latency_ms`` is the time from the arrival of that packet (its DDS reception time,
 ``received_timestamp`` of the message info) to the publish call.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,14 +35,12 @@ from typing import Optional
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from event_camera_msgs.msg import EventPacket
-from microexp_msgs.msg import AUPrediction, SegmentMarker
-from microexp_msgs.srv import TakeStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from event_camera_msgs.msg import EventPacket
 from microexp.aus import AU_CODES
 from microexp.config import Param
 from microexp.errors import MicroexpError
@@ -49,61 +48,152 @@ from microexp.events.stream import Packet
 from microexp.infer.live import LiveRunner, warm_up
 from microexp.infer.pipeline import StreamingAUPipeline
 from microexp.ros.base import RELIABLE_QOS, SENSOR_QOS, ReaderThreadGroup, declare_params, qos_named, run_node
+from microexp_msgs.msg import AUPrediction, SegmentMarker
+from microexp_msgs.srv import TakeStatus
 
 PARAMS = (
-    Param("model", "", "SNN checkpoint (microexp format); empty = the default model "
-                       "($MICROEXP_MODELS_DIR or models/)/au_snn_default.pt"),
+    Param(
+        "model",
+        "",
+        "SNN checkpoint (microexp format); empty = the default model "
+        "($MICROEXP_MODELS_DIR or models/)/au_snn_default.pt",
+    ),
     Param("device", "auto", "torch device: auto = cuda when available, else cpu", choices=("auto", "cuda", "cpu")),
-    Param("noise_filter_us", -1, "background-activity filter before binning (events.filters): an event counts when a "
-          "neighbouring pixel fired within this many µs; -1 = as the model's training data (its checkpoint), 0 = off",
-          min=-1, max=1_000_000, unit="µs"),
-    Param("cuda_graph", True, "on CUDA, replay each SNN step as a captured CUDA graph (eager steps, with a warning, "
-          "when the capture fails)"),
-    Param("torch_threads", 1, "CPU threads torch may use (0 = torch's default); 1 keeps a window's few small ops "
-          "on one core, so that none of them waits for a second core on a busy machine", min=0, max=256),
-    Param("gil_switch_ms", 0.5, "Python's thread switch interval for this process (sys.setswitchinterval; "
-          "Python's default 5 ms makes the inference worker wait behind the packet reader after every torch "
-          "op; 0 = leave it)", min=0.0, max=100.0, unit="ms"),
+    Param(
+        "noise_filter_us",
+        -1,
+        "background-activity filter before binning (events.filters): an event counts when a "
+        "neighbouring pixel fired within this many µs; -1 = as the model's training data (its checkpoint), 0 = off",
+        min=-1,
+        max=1_000_000,
+        unit="µs",
+    ),
+    Param(
+        "cuda_graph",
+        True,
+        "on CUDA, replay each SNN step as a captured CUDA graph (eager steps, with a warning, when the capture fails)",
+    ),
+    Param(
+        "torch_threads",
+        1,
+        "CPU threads torch may use (0 = torch's default); 1 keeps a window's few small ops "
+        "on one core, so that none of them waits for a second core on a busy machine",
+        min=0,
+        max=256,
+    ),
+    Param(
+        "gil_switch_ms",
+        0.5,
+        "Python's thread switch interval for this process (sys.setswitchinterval; "
+        "Python's default 5 ms makes the inference worker wait behind the packet reader after every torch "
+        "op; 0 = leave it)",
+        min=0.0,
+        max=100.0,
+        unit="ms",
+    ),
     Param("events_topic", "/evk4/events", "EventPacket topic to run on (encodings evt3, libcaer, libcaer_cmp)"),
     Param("frames_topic", "", "sensor_msgs/Image topic for face detection (APS or webcam); empty = no detection"),
     Param("sensor", "evk4", "name of the event sensor, copied into AUPrediction.sensor"),
-    Param("qos", "auto", "QoS of the event and image subscriptions: auto = as their publishers offer (reliable when "
-                         "every publisher is; made once one appears), sensor (best effort) or reliable",
-          choices=("auto", "sensor", "reliable")),
+    Param(
+        "qos",
+        "auto",
+        "QoS of the event and image subscriptions: auto = as their publishers offer (reliable when "
+        "every publisher is; made once one appears), sensor (best effort) or reliable",
+        choices=("auto", "sensor", "reliable"),
+    ),
     Param("slice_us", 33000, "window length (the paper's 33 ms)", min=1000, max=1_000_000, unit="µs"),
-    Param("roi", "", "fixed crop x,y,width,height in event pixels, used without face detection or while the "
-                     "face is lost (empty = the whole sensor)"),
-    Param("face_rate_hz", 5.0, "face detections per second at most (0 = no detection, fixed ROI only)",
-          min=0.0, max=120.0, unit="Hz"),
+    Param(
+        "roi",
+        "",
+        "fixed crop x,y,width,height in event pixels, used without face detection or while the "
+        "face is lost (empty = the whole sensor)",
+    ),
+    Param(
+        "face_rate_hz",
+        5.0,
+        "face detections per second at most (0 = no detection, fixed ROI only)",
+        min=0.0,
+        max=120.0,
+        unit="Hz",
+    ),
     Param("face_lost_after", 3, "consecutive detections without a face after which the face is lost", min=1, max=1000),
-    Param("face_smoothing", 0.5, "weight of the newest face box in its exponential smoothing (1 = no smoothing)",
-          min=0.01, max=1.0),
+    Param(
+        "face_smoothing",
+        0.5,
+        "weight of the newest face box in its exponential smoothing (1 = no smoothing)",
+        min=0.01,
+        max=1.0,
+    ),
     Param("face_margin", 1.2, "side of the square crop / longer side of the face box", min=0.5, max=4.0),
-    Param("face_box", "model", "face box rule: mtcnn (MTCNN's box, the paper's), landmarks (placed by MTCNN's five "
-          "landmarks, vision.face.landmark_box) or model = as the model's training data (its checkpoint)",
-          choices=("model", "mtcnn", "landmarks")),
+    Param(
+        "face_box",
+        "model",
+        "face box rule: mtcnn (MTCNN's box, the paper's), landmarks (placed by MTCNN's five "
+        "landmarks, vision.face.landmark_box) or model = as the model's training data (its checkpoint)",
+        choices=("model", "mtcnn", "landmarks"),
+    ),
     Param("face_min_probability", 0.9, "MTCNN detections less probable than this are ignored", min=0.0, max=1.0),
-    Param("face_stale_s", 2.0, "the face is lost when no detection came for this long (0 = never)",
-          min=0.0, max=3600.0, unit="s"),
-    Param("frame_to_events", [1.0, 1.0, 0.0, 0.0], "face box from image to event pixels [sx, sy, ox, oy]: "
-          "x = sx*u + ox, y = sy*v + oy (identity for the DAVIS346's own APS frames)"),
+    Param(
+        "face_stale_s",
+        2.0,
+        "the face is lost when no detection came for this long (0 = never)",
+        min=0.0,
+        max=3600.0,
+        unit="s",
+    ),
+    Param(
+        "frame_to_events",
+        [1.0, 1.0, 0.0, 0.0],
+        "face box from image to event pixels [sx, sy, ox, oy]: "
+        "x = sx*u + ox, y = sy*v + oy (identity for the DAVIS346's own APS frames)",
+    ),
     Param("horizon", 10, "windows averaged by the smoothed decision", min=1, max=1000),
-    Param("temperature", 0.0, "softmax temperature of the probabilities; 0 = the model's calibrated one (stored by "
-          "`microexp export`), or 1 (plain softmax) when it has none", min=0.0, max=100.0),
-    Param("gap_ms", 200.0, "a pause in the events longer than this (sensor time, or without packets) ends the "
-                           "clip: the open window is published and the SNN reset", min=1.0, max=60000.0, unit="ms"),
-    Param("chunk_us", 8000, "events are binned in batches spanning at most this much sensor time",
-          min=100, max=1_000_000, unit="µs"),
-    Param("queue_size", 4, "windows waiting for inference at most; when full the oldest is skipped",
-          min=1, max=1000),
-    Param("max_lag_ms", 100.0, "a window older than this when inference could start is skipped",
-          min=1.0, max=60000.0, unit="ms"),
-    Param("intake", "poll", "how event packets are taken: poll = a reader thread takes every waiting packet each "
-                            "poll_ms (far less Python per packet than executor callbacks); executor = a subscription "
-                            "callback", choices=("poll", "executor")),
+    Param(
+        "temperature",
+        0.0,
+        "softmax temperature of the probabilities; 0 = the model's calibrated one (stored by "
+        "`microexp export`), or 1 (plain softmax) when it has none",
+        min=0.0,
+        max=100.0,
+    ),
+    Param(
+        "gap_ms",
+        200.0,
+        "a pause in the events longer than this (sensor time, or without packets) ends the "
+        "clip: the open window is published and the SNN reset",
+        min=1.0,
+        max=60000.0,
+        unit="ms",
+    ),
+    Param(
+        "chunk_us",
+        8000,
+        "events are binned in batches spanning at most this much sensor time",
+        min=100,
+        max=1_000_000,
+        unit="µs",
+    ),
+    Param("queue_size", 4, "windows waiting for inference at most; when full the oldest is skipped", min=1, max=1000),
+    Param(
+        "max_lag_ms",
+        100.0,
+        "a window older than this when inference could start is skipped",
+        min=1.0,
+        max=60000.0,
+        unit="ms",
+    ),
+    Param(
+        "intake",
+        "poll",
+        "how event packets are taken: poll = a reader thread takes every waiting packet each "
+        "poll_ms (far less Python per packet than executor callbacks); executor = a subscription "
+        "callback",
+        choices=("poll", "executor"),
+    ),
     Param("poll_ms", 1.0, "reader thread period (intake=poll)", min=0.1, max=100.0, unit="ms"),
-    Param("segments_topic", "/recorder/segments", "SegmentMarker topic; start/stop/discard reset the SNN "
-                                                  "(empty = none)"),
+    Param(
+        "segments_topic", "/recorder/segments", "SegmentMarker topic; start/stop/discard reset the SNN (empty = none)"
+    ),
     Param("diagnostics_period_s", 1.0, "period of ~/diagnostics", min=0.05, max=60.0, unit="s"),
 )
 
@@ -130,14 +220,18 @@ class InferenceNode(Node):
 
         if self.p["torch_threads"] > 0:
             torch.set_num_threads(self.p["torch_threads"])
-        torch.set_flush_denormal(True)  # decaying membranes of silent neurons would otherwise go subnormal (slow on x86)
+        torch.set_flush_denormal(
+            True
+        )  # decaying membranes of silent neurons would otherwise go subnormal (slow on x86)
         if self.p["gil_switch_ms"] > 0:
             sys.setswitchinterval(self.p["gil_switch_ms"] / 1000.0)
         self.device = resolve_device(self.p["device"])
         model_path = self.p["model"] or str(default_model_path())
         if not self.p["model"] and not default_model_path().exists():
-            raise MicroexpError(f"{self.get_name()}: parameter model is empty and the default model {model_path} "
-                                "does not exist yet: give a checkpoint (microexp infer --model FILE)")
+            raise MicroexpError(
+                f"{self.get_name()}: parameter model is empty and the default model {model_path} "
+                "does not exist yet: give a checkpoint (microexp infer --model FILE)"
+            )
         self.model, self.meta, self.model_id = load_au_model(model_path, self.device)
         self.temperature = float(self.p["temperature"] or self.meta.get("extra", {}).get("temperature") or 1.0)
         trained_filter = int(self.meta.get("extra", {}).get("input", {}).get("noise_filter_us", 0) or 0)
@@ -149,13 +243,24 @@ class InferenceNode(Node):
         self.face: Optional[FaceTracker] = None
         self.detector_thread = None
         if self.p["frames_topic"] and self.p["face_rate_hz"] > 0:
-            self.face = FaceTracker(self.p["face_smoothing"], self.p["face_lost_after"], self.box_map,
-                                    self.p["face_margin"], self.p["face_stale_s"])
+            self.face = FaceTracker(
+                self.p["face_smoothing"],
+                self.p["face_lost_after"],
+                self.box_map,
+                self.p["face_margin"],
+                self.p["face_stale_s"],
+            )
 
-        self.runner = LiveRunner(self._make_pipeline, self._publish, queue_size=self.p["queue_size"],
-                                 max_lag_ms=self.p["max_lag_ms"], gap_ms=self.p["gap_ms"],
-                                 name=self.p["events_topic"], log=self._log,
-                                 ros_now_ns=lambda: self.get_clock().now().nanoseconds)
+        self.runner = LiveRunner(
+            self._make_pipeline,
+            self._publish,
+            queue_size=self.p["queue_size"],
+            max_lag_ms=self.p["max_lag_ms"],
+            gap_ms=self.p["gap_ms"],
+            name=self.p["events_topic"],
+            log=self._log,
+            ros_now_ns=lambda: self.get_clock().now().nanoseconds,
+        )
         self._prev_skipped = 0
         self._image_size_warned = False
         self._stop = threading.Event()  # the reader thread's
@@ -174,10 +279,12 @@ class InferenceNode(Node):
         if not self._subscribe():
             self._subscribe_timer = self.create_timer(0.2, self._subscribe, callback_group=other_group)
         if self.p["segments_topic"]:
-            self.segments_sub = self.create_subscription(SegmentMarker, self.p["segments_topic"], self._on_segment,
-                                                         RELIABLE_QOS, callback_group=other_group)
-        self.diag_timer = self.create_timer(self.p["diagnostics_period_s"], self.publish_diagnostics,
-                                            callback_group=other_group)
+            self.segments_sub = self.create_subscription(
+                SegmentMarker, self.p["segments_topic"], self._on_segment, RELIABLE_QOS, callback_group=other_group
+            )
+        self.diag_timer = self.create_timer(
+            self.p["diagnostics_period_s"], self.publish_diagnostics, callback_group=other_group
+        )
         error = warm_up(self.model, self.device, self.p["slice_us"], self.temperature, self.noise_filter_us)
         if error:
             self.get_logger().warning(f"warm-up of the live path failed: {error}")
@@ -192,7 +299,8 @@ class InferenceNode(Node):
         self.get_logger().info(
             f"ready: model {self.model_id} on {self.device} (temperature {self.temperature:.3g}); "
             f"events {self.resolve_topic_name(self.p['events_topic'])}; "
-            f"face {'from ' + self.p['frames_topic'] if self.face is not None else 'off (fixed ROI)'}")
+            f"face {'from ' + self.p['frames_topic'] if self.face is not None else 'off (fixed ROI)'}"
+        )
 
     def _log(self, level: str, message: str, throttle_s: float = 0.0) -> None:
         log = getattr(self.get_logger(), level)
@@ -225,18 +333,21 @@ class InferenceNode(Node):
             qos, name = self._qos_for(self.p["events_topic"])
             if qos is not None:
                 if self.p["intake"] == "executor":
-                    self.events_sub = self.create_subscription(EventPacket, self.p["events_topic"], self._on_events,
-                                                               qos, callback_group=self._events_group)
+                    self.events_sub = self.create_subscription(
+                        EventPacket, self.p["events_topic"], self._on_events, qos, callback_group=self._events_group
+                    )
                 else:  # taken by the reader thread only
-                    self.events_sub = self.create_subscription(EventPacket, self.p["events_topic"], lambda _m: None,
-                                                               qos, callback_group=ReaderThreadGroup())
+                    self.events_sub = self.create_subscription(
+                        EventPacket, self.p["events_topic"], lambda _m: None, qos, callback_group=ReaderThreadGroup()
+                    )
                 self.events_qos = name
                 self.get_logger().info(f"subscribed to {self.events_sub.topic_name} ({name})")
         if self.face is not None and self.frames_sub is None:
             qos, name = self._qos_for(self.p["frames_topic"])
             if qos is not None:
-                self.frames_sub = self.create_subscription(Image, self.p["frames_topic"], self._on_frame, qos,
-                                                           callback_group=self._other_group)
+                self.frames_sub = self.create_subscription(
+                    Image, self.p["frames_topic"], self._on_frame, qos, callback_group=self._other_group
+                )
                 self.frames_qos = name
         done = self.events_sub is not None and (self.face is None or self.frames_sub is not None)
         timer = getattr(self, "_subscribe_timer", None)
@@ -248,34 +359,50 @@ class InferenceNode(Node):
     def _make_pipeline(self, width: int, height: int):
         """The pipeline of a new stream of ``width`` x ``height`` events (the runner calls it)."""
         pipeline = StreamingAUPipeline(
-            self.model, width, height, slice_us=self.p["slice_us"], roi=self.roi, device=self.device,
-            horizon=self.p["horizon"], gap_us=int(self.p["gap_ms"] * 1000), temperature=self.temperature,
-            face=self.face, chunk_us=self.p["chunk_us"], cuda_graph=self.p["cuda_graph"],
-            noise_filter_us=self.noise_filter_us)
+            self.model,
+            width,
+            height,
+            slice_us=self.p["slice_us"],
+            roi=self.roi,
+            device=self.device,
+            horizon=self.p["horizon"],
+            gap_us=int(self.p["gap_ms"] * 1000),
+            temperature=self.temperature,
+            face=self.face,
+            chunk_us=self.p["chunk_us"],
+            cuda_graph=self.p["cuda_graph"],
+            noise_filter_us=self.noise_filter_us,
+        )
         if pipeline.graph_error:
             self.get_logger().warning(f"CUDA graph capture failed, eager SNN steps: {pipeline.graph_error}")
         return pipeline
 
     def _start_face_detection(self) -> None:
         from microexp.infer.face import FaceDetectorThread
+        from microexp.ros.images import from_msg
         from microexp.vision.face import MtcnnDetector
         from microexp.vision.image import to_rgb
-        from microexp.ros.images import from_msg
 
         detector = MtcnnDetector(self.device, self.p["face_min_probability"], box=self.face_box)
 
         def detect(msg: Image):
             image = from_msg(msg)
-            if not self._image_size_warned and self.box_map.is_identity and self.pipeline is not None and \
-                    (msg.width, msg.height) != (self.pipeline.width, self.pipeline.height):
+            if (
+                not self._image_size_warned
+                and self.box_map.is_identity
+                and self.pipeline is not None
+                and (msg.width, msg.height) != (self.pipeline.width, self.pipeline.height)
+            ):
                 self._image_size_warned = True
                 self.get_logger().warning(
                     f"images are {msg.width}x{msg.height} but events {self.pipeline.width}x{self.pipeline.height} "
-                    "and frame_to_events is the identity: set it to map face boxes across the sensors")
+                    "and frame_to_events is the identity: set it to map face boxes across the sensors"
+                )
             return detector(to_rgb(image, msg.encoding))
 
-        self.detector_thread = FaceDetectorThread(detect, self.face, self.p["face_rate_hz"],
-                                                  on_error=lambda m: self.get_logger().warning(m))
+        self.detector_thread = FaceDetectorThread(
+            detect, self.face, self.p["face_rate_hz"], on_error=lambda m: self.get_logger().warning(m)
+        )
         self.detector_thread.start()
 
     # ---------------------------------------------------------------------------------------- callbacks
@@ -391,10 +518,17 @@ class InferenceNode(Node):
             problems.append(f"no events yet on {self.p['events_topic']}")
         status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         total = latency.get("total")
-        status.message = "; ".join(problems) if problems else (
-            f"{counts.get('windows', 0)} windows, p99 {total['p99']:.2f} ms" if total else "running")
-        values = {"model_id": self.model_id, "device": self.device, "events_topic": self.p["events_topic"],
-                  "face": face_state}
+        status.message = (
+            "; ".join(problems)
+            if problems
+            else (f"{counts.get('windows', 0)} windows, p99 {total['p99']:.2f} ms" if total else "running")
+        )
+        values = {
+            "model_id": self.model_id,
+            "device": self.device,
+            "events_topic": self.p["events_topic"],
+            "face": face_state,
+        }
         values.update({k: v for k, v in counts.items()})
         if self.face is not None:
             values.update({f"face.{k}": v for k, v in self.face.state().items() if k != "found"})

@@ -9,13 +9,13 @@ until that node has the take's clip ready, and before keeping a take until the n
 recorder has received every message it published, so that clips lie inside their segments. When the protocol
 is done it ends the recorder's session (``end_session``: summary.json, manifest finished) and the executable
 exits (0, or 1 after an error), which ends ``ros2 launch microexp record.launch.py``."""
+
 from __future__ import annotations
 
 import sys
 import threading
 import time
 
-from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
@@ -23,31 +23,63 @@ from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.protocol import Phase, ProtocolRunner, Timing, parse_aus
 from microexp.ros.base import declare_params, run_node
+from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 
 PARAMS = (
     Param("aus", "all", "Action Units to run, in order ('all' = the 21 of Table 1, or e.g. 'AU2,AU12,AU45')"),
     Param("subject", "S00", "subject pseudonym passed to the recorder"),
     Param("lux", 0.0, "measured illuminance of the face, written to each segment", min=0.0, max=200000.0, unit="lx"),
     Param("takes", 1, "kept takes of each AU, performed in a row", min=1, max=100),
-    Param("first_trial", 1, "trial number of each AU's first take (a later session of the same subject continues)",
-          min=0, max=10000),
+    Param(
+        "first_trial",
+        1,
+        "trial number of each AU's first take (a later session of the same subject continues)",
+        min=0,
+        max=10000,
+    ),
     Param("headless", False, "run unattended: no keys, start at once, exit when done"),
     Param("time_scale", 1.0, "multiply every phase duration (tests use < 1)", min=0.01, max=100.0),
     Param("demo_s", 4.0, "demonstration phase", min=0.0, max=600.0, unit="s"),
-    Param("countdown_s", 3.0, "countdown before performing (the segment starts recording here)", min=0.0, max=60.0, unit="s"),
+    Param(
+        "countdown_s",
+        3.0,
+        "countdown before performing (the segment starts recording here)",
+        min=0.0,
+        max=60.0,
+        unit="s",
+    ),
     Param("perform_s", 2.5, "performance window", min=0.1, max=60.0, unit="s"),
     Param("rest_s", 3.0, "rest after the double beep", min=0.0, max=600.0, unit="s"),
     Param("recorder", "/recorder", "name of the recorder node whose services are called"),
-    Param("service_timeout_s", 10.0, "wait for the recorder's services at most this long", min=0.1, max=600.0, unit="s"),
-    Param("subject_node", "", "node simulating the subject (e.g. /synthetic): each take waits until its clip is "
-                              "ready, and is kept once the clip was published and the recorder received it all "
-                              "(empty = a real subject)"),
-    Param("wait_for", [""], "nodes whose ~/take_status must answer ready before the protocol starts "
-                            "(e.g. /inference; empty entries are ignored)"),
-    Param("take_timeout_s", 120.0, "wait for subject_node or wait_for at most this long per take", min=0.1,
-          max=3600.0, unit="s"),
-    Param("end_session", True, "when the protocol is done, end the recorder's session (summary.json, manifest "
-                               "finished) and exit"),
+    Param(
+        "service_timeout_s", 10.0, "wait for the recorder's services at most this long", min=0.1, max=600.0, unit="s"
+    ),
+    Param(
+        "subject_node",
+        "",
+        "node simulating the subject (e.g. /synthetic): each take waits until its clip is "
+        "ready, and is kept once the clip was published and the recorder received it all "
+        "(empty = a real subject)",
+    ),
+    Param(
+        "wait_for",
+        [""],
+        "nodes whose ~/take_status must answer ready before the protocol starts "
+        "(e.g. /inference; empty entries are ignored)",
+    ),
+    Param(
+        "take_timeout_s",
+        120.0,
+        "wait for subject_node or wait_for at most this long per take",
+        min=0.1,
+        max=3600.0,
+        unit="s",
+    ),
+    Param(
+        "end_session",
+        True,
+        "when the protocol is done, end the recorder's session (summary.json, manifest finished) and exit",
+    ),
 )
 
 
@@ -65,10 +97,14 @@ class RecorderClient:
         self.end_cli = node.create_client(EndSession, f"{base}/end_session", callback_group=group)
         self.status_cli = node.create_client(TakeStatus, f"{base}/take_status", callback_group=group)
         subject = node.p["subject_node"].rstrip("/")
-        self.subject_cli = node.create_client(TakeStatus, f"{subject}/take_status", callback_group=group) \
-            if subject else None
-        self.ready_clis = [node.create_client(TakeStatus, f"{n.rstrip('/')}/take_status", callback_group=group)
-                           for n in node.p["wait_for"] if n.strip()]
+        self.subject_cli = (
+            node.create_client(TakeStatus, f"{subject}/take_status", callback_group=group) if subject else None
+        )
+        self.ready_clis = [
+            node.create_client(TakeStatus, f"{n.rstrip('/')}/take_status", callback_group=group)
+            for n in node.p["wait_for"]
+            if n.strip()
+        ]
 
     def wait(self) -> None:
         t = self.node.p["service_timeout_s"]
@@ -109,8 +145,12 @@ class RecorderClient:
 
     def subject_ready(self, au: str, trial: int) -> None:
         """The simulated subject has the clip of (au, trial) ready (the experimenter waits for the subject)."""
-        self._wait(self.subject_cli, TakeStatus.Request(au=au, trial=int(trial)), lambda r: r.ready,
-                   f"{au} trial {trial} ready")
+        self._wait(
+            self.subject_cli,
+            TakeStatus.Request(au=au, trial=int(trial)),
+            lambda r: r.ready,
+            f"{au} trial {trial} ready",
+        )
 
     def subject_done(self) -> None:
         """The simulated subject performed everything asked, and the recorder has received all of it."""
@@ -150,20 +190,38 @@ class RecorderClient:
 
 
 class ProtocolNode(Node):
-    def __init__(self, name: str = "protocol", namespace: str = "", parameter_overrides=None, ui=None,
-                 before_segment=None, before_stop=None):
+    def __init__(
+        self,
+        name: str = "protocol",
+        namespace: str = "",
+        parameter_overrides=None,
+        ui=None,
+        before_segment=None,
+        before_stop=None,
+    ):
         """``before_segment(au, trial)``, when given, is called before each take starts instead of asking
         ``subject_node``; ``before_stop()`` before a take is closed as kept (tests use them)."""
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
         self.before_segment = before_segment
         self.before_stop = before_stop
         self.p = declare_params(self, PARAMS)
-        timing = Timing(demo_s=self.p["demo_s"], countdown_s=self.p["countdown_s"], perform_s=self.p["perform_s"],
-                        rest_s=self.p["rest_s"]).scaled(self.p["time_scale"])
+        timing = Timing(
+            demo_s=self.p["demo_s"],
+            countdown_s=self.p["countdown_s"],
+            perform_s=self.p["perform_s"],
+            rest_s=self.p["rest_s"],
+        ).scaled(self.p["time_scale"])
         self.client = RecorderClient(self)
         self.ui = ui
-        self.runner = ProtocolRunner(parse_aus(self.p["aus"]), self.client, timing, on_event=self._on_event,
-                                     clock=time.monotonic, takes=self.p["takes"], first_trial=self.p["first_trial"])
+        self.runner = ProtocolRunner(
+            parse_aus(self.p["aus"]),
+            self.client,
+            timing,
+            on_event=self._on_event,
+            clock=time.monotonic,
+            takes=self.p["takes"],
+            first_trial=self.p["first_trial"],
+        )
         self.finished = threading.Event()
         self.error: str | None = None
         self.summary_path = ""
@@ -230,8 +288,12 @@ def main(args=None) -> int:
     from microexp.ros.protocol_ui import TerminalUI
 
     ui = TerminalUI() if sys.stdin.isatty() else None
-    return run_node(lambda: _with_ui(ProtocolNode(ui=ui), ui), args,
-                    done=lambda node: node.finished.is_set(), exit_code=lambda node: 1 if node.error else 0)
+    return run_node(
+        lambda: _with_ui(ProtocolNode(ui=ui), ui),
+        args,
+        done=lambda node: node.finished.is_set(),
+        exit_code=lambda node: 1 if node.error else 0,
+    )
 
 
 def _with_ui(node: ProtocolNode, ui):

@@ -19,6 +19,7 @@ summary. Every publisher of a recorded topic is listed; one outside the session'
 (``expected_publishers``, :mod:`microexp.ros.neighbours`) is warned about once and flags the segment
 (``foreign_publishers``).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,21 +28,33 @@ import threading
 import time
 from pathlib import Path
 
-from microexp_msgs.msg import SegmentMarker
-from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 
 from microexp.aus import au_index, au_label
 from microexp.bags.cdr import SeqTracker, event_packet_fields
-from microexp.bags.manifest import (Manifest, check_output_folder, check_pseudonym, now_iso, silent_topics,
-                                    write_json_atomic)
+from microexp.bags.manifest import (
+    Manifest,
+    check_output_folder,
+    check_pseudonym,
+    now_iso,
+    silent_topics,
+    write_json_atomic,
+)
 from microexp.bags.writer import SegmentWriter, TopicCounters
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import (INTAKE_BEST_EFFORT_QOS, INTAKE_RELIABLE_QOS, LATCHED_QOS, ReaderThreadGroup,
-                               declare_params, run_node)
+from microexp.ros.base import (
+    INTAKE_BEST_EFFORT_QOS,
+    INTAKE_RELIABLE_QOS,
+    LATCHED_QOS,
+    ReaderThreadGroup,
+    declare_params,
+    run_node,
+)
 from microexp.ros.neighbours import PublisherWatch
+from microexp_msgs.msg import SegmentMarker
+from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 
 DEFAULT_TOPICS = (
     "/davis346/events|event_camera_msgs/msg/EventPacket",
@@ -63,22 +76,61 @@ PARAMS = (
     Param("subject", "S00", "subject pseudonym (letters, digits, _ or -; never a name)"),
     Param("storage", "mcap", "bag storage format", choices=("mcap", "sqlite3")),
     Param("topics", list(DEFAULT_TOPICS), "topics to record as 'topic|package/msg/Type'"),
-    Param("queue_mb", 512, "byte budget of the writer queue; beyond it messages are dropped and counted", min=1, max=65536, unit="MB"),
-    Param("split_mb", 4096, "start a new bag of the same segment past this size (0 = never)", min=0, max=1_000_000, unit="MB"),
-    Param("split_s", 0.0, "start a new bag of the same segment past this duration (0 = never)", min=0.0, max=86400.0, unit="s"),
+    Param(
+        "queue_mb",
+        512,
+        "byte budget of the writer queue; beyond it messages are dropped and counted",
+        min=1,
+        max=65536,
+        unit="MB",
+    ),
+    Param(
+        "split_mb",
+        4096,
+        "start a new bag of the same segment past this size (0 = never)",
+        min=0,
+        max=1_000_000,
+        unit="MB",
+    ),
+    Param(
+        "split_s",
+        0.0,
+        "start a new bag of the same segment past this duration (0 = never)",
+        min=0.0,
+        max=86400.0,
+        unit="s",
+    ),
     Param("source", "", "what drives the sensors (device, file, synthetic): written to the manifest"),
-    Param("tail_quiet_s", 0.3, "after a stop, messages received before it are still taken until none came for this long",
-          min=0.0, max=10.0, unit="s"),
+    Param(
+        "tail_quiet_s",
+        0.3,
+        "after a stop, messages received before it are still taken until none came for this long",
+        min=0.0,
+        max=10.0,
+        unit="s",
+    ),
     Param("tail_max_s", 10.0, "... but for at most this long", min=0.0, max=600.0, unit="s"),
-    Param("intake", "poll", "how messages are taken: poll = a reader thread takes every waiting message of every "
-                            "topic each poll_ms (serialized bytes, no executor work per message); executor = "
-                            "subscription callbacks", choices=("poll", "executor")),
+    Param(
+        "intake",
+        "poll",
+        "how messages are taken: poll = a reader thread takes every waiting message of every "
+        "topic each poll_ms (serialized bytes, no executor work per message); executor = "
+        "subscription callbacks",
+        choices=("poll", "executor"),
+    ),
     Param("poll_ms", 1.0, "reader thread period (intake=poll)", min=0.1, max=100.0, unit="ms"),
-    Param("expect_topics", [""], "topics that must deliver during every segment; a segment in which one is silent "
-                                 "is closed as error with the reason (empty = no check)"),
-    Param("expected_publishers", ["/recorder", "/synthetic", "/davis346", "/evk4", "/webcam", "/protocol"],
-          "nodes of this session's graph (fully qualified names); a recorded topic published by any other node, "
-          "or from another host, is flagged as foreign (empty list = any node name)"),
+    Param(
+        "expect_topics",
+        [""],
+        "topics that must deliver during every segment; a segment in which one is silent "
+        "is closed as error with the reason (empty = no check)",
+    ),
+    Param(
+        "expected_publishers",
+        ["/recorder", "/synthetic", "/davis346", "/evk4", "/webcam", "/protocol"],
+        "nodes of this session's graph (fully qualified names); a recorded topic published by any other node, "
+        "or from another host, is flagged as foreign (empty list = any node name)",
+    ),
     Param("allow_remote_publishers", False, "expected nodes may run on other hosts (discovery beyond localhost)"),
 )
 
@@ -88,8 +140,11 @@ EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
 
 def _merge_foreign(have: list, foreign: list) -> list:
     seen = {(e["topic"], e["gid"]) for e in have}
-    return have + [{k: e[k] for k in ("topic", "node", "gid", "host_id", "pid16", "foreign")}
-                   for e in foreign if (e["topic"], e["gid"]) not in seen]
+    return have + [
+        {k: e[k] for k in ("topic", "node", "gid", "host_id", "pid16", "foreign")}
+        for e in foreign
+        if (e["topic"], e["gid"]) not in seen
+    ]
 
 
 def _msg_class(msgtype: str):
@@ -107,8 +162,10 @@ class RecorderNode(Node):
         if self.folder.exists() and not self.folder.is_dir():
             raise MicroexpError(f"{self.get_name()}: parameter out: {self.folder} is a file, not a folder")
         if self.folder.exists() and any(self.folder.iterdir()):
-            raise MicroexpError(f"{self.get_name()}: parameter out: {self.folder} exists and is not empty; "
-                                "choose a new session folder (nothing already recorded is overwritten)")
+            raise MicroexpError(
+                f"{self.get_name()}: parameter out: {self.folder} exists and is not empty; "
+                "choose a new session folder (nothing already recorded is overwritten)"
+            )
         self.topics: dict[str, str] = {}
         for entry in self.p["topics"]:
             topic, _, msgtype = entry.partition("|")
@@ -116,10 +173,16 @@ class RecorderNode(Node):
                 raise MicroexpError(f"{self.get_name()}: parameter topics: {entry!r} is not 'topic|package/msg/Type'")
             self.topics[topic] = msgtype
         check_output_folder(self.folder, f"{self.get_name()}: parameter out:")
-        self.writer = SegmentWriter(self.folder, self.topics, storage=self.p["storage"],
-                                    queue_bytes=self.p["queue_mb"] << 20, split_bytes=self.p["split_mb"] << 20,
-                                    split_seconds=self.p["split_s"], on_error=self._on_writer_error,
-                                    on_closed=self._on_bag_closed)
+        self.writer = SegmentWriter(
+            self.folder,
+            self.topics,
+            storage=self.p["storage"],
+            queue_bytes=self.p["queue_mb"] << 20,
+            split_bytes=self.p["split_mb"] << 20,
+            split_seconds=self.p["split_s"],
+            on_error=self._on_writer_error,
+            on_closed=self._on_bag_closed,
+        )
         self.manifest = Manifest(self.folder, self.p["subject"], self.p["storage"], source=self.p["source"])
         self.manifest.save()
         self.current: dict | None = None
@@ -141,8 +204,9 @@ class RecorderNode(Node):
         self._subs = {}
         self._intake_group = None
         self.seq: dict[str, SeqTracker] = {t: SeqTracker() for t, m in self.topics.items() if m == EVENT_PACKET}
-        self.neighbours = PublisherWatch(self, self.p["expected_publishers"],
-                                         allow_remote=self.p["allow_remote_publishers"])
+        self.neighbours = PublisherWatch(
+            self, self.p["expected_publishers"], allow_remote=self.p["allow_remote_publishers"]
+        )
         self._seg_base: dict = {}
         self._reader = None
         self._stop_intake = threading.Event()
@@ -174,11 +238,12 @@ class RecorderNode(Node):
                 qos = LATCHED_QOS
             if self._intake_group is not None:
                 self._subs[topic] = self.create_subscription(
-                    _msg_class(msgtype), topic, lambda *_: None, qos, raw=True, callback_group=self._intake_group)
+                    _msg_class(msgtype), topic, lambda *_: None, qos, raw=True, callback_group=self._intake_group
+                )
             else:
                 self._subs[topic] = self.create_subscription(
-                    _msg_class(msgtype), topic, lambda data, info, t=topic: self._on_raw(t, data, info), qos,
-                    raw=True)
+                    _msg_class(msgtype), topic, lambda data, info, t=topic: self._on_raw(t, data, info), qos, raw=True
+                )
 
     def _discover_sensor_info(self) -> None:
         """Sensor nodes publish ``~/sensor_info`` (latched JSON: serial, geometry, biases): into the manifest."""
@@ -187,7 +252,8 @@ class RecorderNode(Node):
         for topic, types in self.get_topic_names_and_types():
             if topic.endswith("/sensor_info") and "std_msgs/msg/String" in types and topic not in self._info_subs:
                 self._info_subs[topic] = self.create_subscription(
-                    String, topic, lambda m, t=topic: self._on_sensor_info(t, m.data), LATCHED_QOS)
+                    String, topic, lambda m, t=topic: self._on_sensor_info(t, m.data), LATCHED_QOS
+                )
 
     def _on_sensor_info(self, topic: str, data: str) -> None:
         try:
@@ -239,14 +305,20 @@ class RecorderNode(Node):
             msg = deserialize_message(data, _msg_class("microexp_msgs/msg/SyncStatus"))
         except Exception:  # noqa: BLE001 - a diagnostic: never stop the intake for it
             return
+
         def num(v):
             v = float(v)
             return None if v != v else v  # NaN (not estimated yet) -> null: manifest.json stays strict JSON
 
         for s in msg.sensors:
-            self._sync[s.sensor] = {"locked": bool(s.locked), "offset_ms": num(s.offset_ms),
-                                    "drift_ppm": num(s.drift_ppm), "jitter_us": num(s.jitter_us),
-                                    "samples": int(s.samples), "outliers": int(s.outliers)}
+            self._sync[s.sensor] = {
+                "locked": bool(s.locked),
+                "offset_ms": num(s.offset_ms),
+                "drift_ppm": num(s.drift_ppm),
+                "jitter_us": num(s.jitter_us),
+                "samples": int(s.samples),
+                "outliers": int(s.outliers),
+            }
 
     def _note_publishers(self, topic: str, infos) -> None:
         """Remember who publishes ``topic``; a topic whose publishers all vanish while the session runs (a
@@ -290,7 +362,8 @@ class RecorderNode(Node):
         for topic, entry in self.neighbours.update(self.topics, self.marker_pub.topic_name):
             self.get_logger().warning(
                 f"{topic} has a publisher outside this session: node {entry['node'] or '(unnamed)'} "
-                f"(host {entry['host_id']}, pid {entry['pid16']}): {entry['foreign']}; recorded, segment flagged")
+                f"(host {entry['host_id']}, pid {entry['pid16']}): {entry['foreign']}; recorded, segment flagged"
+            )
         foreign = self.neighbours.foreign(present_only=True)
         seg = self.current
         if seg is not None and foreign:
@@ -300,9 +373,15 @@ class RecorderNode(Node):
         seq, out = self.seq, {}
         for t in self.topics:
             c = self.writer.counters.get(t) or TopicCounters()  # get: never adds a topic to the summary
-            out[t] = {"received": c.received, "written": c.written, "dropped": c.dropped, "outside": c.outside,
-                      "bytes": c.bytes,
-                      "seq_missing": seq[t].missing if t in seq else 0, "seq_gaps": seq[t].gaps if t in seq else 0}
+            out[t] = {
+                "received": c.received,
+                "written": c.written,
+                "dropped": c.dropped,
+                "outside": c.outside,
+                "bytes": c.bytes,
+                "seq_missing": seq[t].missing if t in seq else 0,
+                "seq_gaps": seq[t].gaps if t in seq else 0,
+            }
         return out
 
     def _segment_loss(self) -> dict:
@@ -324,8 +403,9 @@ class RecorderNode(Node):
             self.stop_segment("kept")
         with self._lock:
             au = au_label(au_index(au))
-            seg = self.manifest.add_segment(subject or self.p["subject"], au, trial, lux,
-                                            self.get_clock().now().nanoseconds, note)
+            seg = self.manifest.add_segment(
+                subject or self.p["subject"], au, trial, lux, self.get_clock().now().nanoseconds, note
+            )
             self._seg_base = self._loss_snapshot()
             foreign = self.neighbours.foreign(present_only=True)
             if foreign:
@@ -352,8 +432,9 @@ class RecorderNode(Node):
             if seg["stop_ns"] is None:  # a segment closed by a write error keeps the time of the error
                 seg["stop_ns"] = self.get_clock().now().nanoseconds
         # not under the lock: the writer thread reports closed bags through _on_bag_closed, which takes it
-        self.writer.close_segment(wait=True, stop_ns=seg["stop_ns"], quiet_s=self.p["tail_quiet_s"],
-                                  max_wait_s=self.p["tail_max_s"])
+        self.writer.close_segment(
+            wait=True, stop_ns=seg["stop_ns"], quiet_s=self.p["tail_quiet_s"], max_wait_s=self.p["tail_max_s"]
+        )
         self.check_publishers()
         foreign = self.neighbours.foreign(present_only=True)
         if foreign:
@@ -539,23 +620,39 @@ class RecorderNode(Node):
         topics = {}
         for t, c in sorted(self.writer.counters.items()):
             seq = self.seq.get(t)
-            topics[t] = {"received": c.received, "written": c.written, "dropped": c.dropped,
-                         "outside_segments": c.outside, "bytes": c.bytes,
-                         "seq_gaps": seq.gaps if seq else None, "seq_missing": seq.missing if seq else None,
-                         "lost": c.dropped + (seq.missing if seq else 0),
-                         "publishers": publishers.get(t, [])}
+            topics[t] = {
+                "received": c.received,
+                "written": c.written,
+                "dropped": c.dropped,
+                "outside_segments": c.outside,
+                "bytes": c.bytes,
+                "seq_gaps": seq.gaps if seq else None,
+                "seq_missing": seq.missing if seq else None,
+                "lost": c.dropped + (seq.missing if seq else 0),
+                "publishers": publishers.get(t, []),
+            }
         foreign = self.neighbours.foreign()
-        summary = {"session": str(self.folder), "subject": self.p["subject"], "duration_s": round(duration, 3),
-                   "segments": len(self.manifest.segments),
-                   "kept": sum(s["status"] == "kept" for s in self.manifest.segments),
-                   "dropped": sum(c["dropped"] for c in topics.values()),
-                   "lost": sum(c["lost"] for c in topics.values()),
-                   "foreign_publishers": foreign,
-                   "flagged_segments": [s["name"] for s in self.manifest.segments if s.get("foreign_publishers")],
-                   "bytes": sum(c["bytes"] for c in topics.values()),
-                   "errors": list(self.writer.errors), "topics": topics, "sync": sync or {}, "end_reason": reason}
-        summary["errors"] += [f"{s['name']}: {s['error']}" for s in self.manifest.segments
-                              if s.get("error") and not any(s["error"] in e for e in summary["errors"])]
+        summary = {
+            "session": str(self.folder),
+            "subject": self.p["subject"],
+            "duration_s": round(duration, 3),
+            "segments": len(self.manifest.segments),
+            "kept": sum(s["status"] == "kept" for s in self.manifest.segments),
+            "dropped": sum(c["dropped"] for c in topics.values()),
+            "lost": sum(c["lost"] for c in topics.values()),
+            "foreign_publishers": foreign,
+            "flagged_segments": [s["name"] for s in self.manifest.segments if s.get("foreign_publishers")],
+            "bytes": sum(c["bytes"] for c in topics.values()),
+            "errors": list(self.writer.errors),
+            "topics": topics,
+            "sync": sync or {},
+            "end_reason": reason,
+        }
+        summary["errors"] += [
+            f"{s['name']}: {s['error']}"
+            for s in self.manifest.segments
+            if s.get("error") and not any(s["error"] in e for e in summary["errors"])
+        ]
         self.manifest.doc["finished"] = now_iso()
         self.manifest.doc["end_reason"] = reason
         sensors = self.sensors()  # the sensors whose topics had publishers, with what they said of themselves
@@ -572,8 +669,10 @@ class RecorderNode(Node):
             summary["errors"].append(f"{self.folder / 'summary.json'}: not written: {exc.strerror or exc}")
         self.manifest.drop_reserve()
         self.summary = summary
-        self._log_line(f"session {self.folder} ended ({reason}): {summary['segments']} segments, "
-                       f"{summary['kept']} kept, {summary['dropped']} dropped")
+        self._log_line(
+            f"session {self.folder} ended ({reason}): {summary['segments']} segments, "
+            f"{summary['kept']} kept, {summary['dropped']} dropped"
+        )
         return summary
 
     def discard(self) -> None:

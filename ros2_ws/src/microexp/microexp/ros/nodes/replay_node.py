@@ -4,6 +4,7 @@ timing, scaled by ``rate``; the pip install's stand-in for `ros2 bag play`.
 Timing: a dedicated thread sleeps until shortly before each message is due and then waits actively, so
 the inter-message error stays well under a millisecond on an idle machine.
 """
+
 from __future__ import annotations
 
 import queue
@@ -25,12 +26,25 @@ PARAMS = (
     Param("rate", 1.0, "speed factor (1 = as recorded; 0 = as fast as possible)", min=0.0, max=1000.0),
     Param("loop", False, "start again at the end"),
     Param("topics", [""], "only these topics (empty = all)"),
-    Param("qos", "reliable", "QoS of the republished topics: reliable (keep all: a slow subscriber slows the "
-                             "replay down, nothing is lost) or sensor (best effort)", choices=("sensor", "reliable")),
-    Param("wait_for_subscribers_s", 0.0, "before playing, wait up to this long for a subscriber on every topic",
-          min=0.0, max=600.0, unit="s"),
+    Param(
+        "qos",
+        "reliable",
+        "QoS of the republished topics: reliable (keep all: a slow subscriber slows the "
+        "replay down, nothing is lost) or sensor (best effort)",
+        choices=("sensor", "reliable"),
+    ),
+    Param(
+        "wait_for_subscribers_s",
+        0.0,
+        "before playing, wait up to this long for a subscriber on every topic",
+        min=0.0,
+        max=600.0,
+        unit="s",
+    ),
     Param("prefetch", 256, "messages read ahead of their due time by a reader thread", min=1, max=100000),
-    Param("spin_wait_us", 1500, "busy-wait this long before each message for precise timing", min=0, max=100000, unit="µs"),
+    Param(
+        "spin_wait_us", 1500, "busy-wait this long before each message for precise timing", min=0, max=100000, unit="µs"
+    ),
 )
 
 
@@ -50,8 +64,9 @@ class ReplayNode(Node):
             raise MicroexpError(f"{self.get_name()}: parameter bag: empty")
         rate = self.p["rate"]
         if rate != 0 and not 1e-3 <= rate <= 1000:
-            raise MicroexpError(f"{self.get_name()}: parameter rate: {rate!r} is outside 0.001..1000 (0 = as fast as "
-                                "possible)")
+            raise MicroexpError(
+                f"{self.get_name()}: parameter rate: {rate!r} is outside 0.001..1000 (0 = as fast as possible)"
+            )
         self.bags, self.skipped = playable_bags(self.p["bag"])
         for line in self.skipped:
             self.get_logger().warning(line)
@@ -75,8 +90,10 @@ class ReplayNode(Node):
                 with Bag(b) as bag:
                     available.update(bag.topics())
             available = sorted(available)
-            raise MicroexpError(f"{self.get_name()}: parameter topics: {', '.join(absent)} not in {self.p['bag']} "
-                                f"(it has: {', '.join(available) or 'no topics'})")
+            raise MicroexpError(
+                f"{self.get_name()}: parameter topics: {', '.join(absent)} not in {self.p['bag']} "
+                f"(it has: {', '.join(available) or 'no topics'})"
+            )
         qos = LOSSLESS_QOS if self.p["qos"] == "reliable" else SENSOR_QOS
         self.pubs = {t: self.create_publisher(_msg_class(mt), t, qos) for t, mt in self.types.items()}
         self.published: dict[str, int] = {t: 0 for t in self.types}

@@ -2,6 +2,7 @@
 published counts, the sensor clocks, the latched ``~/sensor_info``, the source thread with its ``finished``
 and stop events, the file-playback error handling and the stop on ``destroy_node()``. Each node keeps its own
 sources and message building."""
+
 from __future__ import annotations
 
 import json

@@ -14,6 +14,7 @@ Between clips nothing is published (no idle stream). ``~/take_status`` (microexp
 protocol at once: asked with a take's AU and trial it starts simulating that clip and says whether it is
 ready; ``idle`` once every requested clip is published; and the messages published per topic.
 """
+
 from __future__ import annotations
 
 import queue
@@ -22,20 +23,19 @@ import threading
 import time
 
 import numpy as np
-from event_camera_msgs.msg import EventPacket
-from microexp_msgs.msg import GroundTruth, SegmentMarker
-from microexp_msgs.srv import TakeStatus
 from sensor_msgs.msg import Image
 
+from event_camera_msgs.msg import EventPacket
 from microexp.aus import au_index, au_label
 from microexp.config import Param
-from microexp.errors import MicroexpError
 from microexp.events.codecs import make_encoder
 from microexp.events.dtype import make_events
 from microexp.protocol import parse_aus
 from microexp.ros.base import LATCHED_QOS, qos_named, run_node
 from microexp.ros.images import to_msg
 from microexp.ros.nodes.sensor import SensorNode
+from microexp_msgs.msg import GroundTruth, SegmentMarker
+from microexp_msgs.srv import TakeStatus
 
 SIZES = {"davis346": (346, 260), "evk4": (1280, 720)}
 
@@ -45,20 +45,54 @@ PARAMS = (
     Param("seed", 0, "seed of subjects, trials, clocks and noise", min=0, max=2**31 - 1),
     Param("plan", "", "AUs to perform on their own ('all', 'AU2,AU12'); empty = follow the recorder's segments"),
     Param("trial", 0, "first trial index of the plan", min=0, max=1000),
-    Param("perform_delay_s", 3.0, "after a segment starts, wait this long before the clip (the protocol countdown)",
-          min=0.0, max=60.0, unit="s"),
+    Param(
+        "perform_delay_s",
+        3.0,
+        "after a segment starts, wait this long before the clip (the protocol countdown)",
+        min=0.0,
+        max=60.0,
+        unit="s",
+    ),
     Param("rate", 1.0, "playback speed of the clips (1 = real time, 0 = as fast as possible)", min=0.0, max=100.0),
-    Param("chunk_ms", 1.0, "event packets cover this much sensor time (drivers batch about 1 ms)", min=0.5, max=500.0, unit="ms"),
+    Param(
+        "chunk_ms",
+        1.0,
+        "event packets cover this much sensor time (drivers batch about 1 ms)",
+        min=0.5,
+        max=500.0,
+        unit="ms",
+    ),
     Param("davis_encoding", "libcaer", "payload encoding of /davis346/events", choices=("libcaer", "evt3")),
-    Param("webcam_width", 640, "simulated webcam width (the paper's 1920 works but costs memory and bandwidth)", min=64, max=3840, unit="px"),
+    Param(
+        "webcam_width",
+        640,
+        "simulated webcam width (the paper's 1920 works but costs memory and bandwidth)",
+        min=64,
+        max=3840,
+        unit="px",
+    ),
     Param("webcam_height", 360, "simulated webcam height", min=36, max=2160, unit="px"),
-    Param("duration_s", 2.5, "clip length, neutral margins included (the paper's clips average 2.5 s)", min=0.5, max=20.0, unit="s"),
-    Param("qos", "sensor", "QoS of the sensor topics: sensor (best effort) or reliable", choices=("sensor", "reliable")),
+    Param(
+        "duration_s",
+        2.5,
+        "clip length, neutral margins included (the paper's clips average 2.5 s)",
+        min=0.5,
+        max=20.0,
+        unit="s",
+    ),
+    Param(
+        "qos", "sensor", "QoS of the sensor topics: sensor (best effort) or reliable", choices=("sensor", "reliable")
+    ),
     Param("segments_topic", "/recorder/segments", "segment markers to follow when plan is empty"),
     Param("prefetch", "", "AUs to simulate ahead, in order, so that segments play without delay"),
     Param("prefetch_takes", 1, "takes of each prefetched AU (the protocol's takes)", min=1, max=100),
-    Param("prefetch_first_trial", 1, "trial number of each prefetched AU's first take (the protocol's first_trial)",
-          min=0, max=10000),
+    Param(
+        "prefetch_first_trial",
+        1,
+        "trial number of each prefetched AU's first take (the protocol's first_trial)",
+        min=0,
+        max=10000,
+    ),
 )
 
 
@@ -74,9 +108,13 @@ class SyntheticRigNode(SensorNode):
 
         sensors = [s.strip() for s in self.p["sensors"].split(",") if s.strip()]
         self.subject_id = subject_index(self.p["subject"])
-        self.rig = SyntheticRig(subjects=self.subject_id + 1, seed=self.p["seed"], sensors=sensors,
-                                webcam_size=(self.p["webcam_width"], self.p["webcam_height"]),
-                                duration_s=self.p["duration_s"])
+        self.rig = SyntheticRig(
+            subjects=self.subject_id + 1,
+            seed=self.p["seed"],
+            sensors=sensors,
+            webcam_size=(self.p["webcam_width"], self.p["webcam_height"]),
+            duration_s=self.p["duration_s"],
+        )
         qos = qos_named(self.p["qos"])
         self.pubs = {}
         self.encoders = {}
@@ -91,7 +129,9 @@ class SyntheticRigNode(SensorNode):
                 encoder.reset()
                 self.encoders[s] = (enc, encoder)
             if s in ("davis346", "webcam"):
-                self.pubs[(s, "frame")] = self.create_publisher(Image, f"/{s}/image_raw", qos_named(self.p["qos"], "image"))
+                self.pubs[(s, "frame")] = self.create_publisher(
+                    Image, f"/{s}/image_raw", qos_named(self.p["qos"], "image")
+                )
             self.clocks[s] = self.add_clock(s, topic=f"/{s}/sync_status")
         self.gt_pub = self.create_publisher(GroundTruth, "~/ground_truth", qos_named("reliable"))
         self.events_published: dict[str, int] = {}
@@ -118,8 +158,12 @@ class SyntheticRigNode(SensorNode):
         self._cache_lock = threading.Lock()
         self.create_service(TakeStatus, "~/take_status", self._take_status_srv)
         if self.p["prefetch"]:
-            threading.Thread(target=self._prefetch_loop, args=(parse_aus(self.p["prefetch"]),),
-                             name="synthetic_prefetch", daemon=True).start()
+            threading.Thread(
+                target=self._prefetch_loop,
+                args=(parse_aus(self.p["prefetch"]),),
+                name="synthetic_prefetch",
+                daemon=True,
+            ).start()
         threading.Thread(target=self._prepare_loop, name="synthetic_sim", daemon=True).start()
         self.start_source(self._play_loop, "synthetic_play")
 
@@ -224,8 +268,7 @@ class SyntheticRigNode(SensorNode):
         ``grace_s`` more for the last messages to cross DDS."""
         end = time.monotonic() + timeout_s
         while time.monotonic() < end and not self._stop.is_set():
-            if self._requests.empty() and self._prepared.empty() and not self._playing.is_set() \
-                    and self._pending == 0:
+            if self._requests.empty() and self._prepared.empty() and not self._playing.is_set() and self._pending == 0:
                 time.sleep(grace_s)
                 return True
             time.sleep(0.02)
@@ -266,8 +309,10 @@ class SyntheticRigNode(SensorNode):
             return
         h0, w0 = msgs[0].host_time_s, time.monotonic()
         host_now = max(w0 - self._origin, self._last_clip_end)
-        self._shift_us = {name: int(round(setup.clock.sensor_us_float(host_now) - setup.clock.sensor_us_float(0.0)))
-                          for name, setup in self.rig.setups.items()}
+        self._shift_us = {
+            name: int(round(setup.clock.sensor_us_float(host_now) - setup.clock.sensor_us_float(0.0)))
+            for name, setup in self.rig.setups.items()
+        }
         self._last_clip_end = host_now + (msgs[-1].host_time_s - h0) + 0.001
         for m in msgs:
             if rate > 0:
@@ -301,8 +346,9 @@ class SyntheticRigNode(SensorNode):
             payload, time_base = enc.encode(events)
             msg = EventPacket()
             msg.header.frame_id = m.sensor
-            msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us + shift,
-                                                                         int(events["t"][-1]))
+            msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(
+                m.sensor, m.sensor_time_us + shift, int(events["t"][-1])
+            )
             msg.width, msg.height = SIZES[m.sensor]
             seq = self.seqs.get(m.sensor, 0)
             msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = seq, int(time_base), enc_name, False
@@ -314,12 +360,15 @@ class SyntheticRigNode(SensorNode):
             self.events_published[pub.topic_name] = self.events_published.get(pub.topic_name, 0) + len(events)
             return
         frame = m.payload
-        msg = to_msg(frame if frame.ndim == 2 else np.ascontiguousarray(frame[:, :, ::-1]),
-                     "mono8" if frame.ndim == 2 else "bgr8")
+        msg = to_msg(
+            frame if frame.ndim == 2 else np.ascontiguousarray(frame[:, :, ::-1]),
+            "mono8" if frame.ndim == 2 else "bgr8",
+        )
         msg.header.frame_id = m.sensor
         half_us = int(0.5e6 * self.rig.setups[m.sensor].frame_interval_s)  # stamp = exposure midpoint
-        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(m.sensor, m.sensor_time_us + shift,
-                                                                     m.sensor_time_us + shift + half_us)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(
+            m.sensor, m.sensor_time_us + shift, m.sensor_time_us + shift + half_us
+        )
         pub = self.pubs[(m.sensor, "frame")]
         pub.publish(msg)
         self.count(pub)

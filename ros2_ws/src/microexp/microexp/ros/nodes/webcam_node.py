@@ -3,6 +3,7 @@
 Publishes ``~/image_raw`` (sensor_msgs/Image, bgr8) stamped at capture time (through the clock estimate of
 the capture timestamps), ``~/preview/image_raw`` (downscaled) and ``~/sync_status``.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -29,8 +30,14 @@ PARAMS = (
     Param("loop", False, "play the file again at its end"),
     Param("frame_id", "webcam", "frame_id of the published headers"),
     Param("qos", "sensor", "QoS of the image topics: sensor (best effort) or reliable", choices=("sensor", "reliable")),
-    Param("wait_for_subscribers_s", 5.0, "file playback waits up to this long for a subscriber on every topic",
-          min=0.0, max=600.0, unit="s"),
+    Param(
+        "wait_for_subscribers_s",
+        5.0,
+        "file playback waits up to this long for a subscriber on every topic",
+        min=0.0,
+        max=600.0,
+        unit="s",
+    ),
     Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
 )
 
@@ -79,7 +86,8 @@ class WebcamNode(SensorNode):
                     return
                 if cap is None:
                     self.retry_later(
-                        f"camera {self.p['device']!r} is absent or busy; retrying in {self.p['retry_interval_s']} s")
+                        f"camera {self.p['device']!r} is absent or busy; retrying in {self.p['retry_interval_s']} s"
+                    )
                     continue
                 self._capture(cap)
                 cap.release()
