@@ -7,7 +7,7 @@ export MICROEXP_TESTDATA ?= $(abspath ../shared/data)
 
 ROS2_SRC ?= $(abspath ../shared/ros2-src)
 
-.PHONY: setup demo test bench lock clean ros2-cli openeb
+.PHONY: setup demo test lint format bench lock clean ros2-cli openeb
 
 setup:
 	@bash scripts/setup.sh
@@ -21,8 +21,15 @@ export OPENEB_SRC ?= $(abspath ../shared/openeb-src)
 openeb: setup
 	@bash scripts/openeb.sh --apt --src "$(OPENEB_SRC)" >/dev/null
 
+# ruff (ruff.toml): lint and the formatter's check; `make format` rewrites the files.
+lint: setup
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup
+	@$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
 # pytest exits 5 when it collected no test: that is reported, not treated as a failure of the suite.
-test: setup
+test: setup lint
 	@if [ -d "$(ROS2_SRC)" ]; then bash scripts/ros2_cli.sh --src "$(ROS2_SRC)"; \
 	 else echo "ros2-cli: $(ROS2_SRC) is absent: the tests of the ros2 command line will skip"; fi
 	@if [ -e "$(OPENEB_SRC)" ]; then bash scripts/openeb.sh --apt --src "$(OPENEB_SRC)" >/dev/null; \
