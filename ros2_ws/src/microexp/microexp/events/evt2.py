@@ -29,14 +29,15 @@ import numpy as np
 
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
 from microexp.events.evt3 import (
+    MAX_COORD,
     WordStreamDecoder,
-    _check_size,
     _time_high_step,
     as_events,
     check_events,
     readonly,
     shrink,
 )
+from microexp.events.payload import check_size
 
 WORD_BYTES = 4
 CD_OFF, CD_ON, TIME_HIGH, EXT_TRIGGER, OTHERS, CONTINUED = 0x0, 0x1, 0x8, 0xA, 0xE, 0xF
@@ -182,7 +183,7 @@ class Evt2Encoder:
     encoding = "evt2"
 
     def __init__(self, width: int, height: int):
-        self.width, self.height = _check_size(width, height)
+        self.width, self.height = check_size(width, height, MAX_COORD)
         self.reset()
 
     def reset(self) -> None:

@@ -66,6 +66,7 @@ import numpy as np
 
 from microexp.errors import ParameterError
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, copy_events
+from microexp.events.payload import as_uint8, check_size
 
 WORD_BYTES = 2
 MAX_COORD = 2048  # 11-bit coordinates
@@ -238,24 +239,6 @@ def _decode_evt3(words, out, trig, state, width, height):
     return consumed, np.int64(n), nt
 
 
-def as_uint8(payload) -> np.ndarray:
-    """A flat uint8 view (no copy where possible) of bytes, bytearray, memoryview, array.array or ndarray."""
-    if isinstance(payload, np.ndarray):
-        arr = payload
-        if arr.dtype != np.uint8:
-            arr = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
-        return np.ascontiguousarray(arr.reshape(-1))
-    try:
-        return np.frombuffer(memoryview(payload).cast("B"), dtype=np.uint8)
-    except TypeError:
-        try:
-            return np.asarray(payload, dtype=np.uint8).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise ParameterError(
-                f"payload must be bytes-like or a sequence of uint8, not {type(payload).__name__}"
-            ) from exc
-
-
 class WordStream:
     """Splits a stream of byte payloads into whole little-endian words, keeping a trailing partial word."""
 
@@ -326,16 +309,6 @@ def run_kernel(kernel, counter, words, state, width, height, small_words=1 << 16
     return shrink(out, n), shrink(trig, nt)
 
 
-def _check_size(width, height, limit: int = MAX_COORD) -> tuple[int, int]:
-    try:
-        w, h = int(width), int(height)
-    except (TypeError, ValueError):
-        raise ParameterError(f"width/height must be integers, not {width!r}x{height!r}") from None
-    if not (0 < w <= limit and 0 < h <= limit):
-        raise ParameterError(f"sensor size {w}x{h} is outside 1..{limit} (width, height)")
-    return w, h
-
-
 class WordStreamDecoder:
     """What the EVT 3.0 and EVT 2.0 decoders share: a :class:`WordStream` that reassembles words split
     across payloads, a numba state array made by ``_new_state``, and the counters read from it at the slots
@@ -347,7 +320,7 @@ class WordStreamDecoder:
     word_dtype = "<u2"
 
     def __init__(self, width: int, height: int):
-        self.width, self.height = _check_size(width, height)
+        self.width, self.height = check_size(width, height, MAX_COORD)
         self._stream = WordStream(self.word_bytes, self.word_dtype)
         self.reset()
 
@@ -688,7 +661,7 @@ class Evt3Encoder:
     encoding = "evt3"
 
     def __init__(self, width: int, height: int, vectors: str = "compact"):
-        self.width, self.height = _check_size(width, height)
+        self.width, self.height = check_size(width, height, MAX_COORD)
         if vectors not in ("compact", "sensor"):
             raise ParameterError(f"vectors must be 'compact' or 'sensor', not {vectors!r}")
         self.vectors = vectors

@@ -52,6 +52,7 @@ from numba import njit
 
 from microexp.errors import ParameterError
 from microexp.events.dtype import EVENT_DTYPE, concat_events, copy_events, empty_events, empty_triggers
+from microexp.events.payload import as_uint8, check_size
 
 __all__ = ["LibcaerDecoder", "LibcaerEncoder", "LibcaerCmpDecoder", "LibcaerCmpEncoder", "ROLLOVER_US", "CMP_SPAN_US"]
 
@@ -71,35 +72,9 @@ _TIME_HIGH, _TIME_LOW, _ADDR_X, _ADDR_Y, _VECT_BASE_Y, _VECT_8 = 0, 1, 2, 3, 4, 
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _as_uint8(payload) -> np.ndarray:
-    """A flat uint8 view (no copy where possible) of bytes, bytearray, memoryview, array.array or ndarray."""
-    if isinstance(payload, np.ndarray):
-        arr = np.ascontiguousarray(payload).reshape(-1)
-        return arr if arr.dtype == np.uint8 else arr.view(np.uint8)
-    try:
-        return np.frombuffer(memoryview(payload).cast("B"), dtype=np.uint8)
-    except TypeError:
-        try:
-            return np.asarray(payload, dtype=np.uint8).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise ParameterError(
-                f"payload must be bytes-like or a sequence of uint8, not {type(payload).__name__}"
-            ) from exc
-
-
 def _words(buf: np.ndarray, dtype: str) -> np.ndarray:
     w = buf.view(dtype)
     return w if w.flags.aligned else w.copy()
-
-
-def _check_size(width, height, limit: int) -> tuple[int, int]:
-    try:
-        w, h = int(width), int(height)
-    except (TypeError, ValueError):
-        raise ParameterError(f"width/height must be integers, not {width!r}x{height!r}") from None
-    if not (0 < w <= limit + 1 and 0 < h <= limit + 1):
-        raise ParameterError(f"sensor size {w}x{h} is outside 1..{limit + 1} (width, height)")
-    return w, h
 
 
 def _check_time_base(time_base) -> int:
@@ -227,7 +202,7 @@ class LibcaerDecoder:
     event_bytes = 8
 
     def __init__(self, width: int, height: int):
-        self.width, self.height = _check_size(width, height, _LIBCAER_MAX_COORD)
+        self.width, self.height = check_size(width, height, _LIBCAER_MAX_COORD + 1)
         self.reset()
 
     def reset(self) -> None:
@@ -268,7 +243,7 @@ class LibcaerDecoder:
 
     def decode(self, payload, time_base: int = 0):
         """Decode one payload (``time_base`` in ns, as in the message): (events, triggers)."""
-        buf = _as_uint8(payload)
+        buf = as_uint8(payload)
         time_base = _check_time_base(time_base)
         self.bytes_in += buf.shape[0]
         parts = []
@@ -301,7 +276,7 @@ class LibcaerEncoder:
     encoding = "libcaer"
 
     def __init__(self, width: int, height: int):
-        self.width, self.height = _check_size(width, height, _LIBCAER_MAX_COORD)
+        self.width, self.height = check_size(width, height, _LIBCAER_MAX_COORD + 1)
         self.reset()
 
     def reset(self) -> None:
@@ -412,7 +387,7 @@ class LibcaerCmpDecoder:
     word_bytes = 2
 
     def __init__(self, width: int, height: int):
-        self.width, self.height = _check_size(width, height, _CMP_MAX_COORD)
+        self.width, self.height = check_size(width, height, _CMP_MAX_COORD + 1)
         self.reset()
 
     def reset(self) -> None:
@@ -452,7 +427,7 @@ class LibcaerCmpDecoder:
 
     def decode(self, payload, time_base: int = 0):
         """Decode one payload (``time_base`` in ns, as in the message): (events, triggers)."""
-        buf = _as_uint8(payload)
+        buf = as_uint8(payload)
         time_base = _check_time_base(time_base)
         self.bytes_in += buf.shape[0]
         parts = []
@@ -545,7 +520,7 @@ class LibcaerCmpEncoder:
     encoding = "libcaer_cmp"
 
     def __init__(self, width: int, height: int):
-        self.width, self.height = _check_size(width, height, _CMP_MAX_COORD)
+        self.width, self.height = check_size(width, height, _CMP_MAX_COORD + 1)
         self.reset()
 
     def reset(self) -> None:
