@@ -1,5 +1,6 @@
-"""Shared fixtures. Real recordings come from $MICROEXP_TESTDATA (default ../shared/data); tests that need
-them skip with the reason when the folder is absent. DDS tests run on a domain of their own."""
+"""Shared fixtures (plain helper functions live in tests/helpers/). Real recordings come from $MICROEXP_TESTDATA
+(default ../shared/data); tests that need them skip with the reason when the folder is absent. DDS tests run on
+a domain of their own."""
 from __future__ import annotations
 
 import os
@@ -8,22 +9,34 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TESTDATA = Path(os.environ.get("MICROEXP_TESTDATA", REPO.parent / "shared" / "data"))
+from helpers.paths import testdata_path
 
 # Keep every DDS participant of this test run on localhost and on a domain no other run is likely to share.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 
 
-def testdata_path(*parts: str) -> Path:
-    """Path of a recording under $MICROEXP_TESTDATA, or skip the test saying what is missing."""
-    path = TESTDATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"test recording {path} is absent (set MICROEXP_TESTDATA to the shared data folder)")
-    return path
-
-
 @pytest.fixture
 def testdata():
     return testdata_path
+
+
+@pytest.fixture
+def graph():
+    """A multi-threaded node runner (microexp.ros.runner), closed after the test."""
+    from microexp.ros.runner import Runner
+
+    g = Runner(threads=2)
+    yield g
+    g.close()
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of :func:`helpers.infer.random_snn`: stands in for the trained default model."""
+    from helpers.infer import random_snn
+    from microexp.models import save_checkpoint
+
+    path = tmp_path_factory.mktemp("models") / "random_untrained_snn.pt"
+    save_checkpoint(path, random_snn(), extra={"note": "random initialisation, scaled: tests only"})
+    return path

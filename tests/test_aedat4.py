@@ -8,11 +8,10 @@ import struct
 import numpy as np
 import pytest
 
+from helpers.paths import testdata_path as data_path
 from microexp.errors import FormatError
 from microexp.events.aedat4 import IMU_DTYPE, check_aedat4, iter_aedat4, read_aedat4
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
-
-from conftest import testdata_path as data_path
 
 
 @pytest.fixture(scope="module")

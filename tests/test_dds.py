@@ -11,8 +11,7 @@ rclpy = pytest.importorskip("rclpy")
 from event_camera_msgs.msg import EventPacket  # noqa: E402
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-from publish_packets import packets  # noqa: E402
+from helpers.publish_packets import packets  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

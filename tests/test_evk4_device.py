@@ -416,15 +416,6 @@ def test_settings_call_the_hal_facilities_with_hal_types(openeb, testdata):
 
 # -- OpenEB: node behaviour --------------------------------------------------------------------------------
 
-@pytest.fixture
-def graph():
-    from microexp.ros.runner import Runner
-
-    g = Runner(threads=2)
-    yield g
-    g.close()
-
-
 @pytest.mark.ros
 def test_absent_camera_is_retried_with_one_line_each_time(openeb, graph):
     from microexp.ros.compose import overrides

@@ -20,17 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.cli import microexp
 from microexp.bags.manifest import Manifest, load as load_manifest
 from microexp.bags.reader import Bag
 from microexp.bags.writer import SegmentWriter
 from microexp.errors import FormatError
 
 STRING = "std_msgs/msg/String"
-
-
-def microexp(*args, timeout=300, **kw):
-    return subprocess.run([sys.executable, "-m", "microexp.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, **kw)
 
 
 def one_line_error(res, *needles, code=2):

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from rosbags.highlevel import AnyReader
 
+from helpers.bags import read_all
+from helpers.paths import REPO, TESTDATA
 from microexp.bags.manifest import load as load_manifest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[1]
 ROS2_SRC = Path(os.environ.get("ROS2_SRC", REPO.parent / "shared" / "ros2-src"))
 README = (REPO / "README.md").read_text()
 
@@ -65,15 +65,6 @@ def start(line: str, env: dict, cwd: Path, log: Path) -> subprocess.Popen:
     """A command in a process group of its own, as a terminal runs it (Ctrl-C signals the whole group)."""
     return subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=cwd, env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def read_all(bag_dir: Path) -> dict:
-    """Every message of a bag folder with rosbags alone: {topic: [(t_ns, msg)]}."""
-    out: dict = {}
-    with AnyReader([bag_dir]) as reader:
-        for conn, t, raw in reader.messages():
-            out.setdefault(conn.topic, []).append((t, reader.deserialize(raw, conn.msgtype)))
-    return out
 
 
 def check_session(out: Path, aus: list[str]) -> dict:
@@ -294,8 +285,7 @@ def test_ros2_run_node_param_service_interface_pkg(cli_env, tmp_path):
 def test_record_launch_from_a_real_recording(cli_env, tmp_path):
     """source:=file under launch: the DAVIS346 node plays a real AEDAT4 recording (looped by a parameter file)
     into the protocol's segment."""
-    aedat = Path(os.environ.get("MICROEXP_TESTDATA", REPO.parent / "shared" / "data")) / "events" / \
-        "tonic_sample.aedat4"
+    aedat = TESTDATA / "events" / "tonic_sample.aedat4"
     if not aedat.exists():
         pytest.skip(f"test recording {aedat} is absent (set MICROEXP_TESTDATA to the shared data folder)")
     (tmp_path / "loop.yaml").write_text("davis346:\n  ros__parameters:\n    loop: true\n")

@@ -10,14 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.paths import REPO
+from helpers.paths import testdata_path as data_path
 from microexp.errors import ParameterError
 from microexp.events.codecs import make_decoder, make_encoder
 from microexp.events.dtype import EVENT_DTYPE, make_events
 from microexp.events.libcaer import (CMP_SPAN_US, ROLLOVER_US, LibcaerCmpDecoder, LibcaerCmpEncoder,
                                      LibcaerDecoder, LibcaerEncoder)
-
-from conftest import REPO
-from conftest import testdata_path as data_path
 
 MSG = REPO / "ros2_ws" / "src" / "event_camera_msgs" / "msg" / "EventPacket.msg"
 

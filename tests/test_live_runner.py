@@ -7,33 +7,22 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
+from helpers.events import DAVIS
+from helpers.events import packets as make_packets
+from helpers.infer import random_snn
 from microexp.errors import FormatError
-from microexp.events.codecs import make_encoder
 from microexp.events.dtype import make_events
 from microexp.events.stream import Packet
 from microexp.infer.live import LiveRunner
 from microexp.infer.pipeline import StreamingAUPipeline
-from microexp.models import AUSpikingNet, SNNConfig
 
-DAVIS = (346, 260)
 MS = 1_000_000  # ns
 
 
-def random_snn(seed: int = 0) -> AUSpikingNet:
-    """A randomly initialised SNN, scaled so that its layers spike (as in test_inference.py)."""
-    torch.manual_seed(seed)
-    model = AUSpikingNet(SNNConfig()).eval()
-    with torch.no_grad():
-        model.bn1.weight.fill_(4.0)
-        model.bn2.weight.fill_(4.0)
-        model.fc1.weight.mul_(32.0)
-        model.fc2.weight.mul_(8.0)
-    return model
-
-
-def blob_events(width, height, t0_us, span_us, n, seed):
+def centre_blob_events(width, height, t0_us, span_us, n, seed):
+    """A still blob at the array's centre (normal spread), uniform in time; not the moving blob of
+    helpers.events.blob_events."""
     rng = np.random.default_rng(seed)
     t = np.sort(rng.integers(t0_us, t0_us + span_us, n))
     cx, cy = width / 2, height / 2
@@ -43,14 +32,8 @@ def blob_events(width, height, t0_us, span_us, n, seed):
 
 
 def packets(encoding, width, height, events, seq0=0, per_packet_us=1000):
-    enc = make_encoder(encoding, width, height)
-    bins = (events["t"] - events["t"][0]) // per_packet_us
-    out = []
-    for k, b in enumerate(np.unique(bins)):
-        chunk = events[bins == b]
-        payload, time_base = enc.encode(chunk)
-        out.append(Packet(encoding, width, height, seq0 + k, bytes(payload), int(time_base), 0, "cam"))
-    return out
+    """helpers.events.packets without packet stamps (stamp_ns 0: the runner falls back to reception time)."""
+    return make_packets(encoding, width, height, events, per_packet_us=per_packet_us, seq0=seq0, stamped=False)
 
 
 class Clock:
@@ -98,7 +81,7 @@ def reference(events, width, height):
 
 
 def test_results_equal_the_pipeline_alone_and_the_idle_flush_closes_the_open_window():
-    events = blob_events(*DAVIS, 1_000_000, 200_000, 6000, seed=1)
+    events = centre_blob_events(*DAVIS, 1_000_000, 200_000, 6000, seed=1)
     h = Harness()
     h.feed(packets("evt3", *DAVIS, events))
     open_before = len(h.results)
@@ -124,7 +107,7 @@ def test_results_equal_the_pipeline_alone_and_the_idle_flush_closes_the_open_win
 
 
 def test_a_full_queue_drops_its_oldest_windows():
-    events = blob_events(*DAVIS, 1_000_000, 300_000, 6000, seed=2)
+    events = centre_blob_events(*DAVIS, 1_000_000, 300_000, 6000, seed=2)
     h = Harness(queue_size=3)
     h.feed(packets("evt3", *DAVIS, events), drain=False)  # the worker is stalled: nothing is taken
     c = h.counters
@@ -139,7 +122,7 @@ def test_a_full_queue_drops_its_oldest_windows():
 
 
 def test_windows_older_than_max_lag_are_skipped_and_counted_and_the_next_one_resets():
-    events = blob_events(*DAVIS, 1_000_000, 300_000, 6000, seed=3)
+    events = centre_blob_events(*DAVIS, 1_000_000, 300_000, 6000, seed=3)
     pkts = packets("evt3", *DAVIS, events)
     h = Harness(max_lag_ms=50.0)
     half = len(pkts) // 2
@@ -165,7 +148,7 @@ def test_windows_older_than_max_lag_are_skipped_and_counted_and_the_next_one_res
 
 
 def test_the_lag_counts_from_the_reception_time_the_caller_gives():
-    events = blob_events(*DAVIS, 1_000_000, 100_000, 3000, seed=4)
+    events = centre_blob_events(*DAVIS, 1_000_000, 100_000, 3000, seed=4)
     pkts = packets("evt3", *DAVIS, events)
     h = Harness(max_lag_ms=50.0)
     for p in pkts:  # each packet waited 60 ms between its reception and the feed: every window is too late
@@ -183,7 +166,7 @@ def test_the_lag_counts_from_the_reception_time_the_caller_gives():
 
 
 def test_a_seq_gap_is_counted_and_resets_the_snn_before_the_next_window():
-    events = blob_events(*DAVIS, 1_000_000, 200_000, 6000, seed=5)
+    events = centre_blob_events(*DAVIS, 1_000_000, 200_000, 6000, seed=5)
     pkts = packets("evt3", *DAVIS, events)
     h = Harness()
     kept = pkts[:100] + pkts[103:]  # packets 100..102 were lost
@@ -196,7 +179,7 @@ def test_a_seq_gap_is_counted_and_resets_the_snn_before_the_next_window():
 
 
 def test_an_undecodable_packet_is_counted_and_resets_the_snn():
-    events = blob_events(*DAVIS, 1_000_000, 200_000, 6000, seed=6)
+    events = centre_blob_events(*DAVIS, 1_000_000, 200_000, 6000, seed=6)
     pkts = packets("libcaer", *DAVIS, events)
     h = Harness()
     h.feed(pkts[:50])
@@ -222,8 +205,8 @@ def test_an_undecodable_packet_is_counted_and_resets_the_snn():
 
 @pytest.mark.parametrize("second", [("libcaer", *DAVIS), ("evt3", 640, 480)], ids=["encoding", "geometry"])
 def test_a_stream_change_opens_a_new_pipeline_and_carries_the_counts(second):
-    first_events = blob_events(*DAVIS, 1_000_000, 200_000, 5000, seed=7)
-    second_events = blob_events(second[1], second[2], 3_000_000, 200_000, 5000, seed=8)
+    first_events = centre_blob_events(*DAVIS, 1_000_000, 200_000, 5000, seed=7)
+    second_events = centre_blob_events(second[1], second[2], 3_000_000, 200_000, 5000, seed=8)
     h = Harness()
     a = packets("evt3", *DAVIS, first_events, seq0=500)
     b = packets(*second, second_events, seq0=0)  # another driver: seq starts over
@@ -252,7 +235,7 @@ def test_a_stream_change_opens_a_new_pipeline_and_carries_the_counts(second):
 
 
 def test_an_unusable_stream_is_counted_as_bad_packets_and_the_runner_keeps_going():
-    events = blob_events(*DAVIS, 1_000_000, 100_000, 2000, seed=9)
+    events = centre_blob_events(*DAVIS, 1_000_000, 100_000, 2000, seed=9)
     h = Harness()
     h.feed([Packet("mystery", *DAVIS, 0, b"\0" * 16)])
     assert h.counters["bad_packets"] == 1 and h.counters["packets"] == 0 and h.runner.pipeline is None
@@ -262,7 +245,7 @@ def test_an_unusable_stream_is_counted_as_bad_packets_and_the_runner_keeps_going
 
 
 def test_the_worker_thread_infers_and_stops():
-    events = blob_events(*DAVIS, 1_000_000, 200_000, 4000, seed=10)
+    events = centre_blob_events(*DAVIS, 1_000_000, 200_000, 4000, seed=10)
     results = []
     model = random_snn()
     runner = LiveRunner(lambda w, h: StreamingAUPipeline(model, w, h, cuda_graph=False),

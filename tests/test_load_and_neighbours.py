@@ -12,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers.cli import microexp_ok as microexp
 from microexp.bags.manifest import load as load_manifest
 from microexp.tools.info import describe
 
 pytestmark = pytest.mark.ros
-
-
-def microexp(*args, timeout=300, check=True):
-    res = subprocess.run([sys.executable, "-m", "microexp.cli", *map(str, args)], capture_output=True, text=True,
-                         timeout=timeout)
-    if check:
-        assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
-    return res
 
 
 def last_json(text):

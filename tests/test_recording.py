@@ -11,21 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rosbags.highlevel import AnyReader
 
+from helpers.bags import read_all
+from helpers.cli import microexp_ok as microexp
 from microexp.bags.manifest import load as load_manifest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 HELPERS = Path(__file__).parent / "helpers"
 AUS = ["AU2", "AU12", "AU45"]
-
-
-def microexp(*args, timeout=300, check=True):
-    res = subprocess.run([sys.executable, "-m", "microexp.cli", *map(str, args)], capture_output=True, text=True,
-                         timeout=timeout)
-    if check:
-        assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
-    return res
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +28,6 @@ def session(tmp_path_factory):
                    "--sensors", "davis346,webcam", "--time-scale", "0.5")
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     return out, summary
-
-
-def read_all(bag_dir):
-    """Every message of a bag folder with rosbags alone: {topic: [(t_ns, msg)]}."""
-    out = {}
-    with AnyReader([Path(bag_dir)]) as reader:
-        for conn, t, raw in reader.messages():
-            out.setdefault(conn.topic, []).append((t, reader.deserialize(raw, conn.msgtype)))
-    return out
 
 
 def test_session_bags_hold_everything_published_labelled_by_segment(session):

@@ -85,15 +85,6 @@ def test_truncated_video_ends_cleanly(tmp_path):
     assert "capture finished" in err
 
 
-@pytest.fixture
-def graph():
-    from microexp.ros.runner import Runner
-
-    g = Runner(threads=2)
-    yield g
-    g.close()
-
-
 def test_absent_webcam_retries_and_keeps_running(graph):
     from microexp.ros.compose import overrides
     from microexp.ros.nodes.webcam_node import WebcamNode

@@ -5,31 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers.events import DAVIS, packets
 from microexp.errors import FormatError, ParameterError
-from microexp.events.codecs import make_decoder, make_encoder
+from microexp.events.codecs import make_decoder
 from microexp.events.dtype import concat_events, make_events
 from microexp.events.stream import Packet, SeqTracker, StreamReader
-
-DAVIS = (346, 260)
 
 
 def random_events(width, height, n, t0, span_us, seed):
     rng = np.random.default_rng(seed)
     t = np.sort(rng.integers(t0, t0 + span_us, n))
     return make_events(rng.integers(0, width, n), rng.integers(0, height, n), t, rng.integers(0, 2, n))
-
-
-def packets(encoding, width, height, events, per_packet_us=1000, seq0=0, frame_id="cam"):
-    """The EventPackets a driver would send for ``events``: one per ``per_packet_us``, consecutive seq."""
-    enc = make_encoder(encoding, width, height)
-    bins = (events["t"] - events["t"][0]) // per_packet_us
-    out = []
-    for k, b in enumerate(np.unique(bins)):
-        chunk = events[bins == b]
-        payload, time_base = enc.encode(chunk)
-        out.append(Packet(encoding, width, height, seq0 + k, bytes(payload), int(time_base),
-                          stamp_ns=1_000 * int(chunk["t"][0]), frame_id=frame_id))
-    return out
 
 
 def same_events(a, b):

@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.paths import PKG
 from microexp.config import Param, markdown_table, resolve
 from microexp.errors import ParameterError
 from microexp.ros.nodes import BY_EXECUTABLE, NODES
-
-PKG = Path(__file__).resolve().parents[1] / "ros2_ws" / "src" / "microexp"
-
 
 def test_only_ros_package_imports_rclpy():
     offenders = []
