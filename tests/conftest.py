@@ -1,6 +1,7 @@
 """Shared fixtures (plain helper functions live in tests/helpers/). Real recordings come from $MICROEXP_TESTDATA
 (default ../shared/data); tests that need them skip with the reason when the folder is absent. DDS tests run on
 a domain of their own."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,6 @@ import random
 from pathlib import Path
 
 import pytest
-
 from helpers.paths import testdata_path
 
 # Keep every DDS participant of this test run on localhost and on a domain no other run is likely to share.
@@ -35,6 +35,7 @@ def graph():
 def random_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint of :func:`helpers.infer.random_snn`: stands in for the trained default model."""
     from helpers.infer import random_snn
+
     from microexp.models import save_checkpoint
 
     path = tmp_path_factory.mktemp("models") / "random_untrained_snn.pt"

@@ -1,5 +1,6 @@
 """AEDAT4 through dv-processing: the tonic sample recording, a DAVIS-like file written by dv-processing, and
 broken files (which must give FormatError naming the file, never a crash or a hang)."""
+
 from __future__ import annotations
 
 import random
@@ -7,8 +8,8 @@ import struct
 
 import numpy as np
 import pytest
-
 from helpers.paths import testdata_path as data_path
+
 from microexp.errors import FormatError
 from microexp.events.aedat4 import IMU_DTYPE, check_aedat4, iter_aedat4, read_aedat4
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
@@ -29,7 +30,7 @@ def test_tonic_sample(sample):
     assert rec.frames == [] and rec.frame_t.shape == (0,)
     assert abs(rec.duration_us / 1e6 - 0.59) < 0.005
     t = rec.events["t"]
-    assert bool(np.all(np.diff(t) >= 0)) and int(t[0]) > 1_600_000_000_000_000   # µs since the epoch
+    assert bool(np.all(np.diff(t) >= 0)) and int(t[0]) > 1_600_000_000_000_000  # µs since the epoch
     assert int(rec.events["x"].max()) < 320 and int(rec.events["y"].max()) < 240
     assert set(np.unique(rec.events["p"]).tolist()) == {0, 1}
     # IMU: a camera at rest measures about 1 g
@@ -64,7 +65,7 @@ def davis_file(tmp_path_factory):
             store.push_back((1000 + 100 * k + i, 10 * i + k, 2 * i, bool(i % 2)))
         writer.writeEvents(store)
         img = np.full((260, 346), 10 * k, np.uint8)
-        img[0, :k + 1] = 255
+        img[0, : k + 1] = 255
         writer.writeFrame(dv.Frame(1050 + 100 * k, 2000 + k, 0, 0, img, dv.FrameSource.SENSOR))
         writer.writeImu(dv.IMU(1010 + 100 * k, 25.0, 0.0, -1.0, 0.0, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0))
         writer.writeTrigger(dv.Trigger(1020 + 100 * k, dv.TriggerType.EXTERNAL_SIGNAL_RISING_EDGE))
@@ -77,17 +78,21 @@ def test_davis_file_with_frames_imu_triggers(davis_file):
     rec = read_aedat4(davis_file)
     assert (rec.width, rec.height, rec.camera) == (346, 260, "DAVIS346_00000499")
     assert rec.events.shape[0] == 15
-    assert rec.events[:5].tolist() == [(0, 0, 1000, 0), (10, 2, 1001, 1), (20, 4, 1002, 0), (30, 6, 1003, 1),
-                                       (40, 8, 1004, 0)]
+    assert rec.events[:5].tolist() == [
+        (0, 0, 1000, 0),
+        (10, 2, 1001, 1),
+        (20, 4, 1002, 0),
+        (30, 6, 1003, 1),
+        (40, 8, 1004, 0),
+    ]
     assert rec.frame_t.tolist() == [1050, 1150, 1250]
     assert [f.exposure_us for f in rec.frames] == [2000, 2001, 2002]
     for k, f in enumerate(rec.frames):
         assert f.image.shape == (260, 346) and f.image.dtype == np.uint8
-        assert int(f.image[1, 1]) == 10 * k and int(f.image[0, :k + 1].min()) == 255
+        assert int(f.image[1, 1]) == 10 * k and int(f.image[0, : k + 1].min()) == 255
     assert rec.imu["t"].tolist() == [1010, 1110, 1210]
     assert rec.imu[0]["ay"] == -1.0 and rec.imu[0]["gz"] == 3.0 and rec.imu[0]["temp"] == 25.0
-    assert rec.triggers.tolist() == [(1020, 1, 1), (1030, 2, 0), (1120, 1, 1), (1130, 2, 0), (1220, 1, 1),
-                                     (1230, 2, 0)]
+    assert rec.triggers.tolist() == [(1020, 1, 1), (1030, 2, 0), (1120, 1, 1), (1130, 2, 0), (1220, 1, 1), (1230, 2, 0)]
     items = list(iter_aedat4(davis_file))
     assert [i.t for i in items] == sorted(i.t for i in items)
     assert [i.data.t for i in items if i.kind == "frame"] == [1050, 1150, 1250]
@@ -95,6 +100,7 @@ def test_davis_file_with_frames_imu_triggers(davis_file):
 
 
 # --------------------------------------------------------------------------------------------- bad input
+
 
 def _bad_files(src: bytes):
     rng = random.Random(1)
@@ -112,11 +118,11 @@ def _bad_files(src: bytes):
     b[14:18] = struct.pack("<i", -5)
     yield "negative_header_size", bytes(b)
     b = bytearray(src)
-    for i in range(300_000, 300_400):        # inside an LZ4 packet: dv-processing 2.0.4 hangs on this one
+    for i in range(300_000, 300_400):  # inside an LZ4 packet: dv-processing 2.0.4 hangs on this one
         b[i] = rng.randrange(256)
     yield "corrupt_packet", bytes(b)
     b = bytearray(src)
-    b[2334 + 4:2334 + 8] = struct.pack("<i", 10**9)   # first packet's size
+    b[2334 + 4 : 2334 + 8] = struct.pack("<i", 10**9)  # first packet's size
     yield "corrupt_packet_size", bytes(b)
     b = bytearray(src)
     for i in range(table_pos + 20, table_pos + 60):

@@ -1,4 +1,5 @@
 """The bag reader on real bags (quirks included) and on broken bag folders: clear errors, never a trace."""
+
 import json
 import shutil
 import subprocess
@@ -85,8 +86,9 @@ def test_truncated_sqlite_file(testdata, tmp_path):
 
 
 def run_info(path):
-    return subprocess.run([sys.executable, "-m", "microexp.cli", "info", str(path)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "microexp.cli", "info", str(path)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_info_cli_bad_input_is_one_line_exit_2(tmp_path):
@@ -103,8 +105,18 @@ def test_info_cli_on_a_bag_prints_json(testdata):
     res = run_info(testdata("bags", "codecs_evt3_trigger"))
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
-    for key in ("format", "width", "height", "events", "on_events", "t_first_us", "t_last_us", "frames", "triggers",
-                "topics"):
+    for key in (
+        "format",
+        "width",
+        "height",
+        "events",
+        "on_events",
+        "t_first_us",
+        "t_last_us",
+        "frames",
+        "triggers",
+        "topics",
+    ):
         assert key in info
     topic = info["topics"]["/event_camera/events"]
     assert topic["messages"] == 105 and topic["seq_gaps"] == 0

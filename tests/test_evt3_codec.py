@@ -1,5 +1,6 @@
 """EVT3 (and EVT2) stream codecs: round trips through packets split anywhere, time unwrapping and bit errors,
 bounds, triggers, reserved words, and the checks on what the encoders accept."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,15 @@ def event_streams(draw, t0_max=WRAP - 1):
     xs, ys, ts, ps = [], [], [], []
     for burst in range(draw(st.integers(0, 40))):
         if burst:
-            t += draw(st.one_of(st.just(0), st.integers(1, 50), st.integers(51, 70_000),
-                                st.integers(70_001, 3 * WRAP), st.integers(3 * WRAP, 40 * WRAP)))
+            t += draw(
+                st.one_of(
+                    st.just(0),
+                    st.integers(1, 50),
+                    st.integers(51, 70_000),
+                    st.integers(70_001, 3 * WRAP),
+                    st.integers(3 * WRAP, 40 * WRAP),
+                )
+            )
         y = draw(st.integers(0, height - 1))
         p = draw(st.integers(0, 1))
         if draw(st.booleans()):
@@ -119,9 +127,9 @@ def test_time_wraps_every_2_pow_24_and_stays_monotone():
 def test_spurious_time_high_bit_does_not_add_a_wrap(high):
     # bit 11 flipped in one TIME_HIGH word (2048 steps away): only the event after it moves
     base = high << 12
-    payload = _words(0x8000 | high, 0x6000, 0x0001, 0x2001,
-                     0x8000 | (high ^ 0x800), 0x2002,
-                     0x8000 | (high + 1), 0x6005, 0x2003)
+    payload = _words(
+        0x8000 | high, 0x6000, 0x0001, 0x2001, 0x8000 | (high ^ 0x800), 0x2002, 0x8000 | (high + 1), 0x6005, 0x2003
+    )
     dec = Evt3Decoder(1280, 720)
     ev, _ = dec.decode(payload)
     assert ev["t"][0] == base and ev["t"][2] == ((high + 1) << 12) + 5
@@ -131,13 +139,26 @@ def test_spurious_time_high_bit_does_not_add_a_wrap(high):
 
 def test_forward_time_high_bit_error_heals_and_later_wraps_count_once():
     # bit 6 flipped forward (4000 -> 4064): accepted; the correct words that follow are adopted again
-    payload = _words(0x8000 | 4000, 0x6000, 0x0001, 0x2001,
-                     0x8000 | (4000 | 0x40), 0x2002,
-                     0x8000 | 4000, 0x6010, 0x2003,
-                     0x8000 | 4001, 0x6000, 0x2004,
-                     0x8000 | 4001, 0x2005,
-                     0x8000 | 4095, 0x2006,
-                     0x8000, 0x2007)
+    payload = _words(
+        0x8000 | 4000,
+        0x6000,
+        0x0001,
+        0x2001,
+        0x8000 | (4000 | 0x40),
+        0x2002,
+        0x8000 | 4000,
+        0x6010,
+        0x2003,
+        0x8000 | 4001,
+        0x6000,
+        0x2004,
+        0x8000 | 4001,
+        0x2005,
+        0x8000 | 4095,
+        0x2006,
+        0x8000,
+        0x2007,
+    )
     dec = Evt3Decoder(1280, 720)
     ev, _ = dec.decode(payload)
     t = ev["t"].tolist()
@@ -220,10 +241,21 @@ def test_other_event_dtypes_are_accepted():
 def test_evt2_words_time_and_triggers():
     def w(typ, payload):
         return (typ << 28) | payload
+
     high = (1 << 28) - 2
-    words = np.array([w(0x8, high), w(0x1, (7 << 22) | (12 << 11) | 3), w(0x0, (1 << 22) | (700 << 11) | 3),
-                      w(0xA, (9 << 22) | (17 << 8) | 1), w(0x5, 0), w(0x8, high + 1), w(0x8, 0),
-                      w(0x0, (2 << 22) | (1 << 11) | 2)], dtype="<u4")
+    words = np.array(
+        [
+            w(0x8, high),
+            w(0x1, (7 << 22) | (12 << 11) | 3),
+            w(0x0, (1 << 22) | (700 << 11) | 3),
+            w(0xA, (9 << 22) | (17 << 8) | 1),
+            w(0x5, 0),
+            w(0x8, high + 1),
+            w(0x8, 0),
+            w(0x0, (2 << 22) | (1 << 11) | 2),
+        ],
+        dtype="<u4",
+    )
     dec = Evt2Decoder(640, 480)
     ev, tr = dec.decode(words.tobytes())
     assert ev.tolist() == [(12, 3, (high << 6) | 7, 1), (1, 2, (1 << 34) | 2, 0)]

@@ -1,6 +1,8 @@
 """Cutting EVT3 streams into packets by time without decoding (the EVK4 node's passthrough)."""
+
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from microexp.events.codecs import make_decoder
 from microexp.events.dtype import make_events
@@ -16,8 +18,13 @@ def random_stream(seed, n, span_us):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 4000), span=st.integers(1, 40_000_000),
-       packet_us=st.sampled_from([100, 1000, 33_000]), chunks=st.integers(1, 5))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 4000),
+    span=st.integers(1, 40_000_000),
+    packet_us=st.sampled_from([100, 1000, 33_000]),
+    chunks=st.integers(1, 5),
+)
 def test_packets_decode_to_the_stream_and_respect_their_time_span(seed, n, span, packet_us, chunks):
     events = random_stream(seed, n, span)
     words = np.frombuffer(Evt3Encoder(1280, 720).encode(events)[0], "<u2")

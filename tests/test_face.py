@@ -1,14 +1,15 @@
 """Faces: the tracker (vision box -> event box, smoothing, loss), face loss in the streaming pipeline, MTCNN and
 the landmark box rule (microexp.infer.face, microexp.vision.face)."""
+
 from __future__ import annotations
 
 import time
 
 import numpy as np
 import pytest
-
 from helpers.events import DAVIS, blob_events
 from helpers.infer import ROI, random_snn
+
 from microexp.errors import ParameterError
 from microexp.infer.face import BoxMap, FaceDetectorThread, FaceTracker
 from microexp.infer.pipeline import StreamingAUPipeline
@@ -27,8 +28,9 @@ class _Clock:
 
 def test_face_tracker_smooths_maps_and_loses_the_face():
     clock = _Clock()
-    tracker = FaceTracker(smoothing=0.5, lost_after=2, box_map=BoxMap(0.5, 0.5, 10, 20), margin=1.0,
-                          stale_s=1.0, clock=clock)
+    tracker = FaceTracker(
+        smoothing=0.5, lost_after=2, box_map=BoxMap(0.5, 0.5, 10, 20), margin=1.0, stale_s=1.0, clock=clock
+    )
     assert tracker.current() is None
     tracker.update((100, 100, 200, 200))
     assert tracker.current() == (60.0, 70.0, 110.0, 120.0)  # mapped: x/2 + 10, y/2 + 20
@@ -102,9 +104,9 @@ def test_landmark_boxes_put_every_synthetic_face_at_the_same_crop_pixels():
     boxes they spread over 3-5 px."""
     from facenet_pytorch.models.mtcnn import MTCNN
 
-    from microexp.vision.face import landmark_box
     from microexp.synth.rig import SyntheticRig
     from microexp.vision.crop import square_box
+    from microexp.vision.face import landmark_box
 
     rig = SyntheticRig(7, seed=0)
     net = MTCNN(keep_all=False, device="cpu", min_face_size=20)
@@ -120,4 +122,3 @@ def test_landmark_boxes_put_every_synthetic_face_at_the_same_crop_pixels():
             points.append((lm[[0, 1, 3, 4]] - np.array(crop[:2], float)) / (crop[2] - crop[0]) * 64)
         spread[rule] = float(np.ptp(np.stack(points), axis=0).max())
     assert spread["landmarks"] < 2.0 and spread["landmarks"] < 0.6 * spread["mtcnn"], spread
-

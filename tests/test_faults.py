@@ -5,6 +5,7 @@ in a chunk or a database page, a FIFO, read-only and immutable folders. Tests th
 skip otherwise). The CLI's contract is checked as a user meets it: one line on stderr naming the file, field or
 parameter, no traceback, a non-zero exit status where work failed, and nothing already recorded lost.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers.cli import microexp
-from microexp.bags.manifest import Manifest, load as load_manifest
+
+from microexp.bags.manifest import Manifest
+from microexp.bags.manifest import load as load_manifest
 from microexp.bags.reader import Bag
 from microexp.bags.writer import SegmentWriter
 from microexp.errors import FormatError
@@ -47,8 +49,9 @@ def cdr_string(text: str) -> bytes:
     return bytes(st.serialize_cdr(st.types[STRING](data=text), STRING))
 
 
-def write_bag(root: Path, name: str, n: int, storage: str = "mcap", t0: int = 1_700_000_000_000_000_000,
-              size: int = 300) -> Path:
+def write_bag(
+    root: Path, name: str, n: int, storage: str = "mcap", t0: int = 1_700_000_000_000_000_000, size: int = 300
+) -> Path:
     """A closed bag of ``n`` String messages, 1 ms apart, written by the recorder's SegmentWriter."""
     w = SegmentWriter(root, {"/x": STRING}, storage=storage)
     w.open_segment(name, 0)
@@ -69,8 +72,9 @@ def tmpfs(tmp_path):
             pytest.skip("mounting a tmpfs needs root")
         d = tmp_path / name
         d.mkdir()
-        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs", str(d)],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs", str(d)], capture_output=True, text=True
+        )
         if res.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
         mounted.append(d)
@@ -103,6 +107,7 @@ def fill(folder: Path, name: str = "filler") -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- 1. full disk
+
 
 def test_full_disk_writer_closes_segment_as_error_and_resumes_when_space_returns(tmpfs):
     """SegmentWriter + Manifest on a 4 MB tmpfs: ENOSPC closes the segment with 'disk full' naming the bag,
@@ -179,8 +184,22 @@ def test_record_on_a_full_12mb_tmpfs_ends_with_error_segments_and_one_line(tmpfs
     kept segment is intact, and `record` exits 2 with one line."""
     fs = tmpfs("12m")
     out = fs / "s"
-    res = microexp("record", "--source", "synthetic", "--aus", "AU2,AU4,AU5", "--sensors", "davis346",
-                   "--time-scale", "0.2", "--subject", "S07", "--out", out, timeout=240)
+    res = microexp(
+        "record",
+        "--source",
+        "synthetic",
+        "--aus",
+        "AU2,AU4,AU5",
+        "--sensors",
+        "davis346",
+        "--time-scale",
+        "0.2",
+        "--subject",
+        "S07",
+        "--out",
+        out,
+        timeout=240,
+    )
     line = one_line_error(res, str(out), "error(s)", "disk full")
     segs = load_manifest(out)["segments"]
     status = [s["status"] for s in segs]
@@ -192,8 +211,10 @@ def test_record_on_a_full_12mb_tmpfs_ends_with_error_segments_and_one_line(tmpfs
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["errors"] and summary["kept"] == 1
     info = json.loads(microexp("info", out / segs[0]["name"]).stdout)
-    assert info["truncated"] is False and info["topics"]["/davis346/events"]["messages"] == \
-        segs[0]["messages"]["/davis346/events"]
+    assert (
+        info["truncated"] is False
+        and info["topics"]["/davis346/events"]["messages"] == segs[0]["messages"]["/davis346/events"]
+    )
     assert "Traceback" not in line
 
 
@@ -206,9 +227,29 @@ def test_full_disk_record_resumes_when_space_returns_and_answers_sigterm(tmpfs):
     filler = fs / "other_file"
     filler.write_bytes(bytes(27 << 20))
     out = fs / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "microexp.cli", "record", "--source", "synthetic", "--aus",
-                             "AU2,AU4,AU5,AU6,AU9,AU12", "--sensors", "davis346", "--time-scale", "0.2", "--subject",
-                             "S08", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "microexp.cli",
+            "record",
+            "--source",
+            "synthetic",
+            "--aus",
+            "AU2,AU4,AU5,AU6,AU9,AU12",
+            "--sensors",
+            "davis346",
+            "--time-scale",
+            "0.2",
+            "--subject",
+            "S08",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = _wait_for(lambda: [s for s in _manifest_segments(out) if s["status"] == "error"], 120)
         assert first, "the first segment never failed"
@@ -288,13 +329,39 @@ def test_record_sqlite3_killed_mid_segment_keeps_committed_messages(tmp_path):
     """`record --storage sqlite3` killed with SIGKILL: the segment's .db3 holds what was committed, and `info`
     says so (before: 0 messages and truncated false)."""
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "microexp.cli", "record", "--source", "synthetic", "--aus",
-                             "AU12,AU2", "--subject", "S03", "--out", str(out), "--sensors", "davis346",
-                             "--storage", "sqlite3", "--time-scale", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "microexp.cli",
+            "record",
+            "--source",
+            "synthetic",
+            "--aus",
+            "AU12,AU2",
+            "--subject",
+            "S03",
+            "--out",
+            str(out),
+            "--sensors",
+            "davis346",
+            "--storage",
+            "sqlite3",
+            "--time-scale",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        db = _wait_for(lambda: [f for f in out.glob("seg_0001*/*.db3") if f.stat().st_size > 2_000_000
-                                and not (f.parent / "metadata.yaml").exists()], 120)
+        db = _wait_for(
+            lambda: [
+                f
+                for f in out.glob("seg_0001*/*.db3")
+                if f.stat().st_size > 2_000_000 and not (f.parent / "metadata.yaml").exists()
+            ],
+            120,
+        )
         assert db, "the first segment never grew"
         time.sleep(1.2)  # past a commit (every second)
         proc.send_signal(signal.SIGKILL)
@@ -308,6 +375,7 @@ def test_record_sqlite3_killed_mid_segment_keeps_committed_messages(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- 5. damaged bags
+
 
 def test_mcap_chunks_carry_crcs_and_a_flipped_byte_is_detected(tmp_path):
     bag = write_bag(tmp_path / "ok", "seg", 8000)
@@ -368,6 +436,7 @@ def test_metadata_naming_files_outside_the_bag_is_refused_without_echo(tmp_path)
 
 # ---------------------------------------------------------------------------------------------- 8, 9. info
 
+
 def test_info_on_a_fifo_refuses_at_once(tmp_path):
     fifo = tmp_path / "pipe.raw"
     os.mkfifo(fifo)
@@ -378,11 +447,17 @@ def test_info_on_a_fifo_refuses_at_once(tmp_path):
 
 
 def _peak_rss_kb(*args) -> tuple[int, subprocess.CompletedProcess]:
-    code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-            "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
-    res = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "microexp.cli", *map(str, args)],
-                         capture_output=True, text=True, timeout=600)
+    code = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, sys.executable, "-m", "microexp.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return int(res.stderr.strip().splitlines()[-1]), res
 
 
@@ -395,10 +470,10 @@ def test_info_streams_a_raw_file_in_bounded_memory(tmp_path, testdata):
     src = testdata("events", "expelliarmus_evt3_sample.raw")
     head = read_raw_header(src)
     data = src.read_bytes()
-    payload = data[head.header_bytes:]
+    payload = data[head.header_bytes :]
     big = tmp_path / "big.raw"
     with open(big, "wb") as fh:
-        fh.write(data[:head.header_bytes])
+        fh.write(data[: head.header_bytes])
         for _ in range((150 << 20) // len(payload) + 1):
             fh.write(payload)
     small_kb, res_small = _peak_rss_kb("info", src)
@@ -416,16 +491,25 @@ def test_info_streams_a_raw_file_in_bounded_memory(tmp_path, testdata):
 
 # ---------------------------------------------------------------------------------------------- 10, 11. bad input
 
+
 @pytest.mark.ros
 def test_watch_and_infer_validate_their_options(tmp_path):
     t0 = time.monotonic()
     one_line_error(microexp("watch", "--once", "--timeout", "-5", timeout=60), "--timeout")
-    one_line_error(microexp("watch", "--topic", "/bad//name", "--once", "--timeout", "5", timeout=60),
-                   "--topic", "/bad//name", "not a valid ROS 2 topic name")
-    one_line_error(microexp("watch", "--topic", "/x", "--diagnostics", "9diag", "--timeout", "5", timeout=60),
-                   "--diagnostics")
-    one_line_error(microexp("infer", "--events-topic", "/evk4/events/", "--count", "1", timeout=60),
-                   "--events-topic", "not a valid ROS 2 topic name")
+    one_line_error(
+        microexp("watch", "--topic", "/bad//name", "--once", "--timeout", "5", timeout=60),
+        "--topic",
+        "/bad//name",
+        "not a valid ROS 2 topic name",
+    )
+    one_line_error(
+        microexp("watch", "--topic", "/x", "--diagnostics", "9diag", "--timeout", "5", timeout=60), "--diagnostics"
+    )
+    one_line_error(
+        microexp("infer", "--events-topic", "/evk4/events/", "--count", "1", timeout=60),
+        "--events-topic",
+        "not a valid ROS 2 topic name",
+    )
     assert time.monotonic() - t0 < 120
 
 
@@ -442,15 +526,17 @@ def test_record_out_at_a_file_readonly_or_immutable_folder_is_one_line(tmp_path,
     f.write_text("x")
     one_line_error(microexp("record", "--out", f, "--aus", "AU2", timeout=120), str(f), "is a file")
     ro = tmpfs("1m", "ro", ",ro")
-    one_line_error(microexp("record", "--out", ro / "s", "--aus", "AU2", timeout=120), str(ro / "s"),
-                   "Read-only file system")
+    one_line_error(
+        microexp("record", "--out", ro / "s", "--aus", "AU2", timeout=120), str(ro / "s"), "Read-only file system"
+    )
     imm = tmp_path / "immutable"
     imm.mkdir()
     if subprocess.run(["chattr", "+i", str(imm)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available on this file system")
     try:
-        one_line_error(microexp("record", "--out", imm, "--aus", "AU2", timeout=120), str(imm),
-                       "cannot write into this folder")
+        one_line_error(
+            microexp("record", "--out", imm, "--aus", "AU2", timeout=120), str(imm), "cannot write into this folder"
+        )
     finally:
         subprocess.run(["chattr", "-i", str(imm)], capture_output=True)
 
@@ -459,8 +545,7 @@ def test_record_out_at_a_file_readonly_or_immutable_folder_is_one_line(tmp_path,
 def test_record_that_fails_validation_leaves_no_manifest(tmp_path):
     out = tmp_path / "s"
     for _ in range(2):  # the second try is not refused for a leftover manifest
-        one_line_error(microexp("record", "--out", out, "--aus", "AU99", "--sensors", "davis346", timeout=120),
-                       "AU99")
+        one_line_error(microexp("record", "--out", out, "--aus", "AU99", "--sensors", "davis346", timeout=120), "AU99")
         assert not (out / "manifest.json").exists() and not any(out.iterdir())
 
 
@@ -475,12 +560,28 @@ def write_tiny_dataset(root: Path, subjects=("S01", "S02"), aus=("AU2", "AU26"),
             clip_id = f"{subject}__seg_{au}_t1"
             ev = rng.poisson(0.05, size=(slices, 2, 64, 64)).astype(np.float32)
             arrays = {"davis346": save_array(root, clip_id, "davis346", ev)}
-            doc["clips"].append({"id": clip_id, "subject": subject, "au": au, "label": au_index(au), "trial": 1,
-                                 "lux": 500.0, "lux_source": "test", "session": subject, "segment": clip_id,
-                                 "segment_id": 1, "bags": [], "slices": slices, "t_start_ns": 0,
-                                 "reference": "davis346", "activity_peak": slices // 2, "arrays": arrays,
-                                 "ground_truth": None,
-                                 "sensors": {"davis346": {"activity_peak": slices // 2, "box_source": "test"}}})
+            doc["clips"].append(
+                {
+                    "id": clip_id,
+                    "subject": subject,
+                    "au": au,
+                    "label": au_index(au),
+                    "trial": 1,
+                    "lux": 500.0,
+                    "lux_source": "test",
+                    "session": subject,
+                    "segment": clip_id,
+                    "segment_id": 1,
+                    "bags": [],
+                    "slices": slices,
+                    "t_start_ns": 0,
+                    "reference": "davis346",
+                    "activity_peak": slices // 2,
+                    "arrays": arrays,
+                    "ground_truth": None,
+                    "sensors": {"davis346": {"activity_peak": slices // 2, "box_source": "test"}},
+                }
+            )
     save_index(root, doc)
     return root
 
@@ -503,8 +604,11 @@ def test_train_and_export_bad_input_is_one_line(tmp_path):
     fake = tmp_path / "run"
     (fake / "final").mkdir(parents=True)
     (fake / "final" / "checkpoint.pt").write_bytes(b"x")
-    for text, needle in (("{not json", "not valid JSON"), ("[1, 2]", "not a JSON object"),
-                         ('{"model": "snn"}', "missing")):
+    for text, needle in (
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"model": "snn"}', "missing"),
+    ):
         (fake / "metrics.json").write_text(text)
         one_line_error(microexp("export", fake, "--out", tmp_path / "m.pt"), "metrics.json", needle)
         assert not (tmp_path / "m.pt").exists()
@@ -518,20 +622,34 @@ def test_play_exits_nonzero_after_a_corrupt_or_missing_input(tmp_path, testdata)
     head = read_raw_header(src)
     data = src.read_bytes()
     bad = tmp_path / "corrupt.raw"
-    bad.write_bytes(data[:head.header_bytes + 20000] + bytes([0x55, 0xD5]) * 5000)  # reserved type 0xD
+    bad.write_bytes(data[: head.header_bytes + 20000] + bytes([0x55, 0xD5]) * 5000)  # reserved type 0xD
     one_line_error(microexp("play", "--evk4-file", bad, "--rate", "0", timeout=120), str(bad), "corrupt EVT3")
-    one_line_error(microexp("play", "--evk4-file", tmp_path / "missing.raw", "--rate", "0", timeout=120),
-                   "missing.raw")
+    one_line_error(microexp("play", "--evk4-file", tmp_path / "missing.raw", "--rate", "0", timeout=120), "missing.raw")
 
 
 # ---------------------------------------------------------------------------------------------- recorded session
+
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     """A real session (synthetic rig, DAVIS346 only, two AUs) to damage in the tests below."""
     out = tmp_path_factory.mktemp("faults") / "S05_session"
-    res = microexp("record", "--source", "synthetic", "--aus", "AU2,AU4", "--subject", "S05", "--out", out,
-                   "--sensors", "davis346", "--time-scale", "0.2", timeout=300)
+    res = microexp(
+        "record",
+        "--source",
+        "synthetic",
+        "--aus",
+        "AU2,AU4",
+        "--subject",
+        "S05",
+        "--out",
+        out,
+        "--sensors",
+        "davis346",
+        "--time-scale",
+        "0.2",
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out
 
@@ -607,7 +725,9 @@ def test_dataset_skips_cut_damaged_and_bad_manifest_inputs_and_flags_truncated_o
     skipped = [ln for ln in res.stderr.splitlines() if ln.startswith("skipped")]
     assert len(skipped) == 3 and "Traceback" not in res.stderr
     index = json.loads((tmp_path / "ds" / "index.json").read_text())
-    assert {c["id"] for c in index["clips"]} == {f"S05_session__{s['name']}" for s in load_manifest(session)["segments"]}
+    assert {c["id"] for c in index["clips"]} == {
+        f"S05_session__{s['name']}" for s in load_manifest(session)["segments"]
+    }
     assert {e["clip"] for e in index["skipped"]} == set(reasons)  # the index says what was left out, and why
 
     res = microexp("dataset", cut, flip, "--out", tmp_path / "ds2", "--allow-truncated", *args, timeout=600)
@@ -629,12 +749,14 @@ def test_dataset_out_and_max_slices_are_checked_before_any_work(session, tmp_pat
         assert time.monotonic() - t0 < 60
     ro = tmpfs("1m", "ro", ",ro")
     one_line_error(microexp("dataset", session, "--out", ro / "ds", "--quiet", timeout=120), "Read-only")
-    one_line_error(microexp("dataset", session, "--out", tmp_path / "d", "--max-slices", "-5", timeout=120),
-                   "--max-slices")
+    one_line_error(
+        microexp("dataset", session, "--out", tmp_path / "d", "--max-slices", "-5", timeout=120), "--max-slices"
+    )
     assert not (tmp_path / "d").exists()
 
 
 # ---------------------------------------------------------------------------------------------- 6. silent sensor
+
 
 @pytest.mark.ros
 @pytest.mark.slow
@@ -646,10 +768,24 @@ def test_a_sensor_that_delivers_nothing_makes_the_segment_an_error(tmp_path, tes
 
     head = read_raw_header(src)
     bad = tmp_path / "dead.raw"
-    bad.write_bytes(src.read_bytes()[:head.header_bytes] + bytes([0x55, 0xD5]) * 20000)
+    bad.write_bytes(src.read_bytes()[: head.header_bytes] + bytes([0x55, 0xD5]) * 20000)
     out = tmp_path / "s"
-    res = microexp("record", "--source", "file", "--evk4-file", bad, "--sensors", "evk4", "--aus", "AU2",
-                   "--time-scale", "0.2", "--out", out, timeout=240)
+    res = microexp(
+        "record",
+        "--source",
+        "file",
+        "--evk4-file",
+        bad,
+        "--sensors",
+        "evk4",
+        "--aus",
+        "AU2",
+        "--time-scale",
+        "0.2",
+        "--out",
+        out,
+        timeout=240,
+    )
     one_line_error(res, "no /evk4/events messages during segment")
     [seg] = load_manifest(out)["segments"]
     assert seg["status"] == "error" and "no /evk4/events messages" in seg["error"]

@@ -1,4 +1,5 @@
 """Eq. (1) event frames: hand-made cases, slice edges, a naive reference under hypothesis, the streaming binner."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,25 +29,24 @@ def test_channels_are_polarities_and_counts_add_up():
     ev = make_events([0, 0, 1, 2, 2, 2], [0, 0, 1, 2, 2, 0], [5, 6, 7, 8, 9, 10], [1, 1, 0, 1, 0, 0])
     f = event_frames(ev, width=3, height=3, slice_us=100)
     assert f.shape == (1, 2, 3, 3) and f.dtype == np.uint16
-    assert f[0, 1, 0, 0] == 2          # two ON events at (x=0, y=0)
-    assert f[0, 0, 1, 1] == 1          # OFF at (1, 1)
+    assert f[0, 1, 0, 0] == 2  # two ON events at (x=0, y=0)
+    assert f[0, 0, 1, 1] == 1  # OFF at (1, 1)
     assert f[0, 1, 2, 2] == 1 and f[0, 0, 2, 2] == 1
-    assert f[0, 0, 0, 2] == 1          # x=2, y=0: row 0, column 2
+    assert f[0, 0, 0, 2] == 1  # x=2, y=0: row 0, column 2
     assert int(f.sum()) == 6
 
 
 def test_slice_edges_are_left_closed():
     s = 1000
-    ev = make_events([0] * 6, [0] * 6, [100, 100 + s - 1, 100 + s, 100 + 2 * s - 1, 100 + 2 * s, 100 + 3 * s],
-                     [1] * 6)
+    ev = make_events([0] * 6, [0] * 6, [100, 100 + s - 1, 100 + s, 100 + 2 * s - 1, 100 + 2 * s, 100 + 3 * s], [1] * 6)
     f = event_frames(ev, 1, 1, slice_us=s)
     assert f.shape[0] == 4
     assert f[:, 1, 0, 0].tolist() == [2, 2, 1, 1]
     # explicit grid: t_start just after the first event drops it; n_slices cuts the tail
     f2 = event_frames(ev, 1, 1, slice_us=s, t_start=101, n_slices=2)
-    assert f2[:, 1, 0, 0].tolist() == [2, 2]      # [101, 1101): 1099, 1100; [1101, 2101): 2099, 2100
+    assert f2[:, 1, 0, 0].tolist() == [2, 2]  # [101, 1101): 1099, 1100; [1101, 2101): 2099, 2100
     f3 = event_frames(ev, 1, 1, slice_us=s, t_start=100, n_slices=3)
-    assert f3[:, 1, 0, 0].tolist() == [2, 2, 1]   # 3100 is at the end of slice 2: excluded
+    assert f3[:, 1, 0, 0].tolist() == [2, 2, 1]  # 3100 is at the end of slice 2: excluded
 
 
 def test_t_start_before_first_event_and_empty_slices():
@@ -82,8 +82,9 @@ def test_saturation_instead_of_wraparound():
 def test_unsorted_input_gives_the_same_frames():
     rng = np.random.default_rng(3)
     n = 5000
-    ev = make_events(rng.integers(0, 20, n), rng.integers(0, 10, n), np.sort(rng.integers(0, 100_000, n)),
-                     rng.integers(0, 2, n))
+    ev = make_events(
+        rng.integers(0, 20, n), rng.integers(0, 10, n), np.sort(rng.integers(0, 100_000, n)), rng.integers(0, 2, n)
+    )
     want = event_frames(ev, 20, 10, slice_us=3000)
     shuffled = ev[rng.permutation(n)]
     # t_start is the first event's t by definition: fix it to compare
@@ -104,9 +105,17 @@ def test_non_contiguous_and_foreign_layout_input():
     assert int(event_frames(odd, 4, 3).sum()) == 0
 
 
-@pytest.mark.parametrize("kwargs", [dict(width=0, height=3), dict(width=3, height=-1),
-                                    dict(width=3, height=3, slice_us=0), dict(width=3, height=3, n_slices=-1),
-                                    dict(width=3, height=3, dtype=np.bool_), dict(width=2.5, height=3)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(width=0, height=3),
+        dict(width=3, height=-1),
+        dict(width=3, height=3, slice_us=0),
+        dict(width=3, height=3, n_slices=-1),
+        dict(width=3, height=3, dtype=np.bool_),
+        dict(width=2.5, height=3),
+    ],
+)
 def test_bad_parameters(kwargs):
     with pytest.raises(ParameterError):
         event_frames(make_events([0], [0], [0], [0]), **kwargs)
@@ -119,16 +128,25 @@ def test_not_an_event_array():
         event_frames(np.zeros(4, dtype=[("x", "u2"), ("t", "i8")]), 4, 3)
 
 
-events_strategy = st.integers(0, 400).flatmap(lambda n: st.tuples(
-    st.lists(st.integers(0, 9), min_size=n, max_size=n),
-    st.lists(st.integers(0, 6), min_size=n, max_size=n),
-    st.lists(st.integers(-50, 5000), min_size=n, max_size=n),
-    st.lists(st.integers(0, 1), min_size=n, max_size=n)))
+events_strategy = st.integers(0, 400).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 9), min_size=n, max_size=n),
+        st.lists(st.integers(0, 6), min_size=n, max_size=n),
+        st.lists(st.integers(-50, 5000), min_size=n, max_size=n),
+        st.lists(st.integers(0, 1), min_size=n, max_size=n),
+    )
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events_strategy, st.integers(1, 700), st.one_of(st.none(), st.integers(-100, 3000)),
-       st.one_of(st.none(), st.integers(0, 12)), st.booleans(), st.sampled_from([np.uint16, np.uint8, np.int64]))
+@given(
+    events_strategy,
+    st.integers(1, 700),
+    st.one_of(st.none(), st.integers(-100, 3000)),
+    st.one_of(st.none(), st.integers(0, 12)),
+    st.booleans(),
+    st.sampled_from([np.uint16, np.uint8, np.int64]),
+)
 def test_matches_naive_reference(cols, slice_us, t_start, n_slices, sort, dtype):
     x, y, t, p = cols
     ev = make_events(x, y, t, p)
@@ -144,6 +162,7 @@ def test_matches_naive_reference(cols, slice_us, t_start, n_slices, sort, dtype)
 
 
 # ------------------------------------------------------------------------------------------- EventBinner
+
 
 def _stream_frames(binner, batches):
     out = []
@@ -167,8 +186,9 @@ def test_binner_doc_example_and_window_times():
 def test_binner_equals_event_frames_for_any_batching():
     rng = np.random.default_rng(7)
     n = 20_000
-    ev = make_events(rng.integers(0, 30, n), rng.integers(0, 20, n), np.sort(rng.integers(0, 2_000_000, n)),
-                     rng.integers(0, 2, n))
+    ev = make_events(
+        rng.integers(0, 30, n), rng.integers(0, 20, n), np.sort(rng.integers(0, 2_000_000, n)), rng.integers(0, 2, n)
+    )
     want = event_frames(ev, 30, 20, slice_us=33_000)
     for cuts in (np.array([], dtype=int), np.sort(rng.integers(0, n, 50)), np.arange(0, n, 1)[:: n // 7]):
         b = EventBinner(30, 20, slice_us=33_000)
@@ -253,8 +273,9 @@ def test_background_activity_filter_keeps_supported_events_only():
     from microexp.events.filters import BackgroundActivityFilter
 
     f = BackgroundActivityFilter(10, 8, dt_us=100)
-    ev = make_events([5, 6, 5, 0, 9, 2, 2], [5, 5, 5, 0, 7, 3, 3], [1000, 1050, 1300, 1301, 1302, 1400, 1450],
-                     [1, 0, 1, 1, 0, 1, 1])
+    ev = make_events(
+        [5, 6, 5, 0, 9, 2, 2], [5, 5, 5, 0, 7, 3, 3], [1000, 1050, 1300, 1301, 1302, 1400, 1450], [1, 0, 1, 1, 0, 1, 1]
+    )
     kept = f(ev)
     # (6,5) has its neighbour (5,5) 50 µs before; (5,5) at 1300 is 250 µs after (6,5): too late; the same
     # pixel twice (2,3) is no support; isolated events go
@@ -295,6 +316,7 @@ def test_binner_advance_closes_windows_without_events():
 
 # ------------------------------------------------------------------------------------------- EventSlicer
 
+
 def _slicer_and_binner(pushes, slice_us, t_start=None, w=8, h=6):
     """Run the same push / advance / flush calls through both; return their windows."""
     s, b = EventSlicer(slice_us, t_start=t_start), EventBinner(w, h, slice_us, t_start=t_start)
@@ -308,8 +330,13 @@ def _slicer_and_binner(pushes, slice_us, t_start=None, w=8, h=6):
 
 
 @settings(max_examples=120, deadline=None)
-@given(events_strategy, st.integers(1, 300), st.lists(st.integers(0, 400), max_size=6),
-       st.lists(st.integers(-100, 6000), max_size=3), st.one_of(st.none(), st.integers(-100, 500)))
+@given(
+    events_strategy,
+    st.integers(1, 300),
+    st.lists(st.integers(0, 400), max_size=6),
+    st.lists(st.integers(-100, 6000), max_size=3),
+    st.one_of(st.none(), st.integers(-100, 500)),
+)
 def test_slicer_cuts_the_binners_windows(cols, slice_us, cuts, advances, t_start):
     """Same windows, same grid, same late count, and Eq. (1) of each window's events is the binner's frame,
     for any batching, interleaved advance() calls and t_start (events outside the sensor included)."""
@@ -352,8 +379,12 @@ def test_fast_event_copies_equal_numpys():
     from microexp.events.dtype import concat_events, copy_events, take_events
 
     rng = np.random.default_rng(2)
-    ev = make_events(rng.integers(0, 60000, 500), rng.integers(0, 60000, 500), rng.integers(-2**40, 2**40, 500),
-                     rng.integers(0, 2, 500))
+    ev = make_events(
+        rng.integers(0, 60000, 500),
+        rng.integers(0, 60000, 500),
+        rng.integers(-(2**40), 2**40, 500),
+        rng.integers(0, 2, 500),
+    )
     parts = [ev[:100], ev[100:101], ev[101:0], ev[101::3], ev[::-7]]
     assert np.array_equal(concat_events(parts), np.concatenate(parts))
     assert concat_events(parts).dtype == EVENT_DTYPE

@@ -1,4 +1,5 @@
 """sensor_msgs/Image conversion: the core's cv_bridge equivalent, and cv_bridge itself where installed."""
+
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
@@ -7,8 +8,15 @@ from microexp.errors import FormatError, ParameterError
 from microexp.vision.image import fill_image, image_array
 
 
-@pytest.mark.parametrize("encoding,shape,dtype", [("mono8", (5, 7), np.uint8), ("bgr8", (4, 6, 3), np.uint8),
-                                                  ("rgb8", (3, 3, 3), np.uint8), ("mono16", (2, 9), np.uint16)])
+@pytest.mark.parametrize(
+    "encoding,shape,dtype",
+    [
+        ("mono8", (5, 7), np.uint8),
+        ("bgr8", (4, 6, 3), np.uint8),
+        ("rgb8", (3, 3, 3), np.uint8),
+        ("mono16", (2, 9), np.uint16),
+    ],
+)
 def test_round_trip(encoding, shape, dtype):
     a = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
     msg = fill_image(Image(), a, encoding)

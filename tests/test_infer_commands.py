@@ -1,5 +1,6 @@
 """`microexp infer` and `microexp watch` (microexp.ros.commands): start errors, ROS arguments, discovery and
 rendering, and that the commands are registered and light to import."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
-
 from helpers.cli import microexp
+
 from microexp.aus import AU_CODES
 
 rclpy = pytest.importorskip("rclpy")
@@ -28,9 +29,21 @@ def test_microexp_infer_with_a_missing_model_exits_with_one_line(tmp_path):
 def test_microexp_infer_passes_ros_args_like_ros2_run(random_checkpoint):
     """What launch/inference.launch.py relies on: `microexp infer --ros-args ...` (node name, remappings,
     parameters); --duration stops it and prints the counters as JSON."""
-    res = microexp("infer", "--model", str(random_checkpoint), "--duration", "0.5", "--ros-args",
-                   "-r", "__node:=launched_inference", "-r", "/evk4/events:=/remapped/events", "-p", "horizon:=7",
-                   timeout=120)
+    res = microexp(
+        "infer",
+        "--model",
+        str(random_checkpoint),
+        "--duration",
+        "0.5",
+        "--ros-args",
+        "-r",
+        "__node:=launched_inference",
+        "-r",
+        "/evk4/events:=/remapped/events",
+        "-p",
+        "horizon:=7",
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["node"] == "/launched_inference" and out["events_topic"] == "/remapped/events"
@@ -42,14 +55,19 @@ def test_microexp_watch_discovers_any_au_topic_and_shows_top3_latency_and_skippe
     """`microexp watch` against a graph it knows nothing about: some node publishing AUPrediction and
     DiagnosticArray; watch discovers the topic, prints two views and exits."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
     from microexp_msgs.msg import AUPrediction
 
     rclpy.init()
     node = rclpy.create_node("some_other_graph")
     pub = node.create_publisher(AUPrediction, "/some_other_graph/au", 10)
     diag_pub = node.create_publisher(DiagnosticArray, "/some_other_graph/diagnostics", 10)
-    watch = subprocess.Popen([sys.executable, "-m", "microexp.cli", "watch", "--count", "2", "--timeout", "60"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "microexp.cli", "watch", "--count", "2", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         k = 0
         while watch.poll() is None and k < 600:
@@ -63,8 +81,9 @@ def test_microexp_watch_discovers_any_au_topic_and_shows_top3_latency_and_skippe
             msg.top3 = np.asarray([5, 12, 0], np.uint8)
             msg.smoothed_top1, msg.smoothed_windows = 5, 10
             pub.publish(msg)
-            status = DiagnosticStatus(name="x", message="", values=[KeyValue(key="skipped", value="7"),
-                                                                     KeyValue(key="resets", value="2")])
+            status = DiagnosticStatus(
+                name="x", message="", values=[KeyValue(key="skipped", value="7"), KeyValue(key="resets", value="2")]
+            )
             diag_pub.publish(DiagnosticArray(status=[status]))
             k += 1
             time.sleep(0.1)
@@ -82,9 +101,8 @@ def test_microexp_watch_discovers_any_au_topic_and_shows_top3_latency_and_skippe
 
 
 def test_watch_render_without_diagnostics_counts_window_holes():
-    from microexp_msgs.msg import AUPrediction
-
     from microexp.ros.commands.watch import WatchState, diagnostics_topic_for, render
+    from microexp_msgs.msg import AUPrediction
 
     state = WatchState()
     text = ""
@@ -108,10 +126,11 @@ def test_commands_are_registered_and_light_to_import():
     assert COMMANDS["infer"][0] == "microexp.ros.commands.infer"
     assert COMMANDS["watch"][0] == "microexp.ros.commands.watch"
     assert BENCHES["latency"] == "microexp.bench.latency"
-    code = ("import sys; import microexp.ros.commands.infer, microexp.ros.commands.watch, microexp.bench.latency,"
-            " microexp.infer;"
-            "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))")
+    code = (
+        "import sys; import microexp.ros.commands.infer, microexp.ros.commands.watch, microexp.bench.latency,"
+        " microexp.infer;"
+        "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
-

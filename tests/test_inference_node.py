@@ -1,6 +1,7 @@
 """The inference node (microexp.ros.nodes.inference_node) over real DDS with a random untrained SNN checkpoint:
 published probabilities equal the offline computation, faults are counted and survived, start errors; its
 config file and launch/inference.launch.py checked statically."""
+
 from __future__ import annotations
 
 import ast
@@ -15,15 +16,14 @@ import time
 import numpy as np
 import pytest
 import yaml
-
 from helpers.events import DAVIS, blob_events
 from helpers.infer import assert_same_ranking, offline, random_snn
 from helpers.paths import PKG, REPO
+
 from microexp.aus import AU_CODES
 from microexp.config import yaml_text
 from microexp.errors import MicroexpError
-from microexp.models import (C3DNet, CheckpointArchitectureError, CheckpointNotFoundError, CNN3DConfig,
-                             save_checkpoint)
+from microexp.models import C3DNet, CheckpointArchitectureError, CheckpointNotFoundError, CNN3DConfig, save_checkpoint
 from microexp.vision.crop import parse_roi
 
 # --------------------------------------------------------------------------------------------- ROS graph
@@ -104,15 +104,14 @@ class Collector:
 
     def __init__(self, runner, ns: str):
         from diagnostic_msgs.msg import DiagnosticArray
-        from microexp_msgs.msg import AUPrediction
 
         from microexp.ros.base import RELIABLE_QOS
+        from microexp_msgs.msg import AUPrediction
 
         self.au, self.diag = [], []
         self.node = runner.add(rclpy.create_node("test_collector"))
         self.node.create_subscription(AUPrediction, f"{ns}/au", lambda m: self.au.append(m), RELIABLE_QOS)
-        self.node.create_subscription(DiagnosticArray, f"{ns}/diagnostics", lambda m: self.diag.append(m),
-                                      RELIABLE_QOS)
+        self.node.create_subscription(DiagnosticArray, f"{ns}/diagnostics", lambda m: self.diag.append(m), RELIABLE_QOS)
 
     def wait(self, n: int, timeout: float = 60.0):
         deadline = time.monotonic() + timeout
@@ -131,16 +130,26 @@ def test_graph_published_probabilities_equal_the_offline_model_on_the_same_windo
     """Over real DDS, with the random untrained SNN checkpoint (no trained model exists yet): a publisher process
     sends EVT3 EventPackets of a synthetic moving blob; the node's AUPredictions equal (1e-5) the offline
     computation on the same events: Eq. (1) frames of the whole recording, the same crop, multi-step inference."""
-    from microexp.ros.runner import Runner
     from microexp.ros.nodes.inference_node import InferenceNode
+    from microexp.ros.runner import Runner
 
     events = blob_events(*DAVIS, 500_000, 0.6e6, seed=5)
     roi = "40,20,260,220"
     runner = Runner("single")
     try:
-        node = runner.add(InferenceNode(parameter_overrides=node_params(
-            random_checkpoint, events_topic="/test_graph/events", sensor="davis346", roi=roi, horizon=3,
-            queue_size=1000, max_lag_ms=60000.0)))
+        node = runner.add(
+            InferenceNode(
+                parameter_overrides=node_params(
+                    random_checkpoint,
+                    events_topic="/test_graph/events",
+                    sensor="davis346",
+                    roi=roi,
+                    horizon=3,
+                    queue_size=1000,
+                    max_lag_ms=60000.0,
+                )
+            )
+        )
         collector = Collector(runner, "/inference")
         runner.start()
         frames, expected = offline(random_snn(), events, *DAVIS, parse_roi(roi))
@@ -161,7 +170,7 @@ def test_graph_published_probabilities_equal_the_offline_model_on_the_same_windo
     np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-5)
     assert_same_ranking([tuple(m.top3) for m in got], expected)
     for k, m in enumerate(got):
-        np.testing.assert_allclose(m.smoothed_probabilities, expected[max(0, k - 2):k + 1].mean(0), atol=1e-5)
+        np.testing.assert_allclose(m.smoothed_probabilities, expected[max(0, k - 2) : k + 1].mean(0), atol=1e-5)
         assert m.smoothed_windows == min(k + 1, 3)
     assert [m.events for m in got] == [int(f.sum()) for f in frames]
     m = got[0]
@@ -180,25 +189,37 @@ def test_graph_faults_are_handled_counted_and_the_node_keeps_running(tmp_path, r
     """Over real DDS (intake through an executor callback this time): dropped packets (a seq gap), a short pause
     (empty windows), a long pause (stream gap), a segment marker, and blank frames in which MTCNN finds no face;
     the node counts each, resets where it must, falls back to the fixed ROI and keeps publishing."""
-    from microexp.ros.runner import Runner
     from microexp.ros.nodes.inference_node import InferenceNode
+    from microexp.ros.runner import Runner
 
     pauses = ((200_000, 100_000), (450_000, 450_000))  # 3 empty windows; then a 450 ms gap
     events = blob_events(*DAVIS, 1_100_000, 0.3e6, seed=6, pauses=pauses)
     runner = Runner("single")
     try:
-        node = runner.add(InferenceNode(parameter_overrides=node_params(
-            random_checkpoint, events_topic="/test_faults/events", frames_topic="/test_faults/image_raw",
-            face_rate_hz=5.0, roi="40,20,260,220", intake="executor", gap_ms=200.0, diagnostics_period_s=0.5,
-            queue_size=1000, max_lag_ms=60000.0)))
+        node = runner.add(
+            InferenceNode(
+                parameter_overrides=node_params(
+                    random_checkpoint,
+                    events_topic="/test_faults/events",
+                    frames_topic="/test_faults/image_raw",
+                    face_rate_hz=5.0,
+                    roi="40,20,260,220",
+                    intake="executor",
+                    gap_ms=200.0,
+                    diagnostics_period_s=0.5,
+                    queue_size=1000,
+                    max_lag_ms=60000.0,
+                )
+            )
+        )
         collector = Collector(runner, "/inference")
         runner.start()
-        publisher = start_publisher(tmp_path, events, topic="/test_faults/events",
-                                    frames_topic="/test_faults/image_raw", drop=[120, 121, 122])
+        publisher = start_publisher(
+            tmp_path, events, topic="/test_faults/events", frames_topic="/test_faults/image_raw", drop=[120, 121, 122]
+        )
         # a recording segment starts while the stream runs: the SNN resets at the next window
-        from microexp_msgs.msg import SegmentMarker
-
         from microexp.ros.base import LATCHED_QOS
+        from microexp_msgs.msg import SegmentMarker
 
         marker_pub = collector.node.create_publisher(SegmentMarker, "/recorder/segments", LATCHED_QOS)
         collector.wait(3)
@@ -256,8 +277,18 @@ def test_config_yaml_mirrors_the_node_params_exactly():
     assert yaml.safe_load(text) == yaml.safe_load(yaml_text("inference", PARAMS))
     assert all(p.description for p in PARAMS)
     names = {p.name for p in PARAMS}
-    assert {"model", "device", "events_topic", "frames_topic", "sensor", "slice_us", "roi", "face_rate_hz",
-            "horizon", "gap_ms"} <= names
+    assert {
+        "model",
+        "device",
+        "events_topic",
+        "frames_topic",
+        "sensor",
+        "slice_us",
+        "roi",
+        "face_rate_hz",
+        "horizon",
+        "gap_ms",
+    } <= names
 
 
 def test_launch_file_compiles_and_its_arguments_are_described_node_parameters(tmp_path):
@@ -266,8 +297,13 @@ def test_launch_file_compiles_and_its_arguments_are_described_node_parameters(tm
     path = REPO / "launch" / "inference.launch.py"
     py_compile.compile(str(path), cfile=str(tmp_path / "launch.pyc"), doraise=True)
     tree = ast.parse(path.read_text())
-    assigned = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-                if isinstance(t, ast.Name)}
+    assigned = {
+        t.id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
     arguments = ast.literal_eval(assigned["ARGUMENTS"])
     params = {p.name: p for p in PARAMS}
     kinds = {str: "str", float: "float", int: "int"}
@@ -283,4 +319,3 @@ def test_launch_file_compiles_and_its_arguments_are_described_node_parameters(tm
     kw = {k.arg: k.value for k in calls[0].keywords}
     assert ast.literal_eval(kw["executable"]) == "inference_node" and "arguments" not in kw
     assert ast.literal_eval(kw["name"]) == "inference"
-

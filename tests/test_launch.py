@@ -6,6 +6,7 @@ service / topic / interface / pkg` on the project's nodes and messages.
 The `ros2` command is built by `make ros2-cli` from the upstream jazzy sources in ../shared/ros2-src (cached
 outside the tree); without those sources these tests skip. Every command line is run as README.md shows it,
 through bash, with `.venv/bin` first on PATH (as after `. .venv/bin/activate`)."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers.bags import read_all
 from helpers.paths import REPO, TESTDATA
+
 from microexp.bags.manifest import load as load_manifest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -27,8 +28,10 @@ ROS2_SRC = Path(os.environ.get("ROS2_SRC", REPO.parent / "shared" / "ros2-src"))
 README = (REPO / "README.md").read_text()
 
 RECORD = "ros2 launch microexp record.launch.py source:=synthetic subject:=S01 aus:=AU2,AU12,AU45 out:=recordings/S01"
-RECORD_FAST = ("ros2 launch microexp record.launch.py source:=synthetic subject:=S02 aus:=AU2,AU12 "
-               "out:=recordings/S02 time_scale:=0.5")
+RECORD_FAST = (
+    "ros2 launch microexp record.launch.py source:=synthetic subject:=S02 aus:=AU2,AU12 "
+    "out:=recordings/S02 time_scale:=0.5"
+)
 REPLAY = "ros2 launch microexp replay.launch.py bag:=recordings/S01 loop:=true"
 INFER = "ros2 launch microexp inference.launch.py events_topic:=/evk4/events"
 ECHO = "ros2 topic echo --once /inference/au microexp_msgs/msg/AUPrediction"
@@ -38,11 +41,14 @@ ECHO = "ros2 topic echo --once /inference/au microexp_msgs/msg/AUPrediction"
 def cli_env():
     """The environment of a shell after `. .venv/bin/activate`, with `ros2` built by `make ros2-cli`."""
     if not ROS2_SRC.is_dir():
-        pytest.skip(f"{ROS2_SRC} is absent: the ROS 2 command line (launch, ros2cli) cannot be built "
-                    "(give its folder with ROS2_SRC=DIR)")
+        pytest.skip(
+            f"{ROS2_SRC} is absent: the ROS 2 command line (launch, ros2cli) cannot be built "
+            "(give its folder with ROS2_SRC=DIR)"
+        )
     t0 = time.monotonic()
-    res = subprocess.run(["make", "ros2-cli", f"ROS2_SRC={ROS2_SRC}"], cwd=REPO, capture_output=True, text=True,
-                         timeout=900)
+    res = subprocess.run(
+        ["make", "ros2-cli", f"ROS2_SRC={ROS2_SRC}"], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     print(f"make ros2-cli: {time.monotonic() - t0:.1f} s")
     env = dict(os.environ)
@@ -63,8 +69,14 @@ def sh(line: str, env: dict, cwd: Path, timeout: float = 120, check: bool = True
 
 def start(line: str, env: dict, cwd: Path, log: Path) -> subprocess.Popen:
     """A command in a process group of its own, as a terminal runs it (Ctrl-C signals the whole group)."""
-    return subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=cwd, env=env, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        ["bash", "-c", f"exec {line}"],
+        cwd=cwd,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def check_session(out: Path, aus: list[str]) -> dict:
@@ -80,8 +92,14 @@ def check_session(out: Path, aus: list[str]) -> dict:
     seqs: dict = {"/davis346/events": [], "/evk4/events": []}
     for seg in segs:
         msgs = read_all(out / seg["name"])
-        for topic in ("/davis346/events", "/evk4/events", "/davis346/image_raw", "/webcam/image_raw",
-                      "/recorder/segments", "/synthetic/ground_truth"):
+        for topic in (
+            "/davis346/events",
+            "/evk4/events",
+            "/davis346/image_raw",
+            "/webcam/image_raw",
+            "/recorder/segments",
+            "/synthetic/ground_truth",
+        ):
             assert msgs.get(topic), f"{topic} missing from {seg['name']}: {sorted(msgs)}"
         markers = [m for _, m in msgs["/recorder/segments"]]
         assert any(m.event == "start" and m.segment_id == seg["id"] and m.au == seg["au"] for m in markers)
@@ -146,7 +164,7 @@ def test_inference_launch_on_a_replayed_session_publishes_predictions(recorded, 
                 break
             time.sleep(2.0)
         info = sh("ros2 node info /inference", cli_env, recorded).stdout if found.returncode else found.stdout
-        subs = info[info.index("Subscribers:"):info.index("Publishers:")]
+        subs = info[info.index("Subscribers:") : info.index("Publishers:")]
         assert "/evk4/events: event_camera_msgs/msg/EventPacket" in subs, info
         verbose = sh("ros2 topic info --verbose /evk4/events", cli_env, recorded).stdout
         assert "Node name: inference" in verbose and "RELIABLE" in verbose.split("Node name: inference")[1][:900]
@@ -162,8 +180,10 @@ def test_inference_launch_on_a_replayed_session_publishes_predictions(recorded, 
 
 
 def _interrupted_session(cli_env, tmp: Path, send) -> tuple[dict, str, int]:
-    line = ("ros2 launch microexp record.launch.py source:=synthetic subject:=S03 aus:=AU2,AU12,AU45 "
-            "out:=recordings/S03 sensors:=davis346,webcam time_scale:=0.5")
+    line = (
+        "ros2 launch microexp record.launch.py source:=synthetic subject:=S03 aus:=AU2,AU12,AU45 "
+        "out:=recordings/S03 sensors:=davis346,webcam time_scale:=0.5"
+    )
     out = tmp / "recordings" / "S03"
     proc = start(line, cli_env, tmp, tmp / "launch.log")
     try:
@@ -226,8 +246,11 @@ def test_a_dead_sensor_node_ends_the_launch_with_the_reason(cli_env, tmp_path):
     def kill_synthetic(proc):
         import psutil
 
-        victims = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                   if any("synthetic_node" in part for part in p.cmdline())]
+        victims = [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if any("synthetic_node" in part for part in p.cmdline())
+        ]
         assert victims, "no synthetic_node process under ros2 launch"
         for p in victims:
             p.kill()
@@ -241,13 +264,28 @@ def test_ros2_run_node_param_service_interface_pkg(cli_env, tmp_path):
     """A recorder started alone with `ros2 run`, inspected and driven with the ros2 command line; SIGINT ends
     its session (summary.json, manifest finished)."""
     execs = sh("ros2 pkg executables microexp", cli_env, tmp_path).stdout.split("\n")
-    assert {f"microexp {n}" for n in ("recorder_node", "protocol_node", "synthetic_node", "inference_node",
-                                      "replay_node", "davis346_node", "evk4_node", "webcam_node")} <= set(execs)
+    assert {
+        f"microexp {n}"
+        for n in (
+            "recorder_node",
+            "protocol_node",
+            "synthetic_node",
+            "inference_node",
+            "replay_node",
+            "davis346_node",
+            "evk4_node",
+            "webcam_node",
+        )
+    } <= set(execs)
     shown = sh("ros2 interface show microexp_msgs/msg/AUPrediction", cli_env, tmp_path).stdout
     assert "float32[] probabilities" in shown or "probabilities" in shown
     assert "string reason" in sh("ros2 interface show microexp_msgs/srv/EndSession", cli_env, tmp_path).stdout
-    rec = start("ros2 run microexp recorder_node --ros-args -p out:=alone -p subject:=S04", cli_env, tmp_path,
-                tmp_path / "run.log")
+    rec = start(
+        "ros2 run microexp recorder_node --ros-args -p out:=alone -p subject:=S04",
+        cli_env,
+        tmp_path,
+        tmp_path / "run.log",
+    )
     try:
         deadline = time.monotonic() + 60
         while "/recorder" not in sh("ros2 node list", cli_env, tmp_path).stdout.split():
@@ -264,8 +302,12 @@ def test_ros2_run_node_param_service_interface_pkg(cli_env, tmp_path):
         assert not [n for n in sh("ros2 node list", cli_env, tmp_path).stdout.split() if n.startswith("/_")]
         services = sh("ros2 service list", cli_env, tmp_path).stdout.split()
         assert {"/recorder/start_segment", "/recorder/end_session", "/recorder/take_status"} <= set(services)
-        res = sh("ros2 service call /recorder/start_segment microexp_msgs/srv/StartSegment "
-                 "\"{subject: S04, au: AU12, trial: 1}\"", cli_env, tmp_path)
+        res = sh(
+            "ros2 service call /recorder/start_segment microexp_msgs/srv/StartSegment "
+            '"{subject: S04, au: AU12, trial: 1}"',
+            cli_env,
+            tmp_path,
+        )
         assert "success=True" in res.stdout, res.stdout
         time.sleep(1.0)
         os.killpg(rec.pid, signal.SIGINT)
@@ -289,8 +331,10 @@ def test_record_launch_from_a_real_recording(cli_env, tmp_path):
     if not aedat.exists():
         pytest.skip(f"test recording {aedat} is absent (set MICROEXP_TESTDATA to the shared data folder)")
     (tmp_path / "loop.yaml").write_text("davis346:\n  ros__parameters:\n    loop: true\n")
-    line = (f"ros2 launch microexp record.launch.py source:=file davis_file:={aedat} sensors:=davis346 "
-            "subject:=S05 aus:=AU12 out:=recordings/S05 time_scale:=0.5 params_file:=loop.yaml")
+    line = (
+        f"ros2 launch microexp record.launch.py source:=file davis_file:={aedat} sensors:=davis346 "
+        "subject:=S05 aus:=AU12 out:=recordings/S05 time_scale:=0.5 params_file:=loop.yaml"
+    )
     res = sh(line, cli_env, tmp_path, timeout=240, check=False)
     assert res.returncode == 0 and "Traceback" not in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
     manifest = load_manifest(tmp_path / "recordings" / "S05")
@@ -298,16 +342,20 @@ def test_record_launch_from_a_real_recording(cli_env, tmp_path):
     assert list(manifest["sensors"]) == ["davis346"]
     seg = manifest["segments"][0]
     assert seg["status"] == "kept", seg
-    assert read_all(tmp_path / "recordings" / "S05" / seg["name"]).get("/davis346/events"), \
-        (seg, (res.stdout + res.stderr)[-3000:])
+    assert read_all(tmp_path / "recordings" / "S05" / seg["name"]).get("/davis346/events"), (
+        seg,
+        (res.stdout + res.stderr)[-3000:],
+    )
 
 
 def test_protocol_with_a_terminal_under_launch_takes_keys(cli_env, tmp_path):
     """protocol_prefix gives the protocol node a terminal (here a pseudo-terminal that types space, as the
     experimenter would in the terminal emulator a real prefix opens): it shows its UI and waits for the key."""
     helper = Path(__file__).parent / "helpers" / "pty_keys.py"
-    line = ("ros2 launch microexp record.launch.py source:=synthetic sensors:=davis346,webcam subject:=S06 aus:=AU2 "
-            f"out:=recordings/S06 time_scale:=0.3 protocol_prefix:='{sys.executable} {helper} SPACE'")
+    line = (
+        "ros2 launch microexp record.launch.py source:=synthetic sensors:=davis346,webcam subject:=S06 aus:=AU2 "
+        f"out:=recordings/S06 time_scale:=0.3 protocol_prefix:='{sys.executable} {helper} SPACE'"
+    )
     res = sh(line, cli_env, tmp_path, timeout=240, check=False)
     output = res.stdout + res.stderr
     assert res.returncode == 0 and "Traceback" not in output, output[-3000:]

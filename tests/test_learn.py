@@ -1,5 +1,6 @@
 """Offline learning: dataset format, leave-one-subject-out folds, metrics against torchmetrics / scikit-image,
 and a tiny train -> checkpoint -> load -> predict run on a dataset written here (no bags, no DDS)."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ from microexp.aus import AU_LABELS, NUM_CLASSES, au_index
 from microexp.errors import MicroexpError, ParameterError
 from microexp.learn import metrics as M
 from microexp.learn.build import activity_box, movement_peak, synthetic_evk4_map
-from microexp.learn.dataset import ClipDataset, empty_index, save_array, save_index
 from microexp.learn.clips import MIRROR_PERMUTATION, _shift, _window
 from microexp.learn.config import make_config
+from microexp.learn.dataset import ClipDataset, empty_index, save_array, save_index
 from microexp.learn.folds import Sample, loso_folds, samples_for
 from microexp.learn.train import predict, run_training
 
@@ -25,12 +26,14 @@ torch.set_num_threads(1)
 
 # ---------------------------------------------------------------------------------------------- folds
 
+
 @pytest.mark.parametrize("seed", range(5))
 def test_no_subject_in_train_and_test_of_any_fold(seed):
     rng = np.random.default_rng(seed)
     subjects = [f"S{i:02d}" for i in range(1, rng.integers(2, 9))]
-    samples = [Sample(f"c{i}", str(rng.choice(subjects)), int(rng.integers(0, 21)), "davis346", 0, 10)
-               for i in range(60)]
+    samples = [
+        Sample(f"c{i}", str(rng.choice(subjects)), int(rng.integers(0, 21)), "davis346", 0, 10) for i in range(60)
+    ]
     present = sorted({s.subject for s in samples})
     folds = loso_folds(samples)
     assert [f[0] for f in folds] == present
@@ -41,8 +44,11 @@ def test_no_subject_in_train_and_test_of_any_fold(seed):
 
 
 def test_fold_selection_by_name_or_number():
-    samples = [Sample("a", "S01", 0, "davis346", 0, 5), Sample("b", "S02", 1, "davis346", 0, 5),
-               Sample("c", "S03", 2, "davis346", 0, 5)]
+    samples = [
+        Sample("a", "S01", 0, "davis346", 0, 5),
+        Sample("b", "S02", 1, "davis346", 0, 5),
+        Sample("c", "S03", 2, "davis346", 0, 5),
+    ]
     assert [f[0] for f in loso_folds(samples, ["S03", "0"])] == ["S03", "S01"]
     with pytest.raises(Exception, match="neither a subject"):
         loso_folds(samples, ["S09"])
@@ -52,9 +58,13 @@ def test_fold_selection_by_name_or_number():
 
 # ---------------------------------------------------------------------------------------------- metrics
 
+
 def test_classification_metrics_equal_torchmetrics():
-    from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_confusion_matrix,
-                                                        multiclass_f1_score)
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_confusion_matrix,
+        multiclass_f1_score,
+    )
 
     g = torch.Generator().manual_seed(0)
     scores = torch.rand(300, NUM_CLASSES, generator=g)
@@ -81,16 +91,20 @@ def test_f1_of_absent_class_is_zero_like_torchmetrics():
 
 
 def test_top_k_accuracy_hand_made():
-    scores = np.array([[0.9, 0.05, 0.03, 0.02],    # target 0: top-1 hit
-                       [0.1, 0.2, 0.3, 0.4],       # target 1: rank 3 -> top-3 hit, top-2 miss
-                       [0.4, 0.3, 0.2, 0.1],       # target 3: last -> miss for k < 4
-                       [0.25, 0.35, 0.3, 0.1]])    # target 2: rank 2
+    scores = np.array(
+        [
+            [0.9, 0.05, 0.03, 0.02],  # target 0: top-1 hit
+            [0.1, 0.2, 0.3, 0.4],  # target 1: rank 3 -> top-3 hit, top-2 miss
+            [0.4, 0.3, 0.2, 0.1],  # target 3: last -> miss for k < 4
+            [0.25, 0.35, 0.3, 0.1],
+        ]
+    )  # target 2: rank 2
     target = np.array([0, 1, 3, 2])
     assert M.top_k_accuracy(scores, target, 1) == 0.25
     assert M.top_k_accuracy(scores, target, 2) == 0.5
     assert M.top_k_accuracy(scores, target, 3) == 0.75
     assert M.top_k_accuracy(scores, target, 4) == 1.0
-    assert M.top_k_accuracy(scores, target, 10) == 1.0   # k beyond the classes: everything is in
+    assert M.top_k_accuracy(scores, target, 10) == 1.0  # k beyond the classes: everything is in
     assert M.accuracy(scores, target) == 0.25
     assert M.accuracy(np.array([1, 1, 3, 0]), target) == 0.5
 
@@ -106,11 +120,13 @@ def test_image_metrics_equal_torchmetrics_and_skimage():
     rec[5] = rng.random((64, 64))  # one unrelated frame
     per = [(torch.tensor(rec[i]), torch.tensor(gt[i])) for i in range(len(gt))]
     np.testing.assert_allclose(M.mse(rec, gt), [float(mean_squared_error(a, b)) for a, b in per], rtol=1e-12)
-    np.testing.assert_allclose(M.rmse(rec, gt), [float(mean_squared_error(a, b, squared=False)) for a, b in per],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        M.rmse(rec, gt), [float(mean_squared_error(a, b, squared=False)) for a, b in per], rtol=1e-12
+    )
     np.testing.assert_allclose(M.mae(rec, gt), [float(mean_absolute_error(a, b)) for a, b in per], rtol=1e-12)
-    ref_psnr = peak_signal_noise_ratio(torch.tensor(rec)[:, None], torch.tensor(gt)[:, None], data_range=1.0,
-                                       dim=(1, 2, 3), reduction="none")
+    ref_psnr = peak_signal_noise_ratio(
+        torch.tensor(rec)[:, None], torch.tensor(gt)[:, None], data_range=1.0, dim=(1, 2, 3), reduction="none"
+    )
     np.testing.assert_allclose(M.psnr(rec, gt), ref_psnr.numpy(), rtol=1e-6)  # torchmetrics: float32 data_range
     ref_ssim = [structural_similarity(gt[i], rec[i], data_range=1.0) for i in range(len(gt))]
     np.testing.assert_allclose(M.ssim(rec, gt), ref_ssim, rtol=1e-9, atol=1e-12)
@@ -123,6 +139,7 @@ def test_image_metrics_equal_torchmetrics_and_skimage():
 
 
 # ---------------------------------------------------------------------------------------------- data helpers
+
 
 def test_movement_peak_and_activity_box():
     a = np.full(40, 100.0)
@@ -150,8 +167,9 @@ def test_builder_event_crops_are_the_cropped_eq1_frames_and_box_activity():
 
     rng = np.random.default_rng(5)
     n = 40_000
-    ev = make_events(rng.integers(0, 350, n), rng.integers(0, 262, n), np.sort(rng.integers(900, 400_000, n)),
-                     rng.integers(0, 3, n))
+    ev = make_events(
+        rng.integers(0, 350, n), rng.integers(0, 262, n), np.sort(rng.integers(900, 400_000, n)), rng.integers(0, 3, n)
+    )
     box = (250.4, -20.2, 420.0, 150.0)  # partly outside the 346 x 260 sensor
     crops, activity = _event_crops(ev, 346, 260, 1_000, 12, 33_000, box, 64)
     frames = event_frames(ev, 346, 260, 33_000, t_start=1_000, n_slices=12)
@@ -183,7 +201,7 @@ def test_slice_constant_is_the_event_core_one():
 
 def test_window_shift_and_mirror_permutation():
     a = np.arange(10, dtype=np.float32)[:, None, None, None] * np.ones((10, 2, 4, 4), np.float32)
-    assert _window(a, 8, 4, pad_last=False)[:, 0, 0, 0].tolist() == [6, 7, 8, 9]   # clamped into the clip
+    assert _window(a, 8, 4, pad_last=False)[:, 0, 0, 0].tolist() == [6, 7, 8, 9]  # clamped into the clip
     assert _window(a, -3, 4, pad_last=False)[:, 0, 0, 0].tolist() == [0, 1, 2, 3]
     short = _window(a[:2], 0, 4, pad_last=False)
     assert short.shape[0] == 4 and short[2:].sum() == 0
@@ -199,6 +217,7 @@ def test_window_shift_and_mirror_permutation():
 
 # ---------------------------------------------------------------------------------------------- end to end
 
+
 def write_tiny_dataset(root, subjects=("S01", "S02"), aus=("AU2", "AU26", "AU51"), slices=8, seed=0):
     """A dataset folder in the real format: each AU lights a different blob of ON events in the middle slices."""
     rng = np.random.default_rng(seed)
@@ -208,17 +227,36 @@ def write_tiny_dataset(root, subjects=("S01", "S02"), aus=("AU2", "AU26", "AU51"
             label = au_index(au)
             ev = rng.poisson(0.05, size=(slices, 2, 64, 64)).astype(np.float32)
             r0, c0 = 8 + 16 * (label % 3), 8 + 12 * (label % 4)
-            ev[slices // 2 - 1:slices // 2 + 1, 1, r0:r0 + 12, c0:c0 + 12] += 3.0
+            ev[slices // 2 - 1 : slices // 2 + 1, 1, r0 : r0 + 12, c0 : c0 + 12] += 3.0
             rgb = rng.integers(0, 255, size=(slices, 3, 64, 64), dtype=np.uint8)
             clip_id = f"{subject}__seg_{label:04d}_{au}_t1"
-            arrays = {"davis346": save_array(root, clip_id, "davis346", ev),
-                      "webcam_rgb": save_array(root, clip_id, "webcam_rgb", rgb),
-                      "webcam_gray": save_array(root, clip_id, "webcam_gray", rgb[:, 0])}
-            doc["clips"].append({"id": clip_id, "subject": subject, "au": au, "label": label, "trial": 1, "lux": 500.0,
-                                 "lux_source": "test", "session": subject, "segment": clip_id, "segment_id": label,
-                                 "bags": [], "slices": slices, "t_start_ns": 0, "reference": "davis346",
-                                 "activity_peak": slices // 2, "arrays": arrays, "ground_truth": None,
-                                 "sensors": {"davis346": {"activity_peak": slices // 2, "box_source": "test"}}})
+            arrays = {
+                "davis346": save_array(root, clip_id, "davis346", ev),
+                "webcam_rgb": save_array(root, clip_id, "webcam_rgb", rgb),
+                "webcam_gray": save_array(root, clip_id, "webcam_gray", rgb[:, 0]),
+            }
+            doc["clips"].append(
+                {
+                    "id": clip_id,
+                    "subject": subject,
+                    "au": au,
+                    "label": label,
+                    "trial": 1,
+                    "lux": 500.0,
+                    "lux_source": "test",
+                    "session": subject,
+                    "segment": clip_id,
+                    "segment_id": label,
+                    "bags": [],
+                    "slices": slices,
+                    "t_start_ns": 0,
+                    "reference": "davis346",
+                    "activity_peak": slices // 2,
+                    "arrays": arrays,
+                    "ground_truth": None,
+                    "sensors": {"davis346": {"activity_peak": slices // 2, "box_source": "test"}},
+                }
+            )
     save_index(root, doc)
     return root
 
@@ -265,15 +303,28 @@ def test_tiny_train_checkpoint_load_predict(tmp_path):
     assert next(model16.parameters()).dtype == torch.float32 and meta16["extra"]["stored_dtype"] == "float16"
     np.testing.assert_allclose(predict(model16, windows), scores, atol=0.1)
 
-    info = subprocess.run([sys.executable, "-m", "microexp.cli", "info", str(half)], capture_output=True, text=True,
-                          timeout=120)
+    info = subprocess.run(
+        [sys.executable, "-m", "microexp.cli", "info", str(half)], capture_output=True, text=True, timeout=120
+    )
     assert info.returncode == 0, info.stderr
     doc = json.loads(info.stdout)
     assert doc["architecture"] == "snn" and doc["parameters"] == 4_312_470
 
     # `microexp export`: the shipped model and its generated card quote this run's numbers
-    res = subprocess.run([sys.executable, "-m", "microexp.cli", "export", str(tmp_path / "run"), "--out",
-                          str(tmp_path / "models" / "au_snn_default.pt")], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "microexp.cli",
+            "export",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path / "models" / "au_snn_default.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     exported = json.loads(res.stdout.strip().splitlines()[-1])
     assert exported["parameters"] == 4_312_470 and exported["dtype"] == "float16"
@@ -281,8 +332,12 @@ def test_tiny_train_checkpoint_load_predict(tmp_path):
     assert f"{100 * summary['accuracy']:.1f} %" in card and "4,312,470" in card and "synthetic" in card
     for f in summary["per_fold"]:
         assert f"| {f['subject']} | {100 * f['accuracy']:.1f} %" in card
-    bad = subprocess.run([sys.executable, "-m", "microexp.cli", "export", str(tmp_path / "data"), "--out",
-                          str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "microexp.cli", "export", str(tmp_path / "data"), "--out", str(tmp_path / "x.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "metrics.json" in bad.stderr and not (tmp_path / "x.pt").exists()
 
 
@@ -297,7 +352,7 @@ def test_takes_protocol_trains_on_first_performances_and_tests_on_later_ones(tmp
     ds = ClipDataset(data)
     doc = ds.index
     for c in list(doc["clips"]):  # a second take of every AU (same arrays, trial 2), and a third of one
-        for trial in ((2, 3) if c["au"] == "AU26" else (2,)):
+        for trial in (2, 3) if c["au"] == "AU26" else (2,):
             doc["clips"].append(dict(c, id=c["id"].replace("_t1", f"_t{trial}"), trial=trial))
     save_index(data, doc)
     samples = samples_for(ClipDataset(data), cfg)
@@ -342,8 +397,12 @@ def test_unknown_model_name_is_an_error_naming_the_parameter_and_the_choices():
     for make in (lambda: make_config("resnet", "events"), lambda: TrainConfig(model="resnet")):
         with pytest.raises(ParameterError, match=r"--model must be one of snn, cnn3d, got 'resnet'"):
             make()
-    res = subprocess.run([sys.executable, "-m", "microexp.cli", "train", "--data", "x", "--out", "y", "--model",
-                          "resnet"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "microexp.cli", "train", "--data", "x", "--out", "y", "--model", "resnet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "--model" in res.stderr and "snn" in res.stderr and "cnn3d" in res.stderr
 
 
@@ -376,7 +435,9 @@ def test_synth_dataset_records_takes_through_the_real_path(tmp_path):
     assert filtered.index["noise_filter_us"] == 5000
     for c, raw in zip(sorted(filtered.clips, key=lambda c: c["trial"]), clips):
         info = c["sensors"]["davis346"]
-        assert 0 < info["events_binned"] < 0.5 * info["events"] and info["events"] == raw["sensors"]["davis346"]["events"]
+        assert (
+            0 < info["events_binned"] < 0.5 * info["events"] and info["events"] == raw["sensors"]["davis346"]["events"]
+        )
         assert np.asarray(filtered.array(c, "davis346")).sum() < np.asarray(data.array(raw, "davis346")).sum()
     with pytest.raises(ParameterError, match="noise_filter_us"):
         build_dataset(sessions, tmp_path / "filtered", BuildOptions(noise_filter_us=1000), progress=False)

@@ -1,5 +1,6 @@
 """libcaer / libcaer_cmp payload codecs: the real bags of event_camera_codecs and event_camera_py, rollover,
 split payloads, and encoder round trips (hypothesis)."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,16 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.paths import REPO
+from helpers.paths import testdata_path as data_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers.paths import REPO
-from helpers.paths import testdata_path as data_path
 from microexp.errors import ParameterError
 from microexp.events.codecs import make_decoder, make_encoder
 from microexp.events.dtype import EVENT_DTYPE, make_events
-from microexp.events.libcaer import (CMP_SPAN_US, ROLLOVER_US, LibcaerCmpDecoder, LibcaerCmpEncoder,
-                                     LibcaerDecoder, LibcaerEncoder)
+from microexp.events.libcaer import (
+    CMP_SPAN_US,
+    ROLLOVER_US,
+    LibcaerCmpDecoder,
+    LibcaerCmpEncoder,
+    LibcaerDecoder,
+    LibcaerEncoder,
+)
 
 MSG = REPO / "ros2_ws" / "src" / "event_camera_msgs" / "msg" / "EventPacket.msg"
 
@@ -45,9 +52,17 @@ def read_packets(bag_dir: Path, tmp: Path) -> list[dict]:
     with Reader(bag_dir) as reader:
         for conn, _, raw in reader.messages():
             m = store.deserialize_cdr(raw, conn.msgtype)
-            out.append(dict(seq=int(m.seq), time_base=int(m.time_base), encoding=m.encoding, width=int(m.width),
-                            height=int(m.height), events=bytes(m.events),
-                            stamp=int(m.header.stamp.sec) * 10**9 + int(m.header.stamp.nanosec)))
+            out.append(
+                dict(
+                    seq=int(m.seq),
+                    time_base=int(m.time_base),
+                    encoding=m.encoding,
+                    width=int(m.width),
+                    height=int(m.height),
+                    events=bytes(m.events),
+                    stamp=int(m.header.stamp.sec) * 10**9 + int(m.header.stamp.nanosec),
+                )
+            )
     return out
 
 
@@ -68,6 +83,7 @@ def decode_all(decoder, packets, time_base=None):
 
 # ------------------------------------------------------------------------------------------ real bags
 
+
 def test_rollover_bag_counts_and_geometry(rollover_bag):
     assert len(rollover_bag) == 201
     assert {p["encoding"] for p in rollover_bag} == {"libcaer"}
@@ -76,26 +92,26 @@ def test_rollover_bag_counts_and_geometry(rollover_bag):
     parts, ev = decode_all(dec, rollover_bag)
     assert ev.dtype == EVENT_DTYPE
     assert ev.shape[0] == sum(len(p["events"]) for p in rollover_bag) // 8 == 334_331
-    assert int((ev["p"] == 1).sum()) == 181_908                      # upstream checksum
+    assert int((ev["p"] == 1).sum()) == 181_908  # upstream checksum
     assert dec.invalid_events == 0 and dec.out_of_bounds == 0 and dec.pending_bytes == 0
     assert int(ev["x"].max()) < 640 and int(ev["y"].max()) < 480
 
 
 def test_rollover_bag_time_is_continuous_across_the_rollover(rollover_bag):
     seqs = [p["seq"] for p in rollover_bag]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))            # no dropped packets
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # no dropped packets
     bases = np.array([p["time_base"] for p in rollover_bag], dtype=np.int64)
     jumps = np.flatnonzero(np.diff(bases))
-    assert jumps.size == 1 and int(np.diff(bases)[jumps[0]]) == ROLLOVER_US * 1000   # the driver's rollover
+    assert jumps.size == 1 and int(np.diff(bases)[jumps[0]]) == ROLLOVER_US * 1000  # the driver's rollover
     k = int(jumps[0]) + 1
     raw_ts = np.frombuffer(rollover_bag[k - 1]["events"], "<u4")[1::2]
-    assert int(raw_ts[-1]) > ROLLOVER_US - 20_000                       # the 31-bit counter was about to roll
+    assert int(raw_ts[-1]) > ROLLOVER_US - 20_000  # the 31-bit counter was about to roll
     assert int(np.frombuffer(rollover_bag[k]["events"], "<u4")[1]) < 20_000
 
     parts, ev = decode_all(LibcaerDecoder(640, 480), rollover_bag)
     t = ev["t"]
     assert bool(np.all(np.diff(t) >= 0))
-    assert 0 <= int(parts[k]["t"][0]) - int(parts[k - 1]["t"][-1]) < 20_000   # no 35.8 min jump
+    assert 0 <= int(parts[k]["t"][0]) - int(parts[k - 1]["t"][-1]) < 20_000  # no 35.8 min jump
     assert 1.98e6 < int(t[-1] - t[0]) < 2.0e6
     # the sensor time lies within a few ms before each message's host stamp
     firsts = np.array([int(p["t"][0]) for p in parts])
@@ -133,7 +149,7 @@ def test_cmp_bag_counts(cmp_bag):
     assert {(p["width"], p["height"]) for p in cmp_bag} == {(346, 260)}
     dec = make_decoder("libcaer_cmp", 346, 260)
     parts, ev = decode_all(dec, cmp_bag)
-    assert int((ev["p"] == 0).sum()) == 360_223 and int((ev["p"] == 1).sum()) == 211_043   # upstream test
+    assert int((ev["p"] == 0).sum()) == 360_223 and int((ev["p"] == 1).sum()) == 211_043  # upstream test
     assert dec.unknown_words == 0 and dec.out_of_bounds == 0 and dec.pending_bytes == 0
     assert int(ev["x"].max()) < 346 and int(ev["y"].max()) < 260
 
@@ -144,7 +160,7 @@ def test_cmp_bag_times(cmp_bag):
     parts, ev = decode_all(LibcaerCmpDecoder(346, 260), cmp_bag)
     assert bool(np.all(np.diff(ev["t"]) >= 0))
     for p, e in zip(cmp_bag, parts):
-        assert int(e["t"][0]) == p["time_base"] // 1000                 # the first event is at time_base
+        assert int(e["t"][0]) == p["time_base"] // 1000  # the first event is at time_base
         assert int(e["t"][-1]) - int(e["t"][0]) < CMP_SPAN_US
     assert 0.98e6 < int(ev["t"][-1] - ev["t"][0]) < 1.0e6
 
@@ -177,18 +193,30 @@ def test_bag_events_reencode(rollover_bag, cmp_bag):
         assert np.array_equal(dec.decode(payload, tb)[0], e)
         ours += len(payload)
         theirs += len(p["events"])
-    assert ours <= theirs * 1.05    # about as compact as libcaer_driver's own encoding
+    assert ours <= theirs * 1.05  # about as compact as libcaer_driver's own encoding
 
 
 # ---------------------------------------------------------------------------------------- hand-made
+
 
 def _libcaer_word(x, y, p, valid=1):
     return (x << 17) | (y << 2) | (p << 1) | valid
 
 
 def test_libcaer_layout_by_hand():
-    words = np.array([_libcaer_word(5, 7, 1), 100, _libcaer_word(639, 479, 0), 200,
-                      _libcaer_word(1, 1, 1, valid=0), 300, _libcaer_word(700, 1, 1), 400], dtype="<u4")
+    words = np.array(
+        [
+            _libcaer_word(5, 7, 1),
+            100,
+            _libcaer_word(639, 479, 0),
+            200,
+            _libcaer_word(1, 1, 1, valid=0),
+            300,
+            _libcaer_word(700, 1, 1),
+            400,
+        ],
+        dtype="<u4",
+    )
     dec = LibcaerDecoder(640, 480)
     ev, trig = dec.decode(words.tobytes(), time_base=5_000_123)
     assert trig.shape == (0,)
@@ -204,7 +232,7 @@ def test_libcaer_rollover_within_one_payload_and_across_payloads():
     assert ev["t"].tolist() == [ROLLOVER_US - 2, ROLLOVER_US - 1, ROLLOVER_US, ROLLOVER_US + 5]
     dec.reset()
     a, _ = dec.decode(words[:16], 0)
-    b, _ = dec.decode(words[16:], 0)                  # same time_base: the rollover is counted
+    b, _ = dec.decode(words[16:], 0)  # same time_base: the rollover is counted
     assert b["t"].tolist() == [ROLLOVER_US, ROLLOVER_US + 5]
     c, _ = dec.decode(words[16:], ROLLOVER_US * 1000)  # new time_base: it already includes the rollover
     assert c["t"].tolist() == [ROLLOVER_US, ROLLOVER_US + 5]
@@ -215,7 +243,7 @@ def test_libcaer_partial_event_keeps_its_packet_time_base():
     dec = LibcaerDecoder(4, 4)
     a, _ = dec.decode(words[:11], 1_000_000)
     assert a["t"].tolist() == [1010] and dec.pending_bytes == 3
-    b, _ = dec.decode(words[11:], 2_000_000)       # the cut event began with time_base 1 ms
+    b, _ = dec.decode(words[11:], 2_000_000)  # the cut event began with time_base 1 ms
     assert b.tolist() == [(3, 2, 1020, 0)] and dec.pending_bytes == 0
     e, _ = dec.decode(b"", 0)
     assert e.shape == (0,)
@@ -225,22 +253,31 @@ def test_cmp_tokens_by_hand():
     def tok(code, v):
         return (code << 12) | v
 
-    tokens = [tok(2, 10),                 # ADDR_X 10
-              tok(3, (1 << 11) | 4),      # ADDR_Y y=4 ON at t=0
-              tok(1, 7),                  # TIME_LOW 7
-              tok(4, 16),                 # VECT_BASE_Y 16 OFF
-              tok(5, 0b10000101),         # VECT_8: y = 16, 18, 23
-              tok(5, 0b1),                # VECT_8 continues at base 24: y = 24
-              tok(0, 2),                  # TIME_HIGH 2 -> t = 2*4096 + 7
-              tok(2, 400),                # ADDR_X 400: outside a 346 wide sensor
-              tok(3, 1),
-              tok(7, 0),                  # unknown code
-              tok(2, 3), tok(3, 259 | (1 << 11))]
+    tokens = [
+        tok(2, 10),  # ADDR_X 10
+        tok(3, (1 << 11) | 4),  # ADDR_Y y=4 ON at t=0
+        tok(1, 7),  # TIME_LOW 7
+        tok(4, 16),  # VECT_BASE_Y 16 OFF
+        tok(5, 0b10000101),  # VECT_8: y = 16, 18, 23
+        tok(5, 0b1),  # VECT_8 continues at base 24: y = 24
+        tok(0, 2),  # TIME_HIGH 2 -> t = 2*4096 + 7
+        tok(2, 400),  # ADDR_X 400: outside a 346 wide sensor
+        tok(3, 1),
+        tok(7, 0),  # unknown code
+        tok(2, 3),
+        tok(3, 259 | (1 << 11)),
+    ]
     payload = np.array(tokens, dtype="<u2").tobytes()
     dec = LibcaerCmpDecoder(346, 260)
     ev, _ = dec.decode(payload, 3_000_999)
-    assert ev.tolist() == [(10, 4, 3000, 1), (10, 16, 3007, 0), (10, 18, 3007, 0), (10, 23, 3007, 0),
-                           (10, 24, 3007, 0), (3, 259, 3000 + 2 * 4096 + 7, 1)]
+    assert ev.tolist() == [
+        (10, 4, 3000, 1),
+        (10, 16, 3007, 0),
+        (10, 18, 3007, 0),
+        (10, 23, 3007, 0),
+        (10, 24, 3007, 0),
+        (3, 259, 3000 + 2 * 4096 + 7, 1),
+    ]
     assert dec.out_of_bounds == 1 and dec.unknown_words == 1
 
 
@@ -250,8 +287,8 @@ def test_cmp_time_restarts_with_a_new_time_base():
     a = np.array([tok(2, 1), tok(1, 50), tok(3, 1)], "<u2").tobytes()
     b = np.array([tok(2, 2), tok(3, 2)], "<u2").tobytes()
     assert dec.decode(a, 1_000_000)[0]["t"].tolist() == [1050]
-    assert dec.decode(b, 1_000_000)[0]["t"].tolist() == [1050]     # same time_base: a continuation
-    assert dec.decode(b, 2_000_000)[0]["t"].tolist() == [2000]     # new packet: time restarts
+    assert dec.decode(b, 1_000_000)[0]["t"].tolist() == [1050]  # same time_base: a continuation
+    assert dec.decode(b, 2_000_000)[0]["t"].tolist() == [2000]  # new packet: time restarts
 
 
 def test_registry_and_protocol():
@@ -301,14 +338,25 @@ def test_encoder_batch_limits():
 
 # ------------------------------------------------------------------------------ round trips (hypothesis)
 
+
 @st.composite
 def event_batches(draw, width, height, max_gap):
     """Sorted events in a few batches; time steps include zero (same µs), small, and large jumps."""
     n = draw(st.integers(1, 120))
-    steps = draw(st.lists(st.one_of(st.just(0), st.integers(0, 5), st.integers(0, 5000),
-                                    st.integers(max_gap // 2, max_gap)), min_size=n, max_size=n))
-    t0 = draw(st.one_of(st.integers(0, 1000), st.integers(ROLLOVER_US - 3000, ROLLOVER_US + 10),
-                        st.integers(5 * ROLLOVER_US - 100, 5 * ROLLOVER_US)))
+    steps = draw(
+        st.lists(
+            st.one_of(st.just(0), st.integers(0, 5), st.integers(0, 5000), st.integers(max_gap // 2, max_gap)),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    t0 = draw(
+        st.one_of(
+            st.integers(0, 1000),
+            st.integers(ROLLOVER_US - 3000, ROLLOVER_US + 10),
+            st.integers(5 * ROLLOVER_US - 100, 5 * ROLLOVER_US),
+        )
+    )
     t = t0 + np.cumsum(np.array(steps, dtype=np.int64))
     x = draw(st.lists(st.integers(0, width - 1), min_size=n, max_size=n))
     y = draw(st.lists(st.integers(0, height - 1), min_size=n, max_size=n))
@@ -355,7 +403,7 @@ def test_libcaer_cmp_roundtrip(batches, data):
 def test_cmp_encoder_merges_rows_into_vectors():
     ev = make_events([7] * 8, [8, 9, 10, 11, 12, 13, 14, 15], [100] * 8, [1] * 8)
     payload, tb = LibcaerCmpEncoder(32, 32).encode(ev)
-    assert len(payload) == 2 * 3                               # ADDR_X, VECT_BASE_Y, VECT_8
+    assert len(payload) == 2 * 3  # ADDR_X, VECT_BASE_Y, VECT_8
     assert np.array_equal(LibcaerCmpDecoder(32, 32).decode(payload, tb)[0], ev)
     dup = make_events([7, 7, 7], [9, 9, 8], [100] * 3, [1] * 3)  # duplicate and decreasing y keep their order
     payload, tb = LibcaerCmpEncoder(32, 32).encode(dup)
@@ -369,10 +417,13 @@ def test_codec_speed_smoke():
 
     rng = np.random.default_rng(0)
     n = 1_000_000
-    ev = make_events(rng.integers(0, 346, n), rng.integers(0, 260, n), np.sort(rng.integers(0, 1_000_000, n)),
-                     rng.integers(0, 2, n))
-    for enc, dec in ((LibcaerEncoder(346, 260), LibcaerDecoder(346, 260)),
-                     (LibcaerCmpEncoder(346, 260), LibcaerCmpDecoder(346, 260))):
+    ev = make_events(
+        rng.integers(0, 346, n), rng.integers(0, 260, n), np.sort(rng.integers(0, 1_000_000, n)), rng.integers(0, 2, n)
+    )
+    for enc, dec in (
+        (LibcaerEncoder(346, 260), LibcaerDecoder(346, 260)),
+        (LibcaerCmpEncoder(346, 260), LibcaerCmpDecoder(346, 260)),
+    ):
         dec.decode(*enc.encode(ev[:10]))
         enc.reset()
         dec.reset()

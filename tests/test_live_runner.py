@@ -1,16 +1,17 @@
 """The live inference runner (microexp.infer.live) without DDS: the drop-oldest queue, lag accounting, seq gaps,
 format errors, stream changes (encoding or geometry) and the idle flush, with the real streaming pipeline and
 a random untrained SNN on CPU, on a clock the test moves."""
+
 from __future__ import annotations
 
 import time
 
 import numpy as np
 import pytest
-
 from helpers.events import DAVIS
 from helpers.events import packets as make_packets
 from helpers.infer import random_snn
+
 from microexp.errors import FormatError
 from microexp.events.dtype import make_events
 from microexp.events.stream import Packet
@@ -52,10 +53,18 @@ class Harness:
         self.results, self.logs = [], []
         self.model = random_snn()
         self.made = []
-        self.runner = LiveRunner(self._make, lambda r, stamp, frame: self.results.append((r, stamp, frame)),
-                                 queue_size=queue_size, max_lag_ms=max_lag_ms, gap_ms=gap_ms, name="/test/events",
-                                 log=lambda level, msg, throttle: self.logs.append((level, msg)),
-                                 clock_ns=self.clock, wall_ns=self.clock, ros_now_ns=self.clock)
+        self.runner = LiveRunner(
+            self._make,
+            lambda r, stamp, frame: self.results.append((r, stamp, frame)),
+            queue_size=queue_size,
+            max_lag_ms=max_lag_ms,
+            gap_ms=gap_ms,
+            name="/test/events",
+            log=lambda level, msg, throttle: self.logs.append((level, msg)),
+            clock_ns=self.clock,
+            wall_ns=self.clock,
+            ros_now_ns=self.clock,
+        )
 
     def _make(self, width, height):
         p = StreamingAUPipeline(self.model, width, height, horizon=3, gap_us=200_000, cuda_graph=False)
@@ -96,8 +105,9 @@ def test_results_equal_the_pipeline_alone_and_the_idle_flush_closes_the_open_win
     expected = reference(events, *DAVIS)
     got = [r for r, _, _ in h.results]
     assert [(r.t0, r.t1, r.events) for r in got] == [(r.t0, r.t1, r.events) for r in expected]
-    np.testing.assert_allclose(np.stack([r.probabilities for r in got]),
-                               np.stack([r.probabilities for r in expected]), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack([r.probabilities for r in got]), np.stack([r.probabilities for r in expected]), rtol=0, atol=1e-6
+    )
     c = h.counters
     assert c["packets"] == len(packets("evt3", *DAVIS, events)) and c["events"] == len(events)
     assert c["published"] == c["windows"] == len(expected) and c["skipped"] == 0 and c["queued"] == 0
@@ -132,14 +142,14 @@ def test_windows_older_than_max_lag_are_skipped_and_counted_and_the_next_one_res
     h.clock.now += 49 * MS  # within max_lag: the first window is inferred
     h.runner.run_pending()
     assert len(h.results) == queued
-    h.feed(pkts[half:half + 40], drain=False, step_ns=0)
+    h.feed(pkts[half : half + 40], drain=False, step_ns=0)
     late = h.counters["queued"]
     assert late >= 1
     h.clock.now += 51 * MS  # past max_lag
     h.runner.run_pending()
     c = h.counters
     assert c["skipped"] == late and c["published"] == queued and c["queued"] == 0
-    h.feed(pkts[half + 40:])
+    h.feed(pkts[half + 40 :])
     h.clock.now += 300 * MS
     h.runner.idle()
     h.runner.run_pending()
@@ -224,8 +234,9 @@ def test_a_stream_change_opens_a_new_pipeline_and_carries_the_counts(second):
     first_n = h.made[0].counters()["windows"]
     assert first_n == queued_from_first
     assert [r.t0 for r in got[:first_n]] == [r.t0 for r in reference(first_events, *DAVIS)[:first_n]]
-    assert [(r.t0, r.events) for r in got[first_n:]] == [(r.t0, r.events) for r in
-                                                          reference(second_events, *second[1:])]
+    assert [(r.t0, r.events) for r in got[first_n:]] == [
+        (r.t0, r.events) for r in reference(second_events, *second[1:])
+    ]
     assert got[first_n].reset is not None and "stream" in got[first_n].reset.split(",")
     c = h.counters
     assert c["stream_changes"] == 1 and c["seq_gaps"] == 0 and c["packets"] == len(a) + len(b)
@@ -248,8 +259,12 @@ def test_the_worker_thread_infers_and_stops():
     events = centre_blob_events(*DAVIS, 1_000_000, 200_000, 4000, seed=10)
     results = []
     model = random_snn()
-    runner = LiveRunner(lambda w, h: StreamingAUPipeline(model, w, h, cuda_graph=False),
-                        lambda r, stamp, frame: results.append(r), queue_size=100, max_lag_ms=60000.0)
+    runner = LiveRunner(
+        lambda w, h: StreamingAUPipeline(model, w, h, cuda_graph=False),
+        lambda r, stamp, frame: results.append(r),
+        queue_size=100,
+        max_lag_ms=60000.0,
+    )
     runner.start()
     try:
         for p in packets("evt3", *DAVIS, events):

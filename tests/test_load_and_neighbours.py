@@ -2,6 +2,7 @@
 lost = published - received; the recorder names each topic's publishers and flags those outside the
 session's graph; `bench load` runs the graph as separate processes (a short run here: the figures come from
 the benchmark); DDS domain and discovery range of the pip commands."""
+
 import json
 import os
 import subprocess
@@ -11,8 +12,8 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
-
 from helpers.cli import microexp_ok as microexp
+
 from microexp.bags.manifest import load as load_manifest
 from microexp.tools.info import describe
 
@@ -25,9 +26,9 @@ def last_json(text):
 
 # ------------------------------------------------------------------------------------------------ CDR, DDS
 def test_event_packet_seq_is_read_from_the_cdr_bytes():
-    from event_camera_msgs.msg import EventPacket
     from rclpy.serialization import serialize_message
 
+    from event_camera_msgs.msg import EventPacket
     from microexp.bags.cdr import SeqTracker, event_packet_fields
 
     for frame_id in ("", "e", "evk4", "a-longer-frame-id"):
@@ -66,9 +67,9 @@ def test_counter_process_reports_lost_as_published_minus_received():
     """A publisher that says it sent more than it did: the counter, in its own process, reports the
     difference as lost (and returns after its quiet time instead of waiting for it)."""
     import rclpy
-    from event_camera_msgs.msg import EventPacket
     from rclpy.duration import Duration
 
+    from event_camera_msgs.msg import EventPacket
     from microexp.ros.base import qos_named
     from microexp.ros.counter import CounterClient, with_loss
 
@@ -130,14 +131,31 @@ def test_foreign_publisher_is_flagged_in_summary_manifest_and_segment(tmp_path):
     node, one under the rig's own node name (`synthetic`) from another process. Both are flagged; the
     segment stays kept and says so; record warns on stderr."""
     domain = os.environ["ROS_DOMAIN_ID"]
-    neighbours = [subprocess.Popen([sys.executable, "-c", FOREIGN, name], stdout=subprocess.PIPE, text=True)
-                  for name in ("other_rig_imu", "synthetic")]
+    neighbours = [
+        subprocess.Popen([sys.executable, "-c", FOREIGN, name], stdout=subprocess.PIPE, text=True)
+        for name in ("other_rig_imu", "synthetic")
+    ]
     try:
         for p in neighbours:
             assert p.stdout.readline().strip() == "ready"
         out = tmp_path / "S01"
-        res = microexp("record", "--source", "synthetic", "--aus", "AU12", "--sensors", "davis346", "--subject", "S01",
-                       "--time-scale", "0.3", "--out", out, "--domain", domain)
+        res = microexp(
+            "record",
+            "--source",
+            "synthetic",
+            "--aus",
+            "AU12",
+            "--sensors",
+            "davis346",
+            "--subject",
+            "S01",
+            "--time-scale",
+            "0.3",
+            "--out",
+            out,
+            "--domain",
+            domain,
+        )
     finally:
         for p in neighbours:
             p.kill()
@@ -154,7 +172,10 @@ def test_foreign_publisher_is_flagged_in_summary_manifest_and_segment(tmp_path):
     assert [p["node"] for p in pubs] == ["/synthetic"] and not pubs[0]["foreign"]
     manifest = load_manifest(out)  # validates against the schema
     seg = manifest["segments"][0]
-    assert seg["status"] == "kept" and {f["node"] for f in seg["foreign_publishers"]} == {"/other_rig_imu", "/synthetic"}
+    assert seg["status"] == "kept" and {f["node"] for f in seg["foreign_publishers"]} == {
+        "/other_rig_imu",
+        "/synthetic",
+    }
     assert summary["flagged_segments"] == [seg["name"]]
     assert {p["node"] for p in manifest["publishers"]["/davis346/imu"]} == {"/other_rig_imu", "/synthetic"}
     assert seg["loss"]["/davis346/events"]["lost"] == 0
@@ -162,8 +183,21 @@ def test_foreign_publisher_is_flagged_in_summary_manifest_and_segment(tmp_path):
 
 def test_session_without_neighbours_is_not_flagged(tmp_path):
     out = tmp_path / "S02"
-    res = microexp("record", "--source", "synthetic", "--aus", "AU12", "--sensors", "davis346", "--subject", "S02",
-                   "--time-scale", "0.3", "--out", out)
+    res = microexp(
+        "record",
+        "--source",
+        "synthetic",
+        "--aus",
+        "AU12",
+        "--sensors",
+        "davis346",
+        "--subject",
+        "S02",
+        "--time-scale",
+        "0.3",
+        "--out",
+        out,
+    )
     assert "outside this session" not in res.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["foreign_publishers"] == [] and summary["flagged_segments"] == [] and summary["lost"] == 0
@@ -174,9 +208,20 @@ def test_session_without_neighbours_is_not_flagged(tmp_path):
 # ------------------------------------------------------------------------------------------------ bench load
 def test_bench_load_runs_the_graph_as_separate_processes(testdata):
     testdata("events", "expelliarmus_evt3_sample.raw")
-    res = microexp("bench", "load", "--", "--busy", "1", "--scenarios", "evk4_file,evk4_5mev", "--seconds", "0.3",
-                   "--file-repeat", "20",
-                   timeout=400)
+    res = microexp(
+        "bench",
+        "load",
+        "--",
+        "--busy",
+        "1",
+        "--scenarios",
+        "evk4_file,evk4_5mev",
+        "--seconds",
+        "0.3",
+        "--file-repeat",
+        "20",
+        timeout=400,
+    )
     out = last_json(res.stdout)
     assert out["bench"] == "load" and out["busy"] == [1] and "loadavg_1min" in out
     f = out["scenarios"]["evk4_file"]["busy_1"]

@@ -1,5 +1,6 @@
 """Tests of microexp.models and microexp.aus: PLIF against spikingjelly, the SNN's streaming and batch modes,
 parameter counts, the 3D-CNN and cVAE shapes, and the checkpoint format with its errors."""
+
 from __future__ import annotations
 
 import copy
@@ -101,9 +102,7 @@ def test_plif_initial_tau_and_reset():
     assert node(torch.full((3, 1), 1.5)).flatten().tolist() == [0.0, 1.0, 0.0]
 
 
-@pytest.mark.parametrize(
-    "detach_reset,dtype", [(False, torch.float32), (True, torch.float32), (False, torch.float64)]
-)
+@pytest.mark.parametrize("detach_reset,dtype", [(False, torch.float32), (True, torch.float32), (False, torch.float64)])
 def test_plif_equals_spikingjelly(detach_reset, dtype):
     """spikingjelly runs its CPU kernel for float32 and its autograd reference for float64."""
     neuron, surrogate = spikingjelly()
@@ -493,15 +492,23 @@ def test_event_driven_fc1_equals_dense_product():
         model.reset()
         seen = []
         orig = model.fc1.forward
-        model.fc1.forward = lambda s, orig=orig: seen.append(1) or orig(s)
+        model.fc1.forward = lambda s, orig=orig, seen=seen: seen.append(1) or orig(s)
         with torch.inference_mode():
             outs[name] = torch.stack([model.step(x[t]) for t in range(len(x))])
         del model.fc1.forward
         assert bool(seen) == (name == "dense"), name  # the sparse run never called the dense layer
     with torch.inference_mode():
         model.reset()
-        active = [int(model.pool2(model.plif2.single_step(model.bn2(model.conv2(model.pool1(model.plif1.single_step(
-            model.bn1(model.conv1(x[t])))))))).count_nonzero()) for t in range(len(x))]
+        active = [
+            int(
+                model.pool2(
+                    model.plif2.single_step(
+                        model.bn2(model.conv2(model.pool1(model.plif1.single_step(model.bn1(model.conv1(x[t]))))))
+                    )
+                ).count_nonzero()
+            )
+            for t in range(len(x))
+        ]
     assert sum(active) > 0  # fc1 had spikes to carry
     torch.testing.assert_close(outs["sparse"], outs["dense"], atol=1e-5, rtol=0)
     with torch.inference_mode():
@@ -583,7 +590,7 @@ def test_fused_cpu_step_equals_the_layer_by_layer_step_and_forward(monkeypatch):
         torch.testing.assert_close(last, outs[False][-1], atol=1e-5, rtol=0)
     calls = []
     kernel = snn_fused._kernel()
-    monkeypatch.setattr(snn_fused, "_kernel", lambda: (lambda *a: calls.append(1) or kernel(*a)))
+    monkeypatch.setattr(snn_fused, "_kernel", lambda: lambda *a: calls.append(1) or kernel(*a))
     model.reset()
     with torch.inference_mode():
         model.step(x[0])

@@ -1,5 +1,6 @@
 """numba's compiled-kernel caches go to the user's cache folder ($NUMBA_CACHE_DIR, else
 ~/.cache/microexp/numba), never into the package tree."""
+
 import os
 import subprocess
 import sys
@@ -8,10 +9,12 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "ros2_ws" / "src" / "microexp" / "microexp"
-CODE = ("import microexp.events.codecs as c, microexp.events.dtype as d\n"
-        "ev = d.make_events([1, 2], [3, 4], [10, 20], [1, 0])\n"
-        "payload, tb = c.make_encoder('libcaer', 346, 260).encode(ev)\n"
-        "c.make_decoder('libcaer', 346, 260).decode(bytes(payload), int(tb))\n")
+CODE = (
+    "import microexp.events.codecs as c, microexp.events.dtype as d\n"
+    "ev = d.make_events([1, 2], [3, 4], [10, 20], [1, 0])\n"
+    "payload, tb = c.make_encoder('libcaer', 346, 260).encode(ev)\n"
+    "c.make_decoder('libcaer', 346, 260).decode(bytes(payload), int(tb))\n"
+)
 
 
 def _cache_files(folder: Path) -> set:

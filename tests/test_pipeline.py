@@ -1,30 +1,39 @@
 """microexp.infer without DDS: the crop (vision.crop), probabilities and horizon smoothing, the streaming
 pipeline against the offline multi-step computation on the same windows, and loading the AU model (checkpoint
 errors, the shipped default model). The models are random untrained SNNs (see tests/helpers/infer.py)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from helpers.events import DAVIS, blob_events
+from helpers.infer import ROI, assert_same_ranking, offline, random_snn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers.events import DAVIS, blob_events
-from helpers.infer import ROI, assert_same_ranking, offline, random_snn
 from microexp.aus import AU_LABELS
 from microexp.errors import ParameterError
 from microexp.infer import load_au_model
 from microexp.infer.pipeline import StreamingAUPipeline, offline_probabilities
 from microexp.infer.smoothing import HorizonSmoother, au_probabilities, top_k
-from microexp.models import (AUSpikingNet, C3DNet, CheckpointArchitectureError, CheckpointError,
-                             CheckpointNotFoundError, CNN3DConfig, SNNConfig, save_checkpoint)
+from microexp.models import (
+    AUSpikingNet,
+    C3DNet,
+    CheckpointArchitectureError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    CNN3DConfig,
+    SNNConfig,
+    save_checkpoint,
+)
 from microexp.vision.crop import crop_resize, parse_roi, pixel_box, square_box
 
 
 def run_pipeline(pipeline, events, chunk):
     results = []
     for i in range(0, events.shape[0], chunk):
-        results += pipeline.push(events[i:i + chunk])
+        results += pipeline.push(events[i : i + chunk])
     return results + pipeline.flush()
 
 
@@ -62,7 +71,7 @@ def test_event_driven_crop_equals_opencv_area_resampling():
         region = np.zeros((2, by1 - by0, bx1 - bx0), np.float32)
         sx0, sy0, sx1, sy1 = max(bx0, 0), max(by0, 0), min(bx1, w), min(by1, h)
         if sx1 > sx0 and sy1 > sy0:
-            region[:, sy0 - by0:sy1 - by0, sx0 - bx0:sx1 - bx0] = frame[:, sy0:sy1, sx0:sx1]
+            region[:, sy0 - by0 : sy1 - by0, sx0 - bx0 : sx1 - bx0] = frame[:, sy0:sy1, sx0:sx1]
         want = np.stack([cv2.resize(np.ascontiguousarray(p), (64, 64), interpolation=cv2.INTER_AREA) for p in region])
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * max(1.0, float(want.max())))
 
@@ -79,12 +88,16 @@ def test_crop_from_events_equals_the_crop_of_their_eq1_frame():
     for trial in range(40):
         h, w = (260, 346) if trial % 2 else (720, 1280)
         n = int(rng.integers(0, 30_000))
-        ev = make_events(rng.integers(0, w + 4, n), rng.integers(0, h + 4, n), rng.integers(0, 33_000, n),
-                         rng.integers(0, 3, n))
+        ev = make_events(
+            rng.integers(0, w + 4, n), rng.integers(0, h + 4, n), rng.integers(0, 33_000, n), rng.integers(0, 3, n)
+        )
         side = int(rng.integers(20, 480))
         x0, y0 = int(rng.integers(-80, w - 10)), int(rng.integers(-80, h - 10))
-        box = None if trial == 0 else (x0 + rng.random(), y0 + rng.random(), x0 + side + int(rng.integers(0, 30)),
-                                       y0 + side)
+        box = (
+            None
+            if trial == 0
+            else (x0 + rng.random(), y0 + rng.random(), x0 + side + int(rng.integers(0, 30)), y0 + side)
+        )
         want = crop_resize(event_frames(ev, w, h, t_start=0, n_slices=1)[0], box, 64)
         got = crop_events(ev, w, h, box, 64)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * max(1.0, float(want.max())))
@@ -135,7 +148,7 @@ def test_streaming_single_steps_equal_multi_step_over_the_same_windows(windows, 
     assert [r.events for r in results] == [int(f.sum()) for f in frames]
     assert [r.steps for r in results] == list(range(1, windows + 1))
     for k, r in enumerate(results):  # smoothed = mean of the last `horizon` windows' probabilities
-        np.testing.assert_allclose(r.smoothed, expected[max(0, k - 3):k + 1].mean(0), atol=1e-6)
+        np.testing.assert_allclose(r.smoothed, expected[max(0, k - 3) : k + 1].mean(0), atol=1e-6)
     assert pipeline.counters()["resets_by_reason"] == {"start": 1}
 
 
@@ -243,7 +256,6 @@ def test_missing_or_wrong_checkpoints_are_clear_one_line_errors(tmp_path, random
         assert "\n" not in str(err)
     model, meta, model_id = load_au_model(random_checkpoint)
     assert model_id.startswith("random_untrained_snn.pt@") and meta["classes"] == list(AU_LABELS)
-
 
 
 def test_the_default_model_ships_with_its_card(monkeypatch):

@@ -1,4 +1,5 @@
 """The elicitation protocol state machine (pure core; the graph test drives it through real services)."""
+
 from microexp.protocol import Phase, ProtocolRunner, Timing, parse_aus
 
 

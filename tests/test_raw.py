@@ -1,5 +1,6 @@
 """Prophesee RAW readers: the real recordings decode to their known counts (and to what expelliarmus reads),
 chunked reading equals whole-file reading, and every kind of bad file is a FormatError naming file and offset."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -92,7 +93,7 @@ def test_raw_payload_is_the_bytes_after_the_header(testdata):
     payload = raw_payload(path)
     data = path.read_bytes()
     assert payload.dtype == np.uint8 and payload.shape[0] == len(data) - header.header_bytes
-    assert payload[:16].tobytes() == data[header.header_bytes:header.header_bytes + 16]
+    assert payload[:16].tobytes() == data[header.header_bytes : header.header_bytes + 16]
     assert not payload.flags.writeable
 
 
@@ -172,6 +173,7 @@ def test_size_from_the_caller_when_the_header_has_none(tmp_path):
 
 # ------------------------------------------------------------------------------------------- bad input
 
+
 def _bad(path, match, offset):
     with pytest.raises(FormatError, match=match) as err:
         read_raw(path)
@@ -237,8 +239,11 @@ def test_random_bytes(tmp_path):
     with pytest.raises(FormatError, match="reserved"):
         list(iter_raw(path, chunk_bytes=333))
     header2 = b"% evt 2.0\n% geometry 640x480\n"
-    _bad(_write(tmp_path, "noise2.raw", header2, noise), "reserved EVT2 word type",
-         _first_reserved(noise, 4, (2, 3, 4, 5, 6, 7, 9, 11, 12, 13)) + len(header2))
+    _bad(
+        _write(tmp_path, "noise2.raw", header2, noise),
+        "reserved EVT2 word type",
+        _first_reserved(noise, 4, (2, 3, 4, 5, 6, 7, 9, 11, 12, 13)) + len(header2),
+    )
 
 
 def _first_reserved(data: bytes, word: int, types) -> int:

@@ -1,5 +1,6 @@
 """Recording sessions end to end over real DDS: the synthetic rig, the recorder, the headless protocol;
 read back with rosbags alone; replay; a recorder killed mid-segment; a full disk."""
+
 import json
 import os
 import signal
@@ -9,11 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-
 from helpers.bags import read_all
 from helpers.cli import microexp_ok as microexp
+
 from microexp.bags.manifest import load as load_manifest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -24,8 +24,21 @@ AUS = ["AU2", "AU12", "AU45"]
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     out = tmp_path_factory.mktemp("rec") / "S01_session"
-    res = microexp("record", "--source", "synthetic", "--aus", ",".join(AUS), "--subject", "S01", "--out", out,
-                   "--sensors", "davis346,webcam", "--time-scale", "0.5")
+    res = microexp(
+        "record",
+        "--source",
+        "synthetic",
+        "--aus",
+        ",".join(AUS),
+        "--subject",
+        "S01",
+        "--out",
+        out,
+        "--sensors",
+        "davis346,webcam",
+        "--time-scale",
+        "0.5",
+    )
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     return out, summary
 
@@ -62,8 +75,9 @@ def test_replay_republishes_every_message_with_its_timing(session):
     out, _ = session
     seg = out / load_manifest(out)["segments"][1]["name"]
     recorded = read_all(seg)
-    proc = subprocess.Popen([sys.executable, str(HELPERS / "replay_listener.py"), str(seg)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HELPERS / "replay_listener.py"), str(seg)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "ready"
     res = microexp("replay", seg, "--rate", "1", "--wait-subscribers", "30")
     listened = json.loads(proc.communicate(timeout=120)[0].strip().splitlines()[-1])
@@ -78,9 +92,27 @@ def test_replay_republishes_every_message_with_its_timing(session):
 def test_recorder_killed_mid_segment_leaves_a_readable_truncated_bag(tmp_path):
     out = tmp_path / "killed"
     env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "-m", "microexp.cli", "record", "--source", "synthetic", "--aus",
-                             "AU12,AU2", "--subject", "S03", "--out", str(out), "--sensors", "davis346,webcam"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "microexp.cli",
+            "record",
+            "--source",
+            "synthetic",
+            "--aus",
+            "AU12,AU2",
+            "--subject",
+            "S03",
+            "--out",
+            str(out),
+            "--sensors",
+            "davis346,webcam",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 120
         mcap = None
@@ -101,8 +133,12 @@ def test_recorder_killed_mid_segment_leaves_a_readable_truncated_bag(tmp_path):
 
 
 def test_full_disk_closes_the_segment_reports_it_and_keeps_earlier_ones(tmp_path):
-    res = subprocess.run([sys.executable, str(HELPERS / "disk_full_recorder.py"), str(tmp_path / "df"), "3000000"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(HELPERS / "disk_full_recorder.py"), str(tmp_path / "df"), "3000000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "file size limit reached" in res.stderr + res.stdout  # logged
     report = json.loads(res.stdout.strip().splitlines()[-1])
@@ -127,8 +163,16 @@ def test_demo_records_with_every_option_of_microexp_record(tmp_path):
     parser = argparse.ArgumentParser()
     record.add_arguments(parser)
     expected = vars(parser.parse_args(["--out", "x"]))
-    ns = demo.record_args(argparse.Namespace(subject="S09", aus="AU2,AU12", sensors="davis346,webcam", time_scale=0.5),
-                          tmp_path / "session")
+    ns = demo.record_args(
+        argparse.Namespace(subject="S09", aus="AU2,AU12", sensors="davis346,webcam", time_scale=0.5),
+        tmp_path / "session",
+    )
     assert set(vars(ns)) == set(expected)
-    assert (ns.source, ns.subject, ns.aus, ns.headless, ns.takes, ns.first_trial) == \
-        ("synthetic", "S09", "AU2,AU12", True, None, None)
+    assert (ns.source, ns.subject, ns.aus, ns.headless, ns.takes, ns.first_trial) == (
+        "synthetic",
+        "S09",
+        "AU2,AU12",
+        True,
+        None,
+        None,
+    )

@@ -5,6 +5,7 @@ falling triggers, but that test counts its edges by one field and checks only on
 checksum (the sum of every CD and trigger time, 2,885,601,049,874) is what pins the decode down: we match it
 with 2,079 edges of value 1 and 2,078 of value 0 — the stream starts and ends with a value-1 edge.
 """
+
 import numpy as np
 import pytest
 
@@ -23,9 +24,14 @@ EXPECTED = {
     ("bags", "event_camera_py_test_events_1"): (343_474, 125_183, 4_157, None, None, 640, 480),
     ("bags", "event_camera_py_test_events_2"): (571_266, 211_043, 0, None, None, 346, 260),
 }
-SPAN_MS = {"expelliarmus_evt2_sample.raw": 50.0, "prophesee_sparklers_gen3_evt2.raw": 96.0,
-           "tonic_sample.aedat4": 590.0, "event_camera_py_test_events_1": 2078.0,
-           "event_camera_py_test_events_2": 1000.0, "codecs_libcaer_rollover": 2000.0}
+SPAN_MS = {
+    "expelliarmus_evt2_sample.raw": 50.0,
+    "prophesee_sparklers_gen3_evt2.raw": 96.0,
+    "tonic_sample.aedat4": 590.0,
+    "event_camera_py_test_events_1": 2078.0,
+    "event_camera_py_test_events_2": 1000.0,
+    "codecs_libcaer_rollover": 2000.0,
+}
 
 
 @pytest.mark.parametrize("where,name", sorted(EXPECTED))

@@ -1,5 +1,6 @@
 """Sensor nodes over real DDS: file playback publishes exactly what the recording holds (`microexp play
 --count`, a subscriber in the same graph decoding every packet), and faults end cleanly with a message."""
+
 import json
 import shutil
 import subprocess
@@ -17,14 +18,19 @@ pytestmark = pytest.mark.ros
 
 
 def play(*args, timeout=240, code=0):
-    res = subprocess.run([sys.executable, "-m", "microexp.cli", "play", "--count", *map(str, args)],
-                         capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(
+        [sys.executable, "-m", "microexp.cli", "play", "--count", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert res.returncode == code, res.stderr[-2000:]
     return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr + res.stdout
 
 
-@pytest.mark.parametrize("name", ["expelliarmus_evt3_sample.raw", "expelliarmus_evt2_sample.raw",
-                                  "prophesee_sparklers_gen3_evt2.raw"])
+@pytest.mark.parametrize(
+    "name", ["expelliarmus_evt3_sample.raw", "expelliarmus_evt2_sample.raw", "prophesee_sparklers_gen3_evt2.raw"]
+)
 def test_evk4_node_publishes_every_event_of_the_file(testdata, name):
     path = testdata("events", name)
     counts, _ = play("--evk4-file", path, "--rate", "0")
@@ -69,7 +75,7 @@ def test_raw_file_turning_corrupt_mid_stream_stops_cleanly(testdata, tmp_path):
     bad.chmod(0o644)
     data = bytearray(bad.read_bytes())
     cut = len(data) // 2 & ~1
-    data[cut:cut + 2] = (0x9123).to_bytes(2, "little")  # a reserved word type
+    data[cut : cut + 2] = (0x9123).to_bytes(2, "little")  # a reserved word type
     bad.write_bytes(bytes(data))
     counts, err = play("--evk4-file", bad, "--rate", "0", code=2)  # what played is counted; the exit says it failed
     assert "corrupt EVT3 data at byte" in err and f"microexp play: error: {bad}: corrupt EVT3" in err
@@ -89,8 +95,13 @@ def test_absent_webcam_retries_and_keeps_running(graph):
     from microexp.ros.compose import overrides
     from microexp.ros.nodes.webcam_node import WebcamNode
 
-    node = graph.add(WebcamNode(parameter_overrides=overrides(
-        "webcam", None, mode="device", device="/dev/microexp-no-such-camera", retry_interval_s=0.2)))
+    node = graph.add(
+        WebcamNode(
+            parameter_overrides=overrides(
+                "webcam", None, mode="device", device="/dev/microexp-no-such-camera", retry_interval_s=0.2
+            )
+        )
+    )
     graph.start()
     time.sleep(1.2)
     assert node.open_failures >= 3
@@ -143,8 +154,9 @@ def test_davis_node_publishes_aps_frames_of_the_file(tmp_path):
         for i in range(50):
             store.push_back((10_000 * k + 20 * i, (7 * i + k) % 346, (3 * i) % 260, bool(i % 2)))
         writer.writeEvents(store)
-        writer.writeFrame(dv.Frame(10_000 * k + 5_000, 2000, 0, 0, np.full((260, 346), k, np.uint8),
-                                   dv.FrameSource.SENSOR))
+        writer.writeFrame(
+            dv.Frame(10_000 * k + 5_000, 2000, 0, 0, np.full((260, 346), k, np.uint8), dv.FrameSource.SENSOR)
+        )
     del writer
     counts, _ = play("--davis-file", path, "--rate", "0")
     assert counts["/davis346/image_raw"]["frames"] == 12 == describe(path)["frames"]

@@ -1,11 +1,12 @@
 """The one EventPacket stream reader (microexp.events.stream): decoding per encoding and geometry, seq gaps,
 stream changes, format errors; no DDS, no bag."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers.events import DAVIS, packets
+
 from microexp.errors import FormatError, ParameterError
 from microexp.events.codecs import make_decoder
 from microexp.events.dtype import concat_events, make_events
@@ -82,8 +83,8 @@ def test_an_encoding_change_opens_a_new_decoder_and_is_not_a_seq_gap():
     change = got[len(a)]
     assert change.opened and change.changed and not change.seq_gap
     assert reader.counts["stream_changes"] == 1 and reader.seq.gaps == 0
-    assert same_events(concat_events([d.events for d in got[:len(a)]]), first)
-    assert same_events(concat_events([d.events for d in got[len(a):]]), second)
+    assert same_events(concat_events([d.events for d in got[: len(a)]]), first)
+    assert same_events(concat_events([d.events for d in got[len(a) :]]), second)
     assert reader.key == ("libcaer", *DAVIS)
 
 
@@ -116,8 +117,10 @@ def test_a_format_error_is_counted_resets_the_decoder_and_the_stream_goes_on():
     # the packets after it (seq 2.. : no gap) decode as before
     rest = [reader.feed(p) for p in pkts[2:]]
     assert not any(r.error or r.seq_gap for r in rest)
-    assert same_events(concat_events([r.events for r in rest]), concat_events(
-        [make_decoder("libcaer", *DAVIS).decode(p.payload, p.time_base)[0] for p in pkts[2:]]))
+    assert same_events(
+        concat_events([r.events for r in rest]),
+        concat_events([make_decoder("libcaer", *DAVIS).decode(p.payload, p.time_base)[0] for p in pkts[2:]]),
+    )
     assert reader.counts["packets"] == len(pkts)
 
 
@@ -147,8 +150,15 @@ def test_packet_from_msg_and_the_seq_tracker_reexport():
 
     from microexp.bags import cdr
 
-    msg = SimpleNamespace(encoding="evt3", width=1280, height=720, seq=7, events=b"\1\2", time_base=9,
-                          header=SimpleNamespace(stamp=SimpleNamespace(sec=3, nanosec=5), frame_id="f"))
+    msg = SimpleNamespace(
+        encoding="evt3",
+        width=1280,
+        height=720,
+        seq=7,
+        events=b"\1\2",
+        time_base=9,
+        header=SimpleNamespace(stamp=SimpleNamespace(sec=3, nanosec=5), frame_id="f"),
+    )
     p = Packet.from_msg(msg)
     assert p == Packet("evt3", 1280, 720, 7, b"\1\2", 9, 3_000_000_005, "f") and p.key == ("evt3", 1280, 720)
     assert cdr.SeqTracker is SeqTracker

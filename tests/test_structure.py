@@ -1,6 +1,7 @@
 """Project structure rules: only microexp.ros imports rclpy; learn does not import infer; nothing outside the
 benchmarks imports microexp.bench; no import circle among microexp modules; every node's YAML mirrors its
 parameter specs."""
+
 import ast
 import importlib
 import re
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers.paths import PKG
+
 from microexp.config import Param, markdown_table, resolve
 from microexp.errors import ParameterError
 from microexp.ros.nodes import BY_EXECUTABLE, NODES
+
 
 def test_only_ros_package_imports_rclpy():
     offenders = []
@@ -49,7 +51,7 @@ def import_graph(root: Path) -> dict:
                 deps.update(a.name for a in node.names if a.name in files)
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1])
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
                     base = f"{base}.{node.module}" if node.module else base
                 else:
                     base = node.module or ""
@@ -98,8 +100,11 @@ def import_circles(graph: dict) -> list:
 
 def test_learn_does_not_import_infer():
     graph = import_graph(PKG / "microexp")
-    offenders = {m: sorted(d for d in deps if d == "microexp.infer" or d.startswith("microexp.infer."))
-                 for m, deps in graph.items() if m.startswith("microexp.learn")}
+    offenders = {
+        m: sorted(d for d in deps if d == "microexp.infer" or d.startswith("microexp.infer."))
+        for m, deps in graph.items()
+        if m.startswith("microexp.learn")
+    }
     assert {m: d for m, d in offenders.items() if d} == {}
 
 
@@ -140,15 +145,18 @@ def test_bench_import_check_finds_imports_inside_functions(tmp_path):
     (pkg / "tools" / "ok.py").write_text("import demo.ros.node\n")
     (pkg / "top.py").write_text("from demo import bench\n")
     graph = import_graph(pkg)
-    assert bench_importers(graph, "demo") == {"demo.ros.node": ["demo.bench.io"], "demo.tools.info": ["demo.bench.io"],
-                                              "demo.top": ["demo.bench"]}
+    assert bench_importers(graph, "demo") == {
+        "demo.ros.node": ["demo.bench.io"],
+        "demo.tools.info": ["demo.bench.io"],
+        "demo.top": ["demo.bench"],
+    }
 
 
 def test_no_import_circle_among_microexp_modules():
     """Imports inside functions count: a circle hidden in a function is still a circle."""
     graph = import_graph(PKG / "microexp")
-    assert "microexp.models.snn" in graph["microexp.models.registry"]       # function-level imports are seen
-    assert "microexp.models.checkpoint" in graph["microexp.learn.export"]   # lazy package names are resolved
+    assert "microexp.models.snn" in graph["microexp.models.registry"]  # function-level imports are seen
+    assert "microexp.models.checkpoint" in graph["microexp.learn.export"]  # lazy package names are resolved
     assert import_circles(graph) == []
 
 
@@ -169,9 +177,11 @@ def test_core_imports_without_rclpy(monkeypatch):
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['rclpy'] = None\n"
-            "import microexp.events.codecs, microexp.events.dtype, microexp.bags.reader, microexp.config, microexp.cli\n"
-            "print('ok')")
+    code = (
+        "import sys; sys.modules['rclpy'] = None\n"
+        "import microexp.events.codecs, microexp.events.dtype, microexp.bags.reader, microexp.config, microexp.cli\n"
+        "print('ok')"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
@@ -203,7 +213,7 @@ def test_readme_parameter_tables_are_current():
     from microexp.tools import params_doc
 
     readme = (PKG.parents[2] / "README.md").read_text()
-    block = readme[readme.index(params_doc.BEGIN) + len(params_doc.BEGIN):readme.index(params_doc.END)]
+    block = readme[readme.index(params_doc.BEGIN) + len(params_doc.BEGIN) : readme.index(params_doc.END)]
     assert block.strip() == params_doc.tables().strip()
 
 
@@ -235,6 +245,7 @@ def test_node_table_lists_every_node_module_and_each_has_an_executable():
         assert (PKG / "config" / n.config).is_file()
         assert installed.get(n.executable) == f"{n.module}:main", n.executable
     import runpy
+
     import setuptools
 
     captured = {}

@@ -1,4 +1,5 @@
 """Synthetic rig core: AU timing, face rendering, the event simulator, sensor clocks and the rig API."""
+
 from __future__ import annotations
 
 import cv2
@@ -8,10 +9,27 @@ import pytest
 from microexp.aus import AU_CODES
 from microexp.errors import ParameterError
 from microexp.events.dtype import EVENT_DTYPE
-from microexp.synth import (AU_DEFORMATIONS, AU_REGIONS, DAVIS346_VIEW, EVK4_VIEW, DvsConfig, DvsPixelArray,
-                            FaceAnimation, FaceParams, FrameRenderer, SensorClock, Subject, SyntheticRig,
-                            au_statistics, contact_sheet, face_layout, log_irradiance, make_trial, simulate,
-                            webcam_view)
+from microexp.synth import (
+    AU_DEFORMATIONS,
+    AU_REGIONS,
+    DAVIS346_VIEW,
+    EVK4_VIEW,
+    DvsConfig,
+    DvsPixelArray,
+    FaceAnimation,
+    FaceParams,
+    FrameRenderer,
+    SensorClock,
+    Subject,
+    SyntheticRig,
+    au_statistics,
+    contact_sheet,
+    face_layout,
+    log_irradiance,
+    make_trial,
+    simulate,
+    webcam_view,
+)
 from microexp.synth.dvs import frame_schedule
 from microexp.synth.render import layout_roi
 
@@ -19,6 +37,7 @@ FLAT = DvsConfig(mismatch=0.0, refractory_us=0.0, noise_rate_hz=0.0)
 
 
 # ------------------------------------------------------------------------------------------- AUs and timing
+
 
 def test_every_au_of_the_paper_has_a_deformation_and_a_region():
     assert set(AU_DEFORMATIONS) == set(AU_CODES) == set(AU_REGIONS)
@@ -31,8 +50,13 @@ def test_trial_timing(au):
         tr = make_trial(au, trial, seed=4)
         assert 0.170 <= tr.movement_s <= 0.500
         assert 0.3 <= tr.onset_s < tr.apex_s <= tr.offset_s < tr.end_s <= tr.duration_s - 0.3
-        assert [tr.phase(t) for t in (0.0, tr.onset_s, tr.apex_s, tr.offset_s, tr.end_s)] == \
-            ["neutral", "onset", "apex", "offset", "neutral"]
+        assert [tr.phase(t) for t in (0.0, tr.onset_s, tr.apex_s, tr.offset_s, tr.end_s)] == [
+            "neutral",
+            "onset",
+            "apex",
+            "offset",
+            "neutral",
+        ]
         a = tr.activation(np.array([tr.onset_s - 0.01, tr.apex_s, 0.5 * (tr.apex_s + tr.offset_s), tr.end_s + 0.01]))
         assert a[0] == 0 and a[-1] == 0 and a[1] == pytest.approx(tr.intensity) and a[2] == pytest.approx(tr.intensity)
         assert 0.6 <= tr.intensity <= 1.0
@@ -71,10 +95,12 @@ def test_blinks_only_when_asked_and_outside_the_au():
 
 def PARAM(name):
     from microexp.synth.face import param_index
+
     return param_index(name)
 
 
 # -------------------------------------------------------------------------------------------------- render
+
 
 def test_frames_have_the_sensor_shapes_and_types():
     s = Subject.generate(0, seed=0)
@@ -88,7 +114,7 @@ def test_frames_have_the_sensor_shapes_and_types():
     fast = FrameRenderer(cam_view, gray=False).render(lay, s, 0, roi=roi)
     assert fast.shape == cam.shape
     smooth = [cv2.blur(img.astype(np.float32), (9, 9)) for img in (fast, cam)]
-    assert np.abs(smooth[0] - smooth[1]).mean() < 1.5                          # same picture, other noise
+    assert np.abs(smooth[0] - smooth[1]).mean() < 1.5  # same picture, other noise
     log = log_irradiance(lay, s, EVK4_VIEW, layout_roi([lay], s, EVK4_VIEW))
     assert log.dtype == np.float32 and np.isfinite(log).all()
 
@@ -99,18 +125,18 @@ def test_intensity_and_noise_follow_lux():
     r = FrameRenderer(DAVIS346_VIEW, gray=True)
     dim = np.stack([r.render(lay, s, k, lux=150.0) for k in range(4)]).astype(float)
     bright = np.stack([r.render(lay, s, k, lux=1400.0) for k in range(4)]).astype(float)
-    assert bright.mean() > dim.mean() + 10                                    # auto-exposure is partial
-    patch = (slice(5, 40), slice(5, 60))                                      # a piece of plain wall
+    assert bright.mean() > dim.mean() + 10  # auto-exposure is partial
+    patch = (slice(5, 40), slice(5, 60))  # a piece of plain wall
     assert dim[:, patch[0], patch[1]].std(axis=0).mean() > 1.5 * bright[:, patch[0], patch[1]].std(axis=0).mean()
-    assert not np.array_equal(dim[0], dim[1])                                 # fresh noise per frame
+    assert not np.array_equal(dim[0], dim[1])  # fresh noise per frame
 
 
 def test_each_camera_sees_the_face_at_its_own_place_and_size():
     s = Subject.generate(0, seed=0)
     views = (DAVIS346_VIEW, EVK4_VIEW, webcam_view())
     centres = [v.transform(s)[1] / v.width for v in views]
-    assert len({round(c, 3) for c in centres}) == 3                            # parallax
-    assert all(0.35 < c < 0.65 for c in centres)                              # face roughly centred
+    assert len({round(c, 3) for c in centres}) == 3  # parallax
+    assert all(0.35 < c < 0.65 for c in centres)  # face roughly centred
 
 
 def test_head_turn_moves_the_nose_further_than_the_outline():
@@ -118,12 +144,13 @@ def test_head_turn_moves_the_nose_further_than_the_outline():
     neutral = face_layout(s, FaceParams())
     turned = face_layout(s, FaceParams.from_dict({"head_yaw": 0.4}))
     shift_outline = turned.head_outline[:, 0].mean() - neutral.head_outline[:, 0].mean()
-    nose = [i for i, p in enumerate(neutral.primitives) if len(p.pts) == 12][0]    # a nostril
+    nose = [i for i, p in enumerate(neutral.primitives) if len(p.pts) == 12][0]  # a nostril
     shift_nose = turned.primitives[nose].pts[:, 0].mean() - neutral.primitives[nose].pts[:, 0].mean()
-    assert shift_nose > shift_outline > 0                                    # AU51: towards image right
+    assert shift_nose > shift_outline > 0  # AU51: towards image right
 
 
 # ---------------------------------------------------------------------------------------- event simulator
+
 
 def _ramp_events(delta: float, config: DvsConfig, steps: int = 1, seed: int = 0):
     """Events of a 4x3 sensor whose log intensity rises linearly by ``delta`` over 1000 µs."""
@@ -147,12 +174,13 @@ def test_threshold_crossings_are_interpolated():
 
 @pytest.mark.parametrize("c", [0.1, 0.2, 0.25, 0.5])
 def test_event_count_scales_with_the_contrast_threshold(c):
-    ev = _ramp_events(1.01, replace_cfg(FLAT, contrast_on=c), steps=4)     # 1.01: clear of exact multiples
+    ev = _ramp_events(1.01, replace_cfg(FLAT, contrast_on=c), steps=4)  # 1.01: clear of exact multiples
     assert len(ev) == 12 * int(np.floor(1.01 / c))
 
 
 def replace_cfg(cfg, **kw):
     from dataclasses import replace
+
     return replace(cfg, **kw)
 
 
@@ -181,10 +209,10 @@ def test_threshold_mismatch_and_noise_are_seeded():
         px.reset(np.zeros((40, 50), np.float32), (0, 0, 50, 40), 0.0, lux=1000.0)
         streams.append(px.step(np.zeros((40, 50), np.float32), 1_000_000.0))
     assert np.array_equal(streams[0], streams[1]) and not np.array_equal(streams[0], streams[2])
-    assert len(streams[0]) == pytest.approx(50 * 2000 * 1.0, rel=0.1)     # minus a little dead time
+    assert len(streams[0]) == pytest.approx(50 * 2000 * 1.0, rel=0.1)  # minus a little dead time
     dim = DvsPixelArray(50, 40, cfg, seed=1)
     dim.reset(np.zeros((40, 50), np.float32), (0, 0, 50, 40), 0.0, lux=150.0)
-    assert len(dim.step(np.zeros((40, 50), np.float32), 1_000_000.0)) > 2.2 * len(streams[0])   # sqrt(1000/150)
+    assert len(dim.step(np.zeros((40, 50), np.float32), 1_000_000.0)) > 2.2 * len(streams[0])  # sqrt(1000/150)
 
 
 def test_render_schedule_is_dense_only_while_moving():
@@ -193,13 +221,14 @@ def test_render_schedule_is_dense_only_while_moving():
     anim = FaceAnimation(s, tr)
     times = frame_schedule(anim, DAVIS346_VIEW.transform(s)[0], DvsConfig())
     dt = np.diff(times)
-    moving = tr.moving(times[:-1])                      # onset and offset; the apex hold is still
+    moving = tr.moving(times[:-1])  # onset and offset; the apex hold is still
     assert times[0] == 0 and times[-1] == pytest.approx(tr.duration_s)
     assert dt[moving].max() <= 1e-3 + 1e-9 and dt[moving].min() >= 2e-4 - 1e-9
     assert dt[~moving].max() <= 1e-2 + 1e-9 and np.median(dt[times[:-1] < tr.onset_s - 0.05]) > 5e-3
 
 
 # --------------------------------------------------------------------------------------------- per AU
+
 
 @pytest.fixture(scope="module")
 def davis_stats():
@@ -218,15 +247,15 @@ def test_every_au_produces_events_in_its_face_region(davis_stats):
 @pytest.mark.slow
 def test_where_the_events_are(davis_stats):
     eye_v = Subject.generate(0, seed=0).eye_y
-    assert davis_stats[12]["v"] == pytest.approx(0.47, abs=0.08)             # mouth
-    assert davis_stats[2]["v"] < eye_v - 0.15                                 # brows above the eyes
+    assert davis_stats[12]["v"] == pytest.approx(0.47, abs=0.08)  # mouth
+    assert davis_stats[2]["v"] < eye_v - 0.15  # brows above the eyes
     for au in (5, 41, 43, 45, 61, 62, 63, 64):
-        assert abs(davis_stats[au]["v"] - eye_v) < 0.07, au                   # at the eyes
-    assert davis_stats[26]["v95"] > 0.98                                       # the chin drops below its rest
-    for au in (51, 52, 53, 54):                                               # the whole head moves
+        assert abs(davis_stats[au]["v"] - eye_v) < 0.07, au  # at the eyes
+    assert davis_stats[26]["v95"] > 0.98  # the chin drops below its rest
+    for au in (51, 52, 53, 54):  # the whole head moves
         row = davis_stats[au]
         assert row["v95"] - row["v05"] > 1.2 and row["events"] > 10 * davis_stats[12]["events"]
-    assert davis_stats[51]["u"] > davis_stats[52]["u"]                        # turned towards opposite sides
+    assert davis_stats[51]["u"] > davis_stats[52]["u"]  # turned towards opposite sides
 
 
 def test_gaze_direction_shows_in_the_polarity():
@@ -236,9 +265,11 @@ def test_gaze_direction_shows_in_the_polarity():
     centre = DAVIS346_VIEW.transform(s)[1]
     for au, expected in ((61, 1), (62, -1)):
         tr = make_trial(au, 0, seed=0, duration_s=1.2, movement_s=0.3)
-        ev = simulate(FaceAnimation(s, tr, idle_motion=0.0), DAVIS346_VIEW, replace_cfg(FLAT, contrast_on=0.2, contrast_off=0.2))
+        ev = simulate(
+            FaceAnimation(s, tr, idle_motion=0.0), DAVIS346_VIEW, replace_cfg(FLAT, contrast_on=0.2, contrast_off=0.2)
+        )
         onset = ev[(ev["t"] >= tr.onset_s * 1e6) & (ev["t"] < tr.apex_s * 1e6)]
-        for eye in (onset[onset["x"] < centre], onset[onset["x"] >= centre]):       # each eye on its own
+        for eye in (onset[onset["x"] < centre], onset[onset["x"] >= centre]):  # each eye on its own
             shift = eye["x"][eye["p"] == 0].mean() - eye["x"][eye["p"] == 1].mean()
             assert np.sign(shift) == expected and abs(shift) > 2.0, (au, shift)
 
@@ -251,6 +282,7 @@ def test_lower_threshold_more_events_on_a_face():
 
 
 # ------------------------------------------------------------------------------------------------ the rig
+
 
 @pytest.fixture(scope="module")
 def small_rig():
@@ -283,7 +315,7 @@ def test_stream_matches_batch_and_is_ordered(small_rig):
     for m in msgs:
         if m.kind != "label":
             assert m.host_time_s > m.true_time_s
-    for key, group in kinds.items():
+    for _key, group in kinds.items():
         assert [m.seq for m in group] == list(range(len(group)))
 
 
@@ -296,7 +328,7 @@ def test_sensor_stamps_follow_the_sensor_clock(small_rig):
     host = clock.host_s(stamped["t"])
     assert np.all(np.abs(host - (50.0 + scene["t"] * 1e-6)) < 2e-6)
     stamps, true_s = clip.frame_stamps("davis346")
-    assert np.allclose(np.diff(stamps), 25_000, atol=1)                       # regular on the sensor clock
+    assert np.allclose(np.diff(stamps), 25_000, atol=1)  # regular on the sensor clock
     assert np.all((true_s >= 50.0) & (true_s <= 50.0 + clip.duration_s))
 
 
@@ -334,4 +366,4 @@ def test_session_chains_clips_on_running_clocks():
     assert [lab.au for lab in labels] == [45] * 5 + [61] * 5
     assert labels[5].onset_s > 20.0 + 1.2 + 1.0
     stamps = np.concatenate([m.payload["t"] for m in msgs if m.kind == "events"])
-    assert np.all(np.diff(stamps) >= 0)                                      # one sensor clock throughout
+    assert np.all(np.diff(stamps) >= 0)  # one sensor clock throughout

@@ -1,4 +1,5 @@
 """Reading bags back with rosbags alone (not the project's own reader)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Running the `microexp` command line in a child process."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,8 +8,9 @@ import sys
 
 def microexp(*args, timeout=300, check=False, **kw) -> subprocess.CompletedProcess:
     """``python -m microexp.cli ARGS`` with text output captured; ``check``: assert that it exited 0."""
-    res = subprocess.run([sys.executable, "-m", "microexp.cli", *map(str, args)], capture_output=True, text=True,
-                         timeout=timeout, **kw)
+    res = subprocess.run(
+        [sys.executable, "-m", "microexp.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw
+    )
     if check:
         assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
     return res

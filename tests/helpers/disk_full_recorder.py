@@ -3,21 +3,21 @@
 Usage: python disk_full_recorder.py OUT_DIR LIMIT_BYTES
 Segment 1 (1 MB) fits; segment 2 (8 MB) hits the limit; segment 3 (1 MB) fits again.
 """
+
 import json
 import resource
 import signal
 import sys
-import threading
 import time
 
-from event_camera_msgs.msg import EventPacket
-from microexp_msgs.msg import SegmentMarker
 from rclpy.node import Node
 
+from event_camera_msgs.msg import EventPacket
 from microexp.ros.base import LATCHED_QOS, RELIABLE_QOS
 from microexp.ros.compose import overrides
-from microexp.ros.runner import Runner
 from microexp.ros.nodes.recorder_node import RecorderNode
+from microexp.ros.runner import Runner
+from microexp_msgs.msg import SegmentMarker
 
 
 def main() -> int:
@@ -25,14 +25,29 @@ def main() -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing us
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     graph = Runner(threads=3)
-    rec = graph.add(RecorderNode(parameter_overrides=overrides(
-        "recorder", None, out=out, subject="S09", topics=["/fake/events|event_camera_msgs/msg/EventPacket",
-                                                          "/recorder/segments|microexp_msgs/msg/SegmentMarker"])))
+    rec = graph.add(
+        RecorderNode(
+            parameter_overrides=overrides(
+                "recorder",
+                None,
+                out=out,
+                subject="S09",
+                topics=[
+                    "/fake/events|event_camera_msgs/msg/EventPacket",
+                    "/recorder/segments|microexp_msgs/msg/SegmentMarker",
+                ],
+            )
+        )
+    )
     pub_node = graph.add(Node("fake_camera"))
     pub = pub_node.create_publisher(EventPacket, "/fake/events", RELIABLE_QOS)
     markers = []
-    pub_node.create_subscription(SegmentMarker, "/recorder/segments", lambda m: markers.append(
-        {"event": m.event, "segment": m.segment_id, "status": m.status, "message": m.message}), LATCHED_QOS)
+    pub_node.create_subscription(
+        SegmentMarker,
+        "/recorder/segments",
+        lambda m: markers.append({"event": m.event, "segment": m.segment_id, "status": m.status, "message": m.message}),
+        LATCHED_QOS,
+    )
     graph.start()
     deadline = time.monotonic() + 10
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
@@ -58,9 +73,17 @@ def main() -> int:
     time.sleep(0.5)
     summary = rec.finish()
     graph.close()
-    print(json.dumps({"markers": markers, "summary": summary,
-                      "segments": [{k: s.get(k) for k in ("name", "au", "status", "error", "messages")}
-                                   for s in rec.manifest.segments]}))
+    print(
+        json.dumps(
+            {
+                "markers": markers,
+                "summary": summary,
+                "segments": [
+                    {k: s.get(k) for k in ("name", "au", "status", "error", "messages")} for s in rec.manifest.segments
+                ],
+            }
+        )
+    )
     return 0
 
 

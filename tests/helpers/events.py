@@ -1,4 +1,5 @@
 """Synthetic event streams and the EventPackets a driver would send for them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,9 @@ from microexp.events.stream import Packet
 DAVIS = (346, 260)  # DAVIS346 array: width, height
 
 
-def blob_events(width: int, height: int, duration_us: int, rate_hz: float, seed: int = 0,
-                t0_us: int = 1_000_000, pauses=()) -> np.ndarray:
+def blob_events(
+    width: int, height: int, duration_us: int, rate_hz: float, seed: int = 0, t0_us: int = 1_000_000, pauses=()
+) -> np.ndarray:
     """A deterministic face-sized blob moving on a Lissajous path, plus 10 % background events; time-sorted.
     ``pauses`` = ((start_us, length_us), ...) relative to t0: no events there."""
     rng = np.random.default_rng(seed)
@@ -41,6 +43,16 @@ def packets(encoding, width, height, events, per_packet_us=1000, seq0=0, frame_i
     for k, b in enumerate(np.unique(bins)):
         chunk = events[bins == b]
         payload, time_base = enc.encode(chunk)
-        out.append(Packet(encoding, width, height, seq0 + k, bytes(payload), int(time_base),
-                          stamp_ns=1_000 * int(chunk["t"][0]) if stamped else 0, frame_id=frame_id))
+        out.append(
+            Packet(
+                encoding,
+                width,
+                height,
+                seq0 + k,
+                bytes(payload),
+                int(time_base),
+                stamp_ns=1_000 * int(chunk["t"][0]) if stamped else 0,
+                frame_id=frame_id,
+            )
+        )
     return out

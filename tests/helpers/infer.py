@@ -6,6 +6,7 @@ fully connected weights are scaled so that every layer spikes on the tests' even
 weights the last layer stays silent and every window would give the uniform distribution, which would make the
 equality tests vacuous.
 """
+
 from __future__ import annotations
 
 import numpy as np

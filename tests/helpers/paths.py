@@ -1,4 +1,5 @@
 """Where things are: the repository, the ROS package, the shared test recordings."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Run a command on a pseudo-terminal, as a terminal emulator would, and type keys into it once it shows the
 protocol's key help ("space start"): ``pty_keys.py KEYS CMD...`` (KEYS: SPACE for a space, other characters as
 they are). Used as the protocol node's launch prefix in tests; SIGINT/SIGTERM are passed on to the command."""
+
 import os
 import pty
 import select

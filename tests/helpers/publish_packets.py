@@ -2,13 +2,15 @@
 
 Usage: python publish_packets.py TOPIC N SEED
 """
+
 import sys
 import time
 
 import numpy as np
 import rclpy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
 from event_camera_msgs.msg import EventPacket
-from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy, HistoryPolicy
 
 
 def packets(n: int, seed: int):
@@ -31,8 +33,12 @@ def main() -> int:
     topic, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     rclpy.init()
     node = rclpy.create_node("packet_publisher")
-    qos = QoSProfile(depth=n, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                     history=HistoryPolicy.KEEP_LAST)
+    qos = QoSProfile(
+        depth=n,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        history=HistoryPolicy.KEEP_LAST,
+    )
     pub = node.create_publisher(EventPacket, topic, qos)
     deadline = time.monotonic() + 20.0
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:

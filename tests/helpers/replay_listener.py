@@ -2,6 +2,7 @@
 
 Usage: python replay_listener.py BAG_DIR   (prints one JSON line when nothing arrived for 3 s)
 """
+
 import json
 import sys
 import time
@@ -28,6 +29,7 @@ def main() -> int:
         def f(_raw):
             arrivals.append(time.perf_counter())
             counts[topic] = counts.get(topic, 0) + 1
+
         return f
 
     for topic, msgtype in types.items():
@@ -44,8 +46,15 @@ def main() -> int:
     rclpy.shutdown()
     k = min(len(arrivals), len(recorded))
     err = np.abs(np.diff(np.array(arrivals[:k])) - np.diff(np.array(recorded[:k], dtype=np.float64) * 1e-9)) * 1e3
-    print(json.dumps({"counts": counts, "interval_error_p50_ms": float(np.percentile(err, 50)) if k > 1 else None,
-                      "interval_error_p99_ms": float(np.percentile(err, 99)) if k > 1 else None}))
+    print(
+        json.dumps(
+            {
+                "counts": counts,
+                "interval_error_p50_ms": float(np.percentile(err, 50)) if k > 1 else None,
+                "interval_error_p99_ms": float(np.percentile(err, 99)) if k > 1 else None,
+            }
+        )
+    )
     return 0
 
 
