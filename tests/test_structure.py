@@ -123,6 +123,38 @@ def bench_importers(graph: dict, package: str) -> dict:
     return found
 
 
+# docs/architecture.md, "Floors": a module imports only modules of its own floor or of a lower one
+FLOORS = {
+    **dict.fromkeys(
+        ("events", "timesync", "bags", "vision", "synth", "protocol", "aus", "config", "errors", "playback", "schemas"),
+        1,
+    ),
+    "models": 2,
+    **dict.fromkeys(("infer", "learn"), 3),
+    **dict.fromkeys(("ros", "tools"), 4),
+    **dict.fromkeys(("bench", "cli"), 5),
+}
+
+
+def floor_violations(graph: dict) -> list:
+    def floor(module: str) -> int:
+        parts = module.split(".")
+        return FLOORS[parts[1]] if len(parts) > 1 else 0
+
+    return sorted((m, d) for m, deps in graph.items() for d in deps if floor(d) > floor(m))
+
+
+def test_each_floor_imports_only_its_own_and_lower_floors():
+    graph = import_graph(PKG / "microexp")
+    tops = {m.split(".")[1] for m in graph if m.count(".")}
+    assert tops <= set(FLOORS), f"folders without a floor in docs/architecture.md: {sorted(tops - set(FLOORS))}"
+    assert floor_violations(graph) == []
+    # the check sees a violation: the vision floor importing infer
+    assert floor_violations({"microexp.vision.x": {"microexp.infer.live"}}) == [
+        ("microexp.vision.x", "microexp.infer.live")
+    ]
+
+
 def test_nothing_outside_bench_imports_bench():
     """Benchmarks sit on top: the package's other modules (ROS nodes and commands included) never import
     microexp.bench, at module level or inside functions; shared pieces live on the floor their users share."""
