@@ -26,7 +26,7 @@ from microexp.events.codecs import make_encoder
 from microexp.playback import Pacer
 from microexp.ros.base import qos_named, run_node
 from microexp.ros.images import to_msg
-from microexp.ros.nodes.sensor import SensorNode
+from microexp.ros.nodes.sensor import SensorNode, retry_param, wait_param
 
 G = 9.80665
 
@@ -53,15 +53,8 @@ PARAMS = (
     Param(
         "trigger_in", True, "detect rising and falling edges on the SIGNAL_IN line, publish ~/triggers (mode=device)"
     ),
-    Param(
-        "wait_for_subscribers_s",
-        5.0,
-        "file playback waits up to this long for a subscriber on every topic",
-        min=0.0,
-        max=600.0,
-        unit="s",
-    ),
-    Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
+    wait_param(),
+    retry_param(),
 )
 
 

@@ -21,7 +21,7 @@ from microexp.errors import MicroexpError
 from microexp.events.evt3_split import Evt3TimeState, split_evt3, trigger_words, word_times
 from microexp.playback import Pacer
 from microexp.ros.base import qos_named, run_node
-from microexp.ros.nodes.sensor import SensorNode
+from microexp.ros.nodes.sensor import SensorNode, retry_param, wait_param
 
 PARAMS = (
     Param("mode", "file", "where events come from: a RAW file or the camera", choices=("file", "device")),
@@ -79,22 +79,8 @@ PARAMS = (
         "camera synchronisation for multi-camera rigs (mode=device)",
         choices=("standalone", "master", "slave"),
     ),
-    Param(
-        "wait_for_subscribers_s",
-        5.0,
-        "file playback (mode=file, or device_file) waits up to this long for a subscriber on every topic",
-        min=0.0,
-        max=600.0,
-        unit="s",
-    ),
-    Param(
-        "retry_interval_s",
-        2.0,
-        "wait between attempts to open an absent, busy or unplugged camera",
-        min=0.1,
-        max=3600.0,
-        unit="s",
-    ),
+    wait_param("file playback (mode=file, or device_file)"),
+    retry_param("an absent, busy or unplugged camera"),
 )
 
 

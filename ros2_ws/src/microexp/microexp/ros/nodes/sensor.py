@@ -18,6 +18,23 @@ from microexp.ros.base import LATCHED_QOS, declare_params, wait_for_subscribers
 from microexp.ros.sync import SensorClock
 
 
+def wait_param(what: str = "file playback") -> Param:
+    """The ``wait_for_subscribers_s`` parameter of a sensor node; ``what`` names what waits."""
+    return Param(
+        "wait_for_subscribers_s",
+        5.0,
+        f"{what} waits up to this long for a subscriber on every topic",
+        min=0.0,
+        max=600.0,
+        unit="s",
+    )
+
+
+def retry_param(what: str = "an absent camera") -> Param:
+    """The ``retry_interval_s`` parameter of a sensor node with a camera."""
+    return Param("retry_interval_s", 2.0, f"wait between attempts to open {what}", min=0.1, max=3600.0, unit="s")
+
+
 class SensorNode(Node):
     """A node publishing one or more sensors' streams from a source thread.
 

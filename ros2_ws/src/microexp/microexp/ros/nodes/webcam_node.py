@@ -14,7 +14,7 @@ from microexp.errors import MicroexpError
 from microexp.playback import Pacer
 from microexp.ros.base import qos_named, run_node
 from microexp.ros.images import to_msg
-from microexp.ros.nodes.sensor import SensorNode
+from microexp.ros.nodes.sensor import SensorNode, retry_param, wait_param
 
 PARAMS = (
     Param("mode", "device", "capture from a camera or play a video file", choices=("device", "file")),
@@ -30,15 +30,8 @@ PARAMS = (
     Param("loop", False, "play the file again at its end"),
     Param("frame_id", "webcam", "frame_id of the published headers"),
     Param("qos", "sensor", "QoS of the image topics: sensor (best effort) or reliable", choices=("sensor", "reliable")),
-    Param(
-        "wait_for_subscribers_s",
-        5.0,
-        "file playback waits up to this long for a subscriber on every topic",
-        min=0.0,
-        max=600.0,
-        unit="s",
-    ),
-    Param("retry_interval_s", 2.0, "wait between attempts to open an absent camera", min=0.1, max=3600.0, unit="s"),
+    wait_param(),
+    retry_param(),
 )
 
 
