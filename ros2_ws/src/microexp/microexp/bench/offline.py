@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from microexp.learn.config import make_config
+from microexp.learn.metrics import LOSO_FIELDS, RUN_FIELDS
 from microexp.learn.reconstruct import make_recon_config, train_reconstruction
 from microexp.learn.report import table5, table6
 from microexp.learn.train import run_training
@@ -54,25 +55,7 @@ def run(args) -> dict:
                 data, out, cfg, device="cpu", resume=True, final=False, progress=True, threads=args.threads
             )
             recognition.append(
-                {
-                    k: summary.get(k)
-                    for k in (
-                        "model",
-                        "modality",
-                        "sensor",
-                        "config",
-                        "parameters",
-                        "folds",
-                        "accuracy",
-                        "accuracy_std",
-                        "top3_accuracy",
-                        "top3_accuracy_std",
-                        "macro_f1",
-                        "macro_f1_std",
-                        "pooled_accuracy",
-                        "seconds",
-                    )
-                }
+                {k: summary.get(k) for k in (*RUN_FIELDS, "parameters", *LOSO_FIELDS, "seconds")}
                 | {"epochs": cfg.epochs, "slices": cfg.slices, "run": str(out)}
             )
     reconstruction = {}

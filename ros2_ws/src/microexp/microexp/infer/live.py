@@ -215,12 +215,8 @@ class LiveRunner:
             with self._cond:
                 if not self._queue:
                     return n
-                item = self._queue.popleft()
-                self._in_flight = item[0]
-            try:
-                self._process(*item)
-            finally:
-                self._in_flight = None
+                item = self._pop_window()
+            self._run_window(item)
             n += 1
 
     def _work(self) -> None:
@@ -230,12 +226,20 @@ class LiveRunner:
                     self._cond.wait()
                 if self._stop:
                     return
-                item = self._queue.popleft()
-                self._in_flight = item[0]
-            try:
-                self._process(*item)
-            finally:
-                self._in_flight = None
+                item = self._pop_window()
+            self._run_window(item)
+
+    def _pop_window(self):
+        """The oldest queued window, marked in flight (the caller holds the condition's lock)."""
+        item = self._queue.popleft()
+        self._in_flight = item[0]
+        return item
+
+    def _run_window(self, item) -> None:
+        try:
+            self._process(*item)
+        finally:
+            self._in_flight = None
 
     def _process(self, pipeline: StreamingAUPipeline, window, stamp_ns: int) -> None:
         if self._clock() - window.arrival_ns > self.max_lag_ns:

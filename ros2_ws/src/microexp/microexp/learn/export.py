@@ -18,6 +18,7 @@ import numpy as np
 
 from microexp.aus import au_index
 from microexp.errors import FormatError, MicroexpError
+from microexp.learn.metrics import LOSO_FIELDS
 
 
 def add_arguments(parser) -> None:
@@ -86,19 +87,7 @@ def export_run(run, out, card: Optional[str] = None, half: bool = True, note: st
         raise FormatError(
             metrics_path, f"field {missing[0]} missing: not the metrics.json of a finished `microexp train` run"
         )
-    loso = {
-        k: summary.get(k)
-        for k in (
-            "accuracy",
-            "accuracy_std",
-            "top3_accuracy",
-            "top3_accuracy_std",
-            "macro_f1",
-            "macro_f1_std",
-            "folds",
-            "pooled_accuracy",
-        )
-    }
+    loso = {k: summary.get(k) for k in LOSO_FIELDS}
     calibration = calibrate_temperature(run)
     out.parent.mkdir(parents=True, exist_ok=True)
     export_checkpoint(

@@ -21,6 +21,19 @@ import numpy as np
 
 from microexp.errors import ParameterError
 
+# what identifies a training run, and its leave-one-subject-out results, as run_training's summary names them
+RUN_FIELDS = ("model", "modality", "sensor", "config")
+LOSO_FIELDS = (
+    "accuracy",
+    "accuracy_std",
+    "top3_accuracy",
+    "top3_accuracy_std",
+    "macro_f1",
+    "macro_f1_std",
+    "folds",
+    "pooled_accuracy",
+)
+
 # ---------------------------------------------------------------------------------------------- classification
 
 

@@ -66,7 +66,7 @@ from microexp.learn.clips import MIRROR_PERMUTATION, ClipBank
 from microexp.learn.config import MODALITIES, MODELS, TrainConfig, make_config
 from microexp.learn.dataset import ClipDataset
 from microexp.learn.folds import Sample, loso_folds, samples_for, take_split
-from microexp.learn.metrics import classification_metrics
+from microexp.learn.metrics import LOSO_FIELDS, RUN_FIELDS, classification_metrics
 from microexp.learn.report import write_training_report
 from microexp.models.device import resolve_device
 from microexp.models.registry import model_kind
@@ -518,23 +518,7 @@ def run(args) -> int:
         protocol=args.protocol,
     )
     if summary:
-        brief = {
-            k: summary[k]
-            for k in (
-                "model",
-                "modality",
-                "sensor",
-                "config",
-                "folds",
-                "accuracy",
-                "accuracy_std",
-                "top3_accuracy",
-                "top3_accuracy_std",
-                "macro_f1",
-                "seconds",
-            )
-            if k in summary
-        }
+        brief = {k: summary[k] for k in (*RUN_FIELDS, "folds", *LOSO_FIELDS[:5], "seconds") if k in summary}
         brief["out"] = str(args.out)
         print(json.dumps(brief), flush=True)
     return 0

@@ -82,6 +82,23 @@ def _event_summary(events, triggers, frames: int) -> dict:
     }
 
 
+def _summary(p: Path, fmt: str, width, height, **extra) -> dict:
+    """The fields every description starts with, counts at zero."""
+    return {
+        "path": str(p),
+        "format": fmt,
+        "width": width,
+        "height": height,
+        "events": 0,
+        "on_events": 0,
+        "t_first_us": None,
+        "t_last_us": None,
+        "frames": 0,
+        "triggers": 0,
+        **extra,
+    }
+
+
 def describe_raw(p: Path, width, height, chunk_bytes: int = 1 << 22) -> dict:
     """Streamed: one chunk of payload (and its decoded events) in memory at a time."""
     import numpy as np
@@ -89,19 +106,7 @@ def describe_raw(p: Path, width, height, chunk_bytes: int = 1 << 22) -> dict:
     from microexp.events.raw import iter_raw, read_raw_header
 
     header = read_raw_header(p, width, height)
-    out = {
-        "path": str(p),
-        "format": f"prophesee-raw-{header.format}",
-        "width": header.width,
-        "height": header.height,
-        "events": 0,
-        "on_events": 0,
-        "t_first_us": None,
-        "t_last_us": None,
-        "frames": 0,
-        "triggers": 0,
-        "rising_triggers": 0,
-    }
+    out = _summary(p, f"prophesee-raw-{header.format}", header.width, header.height, rising_triggers=0)
     for events, triggers in iter_raw(p, chunk_bytes=chunk_bytes, width=width, height=height):
         if len(events):
             out["events"] += len(events)
@@ -135,17 +140,8 @@ def describe_bag(p: Path) -> dict:
     with Bag(p) as bag:
         integrity = bag.verify()
         topics = bag.topics()
-        out = {
-            "path": str(p),
-            "format": f"rosbag2-{bag.storage}",
-            "width": None,
-            "height": None,
-            "events": 0,
-            "on_events": 0,
-            "t_first_us": None,
-            "t_last_us": None,
-            "frames": 0,
-            "triggers": 0,
+        out = _summary(p, f"rosbag2-{bag.storage}", None, None)
+        out |= {
             "messages": sum(t.messages for t in topics.values()),
             "truncated": bag.truncated,
             "topics": {},
