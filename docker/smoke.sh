@@ -21,7 +21,9 @@
 # `FAILED: reason`. Exit status 0 passed, 1 failed (no engine included: nothing is skipped silently).
 # Settings (environment): MICROEXP_SMOKE_IMAGE (default microexp:smoke), MICROEXP_SHARED (default ../shared),
 # MICROEXP_SMOKE_KEEP=1 keeps the recordings folder, MICROEXP_CA_BUNDLE (default: the cert of `pip config`),
-# MICROEXP_SMOKE_PREDICTIONS (default 3), MICROEXP_SMOKE_BUILD_LOG (keep the build log there), ROS_DOMAIN_ID (default 42), MICROEXP_DOCKER (the docker client).
+# MICROEXP_SMOKE_PREDICTIONS (default 3), MICROEXP_SMOKE_BUILD_LOG (keep the build log there), ROS_DOMAIN_ID (default 42), MICROEXP_DOCKER (the docker client),
+# MICROEXP_SMOKE_PRUNE_CACHE=1 (after the build, remove the engine's build cache that the build did not use: CI sets it).
+# Untagged microexp images that earlier builds left are always removed (they hold GBs each).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -74,6 +76,17 @@ if ! docker_cli image inspect "$ros2_tag" > /dev/null 2>&1; then
 fi
 secret=()
 if [ -n "$ca" ] && [ -s "$ca" ]; then secret=(--secret "id=ca,src=$ca"); fi
+# Images that earlier builds left untagged (same label, no tag) hold GBs each: remove them before and after.
+prune_old_images() {
+  docker_cli image prune -f --filter "label=org.opencontainers.image.title=microexp" 2> /dev/null \
+    | sed -n 's/^Total reclaimed space: \(.*\)/[smoke] removed untagged microexp images: \1/p' | grep -v ': 0B$' || true
+}
+prune_old_images
+docker_root="$(docker_cli info -f '{{.DockerRootDir}}' 2> /dev/null || echo /var/lib/docker)"
+free_gib="$(df -Pk "$docker_root" 2> /dev/null | awk 'NR == 2 { printf "%d", $4 / 1048576 }')"
+if [ -n "$free_gib" ] && [ "$free_gib" -lt 12 ]; then
+  log "warning: $free_gib GiB free under $docker_root; a build without cache needs about 12 GiB"
+fi
 log "building $image (pip route, OpenEB $openeb_version; first build: tens of minutes)"
 build_start=$SECONDS
 build_log="${MICROEXP_SMOKE_BUILD_LOG:-$(mktemp "${TMPDIR:-/tmp}/microexp-smoke-build.XXXXXX")}"
@@ -89,6 +102,12 @@ cached_steps="$(grep -c ' CACHED$' "$build_log" || true)"
 [ -n "${MICROEXP_SMOKE_BUILD_LOG:-}" ] || rm -f "$build_log"
 size="$(docker_cli image inspect -f '{{.Size}}' "$image")"
 log "built in ${build_s}s ($cached_steps cached steps), image size $((size / 1000000)) MB"
+prune_old_images
+if [ "${MICROEXP_SMOKE_PRUNE_CACHE:-0}" = 1 ]; then
+  # Build cache that this build did not use (earlier builds' layers, GBs each); every project's, hence opt-in.
+  docker_cli builder prune -f --filter "until=$((build_s + 300))s" 2> /dev/null \
+    | sed -n 's/^Total reclaimed space: \(.*\)/[smoke] removed build cache this build did not use: \1/p' || true
+fi
 
 # --- 4. GPU check --------------------------------------------------------------------------------------------------
 compose_files=(-f "$root/docker/compose.yaml")

@@ -19,7 +19,18 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 env_stamp="$(hash_of "$ROOT"/requirements/*.txt "$ROOT/scripts/setup.sh")"
+# Free space that a first install needs: torch's CUDA build and its libraries make the venv about 6.5 GiB.
+NEED_GIB="${MICROEXP_SETUP_NEED_GIB:-7}"
+free_gib() { df -Pk "$1" | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
 if [ "$(cat "$VENV/.stamp-env" 2>/dev/null)" != "$env_stamp" ]; then
+  if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+    free="$(free_gib "$VENV")"
+    if awk -v f="$free" -v n="$NEED_GIB" 'BEGIN { exit !(f < n) }'; then
+      echo "setup: only $free GiB free on the filesystem of $VENV; installing its packages needs about $NEED_GIB GiB" \
+           "(torch's CUDA build): free some space and run make setup again" >&2
+      exit 1
+    fi
+  fi
   log "installing pinned packages (first run: a few minutes; torch is a large wheel)"
   "${PIP[@]}" install -q -r "$ROOT/requirements/ros.txt" -r "$ROOT/requirements/core.txt" \
       -c "$ROOT/requirements/constraints.txt"
