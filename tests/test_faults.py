@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers.cli import microexp
+from helpers.datasets import write_tiny_dataset
 
 from microexp.bags.manifest import Manifest
 from microexp.bags.manifest import load as load_manifest
@@ -547,43 +547,6 @@ def test_record_that_fails_validation_leaves_no_manifest(tmp_path):
     for _ in range(2):  # the second try is not refused for a leftover manifest
         one_line_error(microexp("record", "--out", out, "--aus", "AU99", "--sensors", "davis346", timeout=120), "AU99")
         assert not (out / "manifest.json").exists() and not any(out.iterdir())
-
-
-def write_tiny_dataset(root: Path, subjects=("S01", "S02"), aus=("AU2", "AU26"), slices=8) -> Path:
-    from microexp.aus import au_index
-    from microexp.learn.dataset import empty_index, save_array, save_index
-
-    rng = np.random.default_rng(0)
-    doc = empty_index(slice_us=33_000, size=64, margin=1.2, evk4_map=[1, 1, 0, 0])
-    for subject in subjects:
-        for au in aus:
-            clip_id = f"{subject}__seg_{au}_t1"
-            ev = rng.poisson(0.05, size=(slices, 2, 64, 64)).astype(np.float32)
-            arrays = {"davis346": save_array(root, clip_id, "davis346", ev)}
-            doc["clips"].append(
-                {
-                    "id": clip_id,
-                    "subject": subject,
-                    "au": au,
-                    "label": au_index(au),
-                    "trial": 1,
-                    "lux": 500.0,
-                    "lux_source": "test",
-                    "session": subject,
-                    "segment": clip_id,
-                    "segment_id": 1,
-                    "bags": [],
-                    "slices": slices,
-                    "t_start_ns": 0,
-                    "reference": "davis346",
-                    "activity_peak": slices // 2,
-                    "arrays": arrays,
-                    "ground_truth": None,
-                    "sensors": {"davis346": {"activity_peak": slices // 2, "box_source": "test"}},
-                }
-            )
-    save_index(root, doc)
-    return root
 
 
 def test_train_and_export_bad_input_is_one_line(tmp_path):

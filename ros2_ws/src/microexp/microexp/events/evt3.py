@@ -424,8 +424,13 @@ def _scan_events(ev, prev_th, half):
 
 
 @nb.njit(cache=True, nogil=True)
-def _encode_evt3(ev, out, state):
+def _encode_evt3(ev, out, state, width, sensor):
     """Encode the time-sorted events ``ev`` into ``out`` (uint16); returns the number of words written.
+
+    Vector runs (events of one time, row and polarity at rising x) become VECT_BASE_X and mask words. Compact form
+    (``sensor`` false): one VECT_12, or a VECT_8 where the run ends within 8 pixels of its base. Sensor form: the
+    only vector form OpenEB's decoder reads, VECT_12, VECT_12, VECT_8 covering 32 pixels from the base, used only
+    where base + 32 <= ``width`` (OpenEB takes every VECT_12 as the start of such a triple, skips a lone VECT_8).
 
     Time and row words are written speculatively and kept only when they change, which keeps the common path
     nearly free of data-dependent branches.
@@ -433,6 +438,7 @@ def _encode_evt3(ev, out, state):
     n = ev.shape[0]
     if n == 0:
         return 0
+    span = 32 if sensor else 12  # pixels one vector covers from its base
     th = state[_E_TH]  # absolute TIME_HIGH count (t >> 12) the decoder holds
     tl = state[_E_TL]
     cy = state[_E_Y]  # -1: unknown to the decoder
@@ -469,17 +475,16 @@ def _encode_evt3(ev, out, state):
         tl = etl
         cy = y
         # does the next event continue a vector run with this one?
-        if vp == p and bx >= 0 and bx <= x and x < bx + 12:
+        if vp == p and bx >= 0 and bx <= x and x < bx + span and (not sensor or bx + span <= width):
             b = bx
         else:
             b = x
         j = i + 1
-        if j < n:
+        run = False
+        if j < n and (not sensor or b + span <= width):
             f = ev[j]
             fx = np.int64(f.x)
-            run = (np.int64(f.t) == t) & (np.int64(f.y) == y) & (np.int64(f.p) == p) & (fx > x) & (fx < b + 12)
-        else:
-            run = False
+            run = (np.int64(f.t) == t) & (np.int64(f.y) == y) & (np.int64(f.p) == p) & (fx > x) & (fx < b + span)
         if not run:  # a lone event: one ADDR_X word
             out[k] = 0x2000 | (p << 11) | x
             k += 1
@@ -492,7 +497,7 @@ def _encode_evt3(ev, out, state):
         while j < n:
             f = ev[j]
             fx = np.int64(f.x)
-            if np.int64(f.t) != t or np.int64(f.y) != y or np.int64(f.p) != p or fx <= last or fx >= b + 12:
+            if np.int64(f.t) != t or np.int64(f.y) != y or np.int64(f.p) != p or fx <= last or fx >= b + span:
                 break
             last = fx
             j += 1
@@ -503,103 +508,20 @@ def _encode_evt3(ev, out, state):
         mask = 0
         for q in range(i, j):
             mask |= 1 << (np.int64(ev[q].x) - b)
-        if last - b < 8:
+        if sensor:
+            out[k] = 0x4000 | (mask & 0xFFF)
+            out[k + 1] = 0x4000 | ((mask >> 12) & 0xFFF)
+            out[k + 2] = 0x5000 | ((mask >> 24) & 0xFF)
+            k += 3
+            bx = b + 32
+        elif last - b < 8:
             out[k] = 0x5000 | mask
+            k += 1
             bx = b + 8
         else:
             out[k] = 0x4000 | mask
+            k += 1
             bx = b + 12
-        k += 1
-        i = j
-    state[_E_HAVE] = 1
-    state[_E_TH] = th
-    state[_E_TL] = tl
-    state[_E_Y] = cy
-    state[_E_BX] = bx
-    state[_E_VP] = vp
-    state[_E_LAST_T] = np.int64(ev[n - 1].t)
-    return k
-
-
-@nb.njit(cache=True, nogil=True)
-def _encode_evt3_sensor(ev, out, state, width):
-    """As :func:`_encode_evt3`, but vectors in the sensor's own form: VECT_BASE_X, then VECT_12, VECT_12, VECT_8
-    covering 32 pixels from the base (only where base + 32 <= width), which is the only vector form OpenEB's
-    decoder reads (it takes every VECT_12 as the start of such a triple and skips a lone VECT_8)."""
-    n = ev.shape[0]
-    if n == 0:
-        return 0
-    th = state[_E_TH]
-    tl = state[_E_TL]
-    cy = state[_E_Y]
-    bx = state[_E_BX]
-    vp = state[_E_VP]
-    k = 0
-    if state[_E_HAVE] == 0:
-        t0 = np.int64(ev[0].t)
-        th = t0 >> 12
-        out[0] = 0x8000 | (th & 0xFFF)
-        k = 1
-        tl = -1
-    i = 0
-    while i < n:
-        e = ev[i]
-        t = np.int64(e.t)
-        y = np.int64(e.y)
-        x = np.int64(e.x)
-        p = np.int64(e.p)
-        eth = t >> 12
-        etl = t & 0xFFF
-        if eth - th >= _HALF:
-            while eth - th >= _HALF:
-                th += _HALF - 1
-                out[k] = 0x8000 | (th & 0xFFF)
-                k += 1
-        out[k] = 0x8000 | (eth & 0xFFF)
-        k += np.int64(eth != th)
-        out[k] = 0x6000 | etl
-        k += np.int64(etl != tl)
-        out[k] = y
-        k += np.int64(y != cy)
-        th = eth
-        tl = etl
-        cy = y
-        if vp == p and bx >= 0 and bx <= x and x < bx + 32 and bx + 32 <= width:
-            b = bx
-        else:
-            b = x
-        j = i + 1
-        run = False
-        if j < n and b + 32 <= width:
-            f = ev[j]
-            fx = np.int64(f.x)
-            run = (np.int64(f.t) == t) & (np.int64(f.y) == y) & (np.int64(f.p) == p) & (fx > x) & (fx < b + 32)
-        if not run:
-            out[k] = 0x2000 | (p << 11) | x
-            k += 1
-            vp = _pick(np.int64(p == vp), vp, np.int64(-1))
-            i = j
-            continue
-        last = x
-        while j < n:
-            f = ev[j]
-            fx = np.int64(f.x)
-            if np.int64(f.t) != t or np.int64(f.y) != y or np.int64(f.p) != p or fx <= last or fx >= b + 32:
-                break
-            last = fx
-            j += 1
-        if b != bx or vp != p:
-            out[k] = 0x3000 | (p << 11) | b
-            k += 1
-            vp = p
-        mask = 0
-        for q in range(i, j):
-            mask |= 1 << (np.int64(ev[q].x) - b)
-        out[k] = 0x4000 | (mask & 0xFFF)
-        out[k + 1] = 0x4000 | ((mask >> 12) & 0xFFF)
-        out[k + 2] = 0x5000 | ((mask >> 24) & 0xFF)
-        k += 3
-        bx = b + 32
         i = j
     state[_E_HAVE] = 1
     state[_E_TH] = th
@@ -690,10 +612,7 @@ class Evt3Encoder:
         need = 4 * ev.shape[0] + extra + 8
         if self._buf.shape[0] < need:
             self._buf = np.empty(max(need, 2 * self._buf.shape[0]), dtype="<u2")
-        if self.vectors == "sensor":
-            k = _encode_evt3_sensor(ev, self._buf, self._state, self.width)
-        else:
-            k = _encode_evt3(ev, self._buf, self._state)
+        k = _encode_evt3(ev, self._buf, self._state, self.width, self.vectors == "sensor")
         return self._buf[:k].tobytes(), 0
 
     def encode_with_triggers(self, events, triggers) -> bytes:

@@ -266,17 +266,15 @@ class LibcaerDecoder:
         return events, empty_triggers()
 
 
-class LibcaerEncoder:
-    """``libcaer`` payloads as libcaer_driver publishes them: ``encode(events) -> (bytes, time_base_ns)``.
+class _Encoder:
+    """What both libcaer encoders share: the size check, the last time for the sort check across batches, and
+    ``encode(events) -> (bytes, time_base_ns)``; a subclass gives ``_encode(ev)`` for a non-empty batch."""
 
-    ``time_base`` is the first event's t with the low 31 bits cleared, in ns; each event's timestamp is
-    ``t mod 2**31``. Events are time-sorted, t >= 0, and a batch has no gap of 2**31 µs or more.
-    """
-
-    encoding = "libcaer"
+    encoding = ""
+    size_limit = 0  # coordinates are below this
 
     def __init__(self, width: int, height: int):
-        self.width, self.height = check_size(width, height, _LIBCAER_MAX_COORD + 1)
+        self.width, self.height = check_size(width, height, self.size_limit)
         self.reset()
 
     def reset(self) -> None:
@@ -284,15 +282,32 @@ class LibcaerEncoder:
 
     def encode(self, events):
         ev = _as_events(events)
-        n = ev.shape[0]
-        if n == 0:
+        if ev.shape[0] == 0:
             return b"", 0
+        payload, time_base = self._encode(ev)
+        self._last_t = int(ev["t"][-1])
+        return payload, time_base
+
+    def _encode(self, ev):
+        raise NotImplementedError
+
+
+class LibcaerEncoder(_Encoder):
+    """``libcaer`` payloads as libcaer_driver publishes them: ``encode(events) -> (bytes, time_base_ns)``.
+
+    ``time_base`` is the first event's t with the low 31 bits cleared, in ns; each event's timestamp is
+    ``t mod 2**31``. Events are time-sorted, t >= 0, and a batch has no gap of 2**31 µs or more.
+    """
+
+    encoding = "libcaer"
+    size_limit = _LIBCAER_MAX_COORD + 1
+
+    def _encode(self, ev):
         _check_events(ev, self.width, self.height, self._last_t, max_gap=ROLLOVER_US)
         t = ev["t"]
         high = (int(t[0]) >> 31) << 31
-        out = np.empty(2 * n, dtype="<u4")
+        out = np.empty(2 * ev.shape[0], dtype="<u4")
         _encode_libcaer(ev["x"], ev["y"], t, ev["p"], np.int64(high), out)
-        self._last_t = int(t[-1])
         return out.tobytes(), high * 1000
 
 
@@ -511,26 +526,16 @@ def _encode_cmp(x, y, t, t0, p, out):  # pragma: no cover
     return k
 
 
-class LibcaerCmpEncoder:
+class LibcaerCmpEncoder(_Encoder):
     """``libcaer_cmp`` payloads: ``encode(events) -> (bytes, time_base_ns)``, time_base = first t * 1000.
 
     Events are time-sorted, t >= 0, within 2**11 x 2**11 pixels, and one batch spans less than 2**24 µs.
     """
 
     encoding = "libcaer_cmp"
+    size_limit = _CMP_MAX_COORD + 1
 
-    def __init__(self, width: int, height: int):
-        self.width, self.height = check_size(width, height, _CMP_MAX_COORD + 1)
-        self.reset()
-
-    def reset(self) -> None:
-        self._last_t = None
-
-    def encode(self, events):
-        ev = _as_events(events)
-        n = ev.shape[0]
-        if n == 0:
-            return b"", 0
+    def _encode(self, ev):
         _check_events(ev, self.width, self.height, self._last_t)
         t = ev["t"]
         t0 = int(t[0])
@@ -540,7 +545,6 @@ class LibcaerCmpEncoder:
                 f"2**24 µs; encode them in separate batches"
             )
         # worst case per event: TIME_HIGH, TIME_LOW, ADDR_X and one token of its group; + the first ADDR_X
-        out = np.empty(4 * n + 1, dtype="<u2")
+        out = np.empty(4 * ev.shape[0] + 1, dtype="<u2")
         k = _encode_cmp(ev["x"], ev["y"], t, np.int64(t0), ev["p"], out)
-        self._last_t = int(t[-1])
         return out[:k].tobytes(), t0 * 1000
