@@ -190,7 +190,30 @@ def _encode_libcaer(x, y, t, p, high, out):  # pragma: no cover
         out[2 * i + 1] = np.uint32((t[i] - high) & 0x7FFFFFFF)
 
 
-class LibcaerDecoder:
+class _Sized:
+    """A codec of one sensor size: ``width`` and ``height`` checked against ``size_limit``, then :meth:`reset`."""
+
+    size_limit = 0  # coordinates are below this
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = check_size(width, height, self.size_limit)
+        self.reset()
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+
+class _Decoder(_Sized):
+    """What both libcaer decoders share beyond the size: the bytes of a cut word kept for the next payload."""
+
+    _pending: np.ndarray
+
+    @property
+    def pending_bytes(self) -> int:
+        return int(self._pending.shape[0])
+
+
+class LibcaerDecoder(_Decoder):
     """Stateful decoder of ``libcaer`` payloads (see the module docstring).
 
     Counters since construction or :meth:`reset`: ``invalid_events``, ``out_of_bounds``, ``rollovers``
@@ -200,10 +223,7 @@ class LibcaerDecoder:
 
     encoding = "libcaer"
     event_bytes = 8
-
-    def __init__(self, width: int, height: int):
-        self.width, self.height = check_size(width, height, _LIBCAER_MAX_COORD + 1)
-        self.reset()
+    size_limit = _LIBCAER_MAX_COORD + 1
 
     def reset(self) -> None:
         """Forget everything about the stream (new recording or camera restart)."""
@@ -215,10 +235,6 @@ class LibcaerDecoder:
         self.out_of_bounds = 0
         self.rollovers = 0
         self.bytes_in = 0
-
-    @property
-    def pending_bytes(self) -> int:
-        return int(self._pending.shape[0])
 
     def _run(self, buf: np.ndarray) -> np.ndarray:
         words = _words(buf, "<u4")
@@ -266,16 +282,9 @@ class LibcaerDecoder:
         return events, empty_triggers()
 
 
-class _Encoder:
-    """What both libcaer encoders share: the size check, the last time for the sort check across batches, and
+class _Encoder(_Sized):
+    """What both libcaer encoders share beyond the size: the last time for the sort check across batches, and
     ``encode(events) -> (bytes, time_base_ns)``; a subclass gives ``_encode(ev)`` for a non-empty batch."""
-
-    encoding = ""
-    size_limit = 0  # coordinates are below this
-
-    def __init__(self, width: int, height: int):
-        self.width, self.height = check_size(width, height, self.size_limit)
-        self.reset()
 
     def reset(self) -> None:
         self._last_t = None
@@ -391,7 +400,7 @@ def _decode_cmp(tokens, base_us, state, width, height, ox, oy, ot, op):  # pragm
     return k
 
 
-class LibcaerCmpDecoder:
+class LibcaerCmpDecoder(_Decoder):
     """Stateful decoder of ``libcaer_cmp`` payloads (see the module docstring).
 
     Counters since construction or :meth:`reset`: ``unknown_words`` (tokens of unknown code skipped),
@@ -400,10 +409,7 @@ class LibcaerCmpDecoder:
 
     encoding = "libcaer_cmp"
     word_bytes = 2
-
-    def __init__(self, width: int, height: int):
-        self.width, self.height = check_size(width, height, _CMP_MAX_COORD + 1)
-        self.reset()
+    size_limit = _CMP_MAX_COORD + 1
 
     def reset(self) -> None:
         """Forget everything about the stream."""
@@ -411,10 +417,6 @@ class LibcaerCmpDecoder:
         self._pending = np.empty(0, dtype=np.uint8)
         self._time_base = None
         self.bytes_in = 0
-
-    @property
-    def pending_bytes(self) -> int:
-        return int(self._pending.shape[0])
 
     @property
     def unknown_words(self) -> int:
