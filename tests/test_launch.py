@@ -28,10 +28,7 @@ ROS2_SRC = Path(os.environ.get("ROS2_SRC", REPO.parent / "shared" / "ros2-src"))
 README = (REPO / "README.md").read_text()
 
 RECORD = "ros2 launch microexp record.launch.py source:=synthetic subject:=S01 aus:=AU2,AU12,AU45 out:=recordings/S01"
-RECORD_FAST = (
-    "ros2 launch microexp record.launch.py source:=synthetic subject:=S02 aus:=AU2,AU12 "
-    "out:=recordings/S02 time_scale:=0.5"
-)
+RECORD_FAST = "ros2 launch microexp record.launch.py source:=synthetic subject:=S02 aus:=AU2,AU12 out:=recordings/S02 time_scale:=0.5"
 REPLAY = "ros2 launch microexp replay.launch.py bag:=recordings/S01 loop:=true"
 INFER = "ros2 launch microexp inference.launch.py events_topic:=/evk4/events"
 ECHO = "ros2 topic echo --once /inference/au microexp_msgs/msg/AUPrediction"
@@ -141,9 +138,74 @@ def test_record_launch_records_a_whole_session_and_ends_by_itself(recorded):
     check_session(recorded / "recordings" / "S01", ["AU2", "AU12", "AU45"])
 
 
-def test_record_launch_with_time_scale_below_one(cli_env, tmp_path):
-    run_record(RECORD_FAST, cli_env, tmp_path, timeout=300)
-    check_session(tmp_path / "recordings" / "S02", ["AU2", "AU12"])
+@pytest.fixture(scope="module")
+def sessions(recorded, cli_env):
+    """recordings/S01 and recordings/S02 side by side, each recorded by its README line."""
+    run_record(RECORD_FAST, cli_env, recorded, timeout=300)
+    return recorded
+
+
+def test_record_launch_with_time_scale_below_one(sessions):
+    check_session(sessions / "recordings" / "S02", ["AU2", "AU12"])
+
+
+def last_json(res: subprocess.CompletedProcess) -> dict:
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_readme_offline_lines_on_the_recorded_sessions(sessions, cli_env):
+    """The offline section of README.md, line by line as shown, on the two sessions above: both dataset lines,
+    then the training, checkpoint, export and reconstruction lines with `out/synth/dataset` standing for the
+    synthetic dataset (a link to `data/real`: `microexp synth-dataset` itself takes too long for CI)."""
+    tmp = sessions
+
+    def run(line: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        assert line in README, f"README.md does not show {line!r}"
+        t0 = time.monotonic()
+        res = sh(line, cli_env, tmp, timeout=timeout)
+        assert "Traceback" not in res.stderr, res.stderr[-3000:]
+        print(f"{line}: {time.monotonic() - t0:.1f} s")
+        return res
+
+    for line, out in (
+        ("microexp dataset recordings/S01 recordings/S02 --out data/real", "data/real"),
+        ("microexp dataset recordings/S0* --out data/real_baf --noise-filter-us 5000", "data/real_baf"),
+    ):
+        got = last_json(run(line))
+        assert got["out"] == out and got["clips"] == 5 and got["failed"] == [] and got["subjects"] == ["S01", "S02"]
+        assert got["by_array"]["davis346"] == 5 and got["by_array"]["evk4"] == 5
+    (tmp / "out" / "synth").mkdir(parents=True)
+    (tmp / "out" / "synth" / "dataset").symlink_to(tmp / "data" / "real")
+
+    got = last_json(
+        run(
+            "microexp train --data out/synth/dataset --model snn --modality events --config cpu --final --out runs/snn_events"
+        )
+    )
+    assert got["model"] == "snn" and got["folds"] == 2 and 0.0 <= got["accuracy"] <= 1.0
+    for name in ("metrics.json", "results.md", "confusion.png", "per_au_f1.png", "curves.png"):
+        assert (tmp / "runs" / "snn_events" / name).is_file(), name
+    info = json.loads(run("microexp info runs/snn_events/fold_S01/checkpoint.pt").stdout)
+    assert info["architecture"] == "snn" and info["parameters"] > 0, info
+    run("microexp export runs/snn_events --out models/au_snn_default.pt")
+    assert (tmp / "models" / "au_snn_default.pt").stat().st_size > 0
+    assert (tmp / "models" / "MODEL_CARD.md").is_file()
+
+    got = last_json(
+        run("microexp train --data out/synth/dataset --model cnn3d --modality rgb --config cpu --out runs/cnn3d_rgb")
+    )
+    assert got["model"] == "cnn3d" and got["modality"] == "rgb" and got["folds"] == 2
+
+    # one take of each AU: the takes protocol says what it needs, in one line, and exits non-zero
+    line = "microexp train --data out/synth/dataset --protocol takes --out runs/snn_takes"
+    assert line in README
+    res = sh(line, cli_env, tmp, timeout=300, check=False)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode != 0 and len(err) == 1 and "--protocol takes needs two or more takes" in err[0], res.stderr
+
+    got = last_json(run("microexp reconstruct train --data out/synth/dataset --sensor evk4 --out runs/cvae_evk4"))
+    assert got["evk4"]["frames"] > 0 and 0.0 <= got["evk4"]["ssim"] <= 1.0
+    assert (tmp / "runs" / "cvae_evk4" / "checkpoint.pt").is_file()
 
 
 def test_inference_launch_on_a_replayed_session_publishes_predictions(recorded, cli_env):

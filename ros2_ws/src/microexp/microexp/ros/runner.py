@@ -4,7 +4,9 @@ node executable's ``main()``)."""
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException, SingleThreadedExecutor
@@ -61,12 +63,30 @@ class Runner:
             pass
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop spinning, join the background thread and shut the executor down; the nodes stay."""
+        """Stop spinning, join the background thread, wait for callbacks still running on the executor's threads,
+        and shut the executor down; the nodes stay."""
         self._running.clear()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
             self._thread = None
+        self._drain(timeout_s)
         self.executor.shutdown(timeout_sec=timeout_s)
+
+    def _drain(self, timeout_s: float) -> None:
+        """Wait for the callbacks that a MultiThreadedExecutor handed to its thread pool and take their outcome.
+
+        rclpy 7.1's ``Executor.shutdown`` does not wait for them: it destroys the executor's guard condition while
+        they may still run, and such a callback then fails inside rclpy ("cannot use Destroyable because
+        destruction was requested"), printed at exit as an exception never retrieved. A callback's own error is
+        printed here, one line, as the executor would have raised it on its next turn.
+        """
+        tasks = list(getattr(self.executor, "_futures", ()))  # the MultiThreadedExecutor's handlers in flight
+        deadline = time.monotonic() + timeout_s
+        while any(not t.done() for t in tasks) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                print(f"microexp: a callback raised as the nodes stopped: {task.exception()!r}", file=sys.stderr)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """:meth:`stop`, destroy the nodes (a failing destroy does not stop the others), shut rclpy down."""
