@@ -83,11 +83,10 @@ def test_every_readme_command_is_run_by_a_test_or_says_why():
 @pytest.fixture(scope="module")
 def user_shell(tmp_path_factory):
     """A working folder beside a `../shared` link to the test data, and the environment of an activated venv."""
-    if not TESTDATA.is_dir():
-        pytest.skip(f"{TESTDATA} is absent: the README's lines on ../shared/data cannot run")
     root = tmp_path_factory.mktemp("readme")
     (root / "shared").mkdir()
-    (root / "shared" / "data").symlink_to(TESTDATA.resolve())
+    if TESTDATA.is_dir():
+        (root / "shared" / "data").symlink_to(TESTDATA.resolve())
     work = root / "work"
     work.mkdir()
     env = dict(os.environ)
@@ -121,8 +120,14 @@ def last_json(res: subprocess.CompletedProcess) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def need_testdata() -> None:
+    if not TESTDATA.is_dir():
+        pytest.skip(f"{TESTDATA} is absent: the README's lines on ../shared/data cannot run")
+
+
 @pytest.mark.ros
 def test_readme_info_lines(user_shell):
+    need_testdata()
     raw = last_json(run("microexp info ../shared/data/events/expelliarmus_evt3_sample.raw", user_shell))
     assert raw["format"] == "prophesee-raw-evt3" and raw["events"] > 0 and (raw["width"], raw["height"]) == (1280, 720)
     bag = last_json(run("microexp info ../shared/data/bags/event_camera_py_test_events_2", user_shell))
@@ -134,6 +139,7 @@ def test_readme_play_lines_count_what_arrived(user_shell):
     synth = last_json(run("microexp play --synthetic --aus AU12,AU45 --count", user_shell, timeout=180))
     for topic in ("/davis346/events", "/evk4/events", "/webcam/image_raw"):
         assert synth[topic]["received"] > 0 and synth[topic]["lost"] == 0, (topic, synth[topic])
+    need_testdata()
     raw = last_json(
         run("microexp play --count --evk4-file ../shared/data/events/expelliarmus_evt3_sample.raw --rate 1", user_shell)
     )
