@@ -212,6 +212,13 @@ class _Decoder(_Sized):
     def pending_bytes(self) -> int:
         return int(self._pending.shape[0])
 
+    def _accept(self, payload, time_base: int) -> tuple[np.ndarray, int]:
+        """A payload's bytes as uint8 (counted in ``bytes_in``) and its checked ``time_base``."""
+        buf = as_uint8(payload)
+        time_base = _check_time_base(time_base)
+        self.bytes_in += buf.shape[0]
+        return buf, time_base
+
 
 class LibcaerDecoder(_Decoder):
     """Stateful decoder of ``libcaer`` payloads (see the module docstring).
@@ -259,9 +266,7 @@ class LibcaerDecoder(_Decoder):
 
     def decode(self, payload, time_base: int = 0):
         """Decode one payload (``time_base`` in ns, as in the message): (events, triggers)."""
-        buf = as_uint8(payload)
-        time_base = _check_time_base(time_base)
-        self.bytes_in += buf.shape[0]
+        buf, time_base = self._accept(payload, time_base)
         parts = []
         if self._pending.shape[0]:
             need = 8 - self._pending.shape[0]
@@ -444,9 +449,7 @@ class LibcaerCmpDecoder(_Decoder):
 
     def decode(self, payload, time_base: int = 0):
         """Decode one payload (``time_base`` in ns, as in the message): (events, triggers)."""
-        buf = as_uint8(payload)
-        time_base = _check_time_base(time_base)
-        self.bytes_in += buf.shape[0]
+        buf, time_base = self._accept(payload, time_base)
         parts = []
         if self._pending.shape[0]:
             if buf.shape[0] == 0:
