@@ -175,11 +175,16 @@ class ReplayNode(Node):
                     self.timing_errors_us.append((time.perf_counter() - due) * 1e6)
                 if self._stop.is_set():
                     return
-                self.pubs[topic].publish(raw)
+                try:
+                    self.pubs[topic].publish(raw)
+                except Exception:
+                    if self.context.ok():
+                        raise
+                    return  # SIGINT/SIGTERM shut rclpy down before the node's stop: end quietly
                 self.published[topic] += 1
         finally:
             reader_stop.set()
-            if self.p["qos"] == "reliable" and not self._stop.is_set():
+            if self.p["qos"] == "reliable" and not self._stop.is_set() and self.context.ok():
                 self.drain()
             self.finished.set()
 
