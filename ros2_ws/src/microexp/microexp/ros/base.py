@@ -140,7 +140,7 @@ def wait_for_subscribers(node, stop, param: str = "wait_for_subscribers_s") -> N
     pubs = [p for p in node.publishers if not p.topic_name.endswith(("/rosout", "/parameter_events"))]
     while limit and time.monotonic() < end and not stop.is_set():
         if all(p.get_subscription_count() > 0 for p in pubs):
-            stop.wait(0.5)  # discovery is not symmetric: let the subscriber match us back
+            stop.wait(2.0)  # discovery is not symmetric: let the subscriber match us back
             return
         stop.wait(0.02)
 
