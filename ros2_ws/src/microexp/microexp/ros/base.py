@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+import threading
 from typing import Iterable
 
 import rclpy
@@ -56,6 +58,44 @@ LATCHED_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+
+
+class MicroexpNode(Node):
+    """Base of microexp's nodes: a node whose constructor raises (a bad parameter, a file that is not what it
+    should be) takes its publishers, subscriptions and services off the graph before the error propagates.
+    Without this the half-built node stays on the graph until the garbage collector finds it, and other
+    processes on the domain keep matching it: a counter or recorder would see a best-effort publisher that
+    never sends and lower its own QoS to match it."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def guarded(self, *args, **kw):
+            try:
+                init(self, *args, **kw)
+            except BaseException:
+                self._abandon()
+                raise
+
+        cls.__init__ = guarded
+
+    def _abandon(self) -> None:
+        """Take what a failed constructor made off the graph: stop the node's own threads (its ``_stop*``
+        events) and destroy its rclpy entities. Runs once, however many constructors in the chain failed."""
+        if self.__dict__.get("_abandoned"):
+            return
+        self.__dict__["_abandoned"] = True
+        for name, value in list(self.__dict__.items()):
+            if name.startswith("_stop") and isinstance(value, threading.Event):
+                value.set()
+        try:
+            Node.destroy_node(self)
+        except Exception:  # noqa: BLE001 - Node.__init__ itself failed: nothing reached the graph
+            pass
 
 
 class ReaderThreadGroup(CallbackGroup):
@@ -140,7 +180,7 @@ def wait_for_subscribers(node, stop, param: str = "wait_for_subscribers_s") -> N
     pubs = [p for p in node.publishers if not p.topic_name.endswith(("/rosout", "/parameter_events"))]
     while limit and time.monotonic() < end and not stop.is_set():
         if all(p.get_subscription_count() > 0 for p in pubs):
-            stop.wait(2.0)  # discovery is not symmetric: let the subscriber match us back
+            stop.wait(0.5)  # discovery is not symmetric: let the subscriber match us back
             return
         stop.wait(0.02)
 

@@ -12,7 +12,7 @@ it (events, ON events, triggers, first/last event time); the decoder may lag, th
 Protocol on stdin/stdout: prints ``ready`` once its graph node exists; then reads one JSON line from stdin,
 ``{"expected": {topic: published}}`` (or EOF: no expectation), waits until every expected topic has received
 that many messages or nothing arrived for ``--quiet`` s (at most ``--timeout`` s), and prints one JSON line:
-per topic ``type``, ``received``, ``bytes`` and for EventPackets ``seq_gaps``, ``seq_missing``, ``events``,
+per topic ``type``, ``reliable`` (how it was counted), ``received``, ``bytes`` and for EventPackets ``seq_gaps``, ``seq_missing``, ``events``,
 ``on_events``, ``triggers``, ``t_first_us``, ``t_last_us``, ``encoding``.
 """
 
@@ -37,8 +37,9 @@ SKIP = ("/rosout", "/parameter_events")
 class Counts:
     """Per-topic intake counts (taken on the reader thread) and decoded event statistics."""
 
-    def __init__(self, msgtype: str):
+    def __init__(self, msgtype: str, reliable: bool = True):
         self.type = msgtype
+        self.reliable = reliable
         self.received = 0
         self.bytes = 0
         self.seq = SeqTracker()  # from the CDR bytes, on the intake
@@ -47,7 +48,7 @@ class Counts:
         self.decode_errors = 0
 
     def as_dict(self, decode: bool) -> dict:
-        out = {"type": self.type, "received": self.received, "bytes": self.bytes}
+        out = {"type": self.type, "reliable": self.reliable, "received": self.received, "bytes": self.bytes}
         if self.type == EVENT_PACKET:
             out.update(seq_gaps=self.seq.gaps, seq_missing=self.seq.missing, seq_restarts=self.seq.restarts)
             if decode:
@@ -93,16 +94,30 @@ class CounterProcess:
             self._decoder.start()
 
     def _qos_for(self, topic: str):
+        """Reliable (KEEP_ALL) when every publisher of ``topic`` is reliable, else best effort (a reliable
+        reader would not match a best-effort writer); a mix is reported in one line on stderr, naming the
+        best-effort publishers, since counts taken best effort may fall short."""
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         infos = self.node.get_publishers_info_by_topic(topic)
         if not infos:
             return None
-        if all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos):
+        best_effort = [i for i in infos if i.qos_profile.reliability != ReliabilityPolicy.RELIABLE]
+        if not best_effort:
             return QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+        if len(best_effort) < len(infos):
+            names = ", ".join(sorted({(i.node_namespace.rstrip("/") + "/" + i.node_name) for i in best_effort}))
+            print(
+                f"counter: {topic}: {len(infos)} publishers, best effort: {names}; "
+                "counting best effort, so messages of the reliable ones may be lost too",
+                file=sys.stderr,
+                flush=True,
+            )
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10000, reliability=ReliabilityPolicy.BEST_EFFORT)
 
     def discover(self) -> None:
+        from rclpy.qos import HistoryPolicy
+
         from microexp.ros.nodes.recorder_node import _msg_class
 
         if self.fixed:
@@ -122,7 +137,7 @@ class CounterProcess:
             except (ImportError, AttributeError, ValueError):
                 continue
             with self._lock:
-                self.counts[topic] = Counts(msgtype)
+                self.counts[topic] = Counts(msgtype, reliable=qos.history == HistoryPolicy.KEEP_ALL)
             self.subs[topic] = self.node.create_subscription(cls, topic, lambda *_: None, qos, raw=True)
 
     def _poll(self) -> None:

@@ -127,6 +127,8 @@ def run(args) -> int:
 
             summary = with_loss(counter.finish(published if ok else {}), published)
             counter = None
+            if (args.qos or "reliable") == "reliable":
+                _warn_best_effort(summary, published)
             print(json.dumps(summary), flush=True)
         if isinstance(error, MicroexpError):
             raise error
@@ -139,6 +141,21 @@ def run(args) -> int:
     finally:
         if counter is not None:
             counter.kill()
+
+
+def _warn_best_effort(summary: dict, published: dict) -> None:
+    """One line per topic that the nodes published reliably but the counter had to take best effort: another
+    publisher of that topic, best effort, is on the same ROS domain, and the counts may fall short."""
+    import os
+
+    for topic, entry in summary.items():
+        if topic in published and entry.get("reliable") is False:
+            print(
+                f"play: {topic} was counted best effort: another publisher of it, best effort, is on "
+                f"ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')}; its counts may fall short "
+                "(run with a ROS_DOMAIN_ID of its own)",
+                file=sys.stderr,
+            )
 
 
 def _play(args) -> tuple[dict, bool, "str | MicroexpError"]:

@@ -36,7 +36,6 @@ from typing import Optional
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -47,7 +46,15 @@ from microexp.errors import MicroexpError
 from microexp.events.stream import Packet
 from microexp.infer.live import LiveRunner, warm_up
 from microexp.infer.pipeline import StreamingAUPipeline
-from microexp.ros.base import RELIABLE_QOS, SENSOR_QOS, ReaderThreadGroup, declare_params, qos_named, run_node
+from microexp.ros.base import (
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    MicroexpNode,
+    ReaderThreadGroup,
+    declare_params,
+    qos_named,
+    run_node,
+)
 from microexp_msgs.msg import AUPrediction, SegmentMarker
 from microexp_msgs.srv import TakeStatus
 
@@ -200,7 +207,7 @@ PARAMS = (
 SEGMENT_BOUNDARIES = ("start", "stop", "discard")
 
 
-class InferenceNode(Node):
+class InferenceNode(MicroexpNode):
     """See the module docstring; parameters in :data:`PARAMS` and config/inference_node.yaml."""
 
     def __init__(self, name: str = "inference", namespace: str = "", parameter_overrides=None):

@@ -17,12 +17,11 @@ import threading
 import time
 
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.protocol import Phase, ProtocolRunner, Timing, parse_aus
-from microexp.ros.base import declare_params, run_node
+from microexp.ros.base import MicroexpNode, declare_params, run_node
 from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 
 PARAMS = (
@@ -189,7 +188,7 @@ class RecorderClient:
         self._call(self.label_cli, LabelSegment.Request(segment_id=segment_id, lux=-1.0, status="redone"))
 
 
-class ProtocolNode(Node):
+class ProtocolNode(MicroexpNode):
     def __init__(
         self,
         name: str = "protocol",

@@ -28,7 +28,6 @@ import threading
 import time
 from pathlib import Path
 
-from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 
 from microexp.aus import au_index, au_label
@@ -48,6 +47,7 @@ from microexp.ros.base import (
     INTAKE_BEST_EFFORT_QOS,
     INTAKE_RELIABLE_QOS,
     LATCHED_QOS,
+    MicroexpNode,
     ReaderThreadGroup,
     declare_params,
     run_node,
@@ -153,7 +153,7 @@ def _msg_class(msgtype: str):
     return getattr(module, name)
 
 
-class RecorderNode(Node):
+class RecorderNode(MicroexpNode):
     def __init__(self, name: str = "recorder", namespace: str = "", parameter_overrides=None):
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
         self.p = declare_params(self, PARAMS)

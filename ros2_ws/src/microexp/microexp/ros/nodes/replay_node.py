@@ -12,13 +12,11 @@ import threading
 import time
 from pathlib import Path
 
-from rclpy.node import Node
-
 from microexp.bags.reader import Bag
 from microexp.bags.session import playable_bags
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import LOSSLESS_QOS, SENSOR_QOS, declare_params, run_node
+from microexp.ros.base import LOSSLESS_QOS, SENSOR_QOS, MicroexpNode, declare_params, run_node
 from microexp.ros.nodes.recorder_node import _msg_class
 
 PARAMS = (
@@ -56,7 +54,7 @@ def bag_folders(path) -> list[Path]:
     return playable_bags(path)[0]
 
 
-class ReplayNode(Node):
+class ReplayNode(MicroexpNode):
     def __init__(self, name: str = "replay", namespace: str = "", parameter_overrides=None):
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
         self.p = declare_params(self, PARAMS)

@@ -9,12 +9,11 @@ import json
 import threading
 from typing import Callable, Iterable
 
-from rclpy.node import Node
 from std_msgs.msg import String
 
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import LATCHED_QOS, declare_params, wait_for_subscribers
+from microexp.ros.base import LATCHED_QOS, MicroexpNode, declare_params, wait_for_subscribers
 from microexp.ros.sync import SensorClock
 
 
@@ -35,7 +34,7 @@ def retry_param(what: str = "an absent camera") -> Param:
     return Param("retry_interval_s", 2.0, f"wait between attempts to open {what}", min=0.1, max=3600.0, unit="s")
 
 
-class SensorNode(Node):
+class SensorNode(MicroexpNode):
     """A node publishing one or more sensors' streams from a source thread.
 
     Attributes the tools read: ``p`` (parameter values), ``published`` (messages per topic), ``finished`` (set
