@@ -205,6 +205,30 @@ wait_exit() {  # CONTAINER SECONDS -> prints the exit code
 last_health() { docker_cli inspect -f '{{range .State.Health.Log}}{{.Output}}{{end}}' "$1" 2>/dev/null | tail -n 2; }
 # the session folders in the recordings folder, oldest first
 sessions() { find "$rec" -mindepth 1 -maxdepth 1 -type d -name 'session-*' -printf '%f\n' | sort; }
+# The README's `docker compose ...` lines, run exactly as typed (Compose v2 only: they say `docker compose`), from
+# the repository root, in a pseudo-terminal (record and watch ask for one), in the background; the environment
+# exported above plays the part of docker/.env. typed_start LOG "LINE" sets typed_pid; oneoff SERVICE -> the
+# container that line started; typed_stop SERVICE sends Ctrl-C to that container and sets typed_code, the line's
+# exit code (both in this shell: `wait` needs the line to be its child).
+typed_start() { (cd "$root" && exec script -qfec "$2" /dev/null) < /dev/null > "$1" 2>&1 & typed_pid=$!; }
+oneoff() {
+  docker_cli ps -q --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$1" \
+    --filter "label=com.docker.compose.oneoff=True" | head -n 1
+}
+wait_oneoff() {  # SERVICE SECONDS -> the container, once it exists
+  local start=$SECONDS c=""
+  while [ -z "$c" ] && [ $((SECONDS - start)) -lt "$2" ]; do c="$(oneoff "$1")"; [ -n "$c" ] || sleep 1; done
+  echo "$c"
+}
+typed_stop() {
+  local c
+  c="$(oneoff "$1")"
+  [ -z "$c" ] || docker_cli kill -s INT "$c" > /dev/null 2>&1 || true
+  typed_code=0
+  wait "$typed_pid" || typed_code=$?
+}
+typed_v2=0
+[ "${compose_cmd[*]}" = "docker_cli compose" ] && typed_v2=1
 
 record_args=(source:=synthetic subject:=S01 aus:=AU2,AU12 time_scale:=0.3 headless:=true)
 for n in 1 2; do
@@ -231,6 +255,15 @@ counter="$project-count"
 # One-off containers come from the `record` service: Compose v1 links a one-off container to the running
 # containers of its own service, which host networking refuses ("can't be used with links").
 compose run -d --name "$counter" record microexp watch --count "$n_pred" --plain --timeout 300 > /dev/null
+typed_watch=""
+if [ "$typed_v2" = 1 ]; then
+  log "as typed: docker compose -f docker/compose.yaml run --rm watch"
+  typed_start "$work/typed_watch.log" "docker compose -f docker/compose.yaml run --rm watch"
+  typed_watch="$typed_pid"
+  tw_c="$(wait_oneoff watch 60)"
+  [ -n "$tw_c" ] || { cat "$work/typed_watch.log"; fail "docker compose -f docker/compose.yaml run --rm watch started no container"; }
+  wait_healthy "$tw_c" 120 || { tail -n 20 "$work/typed_watch.log"; fail "the watch of 'docker compose -f docker/compose.yaml run --rm watch' never reported healthy"; }
+fi
 sleep 5
 log "replaying $s1 in its own container"
 compose run --rm -T record microexp replay "/data/recordings/$s1" --topics /evk4/events --wait-subscribers 30 \
@@ -244,6 +277,16 @@ counted="$(docker_cli logs "$counter" 2>&1 | grep -c -E '^/[^ ]+/au ' || true)"
 watch_lines="$(docker_cli logs "$watch_c" 2>&1 | grep -c -E 'AU[0-9]+' || true)"
 [ "$watch_lines" -gt 0 ] || { docker_cli logs --tail 20 "$watch_c"; fail "the watch service printed no AU"; }
 log "AU predictions: the counting container printed $counted; the watch service printed $watch_lines lines naming an AU"
+typed_watch_lines=""
+if [ -n "$typed_watch" ]; then
+  typed_pid="$typed_watch"
+  typed_stop watch
+  code="$typed_code"
+  typed_watch_lines="$(grep -c -E 'AU[0-9]+' "$work/typed_watch.log" || true)"
+  [ "$typed_watch_lines" -gt 0 ] || { tail -c 2000 "$work/typed_watch.log"; fail "'docker compose -f docker/compose.yaml run --rm watch' showed no AU (exit $code)"; }
+  [ "$code" = 0 ] || [ "$code" = 130 ] || { tail -c 2000 "$work/typed_watch.log"; fail "'docker compose -f docker/compose.yaml run --rm watch' exited $code on Ctrl-C"; }
+  log "as typed: docker compose -f docker/compose.yaml run --rm watch showed $typed_watch_lines lines naming an AU; Ctrl-C: exit $code"
+fi
 [ "$(health "$infer_c")" = healthy ] || fail "infer is $(health "$infer_c") after the replay"
 compose stop -t 10 infer watch > /dev/null 2>&1 || true
 
@@ -271,6 +314,30 @@ read -r msgs truncated <<<"$msgs"
 [[ "$msgs" =~ ^[0-9]+$ ]] && [ "$msgs" -gt 0 ] || fail "microexp info of the killed recorder's bag: no messages ($info)"
 log "microexp info read $(basename "$bag"): $msgs messages (truncated: $truncated)"
 
-printf '{"build_s": %d, "cached_steps": %d, "image_bytes": %s, "sessions": 2, "predictions_counted": %d, "killed_bag_messages": "%s", "total_s": %d, "gpu": "%s"}\n' \
-  "$build_s" "$cached_steps" "$size" "$counted" "$msgs" $((SECONDS - t0)) "${gpu_line//\"/}"
+typed_record=""
+if [ "$typed_v2" = 1 ]; then
+  # the lab's line: the cameras (here none: an empty USB folder, /dev/null as the webcam), a new session folder,
+  # the protocol's terminal UI; Ctrl-C ends the session
+  log "as typed: docker compose -f docker/compose.yaml run --rm record"
+  before="$(sessions | wc -l)"
+  typed_start "$work/typed_record.log" "docker compose -f docker/compose.yaml run --rm record"
+  tr_c="$(wait_oneoff record 60)"
+  [ -n "$tr_c" ] || { cat "$work/typed_record.log"; fail "docker compose -f docker/compose.yaml run --rm record started no container"; }
+  wait_healthy "$tr_c" 120 || { tail -c 2000 "$work/typed_record.log"; fail "the recorder of 'docker compose -f docker/compose.yaml run --rm record' never reported healthy"; }
+  sleep 5
+  typed_stop record
+  code="$typed_code"
+  s4="$(sessions | tail -n 1)"
+  [ "$(sessions | wc -l)" -eq $((before + 1)) ] || fail "'docker compose -f docker/compose.yaml run --rm record' made no new session folder"
+  reason="$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["finished"], "not finished"; print(d["end_reason"])' \
+    "$rec/$s4/manifest.json" 2> "$work/typed_manifest.err")" \
+    || { cat "$work/typed_manifest.err"; tail -c 2000 "$work/typed_record.log"; fail "$s4/manifest.json: the session of 'docker compose ... run --rm record' did not end on Ctrl-C"; }
+  [ "$code" = 0 ] || [ "$code" = 130 ] || { tail -c 2000 "$work/typed_record.log"; fail "'docker compose -f docker/compose.yaml run --rm record' exited $code on Ctrl-C"; }
+  typed_record="$s4"
+  log "as typed: docker compose -f docker/compose.yaml run --rm record wrote $s4, ended on Ctrl-C (exit $code, end_reason: $reason)"
+fi
+
+printf '{"build_s": %d, "cached_steps": %d, "image_bytes": %s, "sessions": 2, "predictions_counted": %d, "killed_bag_messages": "%s", "total_s": %d, "gpu": "%s", "compose": "%s", "typed_watch_au_lines": "%s", "typed_record_session": "%s"}\n' \
+  "$build_s" "$cached_steps" "$size" "$counted" "$msgs" $((SECONDS - t0)) "${gpu_line//\"/}" "${compose_cmd[*]}" \
+  "$typed_watch_lines" "$typed_record"
 echo PASSED

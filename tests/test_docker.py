@@ -532,6 +532,9 @@ def test_smoke_builds_and_runs_the_deployment():
         assert proc.returncode == 0 and proc.stdout.rstrip().endswith("PASSED"), report
         figures = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
         assert figures["sessions"] == 2 and figures["predictions_counted"] >= 1
+        # dockerd.sh start installed Compose v2, so the README's `docker compose` lines ran as typed
+        assert figures["compose"] == "docker_cli compose", figures
+        assert int(figures["typed_watch_au_lines"]) > 0 and figures["typed_record_session"].startswith("session-")
         print(json.dumps(figures))
     finally:
         if started_here:

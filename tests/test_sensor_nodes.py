@@ -108,7 +108,7 @@ def test_absent_webcam_retries_and_keeps_running(graph):
     assert not node.finished.is_set()
 
 
-def test_absent_davis_retries_and_keeps_running(graph):
+def test_absent_davis_retries_and_keeps_running(graph, capfd):
     from microexp.ros.compose import overrides
     from microexp.ros.nodes.davis346_node import Davis346Node
 
@@ -117,6 +117,9 @@ def test_absent_davis_retries_and_keeps_running(graph):
     time.sleep(1.5)
     assert node.open_failures >= 2
     assert not node.finished.is_set()
+    # dv-processing's own error for an empty device list is an index error; the log says what it means
+    lines = [line for line in capfd.readouterr().err.splitlines() if "cannot be opened" in line]
+    assert lines and "DAVIS346 (any) cannot be opened (no DAVIS camera found on USB); retrying in 0.2 s" in lines[0]
 
 
 def test_evk4_device_mode_without_openeb_fails_at_start(graph):

@@ -60,6 +60,14 @@ def davis_class():
     return cls
 
 
+def open_failure(exc: BaseException) -> str:
+    """Why opening a DAVIS failed, in words: dv-processing 2.0 reports that no camera (or none with the serial
+    asked for) is on USB as an IndexError out of its empty device list."""
+    if isinstance(exc, IndexError) and "_M_range_check" in str(exc):
+        return "no DAVIS camera found on USB"
+    return str(exc) or type(exc).__name__
+
+
 def bias_names(cls) -> list[str]:
     return [n for n in cls.Davis346BiasCF.__members__]
 

@@ -134,7 +134,7 @@ class Davis346Node(SensorNode):
                 break
 
     def _run_device(self) -> None:
-        from microexp.events.davis_device import configure, read_loop
+        from microexp.events.davis_device import configure, open_failure, read_loop
 
         log = self.get_logger()
         self.wait_for_subscribers()
@@ -144,7 +144,7 @@ class Davis346Node(SensorNode):
                     cam = self.camera_factory(self.p["serial"])
                 except Exception as exc:  # absent, unplugged, or busy
                     if self.retry_later(
-                        f"DAVIS346 {self.p['serial'] or '(any)'} cannot be opened ({exc}); "
+                        f"DAVIS346 {self.p['serial'] or '(any)'} cannot be opened ({open_failure(exc)}); "
                         f"retrying in {self.p['retry_interval_s']:g} s"
                     ):
                         break
