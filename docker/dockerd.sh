@@ -53,6 +53,7 @@ install_packages() {
 # folder's parent (a second install downloads nothing). Failure is one line on stderr, not fatal: the smoke test
 # then uses Compose v1.
 install_compose_v2() {
+  docker_cli --version > /dev/null 2>&1 || return 0  # no working client: nothing to add a plugin to
   docker_cli compose version > /dev/null 2>&1 && return 0
   if [ "$(uname -m)" != x86_64 ]; then
     echo "dockerd.sh: Compose v2 is installed from Debian's amd64 package only; this is $(uname -m)" >&2

@@ -269,6 +269,38 @@ def test_node_refuses_to_start_without_a_usable_model(tmp_path):
         rclpy.shutdown()
 
 
+@pytest.mark.ros
+def test_a_window_that_ends_after_ctrl_c_is_dropped_quietly(random_checkpoint):
+    """rclpy's SIGINT handler shuts the context down before the node is stopped: a result the worker thread
+    publishes in between must end quietly (it printed a traceback in a CI run of `ros2 launch ... inference`)."""
+    import types
+
+    from microexp.ros.nodes.inference_node import InferenceNode
+
+    rclpy.init()
+    node = InferenceNode(parameter_overrides=node_params(random_checkpoint, events_topic="/test_ctrl_c/events"))
+    try:
+        r = types.SimpleNamespace(
+            t0=0,
+            t1=33_000,
+            probabilities=np.full(21, 1 / 21, np.float32),
+            top3=[0, 1, 2],
+            smoothed=np.full(21, 1 / 21, np.float32),
+            smoothed_top1=0,
+            smoothed_windows=1,
+            events=100,
+            face_found=False,
+            arrival_ns=time.monotonic_ns(),
+        )
+        node._publish(r, 1_000_000_000, "evk4")  # the context is alive: published
+        rclpy.shutdown()
+        node._publish(r, 1_033_000_000, "evk4")  # after the shutdown: no error
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
 # ---------------------------------------------------------------------------------------- files and CLI
 def test_config_yaml_mirrors_the_node_params_exactly():
     from microexp.ros.nodes.inference_node import PARAMS

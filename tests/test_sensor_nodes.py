@@ -190,3 +190,30 @@ def test_davis_node_publishes_aps_frames_of_the_file(tmp_path):
     counts, _ = play("--davis-file", path, "--rate", "0")
     assert counts["/davis346/image_raw"]["frames"] == 12 == describe(path)["frames"]
     assert counts["/davis346/events"]["events"] == 600 and counts["/davis346/events"]["seq_gaps"] == 0
+
+
+def test_a_publish_racing_ctrl_c_ends_playback_without_an_error():
+    """rclpy's SIGINT handler shuts the context down before the node is stopped: a publish of the source thread
+    in between is a stop, not a playback error (which would make `microexp play` exit 1)."""
+    import rclpy
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import String
+
+    from microexp.ros.nodes.sensor import SensorNode, wait_param
+
+    rclpy.init()
+    node = SensorNode("race", [wait_param()], parameter_overrides=[Parameter("wait_for_subscribers_s", value=0.0)])
+    pub = node.create_publisher(String, "~/out", 10)
+
+    def body():
+        pub.publish(String(data="before"))
+        rclpy.shutdown()
+        pub.publish(String(data="after"))
+
+    try:
+        node.play_file(body, lambda: "playback finished")
+        assert node.finished.is_set() and node.playback_error == ""
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

@@ -83,6 +83,15 @@ class MicroexpNode(Node):
 
         cls.__init__ = guarded
 
+    def context_gone(self) -> bool:
+        """True once the node's rclpy context is shut down: rclpy's SIGINT/SIGTERM handler does that before the
+        node is stopped, so a publish from one of the node's own threads can fail in between. Such a thread
+        then ends quietly instead of printing a traceback or reporting an error."""
+        try:
+            return not self.context.ok()
+        except Exception:  # noqa: BLE001 - no context left at all
+            return True
+
     def _abandon(self) -> None:
         """Take what a failed constructor made off the graph: stop the node's own threads (its ``_stop*``
         events) and destroy its rclpy entities. Runs once, however many constructors in the chain failed."""

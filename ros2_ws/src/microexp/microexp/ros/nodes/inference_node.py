@@ -467,7 +467,12 @@ class InferenceNode(MicroexpNode):
         msg.face_found = bool(r.face_found)
         msg.latency_ms = float((time.monotonic_ns() - r.arrival_ns) / 1e6)
         before = time.monotonic_ns()
-        self.pub.publish(msg)
+        try:
+            self.pub.publish(msg)
+        except Exception:
+            if self.context_gone():
+                return  # Ctrl-C/SIGTERM shut rclpy down while this window ran: nothing left to publish to
+            raise
         after = time.monotonic_ns()
         self.latency.add("publish", (after - before) / 1e6)
         self.latency.add("total", (after - r.arrival_ns) / 1e6)

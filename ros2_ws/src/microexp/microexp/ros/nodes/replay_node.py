@@ -176,13 +176,13 @@ class ReplayNode(MicroexpNode):
                 try:
                     self.pubs[topic].publish(raw)
                 except Exception:
-                    if self.context.ok():
+                    if not self.context_gone():
                         raise
                     return  # SIGINT/SIGTERM shut rclpy down before the node's stop: end quietly
                 self.published[topic] += 1
         finally:
             reader_stop.set()
-            if self.p["qos"] == "reliable" and not self._stop.is_set() and self.context.ok():
+            if self.p["qos"] == "reliable" and not self._stop.is_set() and not self.context_gone():
                 self.drain()
             self.finished.set()
 

@@ -68,8 +68,17 @@ class SensorNode(MicroexpNode):
         self.sensor_info_pub = self.create_publisher(String, "~/sensor_info", LATCHED_QOS)
 
     def start_source(self, target: Callable[[], None], name: str) -> None:
-        """Run ``target`` on the node's source thread (a daemon: a stuck driver never holds the process)."""
-        self._thread = threading.Thread(target=target, name=name, daemon=True)
+        """Run ``target`` on the node's source thread (a daemon: a stuck driver never holds the process). An
+        error raised after rclpy's context was shut down (a publish racing Ctrl-C) ends the thread quietly."""
+
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                if not self.context_gone():
+                    raise
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
         self._thread.start()
 
     # -- while running ---------------------------------------------------------------------------------------
@@ -104,12 +113,15 @@ class SensorNode(MicroexpNode):
         self.wait_for_subscribers()
         try:
             body()
-        except MicroexpError as exc:
-            self.playback_error = f"playback stopped: {exc}"
-            self.get_logger().error(self.playback_error)
-        except Exception as exc:  # a file that turns corrupt mid-stream: stop cleanly with a message
-            self.playback_error = f"playback stopped: {self.p['file']}: {exc}"
-            self.get_logger().error(self.playback_error)
+        except Exception as exc:
+            if self.context_gone():
+                pass  # Ctrl-C/SIGTERM shut rclpy down mid-publish: a stop, not a playback error
+            elif isinstance(exc, MicroexpError):
+                self.playback_error = f"playback stopped: {exc}"
+                self.get_logger().error(self.playback_error)
+            else:  # a file that turns corrupt mid-stream: stop cleanly with a message
+                self.playback_error = f"playback stopped: {self.p['file']}: {exc}"
+                self.get_logger().error(self.playback_error)
         finally:
             self.get_logger().info(summary())
             self.finished.set()
