@@ -14,8 +14,9 @@ from helpers.datasets import write_tiny_dataset
 
 from microexp.aus import AU_LABELS, NUM_CLASSES, au_index
 from microexp.errors import MicroexpError, ParameterError
+from microexp.events.activity import movement_peak
 from microexp.learn import metrics as M
-from microexp.learn.build import activity_box, movement_peak, synthetic_evk4_map
+from microexp.learn.build import activity_box, synthetic_evk4_map
 from microexp.learn.clips import MIRROR_PERMUTATION, _shift, _window
 from microexp.learn.config import make_config
 from microexp.learn.dataset import ClipDataset, save_index

@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("microexp.ros.commands.replay", "republish a bag or session with its original timing"),
     "infer": ("microexp.ros.commands.infer", "run the live SNN inference node: events in, AU predictions on ~/au"),
     "watch": ("microexp.ros.commands.watch", "live terminal view of an AU topic: top-3 AUs, latency, skipped windows"),
+    "evaluate": (
+        "microexp.ros.commands.evaluate",
+        "score the live AU output on recorded sessions against their truth (spotting, recognition, offline)",
+    ),
     "dataset": (
         "microexp.learn.build",
         "turn recording sessions / bags into the 64x64 clip dataset (events, APS, webcam)",

@@ -44,7 +44,17 @@ from microexp.timesync.estimator import ClockEstimator
 
 __all__ = ["LiveRunner", "warm_up", "PIPELINE_COUNTS"]
 
-PIPELINE_COUNTS = ("windows", "skipped", "empty_windows", "no_face_windows", "late_events", "gaps", "resets")
+PIPELINE_COUNTS = (
+    "windows",
+    "skipped",
+    "empty_windows",
+    "no_face_windows",
+    "rest_windows",
+    "verdicts",
+    "late_events",
+    "gaps",
+    "resets",
+)
 """Counters of a pipeline that are summed over the streams of a runner."""
 
 Log = Callable[[str, str, float], None]  # (level: info/warning/error, message, throttle seconds)
@@ -58,7 +68,10 @@ class LiveRunner:
     """Live inference over one EventPacket stream (see the module docstring).
 
     ``make_pipeline(width, height)`` builds the pipeline of a stream; ``on_result(result, stamp_ns,
-    frame_id)`` receives each :class:`~microexp.infer.pipeline.WindowResult` on the worker thread. ``log``
+    frame_id)`` receives each :class:`~microexp.infer.pipeline.WindowResult` on the worker thread, and
+    ``on_verdict(verdict, stamp_ns, frame_id)`` each :class:`~microexp.infer.pipeline.MovementVerdict` of a
+    spotting pipeline, after the result of the window that completed it (``stamp_ns``: its apex on ROS
+    time once the clock estimate is locked, else the window's stamp). ``log``
     receives (level, message, throttle seconds). ``clock_ns`` (monotonic), ``wall_ns`` (system clock, the
     clock of ``received_ns``) and ``ros_now_ns`` (ROS time) are the clocks it reads."""
 
@@ -72,12 +85,14 @@ class LiveRunner:
         gap_ms: float = 200.0,
         name: str = "events",
         log: Optional[Log] = None,
+        on_verdict: Optional[Callable[[object, int, str], None]] = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
         wall_ns: Callable[[], int] = time.time_ns,
         ros_now_ns: Callable[[], int] = time.time_ns,
     ):
         self._make_pipeline = make_pipeline
         self._on_result = on_result
+        self._on_verdict = on_verdict
         self.queue_size = int(queue_size)
         self.max_lag_ns = float(max_lag_ms) * 1e6
         self.gap_ms = float(gap_ms)
@@ -95,7 +110,7 @@ class LiveRunner:
         self._flushed = True
         # one Counter per thread that writes it (intake, worker, callers of segment_boundary): no lost increments
         self.counts: Counter = Counter({k: 0 for k in ("bad_packets", "idle_flushes", "stream_changes")})
-        self._worker_counts: Counter = Counter({"published": 0, "infer_errors": 0})
+        self._worker_counts: Counter = Counter({"published": 0, "infer_errors": 0, "au_events": 0})
         self._callback_counts: Counter = Counter({"segment_markers": 0})
 
         self._queue: deque = deque()
@@ -254,6 +269,22 @@ class LiveRunner:
             return
         self._on_result(result, stamp_ns, self.frame_id)
         self._worker_counts["published"] += 1
+        for spotted in result.spotted:
+            self._judge(pipeline, spotted, stamp_ns, result.arrival_ns)
+
+    def _judge(self, pipeline: StreamingAUPipeline, spotted, window_stamp_ns: int, arrival_ns: int) -> None:
+        try:
+            verdict = pipeline.judge(spotted)
+            verdict.arrival_ns = arrival_ns
+        except Exception as exc:  # noqa: BLE001 - one bad verdict must not stop live inference
+            self._worker_counts["infer_errors"] += 1
+            self._log("error", f"verdict failed on the movement at {spotted.apex_us}: {type(exc).__name__}: {exc}", 5.0)
+            return
+        est = self._clock_est
+        stamp = int(est.to_ros_ns(verdict.apex_us)) if est is not None and est.locked else window_stamp_ns
+        if self._on_verdict is not None:
+            self._on_verdict(verdict, stamp, self.frame_id)
+        self._worker_counts["au_events"] += 1
 
     # ---------------------------------------------------------------------------------------------- state
     @property

@@ -44,6 +44,7 @@ moment the caller received the data that closed the window (the node: its subscr
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import Counter
@@ -55,15 +56,16 @@ import torch
 
 from microexp.aus import AU_LABELS, NUM_CLASSES
 from microexp.errors import ParameterError
+from microexp.events.activity import box_count
 from microexp.events.dtype import EVENT_DTYPE, concat_events
 from microexp.events.filters import BackgroundActivityFilter
 from microexp.events.frames import DEFAULT_SLICE_US, EventSlicer
 from microexp.infer.smoothing import HorizonSmoother, LatencyStats, au_probabilities, top_k
 from microexp.models.device import resolve_device
 from microexp.models.snn_graph import CudaGraphStep
-from microexp.vision.crop import Box, clip_box, crop_events
+from microexp.vision.crop import Box, clip_box, crop_events, pixel_box
 
-__all__ = ["Window", "WindowResult", "StreamingAUPipeline", "offline_probabilities"]
+__all__ = ["Window", "WindowResult", "MovementVerdict", "StreamingAUPipeline", "offline_probabilities"]
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Window:
     reset: Optional[str] = None  #: reason to reset the SNN before this window, if any
     decode_ms: float = 0.0  #: decoding time of the packet that closed the window (if the caller gave it)
     bin_ms: float = 0.0  #: slicing time of the push that completed the window
+    end_of_clip: bool = False  #: the stream broke after this window (gap, end): the spotter closes what is open
 
 
 @dataclass
@@ -102,10 +105,38 @@ class WindowResult:
     reset: Optional[str]  #: reasons of the reset done before this window ("gap", "start,face_lost", ...)
     arrival_ns: int
     latency: dict = field(default_factory=dict)  #: ms per stage (decode, bin, queue, crop, snn, post, ready)
+    state: str = "movement"  #: "movement" (a prediction), "rest" (no movement), "no_face" (no prediction)
+    activity: int = 0  #: events inside the crop box that passed the spotter's activity filter (spotting mode)
+    spotted: list = field(default_factory=list)  #: :class:`~microexp.infer.spotting.Spotted` movements to judge
 
     @property
     def labels(self) -> tuple:
         return tuple(AU_LABELS[i] for i in self.top3)
+
+
+@dataclass
+class MovementVerdict:
+    """The model's verdict on one spotted movement (what ``~/au_events`` publishes)."""
+
+    onset_us: int  #: sensor µs: start of the movement's first active window
+    apex_us: int  #: sensor µs: centre of its peak window
+    offset_us: int  #: sensor µs: end of its last active window
+    probabilities: np.ndarray  #: float32 (21,): softmax of the time-averaged output over the verdict window
+    top3: tuple  #: class indices, best first
+    windows: int  #: windows of the verdict (the training window)
+    events: int  #: filtered events of the movement
+    forced: str  #: why the movement was closed early ("gap", "face_lost", "max_windows", "end"), else ""
+    snn_ms: float = 0.0  #: time of the verdict's forward pass
+    arrival_ns: int = 0  #: monotonic ns at which the data closing the window that completed it arrived
+    decided_us: int = 0  #: sensor µs: end of the window that completed it (the data the verdict waited for)
+
+    @property
+    def au(self) -> str:
+        return AU_LABELS[self.top3[0]]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities[self.top3[0]])
 
 
 def offline_probabilities(model, crops: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -153,6 +184,14 @@ class StreamingAUPipeline:
     chunk_us:
         Incoming events are buffered and handed to the slicer when they span this much sensor time, or as
         soon as they close a window (fewer, larger pieces per window). Results do not depend on it.
+    spotting:
+        A :class:`~microexp.infer.spotting.SpotterConfig`: spot movements first (module
+        :mod:`microexp.infer.spotting`): a window in rest is not run through the SNN and its result says
+        ``state = "rest"`` with zero probabilities; the SNN starts from a fresh state at a movement's first
+        window; each spotted movement is judged by :meth:`judge` over the training window centred on its peak.
+        None: every window is a prediction, the SNN runs on across windows until a reset (continuous mode).
+    activity_filter_us:
+        The spotter's background-activity filter (µs of neighbour support).
     """
 
     def __init__(
@@ -171,6 +210,8 @@ class StreamingAUPipeline:
         stats_len: int = 2000,
         cuda_graph: bool = True,
         noise_filter_us: int = 0,
+        spotting=None,
+        activity_filter_us: int = 20_000,
     ):
         self._torch = torch
         config = getattr(model, "config", None)
@@ -202,6 +243,17 @@ class StreamingAUPipeline:
         if self.roi is not None and clip_box(self.roi, self.width, self.height) is None:
             raise ParameterError(f"roi {self.roi} lies outside the {self.width}x{self.height} sensor")
         self.face = face
+        self.spotter = None
+        self.activity_filter = None
+        if spotting is not None:
+            from microexp.infer.spotting import MovementSpotter
+
+            self.spotter = MovementSpotter(spotting)
+            self.activity_filter = BackgroundActivityFilter(self.width, self.height, int(activity_filter_us))
+            # the verdicts' own copy of the module (under a CUDA graph wrapper, its model): a verdict never
+            # touches the state of the per-window steps
+            self._net = copy.deepcopy(getattr(self.model, "model", self.model)).eval()
+        self._moving = False
         self.gap_us = int(gap_us)
         self.chunk_us = int(chunk_us)
         self.temperature = float(temperature)
@@ -228,6 +280,8 @@ class StreamingAUPipeline:
         self.skipped = 0
         self.empty_windows = 0
         self.no_face_windows = 0
+        self.rest_windows = 0
+        self.verdicts = 0
         self.gaps = 0
 
     # ------------------------------------------------------------------------------------------ binning side
@@ -263,6 +317,8 @@ class StreamingAUPipeline:
         out: list = []
         self._push(out)
         self._emit(out, self.binner.flush())
+        if out:
+            out[-1].end_of_clip = True
         return out
 
     def note_discontinuity(self, reason: str = "seq_gap") -> None:
@@ -320,6 +376,8 @@ class StreamingAUPipeline:
         """End the clip: emit what is open, restart the window grid at the next event."""
         self._push(out)
         self._emit(out, self.binner.flush())
+        if out:
+            out[-1].end_of_clip = True
         self.binner.reset()
         self.gaps += 1
         self.note_discontinuity(reason)
@@ -345,8 +403,9 @@ class StreamingAUPipeline:
         return (0.0, 0.0, float(self.width), float(self.height)), "full", False
 
     def infer(self, window: Window) -> WindowResult:
-        """Crop, one SNN step and the probabilities of ``window`` (the windows must come in order)."""
-        torch = self._torch
+        """Crop, one SNN step and the probabilities of ``window`` (the windows must come in order). In spotting
+        mode a window in rest (or without a face) is not run through the SNN, and the result lists the spotted
+        movements to hand to :meth:`judge`."""
         t_start = time.monotonic_ns()
         reasons = [] if window.reset is None else window.reset.split(",")
         if self._last_index is not None and window.index != self._last_index + 1 and "skipped" not in reasons:
@@ -360,9 +419,13 @@ class StreamingAUPipeline:
             reasons.append("face_lost" if self._last_crop == "face" else "face_found")
         if self._last_index is None and "start" not in reasons:
             reasons.insert(0, "start")
-        if reasons:
+        spotted: list = []
+        if self.spotter is not None and reasons and set(reasons) - {"segment", "start", "face_found"}:
+            spotted = self.spotter.end(reasons[0] if reasons[0] != "segment" else reasons[-1])
+        if reasons and (self.spotter is None or set(reasons) != {"segment"}):
             self.model.reset()
             self.smoother.reset()
+            self._moving = False
             with self._lock:
                 self.reset_count += 1
                 self.resets.update(reasons)
@@ -371,16 +434,34 @@ class StreamingAUPipeline:
 
         t_crop = time.monotonic_ns()
         crop = crop_events(window.data, self.width, self.height, box, self.size, out=self._crop)
-        x = torch.from_numpy(crop).unsqueeze(0)
-        if self.device != "cpu":
-            x = x.to(self.device, non_blocking=True)
+        state, activity = "movement", 0
+        if self.spotter is not None:
+            if self.face is not None and not face_found:
+                state = "no_face"
+            else:
+                px = pixel_box(clip_box(box, self.width, self.height) or box)
+                kept = self.activity_filter(window.data)
+                activity = box_count(kept, px)
+                spotted += self.spotter.push(
+                    window.index, window.t0, window.t1, box_count(window.data, px), activity, crop
+                )
+                state = "movement" if self.spotter.moving else "rest"
+            if window.end_of_clip:
+                spotted += self.spotter.end("gap")
         t_snn = time.monotonic_ns()
-        with torch.inference_mode():
-            running = self.model.step(x)
-            probs = au_probabilities(running[0], self.temperature)  # .cpu() inside: waits for the GPU
+        if state == "movement":
+            if self.spotter is not None and not self._moving:  # confirmed now: a fresh state from its onset
+                self.model.reset()
+                self.smoother.reset()
+                for earlier in self.spotter.movement_crops()[:-1]:
+                    self._step(earlier)
+            probs = self._step(crop)
+        else:
+            probs = np.zeros(NUM_CLASSES, dtype=np.float32)
+        self._moving = state == "movement"
         t_post = time.monotonic_ns()
-        top3 = top_k(probs, 3)
-        smoothed = self.smoother.push(probs)
+        top3 = top_k(probs, 3) if state == "movement" else (0, 0, 0)
+        smoothed = self.smoother.push(probs) if state == "movement" else probs
         smoothed_top1 = int(np.argmax(smoothed))
         t_end = time.monotonic_ns()
 
@@ -389,6 +470,8 @@ class StreamingAUPipeline:
             self.empty_windows += 1
         if self.face is not None and not face_found:
             self.no_face_windows += 1
+        if state == "rest":
+            self.rest_windows += 1
         latency = {
             "decode": window.decode_ms,
             "bin": window.bin_ms,
@@ -407,7 +490,7 @@ class StreamingAUPipeline:
             top3=top3,
             smoothed=smoothed,
             smoothed_top1=smoothed_top1,
-            smoothed_windows=self.smoother.count,
+            smoothed_windows=self.smoother.count if state == "movement" else 0,
             steps=self.model.steps,
             events=window.events,
             face_found=face_found,
@@ -416,6 +499,45 @@ class StreamingAUPipeline:
             reset=",".join(reasons) or None,
             arrival_ns=window.arrival_ns,
             latency=latency,
+            state=state,
+            activity=activity,
+            spotted=spotted,
+        )
+
+    def _step(self, crop: np.ndarray) -> np.ndarray:
+        """One SNN step on a crop: the probabilities of the running mean since the last reset."""
+        torch = self._torch
+        x = torch.from_numpy(crop).unsqueeze(0)
+        if self.device != "cpu":
+            x = x.to(self.device, non_blocking=True)
+        with torch.inference_mode():
+            running = self.model.step(x)
+            return au_probabilities(running[0], self.temperature)  # .cpu() inside: waits for the GPU
+
+    def judge(self, spotted) -> MovementVerdict:
+        """The verdict on a spotted movement: the model from a fresh state over its crops (the training
+        window centred on the movement's peak), as offline evaluation runs it, on a copy of the model of its
+        own (the per-window state goes on)."""
+        torch = self._torch
+        t0 = time.monotonic_ns()
+        x = torch.from_numpy(np.ascontiguousarray(spotted.crops, dtype=np.float32))[:, None].to(self.device)
+        with torch.inference_mode():
+            scores = self._net(x)[0]
+            probs = au_probabilities(scores, self.temperature)
+        self._net.reset()
+        with self._lock:
+            self.verdicts += 1
+        return MovementVerdict(
+            onset_us=int(spotted.onset_us),
+            apex_us=int(spotted.apex_us),
+            offset_us=int(spotted.offset_us),
+            probabilities=probs,
+            top3=top_k(probs, 3),
+            windows=int(spotted.crops.shape[0]),
+            events=int(spotted.events),
+            forced=spotted.forced,
+            decided_us=int(spotted.decided_us),
+            snn_ms=(time.monotonic_ns() - t0) / 1e6,
         )
 
     # ---------------------------------------------------------------------------------------------- both
@@ -428,7 +550,8 @@ class StreamingAUPipeline:
         return [self.infer(w) for w in self.flush_windows()]
 
     def counters(self) -> dict:
-        """Windows inferred, skipped, empty, without a face; late events; gaps; resets by reason."""
+        """Windows inferred, skipped, empty, without a face, in rest; verdicts; late events; gaps; resets by
+        reason."""
         with self._lock:
             resets = dict(self.resets)
             skipped, reset_count = self.skipped, self.reset_count
@@ -437,6 +560,8 @@ class StreamingAUPipeline:
             "skipped": skipped,
             "empty_windows": self.empty_windows,
             "no_face_windows": self.no_face_windows,
+            "rest_windows": self.rest_windows,
+            "verdicts": self.verdicts,
             "late_events": int(self.binner.late),
             "gaps": self.gaps,
             "resets": reset_count,

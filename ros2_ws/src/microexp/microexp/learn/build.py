@@ -54,6 +54,7 @@ import numpy as np
 
 from microexp.aus import au_index, au_label
 from microexp.errors import FormatError, MicroexpError, ParameterError
+from microexp.events.activity import box_count, movement_peak
 from microexp.events.stream import Packet, StreamReader
 from microexp.learn.dataset import EVENT_ARRAYS, load_or_create_index, safe_name, save_array, save_index
 
@@ -394,18 +395,6 @@ def centre_box(width: int, height: int, frac: float = 0.45) -> tuple:
 # ---------------------------------------------------------------------------------------------- the clip
 
 
-def movement_peak(activity: Sequence[float], width: int = 5) -> int:
-    """Slice index where event activity rises most above its median (a box filter of ``width`` slices over
-    the excess): the centre of the movement, found without ground truth."""
-    a = np.asarray(activity, dtype=np.float64)
-    if len(a) == 0:
-        return 0
-    excess = np.clip(a - np.median(a), 0.0, None)
-    k = max(1, min(int(width), len(a)))
-    smooth = np.convolve(excess, np.ones(k) / k, mode="same")
-    return int(np.argmax(smooth))
-
-
 def _event_crops(events: np.ndarray, width: int, height: int, t0_us: int, n: int, slice_us: int, box, size: int):
     """(crops float32 (n, 2, size, size), events inside the box per slice): the Eq. (1) frame of each slice,
     cropped, computed from the slice's events by the live node's :func:`microexp.vision.crop.crop_events`."""
@@ -421,8 +410,7 @@ def _event_crops(events: np.ndarray, width: int, height: int, t0_us: int, n: int
         part = events[int(cuts[k]) : int(cuts[k + 1])]
         crop_events(part, width, height, box, size, out=out[k])
         if px is not None and part.shape[0]:
-            x, y, p = part["x"], part["y"], part["p"]
-            activity[k] = int(np.count_nonzero((x >= px[0]) & (x < px[2]) & (y >= px[1]) & (y < px[3]) & (p < 2)))
+            activity[k] = box_count(part, px)
     return out, activity
 
 

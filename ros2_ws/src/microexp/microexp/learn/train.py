@@ -19,7 +19,7 @@ with the lateral AUs swapped (AU51 <-> AU52, AU61 <-> AU62; the others are symme
 folds S01 and S02 neither helped.
 
 The movement is found without ground truth: the slice where event activity inside the face box rises most
-above its median (:func:`microexp.learn.build.movement_peak`, stored in the index as ``activity_peak``). RGB
+above its median (:func:`microexp.events.activity.movement_peak`, stored in the index as ``activity_peak``). RGB
 clips use the same window as the events of the same clip.
 
 Inputs are exactly what the live node feeds the model: Eq. (1) crops as stored (mean events per sensor pixel,

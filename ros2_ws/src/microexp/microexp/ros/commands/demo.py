@@ -3,10 +3,14 @@
 1. A simulated subject performs a few Action Units in front of the simulated DAVIS346, EVK4 and webcam;
    the recorder writes a labelled session (one bag per AU) through real DDS, driven by the headless protocol.
 2. At the same time the inference node runs the default SNN (models/au_snn_default.pt) live on the DAVIS346
-   events, with MTCNN face boxes from the APS frames, publishing AU predictions every 33 ms.
-3. Outputs in --out: the session folder, ``predictions.jsonl`` (every AUPrediction), ``timeline.png``
-   (probability of the true AU and the top-1 class over time, segments shaded), ``event_frames.png``
-   (Eq. (1) frames of each segment at its apex), ``demo.json`` (per segment: true AU, predicted AU).
+   events, with MTCNN face boxes from the APS frames: it spots each movement and publishes its verdict as an
+   AU event (``/inference/au_events``), and a state for every 33 ms window (``/inference/au``).
+3. The same checkpoint offline on the clips the dataset builder cuts from the session's bags, and the scores of
+   ``microexp evaluate`` (:mod:`microexp.learn.evaluate`): per segment the live verdict beside the offline one,
+   spotting against the rig's ground truth.
+4. Outputs in --out: the session folder, ``predictions.jsonl`` (every AUPrediction), ``au_events.jsonl``,
+   ``timeline.png`` (per segment: the ground-truth movement, the spotted interval, the window states, the true,
+   live and offline labels), ``event_frames.png`` (Eq. (1) frames of each segment at its apex), ``demo.json``.
 
 The model is trained on synthetic faces only: the demo shows the system working, not real-face accuracy.
 """
@@ -60,6 +64,7 @@ def run(args) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     predictions: list[dict] = []
+    events: list[dict] = []
     lock = threading.Lock()
 
     def add_nodes(graph):
@@ -70,7 +75,7 @@ def run(args) -> int:
         from microexp.ros.base import RELIABLE_QOS
         from microexp.ros.compose import overrides
         from microexp.ros.nodes.inference_node import InferenceNode
-        from microexp_msgs.msg import AUPrediction
+        from microexp_msgs.msg import AUEvent, AUPrediction
 
         graph.add(
             InferenceNode(
@@ -100,11 +105,29 @@ def run(args) -> int:
                         "smoothed_top1": int(m.smoothed_top1),
                         "events": int(m.events),
                         "face": bool(m.face_found),
+                        "state": str(m.state),
+                        "latency_ms": round(float(m.latency_ms), 3),
+                    }
+                )
+
+        def on_event(m: AUEvent):
+            with lock:
+                events.append(
+                    {
+                        "onset_us": int(m.onset_us),
+                        "apex_us": int(m.apex_us),
+                        "offset_us": int(m.offset_us),
+                        "decided_us": int(m.decided_us),
+                        "au": str(m.au),
+                        "confidence": round(float(m.confidence), 5),
+                        "top3": [f"AU{int(m.au_codes[i])}" for i in m.top3],
+                        "closed": str(m.closed),
                         "latency_ms": round(float(m.latency_ms), 3),
                     }
                 )
 
         listener.create_subscription(AUPrediction, "/inference/au", on_au, RELIABLE_QOS)
+        listener.create_subscription(AUEvent, "/inference/au_events", on_event, RELIABLE_QOS)
         return ["/inference"]  # the protocol starts recording once the inference node reports ready
 
     rec_args = record_args(args, out / "session")
@@ -114,88 +137,84 @@ def run(args) -> int:
         flush=True,
     )
     summary = record.session(rec_args, add_nodes=add_nodes)
-    with open(out / "predictions.jsonl", "w") as fh:
-        for p in predictions:
-            fh.write(json.dumps(p) + "\n")
-    report = _report(out, predictions, summary)
+    for name, rows in (("predictions.jsonl", predictions), ("au_events.jsonl", events)):
+        with open(out / name, "w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+    report = _report(out, predictions, events, summary, model)
     (out / "demo.json").write_text(json.dumps(report, indent=2))
+    for seg in report["segments"]:
+        print(
+            f"demo: {seg['segment']}: true {seg['true_au']}, live {seg['live_au'] or '(no AU event)'}, "
+            f"offline {seg['offline_au'] or '-'}",
+            flush=True,
+        )
     print(json.dumps(report), flush=True)
     return 0
 
 
-def _report(out: Path, predictions: list[dict], summary: dict) -> dict:
+def _report(out: Path, predictions: list[dict], events: list[dict], summary: dict, model) -> dict:
     import numpy as np
 
-    from microexp.aus import AU_LABELS, au_index
-    from microexp.bags.manifest import load
+    from microexp.learn.evaluate import plot_session, score_session, session_offline_verdicts, session_truth
 
-    manifest = load(out / "session")
+    truth = session_truth(out / "session")
+    offline = None
+    if model is not None and truth.segments:
+        offline = session_offline_verdicts(out / "session", model, out / "dataset")
+    scores, _ = score_session(truth, events, offline, "davis346") if "davis346" in truth.offsets else ({}, None)
+    by_name = {s["segment"]: s for s in scores.get("per_segment", [])}
     segs = []
-    for seg in manifest["segments"]:
-        inside = [p for p in predictions if seg["start_ns"] <= p["stamp_ns"] <= (seg["stop_ns"] or 2**63)]
-        # windows where the SNN's output was silent give uniform probabilities: no evidence, not "AU2"
-        busy = [p for p in inside if p["events"] > 0 and np.ptp(p["probabilities"]) > 1e-6]
-        mean = np.mean([p["probabilities"] for p in busy], axis=0) if busy else None
+    for seg in truth.segments:
+        inside = [p for p in predictions if seg.start_ns <= p["stamp_ns"] <= (seg.stop_ns or 2**63)]
+        s = by_name.get(seg.name, {})
         segs.append(
             {
-                "segment": seg["name"],
-                "true_au": seg["au"],
+                "segment": seg.name,
+                "true_au": seg.au,
                 "windows": len(inside),
-                "windows_with_output": len(busy),
-                "predicted_au": AU_LABELS[int(np.argmax(mean))] if mean is not None else None,
-                "p_true": round(float(mean[au_index(seg["au"])]), 4) if mean is not None else None,
+                "movement_windows": sum(1 for p in inside if p["state"] == "movement"),
+                "no_face_windows": sum(1 for p in inside if p["state"] == "no_face"),
+                "live_au": s.get("live"),
+                "live_confidence": s.get("live_confidence"),
+                "offline_au": s.get("offline"),
+                "offline_confidence": s.get("offline_confidence"),
             }
         )
-    _plots(out, predictions, manifest)
+    if scores:
+        windows = [{"t0_us": p["t0_us"], "t1_us": p["t1_us"], "state": p["state"]} for p in predictions]
+        plot_session(truth, events, scores, "davis346", out / "timeline.png", windows)
+    _event_frames(out, truth)
     return {
         "session": str(out / "session"),
         "segments": segs,
+        "live_correct": sum(s["live_au"] == s["true_au"] for s in segs),
+        "offline_correct": sum(s["offline_au"] == s["true_au"] for s in segs) if offline is not None else None,
+        "spotting": scores.get("spotting"),
+        "au_events": len(events),
+        "au_events_in_rest": scores.get("au_events_in_rest"),
         "predictions": len(predictions),
-        "correct": sum(s["predicted_au"] == s["true_au"] for s in segs),
         "latency_ms_p50": float(np.median([p["latency_ms"] for p in predictions])) if predictions else None,
         "recorded_bytes": summary["bytes"],
         "dropped": summary["dropped"],
-        "outputs": ["predictions.jsonl", "timeline.png", "event_frames.png", "demo.json"],
+        "outputs": ["predictions.jsonl", "au_events.jsonl", "timeline.png", "event_frames.png", "demo.json"],
+        "note": "synthetic faces: the scores say the live path keeps the model's skill, not how it does on people",
     }
 
 
-def _plots(out: Path, predictions: list[dict], manifest: dict) -> None:
+def _event_frames(out: Path, truth) -> None:
+    """Eq. (1) frames of each segment at its busiest slice (about the apex)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from microexp.aus import au_index
     from microexp.bags.events import iter_event_packets
     from microexp.bags.reader import Bag
     from microexp.events.frames import event_frames
 
-    fig, ax = plt.subplots(figsize=(11, 3.6))
-    if predictions:
-        t0 = predictions[0]["stamp_ns"]
-        ts = np.array([(p["stamp_ns"] - t0) / 1e9 for p in predictions])
-        probs = np.array([p["probabilities"] for p in predictions])
-        top = probs.max(axis=1)
-        ax.plot(ts, top, color="0.6", lw=0.8, label="top-1 probability")
-        for seg in manifest["segments"]:
-            a, b = (seg["start_ns"] - t0) / 1e9, ((seg["stop_ns"] or seg["start_ns"]) - t0) / 1e9
-            ax.axvspan(a, b, color="tab:blue", alpha=0.08)
-            ax.text(a, 1.02, seg["au"], fontsize=8, transform=ax.get_xaxis_transform())
-            sel = (ts >= a) & (ts <= b)
-            ax.plot(ts[sel], probs[sel, au_index(seg["au"])], color="tab:red", lw=1.2)
-        ax.plot([], [], color="tab:red", label="probability of the true AU")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("probability")
-    ax.set_ylim(0, 1.1)
-    if predictions:
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("live AU predictions of the SNN on the DAVIS346 stream (synthetic subject)")
-    fig.tight_layout()
-    fig.savefig(out / "timeline.png", dpi=110)
-    plt.close(fig)
-
-    segs = manifest["segments"]
+    segs = [{"name": s.name, "au": s.au} for s in truth.segments]
     fig, axes = plt.subplots(1, max(1, len(segs)), figsize=(3.2 * max(1, len(segs)), 3.0))
     for ax, seg in zip(np.atleast_1d(axes), segs):
         with Bag(out / "session" / seg["name"]) as bag:

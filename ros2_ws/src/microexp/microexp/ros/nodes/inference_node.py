@@ -2,9 +2,17 @@
 
 Subscribes to an EventPacket topic (``events_topic``; any encoding of :mod:`microexp.events.codecs`), to an
 image topic for face detection (``frames_topic``: DAVIS346 APS or webcam; optional) and to the recorder's
-segment markers (``segments_topic``). Publishes ``~/au`` (microexp_msgs/AUPrediction) for every 33 ms window
-and ``~/diagnostics`` (diagnostic_msgs/DiagnosticArray) at 1 Hz; ``~/take_status`` (microexp_msgs/TakeStatus)
-answers ready once the model is loaded and warmed up (the demo's protocol waits for it).
+segment markers (``segments_topic``). Publishes ``~/au`` (microexp_msgs/AUPrediction) for every 33 ms window,
+``~/au_events`` (microexp_msgs/AUEvent) for every spotted movement, and ``~/diagnostics``
+(diagnostic_msgs/DiagnosticArray) at 1 Hz; ``~/take_status`` (microexp_msgs/TakeStatus) answers ready once the
+model is loaded and the live path and the face detector are warmed up (the demo's protocol waits for it).
+
+Spotting (``mode: spot``, :mod:`microexp.infer.spotting`): a window in rest says ``state: rest`` on ``~/au``
+and names no AU; a spotted movement runs the SNN from a fresh state at its onset (``state: movement``), and once
+the training window around its peak has passed, the model's verdict over that window is published on
+``~/au_events``. ``mode: continuous`` runs the SNN on every window until a reset, as a running mean. Windows
+without a face (face detection on, no face found) say ``state: no_face`` and are not predictions; the node logs
+one line when the face is lost and when it is found again, and its diagnostics say so.
 
 The live path is :class:`microexp.infer.live.LiveRunner` (no ROS): decoding, binning, the bounded drop-oldest
 queue of windows, the worker thread that infers them (skipping windows older than ``max_lag_ms``), the clock
@@ -40,7 +48,7 @@ from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from event_camera_msgs.msg import EventPacket
-from microexp.aus import AU_CODES
+from microexp.aus import AU_CODES, AU_LABELS
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.events.stream import Packet
@@ -55,7 +63,7 @@ from microexp.ros.base import (
     qos_named,
     run_node,
 )
-from microexp_msgs.msg import AUPrediction, SegmentMarker
+from microexp_msgs.msg import AUEvent, AUPrediction, SegmentMarker
 from microexp_msgs.srv import TakeStatus
 
 PARAMS = (
@@ -202,6 +210,57 @@ PARAMS = (
         "segments_topic", "/recorder/segments", "SegmentMarker topic; start/stop/discard reset the SNN (empty = none)"
     ),
     Param("diagnostics_period_s", 1.0, "period of ~/diagnostics", min=0.05, max=60.0, unit="s"),
+    Param(
+        "mode",
+        "spot",
+        "spot = spot movements, run the SNN from each movement's onset and publish a verdict per movement on "
+        "~/au_events (rest windows name no AU); continuous = the SNN's running mean on every window",
+        choices=("spot", "continuous"),
+    ),
+    Param(
+        "spot_threshold",
+        5,
+        "spotting: filtered events in the face box that make a window active, at least",
+        min=1,
+        max=10_000_000,
+    ),
+    Param(
+        "spot_ratio",
+        2.0,
+        "spotting: an active window also has this many times the rest ceiling (a high quantile of the recent "
+        "activity outside movements)",
+        min=0.0,
+        max=1000.0,
+    ),
+    Param(
+        "spot_min_events",
+        45,
+        "spotting: filtered events that confirm a movement (fewer: noise such as head sway)",
+        min=1,
+        max=100_000_000,
+    ),
+    Param(
+        "spot_hold",
+        8,
+        "spotting: quiet windows that end a movement (bridges the still apex between onset and offset)",
+        min=1,
+        max=1000,
+    ),
+    Param(
+        "spot_refractory",
+        45,
+        "spotting: windows after a movement during which activity must reach a fraction of that movement's to count",
+        min=0,
+        max=100_000,
+    ),
+    Param(
+        "activity_filter_us",
+        20000,
+        "spotting: background-activity filter of the activity signal (neighbour support within this many µs)",
+        min=1,
+        max=1_000_000,
+        unit="µs",
+    ),
 )
 
 SEGMENT_BOUNDARIES = ("start", "stop", "discard")
@@ -267,12 +326,28 @@ class InferenceNode(MicroexpNode):
             name=self.p["events_topic"],
             log=self._log,
             ros_now_ns=lambda: self.get_clock().now().nanoseconds,
+            on_verdict=self._publish_event,
         )
+        self.slices = int(self.meta.get("extra", {}).get("input", {}).get("slices", 0) or 16)
+        self.spotting = None
+        if self.p["mode"] == "spot":
+            from microexp.infer.spotting import SpotterConfig
+
+            self.spotting = SpotterConfig(
+                threshold=self.p["spot_threshold"],
+                ratio=self.p["spot_ratio"],
+                min_events=self.p["spot_min_events"],
+                hold=self.p["spot_hold"],
+                refractory=self.p["spot_refractory"],
+                window=self.slices,
+            )
+        self._face_state: Optional[bool] = None  # last logged face state
         self._prev_skipped = 0
         self._image_size_warned = False
         self._stop = threading.Event()  # the reader thread's
 
         self.pub = self.create_publisher(AUPrediction, "~/au", RELIABLE_QOS)
+        self.events_pub = self.create_publisher(AUEvent, "~/au_events", RELIABLE_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "~/diagnostics", RELIABLE_QOS)
         self._events_group = MutuallyExclusiveCallbackGroup()
         other_group = self._other_group = MutuallyExclusiveCallbackGroup()
@@ -300,13 +375,14 @@ class InferenceNode(MicroexpNode):
             self._reader = threading.Thread(target=self._read, name="event_intake", daemon=True)
             self._reader.start()
         if self.face is not None:
-            self._start_face_detection()
+            self._start_face_detection()  # the detector is built and warmed up before the node says ready
         self.ready = True
         self.create_service(TakeStatus, "~/take_status", self._take_status_srv, callback_group=other_group)
         self.get_logger().info(
             f"ready: model {self.model_id} on {self.device} (temperature {self.temperature:.3g}); "
             f"events {self.resolve_topic_name(self.p['events_topic'])}; "
-            f"face {'from ' + self.p['frames_topic'] if self.face is not None else 'off (fixed ROI)'}"
+            f"face {'from ' + self.p['frames_topic'] if self.face is not None else 'off (fixed ROI)'}; "
+            f"mode {self.p['mode']}"
         )
 
     def _log(self, level: str, message: str, throttle_s: float = 0.0) -> None:
@@ -379,6 +455,8 @@ class InferenceNode(MicroexpNode):
             chunk_us=self.p["chunk_us"],
             cuda_graph=self.p["cuda_graph"],
             noise_filter_us=self.noise_filter_us,
+            spotting=self.spotting,
+            activity_filter_us=self.p["activity_filter_us"],
         )
         if pipeline.graph_error:
             self.get_logger().warning(f"CUDA graph capture failed, eager SNN steps: {pipeline.graph_error}")
@@ -391,6 +469,10 @@ class InferenceNode(MicroexpNode):
         from microexp.vision.image import to_rgb
 
         detector = MtcnnDetector(self.device, self.p["face_min_probability"], box=self.face_box)
+        try:  # build the networks and run them once now, so that the first frames find the face in time
+            detector(np.full((260, 346, 3), 128, dtype=np.uint8))
+        except Exception as exc:  # noqa: BLE001 - detection reports its own errors per frame later
+            self.get_logger().warning(f"warm-up of the face detector failed: {type(exc).__name__}: {exc}")
 
         def detect(msg: Image):
             image = from_msg(msg)
@@ -465,7 +547,11 @@ class InferenceNode(MicroexpNode):
         msg.model_id = self.model_id
         msg.events = min(int(r.events), 2**32 - 1)
         msg.face_found = bool(r.face_found)
+        msg.state = r.state
         msg.latency_ms = float((time.monotonic_ns() - r.arrival_ns) / 1e6)
+        if self.face is not None and (r.state != "no_face") != self._face_state:
+            self._face_state = r.state != "no_face"
+            self.get_logger().info("face found" if self._face_state else "no face: windows are not predictions")
         before = time.monotonic_ns()
         try:
             self.pub.publish(msg)
@@ -476,6 +562,37 @@ class InferenceNode(MicroexpNode):
         after = time.monotonic_ns()
         self.latency.add("publish", (after - before) / 1e6)
         self.latency.add("total", (after - r.arrival_ns) / 1e6)
+
+    def _publish_event(self, v, stamp_ns: int, frame_id: str) -> None:
+        """One movement verdict as an AUEvent (the runner's worker thread calls it)."""
+        msg = AUEvent()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        msg.header.frame_id = frame_id
+        msg.sensor = self.p["sensor"]
+        msg.onset_us, msg.apex_us, msg.offset_us = int(v.onset_us), int(v.apex_us), int(v.offset_us)
+        msg.decided_us = int(v.decided_us)
+        msg.decided_us = int(v.decided_us)
+        msg.au = v.au
+        msg.au_index = int(v.top3[0])
+        msg.confidence = float(v.confidence)
+        msg.top3 = np.asarray(v.top3, dtype=np.uint8)
+        msg.top3_probabilities = np.asarray([v.probabilities[i] for i in v.top3], dtype=np.float32)
+        msg.au_codes = np.asarray(AU_CODES, dtype=np.uint8)
+        msg.probabilities = v.probabilities
+        msg.windows = min(int(v.windows), 65535)
+        msg.events = min(int(v.events), 2**32 - 1)
+        msg.closed = v.forced
+        msg.model_id = self.model_id
+        msg.latency_ms = float((time.monotonic_ns() - v.arrival_ns) / 1e6)
+        try:
+            self.events_pub.publish(msg)
+        except Exception:
+            if self.context_gone():
+                return
+            raise
+        self.get_logger().info(
+            f"AU event {v.au} ({v.confidence:.2f}; top-3 {', '.join(AU_LABELS[i] for i in v.top3)}) at {v.apex_us} µs"
+        )
 
     # -------------------------------------------------------------------------------------- diagnostics
     @property
@@ -525,7 +642,7 @@ class InferenceNode(MicroexpNode):
         if self.face is not None:
             face_state = "found" if self.face.found else "lost"
             if face_state == "lost":
-                problems.append("no face (fixed ROI)")
+                problems.append("no face: windows are not predictions" if self.spotting else "no face (fixed ROI)")
         if self.pipeline is None:
             problems.append(f"no events yet on {self.p['events_topic']}")
         status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
