@@ -5,9 +5,12 @@ against the rig's ground truth, no AU event while the face is at rest, and score
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 from helpers.cli import microexp_ok as microexp
+from helpers.paths import REPO
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 # three movements the default model recognises offline on this subject
@@ -90,3 +93,17 @@ def test_saved_events_are_scored_and_a_missed_movement_counts(session, in_proces
     summary = last_json(microexp("evaluate", session, "--events", saved, "--out", tmp_path / "o", "--no-offline"))
     assert summary["spotting"]["fn"] == 1 and summary["spotting"]["tp"] == 2
     assert abs(summary["live_accuracy"] - 2 / 3) < 1e-3 and summary["offline_accuracy"] is None
+
+
+def test_readme_evaluate_line_as_typed(session, tmp_path):
+    line = "microexp evaluate recordings/S09 --out out/evaluate"
+    assert line in (REPO / "README.md").read_text()
+    (tmp_path / "recordings").mkdir()
+    (tmp_path / "recordings" / "S09").symlink_to(session)
+    env = dict(os.environ)
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    res = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["segments"] == 3 and summary["offline_accuracy"] == 1.0 and summary["au_events_in_rest"] == 0
+    assert (tmp_path / "out" / "evaluate" / "S09" / "timeline.png").is_file()

@@ -119,6 +119,31 @@ def test_watch_render_without_diagnostics_counts_window_holes():
     assert diagnostics_topic_for("/predictions") is None
 
 
+def test_watch_render_says_no_movement_at_rest_and_lists_the_au_events():
+    from microexp.ros.commands.watch import WatchState, events_topic_for, render
+    from microexp_msgs.msg import AUEvent, AUPrediction
+
+    state = WatchState()
+    msg = AUPrediction()
+    msg.window_start_us, msg.window_end_us = 0, 33_000
+    msg.au_codes = np.asarray(AU_CODES, np.uint8)
+    msg.state = "rest"
+    state.add(msg)
+    text = render(msg, "/x/au", state)
+    assert "no movement" in text and "1. AU2" not in text and "AU events: 0" in text
+    for au, k in (("AU12", 5), ("AU26", 9)):
+        e = AUEvent()
+        e.au, e.confidence, e.au_codes = au, 0.875, np.asarray(AU_CODES, np.uint8)
+        e.onset_us, e.apex_us, e.offset_us = 1_000_000, 1_150_000, 1_330_000
+        e.top3 = np.asarray([k, 0, 1], np.uint8)
+        state.add_event(e)
+    msg.state = "no_face"
+    text = render(msg, "/x/au", state)
+    assert "no face: no prediction" in text and "AU events: 2 (newest first)" in text
+    assert text.index("AU26  0.88  apex 1.150 s  330 ms  top-3 AU26, AU2, AU4") < text.index("AU12  0.88")
+    assert events_topic_for("/ns/inference/au") == "/ns/inference/au_events" and events_topic_for("/p") is None
+
+
 def test_commands_are_registered_and_light_to_import():
     from microexp.bench.cli import BENCHES
     from microexp.cli import COMMANDS

@@ -290,6 +290,7 @@ def test_a_window_that_ends_after_ctrl_c_is_dropped_quietly(random_checkpoint):
             smoothed_windows=1,
             events=100,
             face_found=False,
+            state="movement",
             arrival_ns=time.monotonic_ns(),
         )
         node._publish(r, 1_000_000_000, "evk4")  # the context is alive: published

@@ -32,6 +32,7 @@ RECORD_FAST = "ros2 launch microexp record.launch.py source:=synthetic subject:=
 REPLAY = "ros2 launch microexp replay.launch.py bag:=recordings/S01 loop:=true"
 INFER = "ros2 launch microexp inference.launch.py events_topic:=/evk4/events"
 ECHO = "ros2 topic echo --once /inference/au microexp_msgs/msg/AUPrediction"
+ECHO_EVENTS = "ros2 topic echo --once /inference/au_events microexp_msgs/msg/AUEvent"
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +210,7 @@ def test_readme_offline_lines_on_the_recorded_sessions(sessions, cli_env):
 
 
 def test_inference_launch_on_a_replayed_session_publishes_predictions(recorded, cli_env):
-    for line in (REPLAY, INFER, ECHO):
+    for line in (REPLAY, INFER, ECHO, ECHO_EVENTS):
         assert line in README, f"README.md does not show {line!r}"
     replay = start(REPLAY, cli_env, recorded, recorded / "replay.log")
     infer = start(INFER, cli_env, recorded, recorded / "infer.log")
@@ -218,6 +219,11 @@ def test_inference_launch_on_a_replayed_session_publishes_predictions(recorded, 
         res = sh(ECHO, cli_env, recorded, timeout=240)
         print(f"first AUPrediction after {time.monotonic() - t0:.1f} s")
         assert "probabilities:" in res.stdout and "model_id:" in res.stdout and "sensor: evk4" in res.stdout
+        assert "state:" in res.stdout
+        # a spotted movement of the looped session: the AU event, as any ROS tool sees it
+        res = sh(ECHO_EVENTS, cli_env, recorded, timeout=240)
+        assert "onset_us:" in res.stdout and "apex_us:" in res.stdout and "au: AU" in res.stdout, res.stdout
+        assert "confidence:" in res.stdout and "model_id:" in res.stdout
         # the node owns its subscriptions, reliable as the replay publishes
         # a fresh ros2 process discovers the graph asynchronously: the node may take a moment to appear to it
         for _ in range(5):

@@ -291,6 +291,35 @@ def test_tiny_train_checkpoint_load_predict(tmp_path):
     assert f"{100 * summary['accuracy']:.1f} %" in card and "4,312,470" in card and "synthetic" in card
     for f in summary["per_fold"]:
         assert f"| {f['subject']} | {100 * f['accuracy']:.1f} %" in card
+    assert str(tmp_path) not in card  # no machine's folders in a shipped card
+    # with an evaluation of `microexp evaluate`, the card quotes its live and offline figures
+    evaluation = {
+        "summary": {
+            "mode": "dds@1",
+            "sessions": 1,
+            "segments": 21,
+            "live_accuracy": 0.619,
+            "offline_accuracy": 0.6667,
+            "iou": 0.5,
+            "au_events_in_rest": 0,
+            "spotting": {"tp": 18, "fp": 0, "fn": 3, "precision": 1.0, "recall": 0.8571, "f1": 0.9231},
+            "recognition": {"accuracy": 0.7222},
+            "latency_apex_to_event_ms": {"p50_max": 503.3, "p99_max": 662.4},
+        },
+        "sessions": [{"session": str(tmp_path / "S09-seed1")}],
+    }
+    (tmp_path / "evaluate.json").write_text(json.dumps(evaluation))
+    res = subprocess.run(
+        [sys.executable, "-m", "microexp.cli", "export", str(tmp_path / "run"), "--out", str(tmp_path / "m2.pt")]
+        + ["--card", str(tmp_path / "CARD2.md"), "--evaluation", str(tmp_path / "evaluate.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    card2 = (tmp_path / "CARD2.md").read_text()
+    assert "| live (AU events) | 61.9 % |" in card2 and "| offline (dataset clips) | 66.7 % |" in card2
+    assert "F1 92.3 % (18 of 21 movements)" in card2 and "S09-seed1" in card2 and str(tmp_path) not in card2
     bad = subprocess.run(
         [sys.executable, "-m", "microexp.cli", "export", str(tmp_path / "data"), "--out", str(tmp_path / "x.pt")],
         capture_output=True,

@@ -167,5 +167,11 @@ def test_make_demo(user_shell):
     assert [s["true_au"] for s in demo["segments"]] == ["AU2", "AU12", "AU45", "AU61"], res.stdout[-2000:]
     assert demo["predictions"] > 0 and demo["dropped"] == 0
     assert all(s["windows"] > 0 for s in demo["segments"]), demo["segments"]
-    for name in ("predictions.jsonl", "timeline.png", "event_frames.png"):
+    for name in ("predictions.jsonl", "au_events.jsonl", "timeline.png", "event_frames.png"):
         assert (REPO / "out" / "demo" / name).stat().st_size > 0, name
+    # per segment the live verdict beside the offline one, printed and in demo.json; nothing named at rest
+    for s in demo["segments"]:
+        assert f"demo: {s['segment']}: true {s['true_au']}, live " in res.stdout, res.stdout[-2000:]
+        assert s["offline_au"] is not None and s["movement_windows"] < s["windows"]
+    assert demo["au_events_in_rest"] == 0 and demo["spotting"]["tp"] >= 3, demo
+    assert demo["offline_correct"] is not None and demo["live_correct"] >= demo["offline_correct"] - 1, demo

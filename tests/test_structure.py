@@ -126,7 +126,20 @@ def bench_importers(graph: dict, package: str) -> dict:
 # docs/architecture.md, "Floors": a module imports only modules of its own floor or of a lower one
 FLOORS = {
     **dict.fromkeys(
-        ("events", "timesync", "bags", "vision", "synth", "protocol", "aus", "config", "errors", "playback", "schemas"),
+        (
+            "events",
+            "timesync",
+            "bags",
+            "vision",
+            "synth",
+            "protocol",
+            "aus",
+            "config",
+            "errors",
+            "playback",
+            "schemas",
+            "scoring",
+        ),
         1,
     ),
     "models": 2,

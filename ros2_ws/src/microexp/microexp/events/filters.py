@@ -32,22 +32,36 @@ def _kernel():
     from numba import njit
 
     @njit(cache=True, nogil=True, boundscheck=False)
-    def ba_filter(x, y, t, last, dt, keep):  # pragma: no cover - compiled
-        # last: [H + 2, W + 2] latest timestamp per pixel, with a border that never fires
+    def ba_filter(x, y, t, p, last, dt, keep, x0, y0, x1, y1, pmax):  # pragma: no cover - compiled
+        # last: [H + 2, W + 2] latest timestamp per pixel, with a border that never fires; events outside the
+        # box [x0, x1) x [y0, y1) or of a polarity above pmax are not seen (not kept, not remembered)
         n = 0
+        seen = 0
         for i in range(x.shape[0]):
-            xi = np.int64(x[i]) + 1
-            yi = np.int64(y[i]) + 1
+            xi = np.int64(x[i])
+            yi = np.int64(y[i])
+            if xi < x0 or xi >= x1 or yi < y0 or yi >= y1 or np.int64(p[i]) > pmax:
+                keep[i] = False
+                continue
+            seen += 1
+            xi += 1
+            yi += 1
             ti = t[i]
-            ok = False
-            for dy in range(-1, 2):
-                for dx in range(-1, 2):
-                    if (dy != 0 or dx != 0) and ti - last[yi + dy, xi + dx] <= dt:
-                        ok = True
+            # support from any of the 8 neighbours (the first one found ends the search)
+            ok = (
+                ti - last[yi, xi - 1] <= dt
+                or ti - last[yi, xi + 1] <= dt
+                or ti - last[yi - 1, xi] <= dt
+                or ti - last[yi + 1, xi] <= dt
+                or ti - last[yi - 1, xi - 1] <= dt
+                or ti - last[yi - 1, xi + 1] <= dt
+                or ti - last[yi + 1, xi - 1] <= dt
+                or ti - last[yi + 1, xi + 1] <= dt
+            )
             last[yi, xi] = ti
             keep[i] = ok
             n += ok
-        return n
+        return n, seen
 
     return ba_filter
 
@@ -89,7 +103,32 @@ class BackgroundActivityFilter:
                 f"(x max {int(x.max())}, y max {int(y.max())})"
             )
         keep = np.empty(n, dtype=np.bool_)
-        kept = _kernel()(x, y, events["t"].astype(np.int64, copy=False), self._last, np.int64(self.dt_us), keep)
+        kept, _ = self._run(events, keep, (0, 0, self.width, self.height), 255)
         self.seen += n
         self.kept += int(kept)
         return take_events(events, keep)
+
+    def count_in_box(self, events: np.ndarray, box: tuple) -> tuple[int, int]:
+        """``(events of polarity 0 or 1 inside the integer pixel box (x0, y0, x1, y1), those of them with
+        neighbour support)``, in one pass: only the box's events are seen and remembered, so the cost follows
+        the box, not the sensor, and nothing is copied."""
+        n = events.shape[0]
+        if n == 0:
+            return 0, 0
+        x0, y0 = max(int(box[0]), 0), max(int(box[1]), 0)
+        x1, y1 = min(int(box[2]), self.width), min(int(box[3]), self.height)
+        kept, seen = self._run(events, np.empty(n, dtype=np.bool_), (x0, y0, x1, y1), 1)
+        return int(seen), int(kept)
+
+    def _run(self, events: np.ndarray, keep: np.ndarray, box: tuple, pmax: int) -> tuple[int, int]:
+        return _kernel()(
+            events["x"],
+            events["y"],
+            events["t"].astype(np.int64, copy=False),
+            events["p"],
+            self._last,
+            np.int64(self.dt_us),
+            keep,
+            *(np.int64(v) for v in box),
+            np.int64(pmax),
+        )

@@ -17,6 +17,9 @@ reports its counters.
   caller's thread): takes windows in order, skips (and counts) a window that waited longer than
   ``max_lag_ms`` since the arrival of the packet that closed it, infers the others and hands each result to
   ``on_result(result, stamp_ns, frame_id)``.
+- **Verdicts** of a spotting pipeline (a movement's training window, 16 SNN steps at once) run on a thread of
+  their own after :meth:`LiveRunner.start`, so that the per-window worker never waits for one; with
+  :meth:`LiveRunner.run_pending` they run on the caller's thread after their window.
 
 Time: window bounds are sensor µs. ``stamp_ns`` is the window end mapped to ROS time through a clock estimate
 (:class:`~microexp.timesync.estimator.ClockEstimator`) fitted on (first event time, packet stamp) pairs, once
@@ -121,6 +124,8 @@ class LiveRunner:
         self._intake_lock = threading.Lock()  # the binning side: one packet at a time
         self._stop = False
         self._worker: Optional[threading.Thread] = None
+        self._verdict_queue: deque = deque()  # (pipeline, spotted, stamp_ns, arrival_ns)
+        self._verdict_worker: Optional[threading.Thread] = None
 
     # -------------------------------------------------------------------------------------------- intake
     def feed(self, packet: Packet, received_ns: int = 0) -> None:
@@ -206,7 +211,7 @@ class LiveRunner:
                     old_pipeline, old_window, _ = self._queue.popleft()
                     old_pipeline.skip(old_window)
                 self._queue.append((pipeline, w, stamp))
-            self._cond.notify()
+            self._cond.notify_all()  # the window worker, not the verdict thread, must wake
 
     # -------------------------------------------------------------------------------------------- worker
     def start(self) -> None:
@@ -214,14 +219,17 @@ class LiveRunner:
         if self._worker is None:
             self._worker = threading.Thread(target=self._work, name="au_inference", daemon=True)
             self._worker.start()
+            self._verdict_worker = threading.Thread(target=self._judge_loop, name="au_verdicts", daemon=True)
+            self._verdict_worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the worker thread (windows still queued are dropped)."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._worker is not None and self._worker.is_alive():
-            self._worker.join(timeout=timeout)
+        for worker in (self._worker, self._verdict_worker):
+            if worker is not None and worker.is_alive():
+                worker.join(timeout=timeout)
 
     def run_pending(self) -> int:
         """Process the queued windows on this thread (without the worker thread); returns how many."""
@@ -270,7 +278,22 @@ class LiveRunner:
         self._on_result(result, stamp_ns, self.frame_id)
         self._worker_counts["published"] += 1
         for spotted in result.spotted:
-            self._judge(pipeline, spotted, stamp_ns, result.arrival_ns)
+            if self._verdict_worker is None:
+                self._judge(pipeline, spotted, stamp_ns, result.arrival_ns)
+            else:
+                with self._cond:
+                    self._verdict_queue.append((pipeline, spotted, stamp_ns, result.arrival_ns))
+                    self._cond.notify_all()
+
+    def _judge_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._verdict_queue and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                item = self._verdict_queue.popleft()
+            self._judge(*item)
 
     def _judge(self, pipeline: StreamingAUPipeline, spotted, window_stamp_ns: int, arrival_ns: int) -> None:
         try:
@@ -307,6 +330,7 @@ class LiveRunner:
         }
         with self._cond:
             queued = len(self._queue)
+            verdicts_queued = len(self._verdict_queue)
             busy = {id(item[0]) for item in self._queue} | {id(self._in_flight)}
             live = [p for p in self._retired if id(p) in busy]
             for p in self._retired:  # done: their counts no longer change
@@ -322,6 +346,7 @@ class LiveRunner:
             for k in sorted(k for k in total if k.startswith("resets.")):
                 out[k] = total[k]
         out["queued"] = queued
+        out["verdicts_queued"] = verdicts_queued
         return out
 
     def latency_summary(self) -> dict:

@@ -56,7 +56,6 @@ import torch
 
 from microexp.aus import AU_LABELS, NUM_CLASSES
 from microexp.errors import ParameterError
-from microexp.events.activity import box_count
 from microexp.events.dtype import EVENT_DTYPE, concat_events
 from microexp.events.filters import BackgroundActivityFilter
 from microexp.events.frames import DEFAULT_SLICE_US, EventSlicer
@@ -439,12 +438,8 @@ class StreamingAUPipeline:
             if self.face is not None and not face_found:
                 state = "no_face"
             else:
-                px = pixel_box(clip_box(box, self.width, self.height) or box)
-                kept = self.activity_filter(window.data)
-                activity = box_count(kept, px)
-                spotted += self.spotter.push(
-                    window.index, window.t0, window.t1, box_count(window.data, px), activity, crop
-                )
+                raw, activity = self._activity(window.data, box)
+                spotted += self.spotter.push(window.index, window.t0, window.t1, raw, activity, crop)
                 state = "movement" if self.spotter.moving else "rest"
             if window.end_of_clip:
                 spotted += self.spotter.end("gap")
@@ -503,6 +498,11 @@ class StreamingAUPipeline:
             activity=activity,
             spotted=spotted,
         )
+
+    def _activity(self, events: np.ndarray, box) -> tuple[int, int]:
+        """(events inside the box, those of them with neighbour support): the filter sees the box's events
+        only, so its cost follows the face, not the sensor."""
+        return self.activity_filter.count_in_box(events, pixel_box(clip_box(box, self.width, self.height) or box))
 
     def _step(self, crop: np.ndarray) -> np.ndarray:
         """One SNN step on a crop: the probabilities of the running mean since the last reset."""

@@ -336,11 +336,12 @@ def plot_session(truth: SessionTruth, events: list, report: dict, sensor: str, p
 def session_offline_verdicts(session, model_path, dataset_folder, sensor: str = "davis346") -> list:
     """The checkpoint at ``model_path`` offline on the clips the dataset builder cuts from ``session`` into
     ``dataset_folder`` (built as the checkpoint's training data was: its noise filter and face-box rule)."""
-    from microexp.infer import load_au_model
     from microexp.learn.build import BuildOptions, build_dataset
     from microexp.learn.dataset import ClipDataset
+    from microexp.models import load_checkpoint  # torch: imported when a model is loaded
 
-    model, meta, _ = load_au_model(str(model_path), "cpu")
+    model, meta = load_checkpoint(model_path, map_location="cpu", expected="snn")
+    model.eval()
     inp = meta.get("extra", {}).get("input", {})
     opts = BuildOptions(
         sensors=(sensor,),

@@ -27,6 +27,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--card", default=None, help="model card path (default: MODEL_CARD.md beside --out)")
     parser.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16)")
     parser.add_argument("--note", default="", help="a paragraph added to the card (e.g. where the data came from)")
+    parser.add_argument(
+        "--evaluation",
+        default="",
+        help="an evaluate.json of `microexp evaluate` with this model: its live and offline figures go into the card",
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -50,7 +55,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_run(run, out, card: Optional[str] = None, half: bool = True, note: str = "") -> dict:
+def export_run(
+    run, out, card: Optional[str] = None, half: bool = True, note: str = "", evaluation: Optional[dict] = None
+) -> dict:
     """Export ``run``'s final model to ``out`` and write its card; returns a summary dict."""
     from microexp.models import count_parameters, load_checkpoint  # torch
 
@@ -113,7 +120,7 @@ def export_run(run, out, card: Optional[str] = None, half: bool = True, note: st
         "temperature": calibration["temperature"],
     }
     card_path = Path(card) if card else out.parent / "MODEL_CARD.md"
-    card_path.write_text(model_card(summary, info, meta, note))
+    card_path.write_text(model_card(summary, info, meta, note, evaluation))
     info["card"] = str(card_path)
     return info
 
@@ -167,7 +174,49 @@ def _pct(v, sd=None) -> str:
     return f"{100 * v:.1f} %" + (f" ± {100 * sd:.1f}" if sd is not None else "")
 
 
-def model_card(summary: dict, info: dict, meta: dict, note: str = "") -> str:
+def _portable(path: str) -> str:
+    """A dataset path as the card shows it: relative to the working folder when inside it, else its last two
+    parts (no machine's folders in a shipped card)."""
+    p = Path(str(path))
+    if not p.is_absolute():
+        return str(p)
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path(*p.parts[-2:])) if len(p.parts) > 2 else p.name
+
+
+def live_section(evaluation: dict) -> list[str]:
+    """Card lines quoting a ``microexp evaluate`` summary of this model: live beside offline."""
+    s = evaluation["summary"]
+    sessions = evaluation.get("sessions", [])
+    names = ", ".join(Path(r["session"]).name for r in sessions)
+    sp, rec, lat = s.get("spotting") or {}, s.get("recognition") or {}, s.get("latency_apex_to_event_ms") or {}
+    return [
+        "",
+        "## Live (the inference node) beside offline",
+        "",
+        f"Measured by `microexp evaluate` ({s.get('mode')}) on {s['sessions']} recorded sessions ({names}; "
+        f"{s['segments']} segments): the node spots each movement and judges the training window around its "
+        "peak; offline, the same checkpoint judges the clips `microexp dataset` cuts from the same bags.",
+        "",
+        "| | per-segment accuracy |",
+        "|---|---:|",
+        f"| live (AU events) | {_pct(s.get('live_accuracy'))} |",
+        f"| offline (dataset clips) | {_pct(s.get('offline_accuracy'))} |",
+        "",
+        f"- Spotting (MEGC, IoU ≥ {s.get('iou', 0.5)}, pooled): precision {_pct(sp.get('precision'))}, recall "
+        f"{_pct(sp.get('recall'))}, F1 {_pct(sp.get('f1'))} ({int(sp.get('tp') or 0)} of "
+        f"{int((sp.get('tp') or 0) + (sp.get('fn') or 0))} movements); recognition of the spotted ones "
+        f"{_pct(rec.get('accuracy'))}; AU events while the face was at rest: {s.get('au_events_in_rest')}.",
+        f"- Latency from the true apex to the AU event: p50 up to {lat.get('p50_max', '?')} ms, p99 up to "
+        f"{lat.get('p99_max', '?')} ms per session (the verdict waits for the 16 windows around the peak).",
+        "- Synthetic sessions: these figures say how much of the model's skill the live path keeps, not how it "
+        "does on people.",
+    ]
+
+
+def model_card(summary: dict, info: dict, meta: dict, note: str = "", evaluation: Optional[dict] = None) -> str:
     """The markdown model card of an exported model."""
     t = summary["train"]
     extra = meta.get("extra", {})
@@ -204,7 +253,7 @@ def model_card(summary: dict, info: dict, meta: dict, note: str = "") -> str:
         "",
         "## How it was trained",
         "",
-        f"- Data: `{extra.get('dataset', summary.get('data', '?'))}` — subjects {', '.join(extra.get('train_subjects', []))} "
+        f"- Data: `{_portable(extra.get('dataset', summary.get('data', '?')))}` — subjects {', '.join(extra.get('train_subjects', []))} "
         "(all of them: this is the `--final` model; the accuracy below comes from the leave-one-subject-out folds "
         "of the same run, each trained without its test subject).",
         f"- Configuration `{t['config']}`: {t['epochs']} epochs, batch {t['batch_size']}, Adam lr {t['lr']:g}, cosine "
@@ -240,12 +289,15 @@ def model_card(summary: dict, info: dict, meta: dict, note: str = "") -> str:
         "before using the predictions for anything.",
         "- Faces are biometric data: the model was trained on pseudonymised subjects only.",
     ]
+    if evaluation:
+        lines += live_section(evaluation)
     if note:
         lines += ["", "## Note", "", note]
     return "\n".join(lines) + "\n"
 
 
 def run(args) -> int:
-    info = export_run(args.run, args.out, card=args.card, half=not args.float32, note=args.note)
+    evaluation = _read_json(Path(args.evaluation)) if args.evaluation else None
+    info = export_run(args.run, args.out, card=args.card, half=not args.float32, note=args.note, evaluation=evaluation)
     print(json.dumps(info), flush=True)
     return 0

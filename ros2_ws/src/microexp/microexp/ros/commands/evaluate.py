@@ -249,8 +249,9 @@ def _over_dds(truth, model_path: Path, args) -> tuple[list, list]:
         settled, last = 0, -1
         while time.monotonic() < deadline and settled < 10:
             time.sleep(0.1)
-            n = node.counters()["windows"] + node.counters()["au_events"]
-            settled = settled + 1 if n == last and node.counters()["queued"] == 0 else 0
+            c = node.counters()
+            n = c["windows"] + c["au_events"]
+            settled = settled + 1 if n == last and c["queued"] == 0 and c["verdicts_queued"] == 0 else 0
             last = n
     finally:
         graph.close()

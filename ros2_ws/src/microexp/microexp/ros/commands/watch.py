@@ -1,9 +1,10 @@
 """`microexp watch`: a live terminal view of an AU topic (microexp_msgs/AUPrediction).
 
-Shows, for the newest window: the top-3 AUs with bars, the smoothed decision, events, face state, latency
-(this window's and p50/p99 of the recent ones), the prediction rate, and skipped windows: from the
-publisher's ``diagnostics`` (``<namespace>/diagnostics`` next to ``.../au``), else counted from holes in the
-window sequence. It subscribes best effort, so it works with any publisher's QoS, in any ROS graph on the
+Shows, for the newest window: the top-3 AUs with bars and the smoothed decision while a movement is under way
+("no movement" at rest, "no face" without a face), events, face state, latency (this window's and p50/p99 of
+the recent ones), the prediction rate, and skipped windows: from the publisher's ``diagnostics``
+(``<namespace>/diagnostics`` next to ``.../au``), else counted from holes in the window sequence. Below them, the
+newest AU events (spotted movements and their verdicts, ``.../au_events`` next to ``.../au``). It subscribes best effort, so it works with any publisher's QoS, in any ROS graph on the
 same domain; without ``--topic`` it picks the first AUPrediction topic it discovers.
 
 On a terminal the view is redrawn in place; otherwise (a pipe, ``--once``, ``--count N``) each message is
@@ -40,6 +41,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--plain", action="store_true", help="never redraw in place (print blocks)")
 
 
+def events_topic_for(au_topic: str) -> Optional[str]:
+    """``/ns/node/au`` -> ``/ns/node/au_events``; None when the topic is not named ``.../au``."""
+    return au_topic + "_events" if au_topic.endswith("/au") else None
+
+
 def diagnostics_topic_for(au_topic: str) -> Optional[str]:
     """``/ns/node/au`` -> ``/ns/node/diagnostics``; None when the topic is not named ``.../au``."""
     if au_topic.endswith("/au"):
@@ -57,6 +63,12 @@ class WatchState:
         self.window_holes = 0
         self._last_end: Optional[int] = None
         self.diagnostics: dict = {}
+        self.events: deque = deque(maxlen=5)  # newest AU events, newest last
+        self.event_count = 0
+
+    def add_event(self, msg) -> None:
+        self.events.append(msg)
+        self.event_count += 1
 
     def add(self, msg, now: Optional[float] = None) -> None:
         self.messages += 1
@@ -103,7 +115,12 @@ def render(msg, topic: str, state: WatchState) -> str:
         f"window {msg.window_start_us / 1e6:.3f}-{msg.window_end_us / 1e6:.3f} s  events {msg.events}  "
         f"face {'yes' if msg.face_found else 'no'}",
     ]
-    for rank, idx in enumerate(list(msg.top3)[:3]):
+    state_name = str(getattr(msg, "state", "") or "movement")
+    if state_name == "rest":
+        lines.append("  no movement")
+    elif state_name == "no_face":
+        lines.append("  no face: no prediction")
+    for rank, idx in enumerate(list(msg.top3)[:3] if state_name == "movement" else []):
         idx = int(idx)
         if idx >= len(codes):
             continue
@@ -113,7 +130,7 @@ def render(msg, topic: str, state: WatchState) -> str:
             f"{_bar(probs[idx], top1)} {probs[idx]:.3f}"
         )
     s1 = int(msg.smoothed_top1)
-    if s1 < len(codes) and smoothed:
+    if s1 < len(codes) and smoothed and state_name == "movement":
         lines.append(
             f"  smoothed over {msg.smoothed_windows} windows: AU{codes[s1]} "
             f"{AU_NAMES[s1] if s1 < len(AU_NAMES) else ''} {smoothed[s1]:.3f}"
@@ -129,6 +146,13 @@ def render(msg, topic: str, state: WatchState) -> str:
     )
     if d.get("_message"):
         lines.append(f"node: {d['_message']}")
+    lines.append(f"AU events: {state.event_count}" + (" (newest first)" if state.events else ""))
+    for e in reversed(state.events):
+        top = ", ".join(f"AU{int(e.au_codes[i])}" for i in e.top3 if i < len(e.au_codes))
+        lines.append(
+            f"  {e.au:<5} {float(e.confidence):.2f}  apex {int(e.apex_us) / 1e6:.3f} s  "
+            f"{(int(e.offset_us) - int(e.onset_us)) / 1e3:.0f} ms  top-3 {top}"
+        )
     return "\n".join(lines)
 
 
@@ -150,7 +174,7 @@ def run(args) -> int:
     from microexp.config import check_topic_name
     from microexp.errors import ParameterError
     from microexp.ros.runner import Runner
-    from microexp_msgs.msg import AUPrediction
+    from microexp_msgs.msg import AUEvent, AUPrediction
 
     if not args.timeout >= 0 or args.timeout == float("inf"):
         raise ParameterError(f"--timeout must be a number of seconds >= 0 (0 = never), got {args.timeout}")
@@ -181,6 +205,9 @@ def run(args) -> int:
         node.create_subscription(AUPrediction, topic, lambda m: received.append(m), qos_profile_sensor_data)
         if diag_topic:
             node.create_subscription(DiagnosticArray, diag_topic, state.set_diagnostics, qos_profile_sensor_data)
+        events_topic = events_topic_for(topic)
+        if events_topic:
+            node.create_subscription(AUEvent, events_topic, state.add_event, qos_profile_sensor_data)
         if not tty:
             print(f"watching {topic}" + (f" (diagnostics {diag_topic})" if diag_topic else ""), flush=True)
         next_type_check = 0.0
