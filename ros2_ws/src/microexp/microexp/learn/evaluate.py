@@ -167,6 +167,22 @@ def _movement(phases: list) -> Optional[tuple]:
 # ---------------------------------------------------------------------------------------------- scoring
 
 
+def event_row(e) -> dict:
+    """An AU event as the scorer reads it (and ``au_events.jsonl`` stores it), from an AUEvent message or a
+    :class:`~microexp.infer.pipeline.MovementVerdict` (anything with their fields)."""
+    return {
+        "onset_us": int(e.onset_us),
+        "apex_us": int(e.apex_us),
+        "offset_us": int(e.offset_us),
+        "decided_us": int(e.decided_us),
+        "au": str(e.au),
+        "confidence": round(float(e.confidence), 5),
+        "top3": [AU_LABELS[int(i)] for i in e.top3],
+        "closed": str(getattr(e, "closed", getattr(e, "forced", ""))),
+        "latency_ms": round(float(getattr(e, "latency_ms", 0.0)), 3),
+    }
+
+
 def score_session(
     truth: SessionTruth, events: list, offline: Optional[list], sensor: str, iou: float = 0.5
 ) -> tuple[dict, object]:

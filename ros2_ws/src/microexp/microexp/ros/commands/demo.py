@@ -72,6 +72,7 @@ def run(args) -> int:
             return []
         from rclpy.node import Node
 
+        from microexp.learn.evaluate import event_row
         from microexp.ros.base import RELIABLE_QOS
         from microexp.ros.compose import overrides
         from microexp.ros.nodes.inference_node import InferenceNode
@@ -112,19 +113,7 @@ def run(args) -> int:
 
         def on_event(m: AUEvent):
             with lock:
-                events.append(
-                    {
-                        "onset_us": int(m.onset_us),
-                        "apex_us": int(m.apex_us),
-                        "offset_us": int(m.offset_us),
-                        "decided_us": int(m.decided_us),
-                        "au": str(m.au),
-                        "confidence": round(float(m.confidence), 5),
-                        "top3": [f"AU{int(m.au_codes[i])}" for i in m.top3],
-                        "closed": str(m.closed),
-                        "latency_ms": round(float(m.latency_ms), 3),
-                    }
-                )
+                events.append(event_row(m))
 
         listener.create_subscription(AUPrediction, "/inference/au", on_au, RELIABLE_QOS)
         listener.create_subscription(AUEvent, "/inference/au_events", on_event, RELIABLE_QOS)

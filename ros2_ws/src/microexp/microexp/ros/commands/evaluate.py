@@ -131,26 +131,11 @@ def _write_jsonl(path: Path, rows: list) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
-def _event_row(v) -> dict:
-    from microexp.aus import AU_LABELS
-
-    return {
-        "onset_us": int(v.onset_us),
-        "apex_us": int(v.apex_us),
-        "offset_us": int(v.offset_us),
-        "decided_us": int(v.decided_us),
-        "au": v.au,
-        "confidence": round(float(v.confidence), 5),
-        "top3": [AU_LABELS[i] for i in v.top3],
-        "closed": v.forced,
-        "latency_ms": round(float(getattr(v, "latency_ms", 0.0)), 3),
-    }
-
-
 def _in_process(truth, model_path: Path, args) -> tuple[list, list]:
     from microexp.infer import load_au_model
     from microexp.infer.bag_live import run_bags
     from microexp.infer.spotting import SpotterConfig
+    from microexp.learn.evaluate import event_row
     from microexp.vision.face import MtcnnDetector
 
     model, meta, _ = load_au_model(str(model_path), "cpu")
@@ -166,7 +151,7 @@ def _in_process(truth, model_path: Path, args) -> tuple[list, list]:
         spotting=SpotterConfig(window=slices),
         temperature=float(meta.get("extra", {}).get("temperature") or 1.0),
     )
-    events = [_event_row(v) for v, _ in run.verdicts]
+    events = [event_row(v) for v, _ in run.verdicts]
     windows = [{"t0_us": int(r.t0), "t1_us": int(r.t1), "state": r.state} for r, _ in run.windows]
     return events, windows
 
@@ -175,6 +160,7 @@ def _over_dds(truth, model_path: Path, args) -> tuple[list, list]:
     """Replay node -> inference node -> a listener, in this process, on the DDS domain of the environment."""
     from rclpy.node import Node
 
+    from microexp.learn.evaluate import event_row
     from microexp.ros.base import RELIABLE_QOS
     from microexp.ros.compose import overrides
     from microexp.ros.nodes.inference_node import InferenceNode
@@ -205,19 +191,7 @@ def _over_dds(truth, model_path: Path, args) -> tuple[list, list]:
 
         def on_event(m: AUEvent):
             with lock:
-                events.append(
-                    {
-                        "onset_us": int(m.onset_us),
-                        "apex_us": int(m.apex_us),
-                        "offset_us": int(m.offset_us),
-                        "decided_us": int(m.decided_us),
-                        "au": str(m.au),
-                        "confidence": round(float(m.confidence), 5),
-                        "top3": [f"AU{int(m.au_codes[i])}" for i in m.top3],
-                        "closed": str(m.closed),
-                        "latency_ms": round(float(m.latency_ms), 3),
-                    }
-                )
+                events.append(event_row(m))
 
         def on_window(m: AUPrediction):
             with lock:
