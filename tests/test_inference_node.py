@@ -147,6 +147,7 @@ def test_graph_published_probabilities_equal_the_offline_model_on_the_same_windo
                     horizon=3,
                     queue_size=1000,
                     max_lag_ms=60000.0,
+                    mode="continuous",  # every window a prediction: comparable window by window (spotting: test_evaluate)
                 )
             )
         )
@@ -209,6 +210,7 @@ def test_graph_faults_are_handled_counted_and_the_node_keeps_running(tmp_path, r
                     diagnostics_period_s=0.5,
                     queue_size=1000,
                     max_lag_ms=60000.0,
+                    mode="continuous",  # segment markers reset the running mean in this mode
                 )
             )
         )
