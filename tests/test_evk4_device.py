@@ -118,15 +118,14 @@ def raw_pieces(payload: bytes, rng, largest: int):
 def test_raw_packetizer_cuts_the_sensor_words_as_file_playback_does(testdata, tmp_path, max_bytes):
     """device_read=raw: the sensor's bytes, arriving in pieces of any size, come out as packets of the same
     words in the same order; with room enough the cuts are file playback's own; triggers and events counted."""
-    from microexp.events.evk4_device import RawEvt3Packetizer
     from microexp.events.evt3 import Evt3Decoder
-    from microexp.events.evt3_split import Evt3TimeState, split_evt3, word_times
+    from microexp.events.evt3_split import Evt3Cutter, split_evt3
     from microexp.events.raw import raw_payload, read_raw
 
     path = raw_from_bag(testdata("bags", "event_camera_py_test_events_1"), tmp_path / "triggers.raw", 640, 480)
     payload = bytes(raw_payload(path))
     rec = read_raw(path)
-    pk = RawEvt3Packetizer(packet_time_us=1000, max_bytes=max_bytes)
+    pk = Evt3Cutter(packet_time_us=1000, max_bytes=max_bytes)
     packets = []
     for piece in raw_pieces(payload, np.random.default_rng(3), 9_000):
         packets += pk.feed(piece)
@@ -138,10 +137,10 @@ def test_raw_packetizer_cuts_the_sensor_words_as_file_playback_does(testdata, tm
     dec = Evt3Decoder(640, 480)
     events = np.concatenate([dec.decode(p.words.tobytes())[0] for p in packets])
     assert (events == rec.events).all()
-    assert all(p.words.nbytes <= max_bytes for p in packets)
+    assert all(p.nbytes <= max_bytes for p in packets)
     if max_bytes == 1_000_000:
         words = np.frombuffer(payload, "<u2")
-        file_cuts = [s for s, _, _ in split_evt3(words, word_times(words, Evt3TimeState()), 1000, max_bytes)]
+        file_cuts = [s for s, _, _ in split_evt3(words, 1000, max_bytes)]
         starts = np.cumsum([0] + [len(p.words) for p in packets[:-1]]).tolist()
         # a flush ahead of time (nothing came in time) may cut an interval early: every file cut is kept
         assert set(file_cuts) <= set(starts) and len(starts) < 1.2 * len(file_cuts)

@@ -40,3 +40,46 @@ def event_packet_fields(raw) -> tuple[int, int, str]:
     except struct.error:
         raise ValueError("truncated EventPacket") from None
     return int(seq), int(payload), encoding
+
+
+def _cdr_string(text: str, pos: int) -> tuple[bytes, int]:
+    """A CDR string (uint32 length with NUL, bytes, NUL) aligned at body offset ``pos``; (bytes, new pos)."""
+    data = text.encode()
+    pad = _align(pos, 4) - pos
+    out = b"\0" * pad + struct.pack("<I", len(data) + 1) + data + b"\0"
+    return out, pos + len(out)
+
+
+def event_packet_cdr(
+    stamp_ns: int,
+    frame_id: str,
+    width: int,
+    height: int,
+    seq: int,
+    parts,
+    encoding: str = "evt3",
+    time_base: int = 0,
+    is_bigendian: bool = False,
+) -> bytes:
+    """A serialized ``event_camera_msgs/msg/EventPacket`` (little-endian plain CDR, as rclpy serializes it)
+    whose ``events`` are the bytes of ``parts`` (bytes-like pieces, e.g. uint16 arrays) one after another: the
+    payload is copied once, into the message. ``stamp_ns`` is the header stamp in ns."""
+    sec, nsec = divmod(int(stamp_ns), 1_000_000_000)
+    head = [b"\x00\x01\x00\x00", struct.pack("<iI", sec, nsec)]
+    pos = 8
+    frame, pos = _cdr_string(frame_id, pos)
+    head.append(frame)
+    pad = _align(pos, 4) - pos
+    head.append(b"\0" * pad + struct.pack("<II", height, width))
+    pos += pad + 8
+    pad = _align(pos, 8) - pos
+    head.append(b"\0" * pad + struct.pack("<QQ", seq, time_base))
+    pos += pad + 16
+    enc, pos = _cdr_string(encoding, pos)
+    head.append(enc)
+    head.append(b"\x01" if is_bigendian else b"\x00")
+    pos += 1
+    size = sum(memoryview(p).nbytes for p in parts)
+    pad = _align(pos, 4) - pos
+    head.append(b"\0" * pad + struct.pack("<I", size))
+    return b"".join([*head, *parts])

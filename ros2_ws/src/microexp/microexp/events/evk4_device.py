@@ -6,7 +6,7 @@ Two ways from the camera's buffers to EventPacket payloads (``device_read``):
 - ``raw``: OpenEB 5.x's Python ``RawBuffer`` exposes only its size, so microexp builds a small binding of its
   own (``microexp_openeb_raw``, ``scripts/openeb_raw.sh``) that copies the buffers' bytes out of the
   ``I_EventsStream``. An EVT3 camera's words are then passed through undecoded, as file playback passes a RAW
-  file's, cut into packets by :class:`RawEvt3Packetizer`.
+  file's, cut into packets by :class:`~microexp.events.evt3_split.Evt3Cutter`.
 - ``decode``: every buffer is decoded with the HAL's CD and external-trigger decoders (numpy arrays in
   callbacks) and the events are encoded again with :class:`microexp.events.evt3.Evt3Encoder`, trigger edges
   merged in at their time (:class:`Evt3Packetizer`). This serves cameras that stream another format (EVT2) and
@@ -36,16 +36,8 @@ import numpy as np
 
 from microexp.errors import MicroexpError, ParameterError
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events
-from microexp.events.evt3 import Evt3Encoder, count_events
-from microexp.events.evt3_split import (
-    TIME_HIGH,
-    TIME_LOW,
-    Evt3TimeState,
-    split_evt3,
-    trigger_triples,
-    trigger_words,
-    word_times,
-)
+from microexp.events.evt3 import Evt3Encoder
+from microexp.events.evt3_split import Evt3Cutter, Packet, trigger_triples
 from microexp.events.raw import read_raw_header
 
 # Allowed bias offsets of the Sony IMX636 (EVK4) in OpenEB 5.1.1 (hal_psee_plugins, imx636 bias settings):
@@ -220,14 +212,6 @@ def hal_triggers(arr: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
-class Packet:
-    words: np.ndarray  # EVT3 words (uint16) of ~/events
-    t_first_us: int
-    t_last_us: int
-    trigger_words: np.ndarray  # TIME_HIGH, TIME_LOW, EXT_TRIGGER triples of ~/triggers (may be empty)
-
-
 class Evt3Packetizer:
     """Decoded events and triggers in, EVT3 packets out, cut like file playback cuts a RAW file.
 
@@ -342,82 +326,7 @@ class Evt3Packetizer:
         ts = [int(events["t"][0]), int(events["t"][-1])] if len(events) else []
         ts += [int(triggers["t"][0]), int(triggers["t"][-1])] if len(triggers) else []
         self._last_t = max(self._last_t, max(ts))
-        return Packet(np.frombuffer(payload, dtype="<u2"), min(ts), max(ts), trigger_triples(triggers))
-
-
-class RawEvt3Packetizer:
-    """The sensor's EVT3 bytes in, packets of its own words out, without decoding events.
-
-    Bytes arrive in USB-buffer-sized pieces. The time of every word comes from the TIME_HIGH / TIME_LOW words
-    (:func:`word_times`, its state carried from piece to piece); the words from the first time word of the
-    newest ``packet_time_us`` interval on are held back until a later piece closes that interval (or
-    :meth:`flush`), then cut by :func:`split_evt3` exactly as file playback cuts a RAW file. A piece that ends
-    inside a word keeps its last byte for the next.
-    """
-
-    def __init__(self, packet_time_us: int = 1000, max_bytes: int = 1_000_000):
-        self.packet_time_us = int(packet_time_us)
-        self.max_bytes = int(max_bytes)
-        self.state = Evt3TimeState()
-        self._words = np.empty(0, np.uint16)
-        self._times = np.empty(0, np.int64)
-        self._odd = b""
-        self.bytes_in = 0
-        self.events_in = 0
-        self.triggers_in = 0
-
-    def pending(self) -> int:
-        return len(self._words)
-
-    def feed(self, data) -> list[Packet]:
-        """One read of the device: bytes (empty = nothing came in time: flush what is held back)."""
-        return self.add(data) if len(data) else self.flush()
-
-    def add(self, data) -> list[Packet]:
-        self.bytes_in += len(data)
-        if self._odd:
-            data = self._odd + bytes(data)
-        n = len(data) // 2
-        self._odd = bytes(data[2 * n :])
-        if n == 0:
-            return []
-        words = np.frombuffer(data, dtype="<u2", count=n)
-        times = word_times(words, self.state)
-        self.events_in += count_events(words)
-        self.triggers_in += int(np.count_nonzero((words >> 12) == 0xA))
-        if len(self._words):
-            words = np.concatenate((self._words, words))
-            times = np.concatenate((self._times, times))
-        keep = self._open_interval_start(words, times)
-        self._words, self._times = words[keep:], times[keep:]
-        return self._cut(words[:keep], times[:keep])
-
-    def flush(self) -> list[Packet]:
-        words, times = self._words, self._times
-        self._words, self._times = words[:0], times[:0]
-        return self._cut(words, times)
-
-    def _open_interval_start(self, words: np.ndarray, times: np.ndarray) -> int:
-        """Index of the first time word of the newest interval (len(words): hold nothing back)."""
-        if 2 * len(words) > self.max_bytes:
-            return len(words)
-        latest = int(times[-1])
-        if latest < 0:
-            return 0
-        cutoff = latest - latest % self.packet_time_us
-        typ = words >> 12
-        cut_idx = np.flatnonzero((typ == TIME_HIGH) | (typ == TIME_LOW))
-        if len(cut_idx) == 0:
-            return 0
-        k = int(np.searchsorted(np.maximum.accumulate(times[cut_idx]), cutoff, side="left"))
-        return int(cut_idx[k]) if k < len(cut_idx) else 0
-
-    def _cut(self, words: np.ndarray, times: np.ndarray) -> list[Packet]:
-        out = []
-        for start, end, t0 in split_evt3(words, times, self.packet_time_us, self.max_bytes):
-            w, t = words[start:end], times[start:end]
-            out.append(Packet(w, t0, int(t[-1]), trigger_words(w, t)))
-        return out
+        return Packet((np.frombuffer(payload, dtype="<u2"),), min(ts), max(ts), trigger_triples(triggers))
 
 
 # ------------------------------------------------------------------------------------------------- device
@@ -737,7 +646,7 @@ class OpenEBDevice:
 def make_packetizer(read: str, info: DeviceInfo, packet_time_us: int, max_bytes: int):
     """The packetizer of a ``read`` way ('raw' or 'decode') for the opened device ``info``."""
     if read == "raw":
-        return RawEvt3Packetizer(packet_time_us, max_bytes)
+        return Evt3Cutter(packet_time_us, max_bytes)
     return Evt3Packetizer(info.width, info.height, packet_time_us, max_bytes)
 
 

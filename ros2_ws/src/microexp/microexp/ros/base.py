@@ -210,6 +210,38 @@ def _signal_when_parent_dies(sig) -> None:
         pass
 
 
+def data_publishers(node) -> list:
+    """The node's publishers other than rosout and parameter events."""
+    return [p for p in node.publishers if not p.topic_name.endswith(("/rosout", "/parameter_events"))]
+
+
+def wait_acked(pubs, timeout_s: float, stop=None) -> list[str]:
+    """Wait until every reliable subscriber of each publisher in ``pubs`` has acknowledged everything published,
+    at most ``timeout_s`` (or until ``stop``, a threading.Event, is set); returns the topics still waiting
+    (empty: all acknowledged).
+
+    A reliable writer keeps unacknowledged messages in its history and loses them when it is destroyed: a
+    subscriber that lags (a loaded machine, a recorder on a slow disk) would miss the end of a stream. The wait
+    polls in short slices: rclpy holds the GIL inside ``wait_for_all_acked``, and one long call freezes every
+    other thread of the process for as long as it waits."""
+    import time
+
+    from rclpy.duration import Duration
+
+    slice_ = Duration(nanoseconds=1_000_000)
+    end = time.monotonic() + timeout_s
+    left = list(pubs)
+    while left:
+        try:
+            left = [p for p in left if not p.wait_for_all_acked(slice_)]
+        except Exception:  # noqa: BLE001 - rclpy is shutting down: nothing left to wait for
+            return []
+        if not left or time.monotonic() >= end or (stop is not None and stop.is_set()):
+            break
+        time.sleep(0.005)
+    return [p.topic_name for p in left]
+
+
 def _announce_end(node) -> None:
     """A playing node (one with ``finished`` and ``published``) logs one line when its playback ends:
     ``playback ended; published {"topic": count, ...}`` (JSON), which `microexp bench load` reads."""
@@ -221,15 +253,11 @@ def _announce_end(node) -> None:
         return
 
     def watch():
-        from rclpy.duration import Duration
-
         finished.wait()
         # "ended" = every reliable subscriber holds what was published (a lagging reader still gets it)
-        for pub in list(node.publishers):
-            try:
-                pub.wait_for_all_acked(Duration(seconds=60))
-            except Exception:  # noqa: BLE001 - shutting down
-                return
+        wait_acked(data_publishers(node), 60.0)
+        if not node.context.ok():
+            return
         node.get_logger().info("playback ended; published " + json.dumps(dict(node.published)))
 
     threading.Thread(target=watch, name="announce_end", daemon=True).start()

@@ -266,9 +266,9 @@ def publish_main(argv: list[str]) -> int:
         msg.seq = i
         msg.events = payload
         pub.publish(msg)
-    from rclpy.duration import Duration
+    from microexp.ros.base import wait_acked
 
-    pub.wait_for_all_acked(Duration(seconds=60))
+    wait_acked([pub], 60.0)
     node.get_logger().info("playback ended; published " + json.dumps({pub.topic_name: len(payloads)}))
     try:
         while True:  # keep the writer alive: it still holds what the recorder has not acknowledged

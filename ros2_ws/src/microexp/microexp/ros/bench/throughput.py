@@ -19,8 +19,11 @@ import time
 def count_main(argv: list[str]) -> int:
     import rclpy
 
+    from microexp.bags.cdr import SeqTracker, event_packet_fields
     from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
     from microexp.ros.nodes.recorder_node import _msg_class
+
+    EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--topic", action="append", required=True, help="topic|package/msg/Type")
@@ -36,6 +39,7 @@ def count_main(argv: list[str]) -> int:
     rclpy.init()
     node = rclpy.create_node("bench_counter")
     counts, sizes, arrivals = {}, {}, []
+    seqs: dict[str, SeqTracker] = {}
 
     def take(topic, raw, info):
         # arrival = when DDS received the message (system clock), not when this loop got to it
@@ -43,10 +47,18 @@ def count_main(argv: list[str]) -> int:
         arrivals.append(received * 1e-9 if received > 0 else time.time())
         counts[topic] = counts.get(topic, 0) + 1
         sizes[topic] = sizes.get(topic, 0) + len(raw)
+        tracker = seqs.get(topic)
+        if tracker is not None:
+            try:
+                tracker.update(event_packet_fields(raw)[0])
+            except ValueError:
+                tracker.gaps += 1  # not an EventPacket: counted as a gap, so that it shows
 
     subs = {}
     for entry in args.topic:
         topic, _, msgtype = entry.partition("|")
+        if msgtype == EVENT_PACKET:
+            seqs[topic] = SeqTracker()
         subs[topic] = node.create_subscription(
             _msg_class(msgtype), topic, lambda raw, info, t=topic: take(t, raw, info), RELIABLE_QOS, raw=True
         )
@@ -72,7 +84,8 @@ def count_main(argv: list[str]) -> int:
             break
     node.destroy_node()
     rclpy.shutdown()
-    print(json.dumps({"counts": counts, "bytes": sizes, "arrivals": arrivals}), flush=True)
+    seq = {t: {**s.as_dict(), "first": s.first, "last": s.last} for t, s in seqs.items()}
+    print(json.dumps({"counts": counts, "bytes": sizes, "seq": seq, "arrivals": arrivals}), flush=True)
     return 0
 
 
@@ -112,7 +125,14 @@ def play_file(node_factory, topics: list[str], timeout: float = 600.0) -> dict:
     finally:
         graph.close()
     got = finish_counter(counter)
-    return {"wall_s": wall, "published": published, "received": got["counts"], "bytes": got["bytes"]}
+    return {
+        "wall_s": wall,
+        "published": published,
+        "received": got["counts"],
+        "bytes": got["bytes"],
+        "seq": got.get("seq", {}),
+        "arrivals": got["arrivals"],
+    }
 
 
 def record_flat_out(out_dir: str, packets: int, packet_bytes: int, storage: str = "mcap") -> dict:
@@ -227,9 +247,9 @@ def publish_main(argv: list[str]) -> int:
         msg.seq = i
         pub.publish(msg)
     # a reliable writer still holds what the recorder has not acknowledged: exiting now would lose it
-    from rclpy.duration import Duration
+    from microexp.ros.base import wait_acked
 
-    pub.wait_for_all_acked(Duration(seconds=120))
+    wait_acked([pub], 120.0)
     node.destroy_node()
     rclpy.shutdown()
     return 0

@@ -176,16 +176,13 @@ def _play(args) -> tuple[dict, bool, "str | MicroexpError"]:
             time.sleep(0.05)
         published = {t: c for n in nodes for t, c in getattr(n, "published", {}).items()}
         if ok:
-            from rclpy.duration import Duration
+            from microexp.ros.base import data_publishers, wait_acked
 
             for n in nodes:  # a reliable writer keeps what is not yet acknowledged: wait for it before exiting
-                for pub in n.publishers:
-                    if not pub.topic_name.endswith(("/rosout", "/parameter_events")):
-                        if not pub.wait_for_all_acked(Duration(seconds=30)):
-                            print(
-                                f"play: {pub.topic_name}: not every subscriber acknowledged every message within 30 s",
-                                file=sys.stderr,
-                            )
+                for topic in wait_acked(data_publishers(n), 30.0):
+                    print(
+                        f"play: {topic}: not every subscriber acknowledged every message within 30 s", file=sys.stderr
+                    )
         failed = [n.playback_error for n in nodes if getattr(n, "playback_error", "")]
         if failed:  # a corrupt or missing input: what played is counted, the exit says it failed
             ok, error = True, failed[0]

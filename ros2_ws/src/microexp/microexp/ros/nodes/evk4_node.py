@@ -16,12 +16,16 @@ from __future__ import annotations
 import numpy as np
 
 from event_camera_msgs.msg import EventPacket
+from microexp.bags.cdr import event_packet_cdr
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.events.evt3_split import Evt3TimeState, split_evt3, trigger_words, word_times
+from microexp.events.evt3_split import Evt3Cutter
 from microexp.playback import Pacer
 from microexp.ros.base import qos_named, run_node
 from microexp.ros.nodes.sensor import SensorNode, retry_param, wait_param
+
+# file playback cuts the file's words into packets in pieces of this many words (4 MB, a device read)
+READ_WORDS = 2 << 20
 
 PARAMS = (
     Param("mode", "file", "where events come from: a RAW file or the camera", choices=("file", "device")),
@@ -180,14 +184,9 @@ class Evk4Node(SensorNode):
                 self.packetizer = packetizer
                 pacer = Pacer(self.p["rate"] if self.p["device_file"] else 0.0, self._stop)
 
-                def on_packet(pkt, pacer=pacer):
-                    if pacer.wait(max(pkt.t_first_us, 0)):
-                        self._publish(pkt.words, pkt.t_first_us, pkt.t_last_us)
-                        self._publish_triggers(pkt.trigger_words)
-
                 dev.start(raw=read == "raw")
                 try:
-                    how = stream_device(dev, packetizer, on_packet, self._stop)
+                    how = stream_device(dev, packetizer, lambda pkt, pacer=pacer: self._send(pkt, pacer), self._stop)
                 finally:
                     dev.close()
                 self.device_stats = {
@@ -221,6 +220,8 @@ class Evk4Node(SensorNode):
             log.error(f"EVK4 device stopped: {type(exc).__name__}: {exc}")
             self.error = self.playback_error = str(exc)
         finally:
+            if self.p["device_file"] and not self._stop.is_set():
+                self.drain()
             self.finished.set()
 
     def _publish_info(self, info: dict):
@@ -235,15 +236,25 @@ class Evk4Node(SensorNode):
         pacer = Pacer(self.p["rate"], self._stop)
         while not self._stop.is_set():
             words = self._words()
-            times = word_times(words, Evt3TimeState())
             pacer.restart()
-            for start, end, t0 in split_evt3(words, times, self.p["packet_time_us"], self.p["packet_max_bytes"]):
-                if not pacer.wait(max(t0, 0)):
+            cutter = Evt3Cutter(self.p["packet_time_us"], self.p["packet_max_bytes"])
+            for start in range(0, len(words), READ_WORDS):
+                for pkt in cutter.add_words(words[start : start + READ_WORDS]):
+                    if not self._send(pkt, pacer):
+                        return
+            for pkt in cutter.flush():
+                if not self._send(pkt, pacer):
                     return
-                self._publish(words[start:end], t0, int(times[end - 1]))
-                self._publish_triggers(trigger_words(words[start:end], times[start:end]))
             if not self.p["loop"]:
                 break
+
+    def _send(self, pkt, pacer: Pacer) -> bool:
+        """Publish one packet (and its trigger edges) when the pacer says so; false when stopping."""
+        if not pacer.wait(max(pkt.t_first_us, 0)):
+            return False
+        self._publish(pkt.parts, pkt.t_first_us, pkt.t_last_us)
+        self._publish_triggers(pkt.trigger_words)
+        return True
 
     def _words(self) -> np.ndarray:
         """The EVT3 words to publish: the file's own (passthrough), or EVT2 re-encoded as EVT3. A payload that
@@ -277,35 +288,24 @@ class Evk4Node(SensorNode):
             words = words[: bad[0]]
         return words
 
-    def _publish(self, words: np.ndarray, t_first_us: int, t_last_us: int | None = None):
-        msg = EventPacket()
-        msg.header.frame_id = self.frame_id
+    def _publish(self, parts, t_first_us: int, t_last_us: int | None = None):
+        """One ~/events message of the EVT3 words in ``parts`` (pieces that follow each other), serialized here
+        in one copy and handed to DDS as CDR bytes."""
         arrival = self.get_clock().now().nanoseconds
         stamp = self.clock_sync.stamp(t_first_us, arrival, t_last_us) if t_first_us >= 0 else arrival
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
-        msg.width, msg.height = self.header.width, self.header.height
-        msg.seq = self.seq
-        msg.time_base = 0
-        msg.encoding = "evt3"
-        msg.is_bigendian = False
-        msg.events = words.tobytes()
-        self.pub.publish(msg)
+        data = event_packet_cdr(stamp, self.frame_id, self.header.width, self.header.height, self.seq, parts)
+        self.pub.publish(data)
         self.seq += 1
         self.packets += 1
         self.published[self.pub.topic_name] = self.seq
-        self.events_bytes += len(msg.events)
+        self.events_bytes += sum(p.nbytes for p in parts)
 
     def _publish_triggers(self, out: np.ndarray):
         if len(out) == 0:
             return
-        msg = EventPacket()
-        msg.header.frame_id = self.frame_id
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.width, msg.height = self.header.width, self.header.height
-        msg.seq = self.trigger_seq
-        msg.encoding = "evt3"
-        msg.events = out.tobytes()
-        self.trigger_pub.publish(msg)
+        stamp = self.get_clock().now().nanoseconds
+        data = event_packet_cdr(stamp, self.frame_id, self.header.width, self.header.height, self.trigger_seq, [out])
+        self.trigger_pub.publish(data)
         self.trigger_seq += 1
         self.published[self.trigger_pub.topic_name] = self.trigger_seq
 

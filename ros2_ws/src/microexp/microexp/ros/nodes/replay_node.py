@@ -16,7 +16,7 @@ from microexp.bags.reader import Bag
 from microexp.bags.session import playable_bags
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import LOSSLESS_QOS, SENSOR_QOS, MicroexpNode, declare_params, run_node
+from microexp.ros.base import LOSSLESS_QOS, SENSOR_QOS, MicroexpNode, declare_params, run_node, wait_acked
 from microexp.ros.nodes.recorder_node import _msg_class
 
 PARAMS = (
@@ -192,15 +192,10 @@ class ReplayNode(MicroexpNode):
         A reliable writer keeps unacknowledged messages in its history; if the process exits first, a slow
         subscriber (a loaded machine, a recorder writing to a slow disk) never gets them.
         """
-        from rclpy.duration import Duration
-
-        end = time.monotonic() + timeout_s
-        for topic, pub in self.pubs.items():
-            left = end - time.monotonic()
-            if left <= 0 or not pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
-                self.get_logger().warning(f"{topic}: not every subscriber acknowledged within {timeout_s:.0f} s")
-                return False
-        return True
+        left = wait_acked(list(self.pubs.values()), timeout_s)
+        for topic in left:
+            self.get_logger().warning(f"{topic}: not every subscriber acknowledged within {timeout_s:.0f} s")
+        return not left
 
     def destroy_node(self):
         self._stop.set()

@@ -13,8 +13,19 @@ from std_msgs.msg import String
 
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import LATCHED_QOS, MicroexpNode, declare_params, wait_for_subscribers
+from microexp.ros.base import (
+    LATCHED_QOS,
+    MicroexpNode,
+    data_publishers,
+    declare_params,
+    wait_acked,
+    wait_for_subscribers,
+)
 from microexp.ros.sync import SensorClock
+
+# how long the end of a stream waits for its subscribers' acknowledgements; on destroy_node() (shorter)
+DRAIN_S = 30.0
+STOP_DRAIN_S = 2.0
 
 
 def wait_param(what: str = "file playback") -> Param:
@@ -107,9 +118,22 @@ class SensorNode(MicroexpNode):
         self.get_logger().error(message)
         return self._stop.wait(self.p["retry_interval_s"])
 
+    def drain(self, timeout_s: float = DRAIN_S) -> bool:
+        """Wait until every reliable subscriber has acknowledged what this node published, at most
+        ``timeout_s`` (:func:`~microexp.ros.base.wait_acked`): a publisher destroyed earlier takes what a
+        lagging subscriber has not fetched yet with it. False (and one warning) when some were left."""
+        left = wait_acked(data_publishers(self), timeout_s)
+        if left:
+            self.get_logger().warning(
+                f"{', '.join(left)}: a subscriber had not acknowledged every message {timeout_s:g} s after the "
+                "stream ended; what it has not fetched is lost when this node stops"
+            )
+        return not left
+
     def play_file(self, body: Callable[[], None], summary: Callable[[], str]) -> None:
         """The source thread of file playback: wait for subscribers, run ``body``; an error in the file stops
-        playback with ``playback_error`` set and logged; at the end log ``summary()`` and set ``finished``."""
+        playback with ``playback_error`` set and logged; at the end log ``summary()``, wait for the subscribers
+        to acknowledge everything (:meth:`drain`) and set ``finished``."""
         self.wait_for_subscribers()
         try:
             body()
@@ -124,6 +148,8 @@ class SensorNode(MicroexpNode):
                 self.get_logger().error(self.playback_error)
         finally:
             self.get_logger().info(summary())
+            if not self._stop.is_set():
+                self.drain()
             self.finished.set()
 
     def stop_publishing(self) -> None:
@@ -132,4 +158,8 @@ class SensorNode(MicroexpNode):
 
     def destroy_node(self):
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self.context.ok():
+            self.drain(STOP_DRAIN_S)
         return super().destroy_node()
