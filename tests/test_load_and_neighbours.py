@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import microexp_ok as microexp
+from helpers.wait import wait_until
 
 from microexp.bags.manifest import load as load_manifest
 from microexp.tools.info import describe
@@ -230,3 +231,83 @@ def test_bench_load_runs_the_graph_as_separate_processes(testdata):
     blob = out["scenarios"]["evk4_5mev"]["busy_1"]["streams"]["/evk4/events"]
     assert blob["published"] == 300 and blob["lost"] == blob["published"] - blob["recorded"]
     assert out["scenarios"]["evk4_5mev"]["busy_1"]["recorder_mb_s"] > 0
+
+
+# ------------------------------------------------------------------------------------ publisher outruns recorder
+def test_a_publisher_that_outruns_the_recorder_is_counted_reported_and_in_the_manifest(testdata, tmp_path, graph):
+    """The EVK4 node (file passthrough, best-effort QoS as in the lab's default) publishes flat out while the
+    recorder, a process of its own, is stopped (SIGSTOP): DDS drops what the stopped reader cannot hold. After
+    SIGCONT the stream goes on; the recorder counts the seq numbers that never came, warns once, and writes the
+    loss into the segment and the summary."""
+    import signal
+    import threading
+
+    from microexp.bench.evk4_device import make_raw
+    from microexp.ros.bench.load import Proc, node_cmd
+    from microexp.ros.compose import overrides
+    from microexp.ros.nodes.evk4_node import Evk4Node
+    from microexp_msgs.srv import StartSegment, StopSegment
+
+    testdata("events", "expelliarmus_evt3_sample.raw")
+    raw = tmp_path / "tiled.raw"
+    make_raw(raw, 5_000_000)
+    session = tmp_path / "S03"
+    params = {"out": str(session), "subject": "S03", "source": "file", "tail_quiet_s": 0.5, "tail_max_s": 10.0}
+    recorder = Proc("recorder", node_cmd("recorder_node", "recorder", params), dict(os.environ))
+    try:
+        ctl = graph.add(__import__("rclpy").create_node("outrun_test_control"))
+        graph.start()
+
+        def ask(srv, name, request):
+            client = ctl.create_client(srv, name)
+            assert client.wait_for_service(timeout_sec=60), f"{name} did not appear:\n{recorder.tail()}"
+            future = client.call_async(request)
+            wait_until(future.done, 60, f"{name} did not answer")
+            return future.result()
+
+        req = StartSegment.Request()
+        req.subject, req.au, req.trial, req.lux = "S03", "AU12", 1, 0.0
+        assert ask(StartSegment, "/recorder/start_segment", req).success
+        node = graph.add(
+            Evk4Node(
+                parameter_overrides=overrides(
+                    "evk4", None, file=str(raw), rate=0.0, loop=True, qos="sensor", wait_for_subscribers_s=60.0
+                )
+            )
+        )
+        per_loop = []
+
+        def stall():  # stop the recorder as the stream starts, let it go on after ~2.5 loops of the file
+            wait_until(lambda: node.seq > 0, 120, "the EVK4 node did not start publishing")
+            os.kill(recorder.proc.pid, signal.SIGSTOP)
+            try:
+                wait_until(lambda: node.seq > 600, 120, "the EVK4 node stopped publishing")
+            finally:
+                os.kill(recorder.proc.pid, signal.SIGCONT)
+            per_loop.append(node.seq)
+            wait_until(lambda: node.seq > per_loop[0] + 300, 120, "the stream did not go on")
+            node.stop_publishing()
+            per_loop.append("done")
+
+        th = threading.Thread(target=stall, daemon=True)
+        th.start()
+        th.join(timeout=300)
+        assert per_loop[-1:] == ["done"], f"the stream stopped early: {node.playback_error}"
+        published = node.published["/evk4/events"]
+        time.sleep(1.0)  # the last packets cross DDS before the segment closes
+        assert ask(StopSegment, "/recorder/stop_segment", StopSegment.Request()).success
+    finally:
+        recorder.stop()
+    assert not node.playback_error
+    seg = load_manifest(session)["segments"][0]
+    loss = seg["loss"]["/evk4/events"]
+    recorded = seg["messages"]["/evk4/events"]
+    assert loss["seq_missing"] > 100 and loss["lost"] == loss["dropped"] + loss["seq_missing"], loss
+    assert recorded + loss["seq_missing"] <= published <= recorded + loss["seq_missing"] + 5, (published, recorded)
+    summary = json.loads((session / "summary.json").read_text())
+    assert (
+        summary["lost"] >= loss["seq_missing"]
+        and summary["topics"]["/evk4/events"]["seq_missing"] >= loss["seq_missing"]
+    )
+    warned = [ln for ln in recorder.lines if "packets never reached the recorder" in ln]
+    assert len(warned) == 1 and "/evk4/events" in warned[0], recorder.tail(20)

@@ -18,6 +18,8 @@ from microexp.events.evt3 import _POP, _VMASK
 TIME_LOW = 0x6
 TIME_HIGH = 0x8
 WRAP_US = 1 << 24
+# a file is cut in pieces of this many words (4 MB, the most a device read returns)
+PIECE_WORDS = 2 << 20
 
 
 @dataclass

@@ -77,10 +77,12 @@ def envelope_line(xs, ys) -> tuple[float, float]:
     x_mean = sum(xs) / n
     for k in range(len(hull) - 1):
         i, j = hull[k], hull[k + 1]
+        if xs[j] <= xs[i]:  # sensor time went back (a stream that started again): not an edge
+            continue
         if xs[j] >= x_mean or k == len(hull) - 2:
             slope = (ys[j] - ys[i]) / (xs[j] - xs[i])
             return slope, ys[i] - slope * xs[i]
-    raise ParameterError("degenerate points for envelope_line")  # only when all x are equal
+    raise ParameterError("degenerate points for envelope_line")  # no two points with increasing x
 
 
 def _theil_sen(xs, ys) -> float:
@@ -223,7 +225,10 @@ class ClockEstimator:
             self._bins.extend(kept)
             xs = [b[0] for b in kept]
             ys = [b[1] for b in kept]
-        slope, intercept = envelope_line(xs, ys)
+        try:
+            slope, intercept = envelope_line(xs, ys)
+        except ParameterError:  # no usable edge yet (sensor time did not advance): wait for more bins
+            return
         if slope <= 0 or abs(1.0 / slope - 1.0) * 1e6 > self.max_drift_ppm:  # <= 0: a replay flat out
             return
         self._slope, self._intercept = slope, intercept

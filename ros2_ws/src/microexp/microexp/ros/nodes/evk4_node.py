@@ -19,13 +19,10 @@ from event_camera_msgs.msg import EventPacket
 from microexp.bags.cdr import event_packet_cdr
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.events.evt3_split import Evt3Cutter
-from microexp.playback import Pacer
+from microexp.events.evt3_split import PIECE_WORDS, Evt3Cutter
+from microexp.playback import LagMonitor, Pacer
 from microexp.ros.base import qos_named, run_node
 from microexp.ros.nodes.sensor import SensorNode, retry_param, wait_param
-
-# file playback cuts the file's words into packets in pieces of this many words (4 MB, a device read)
-READ_WORDS = 2 << 20
 
 PARAMS = (
     Param("mode", "file", "where events come from: a RAW file or the camera", choices=("file", "device")),
@@ -83,6 +80,15 @@ PARAMS = (
         "camera synchronisation for multi-camera rigs (mode=device)",
         choices=("standalone", "master", "slave"),
     ),
+    Param(
+        "lag_warn_ms",
+        500.0,
+        "mode=device: warn once and count the packets published when ~/events falls this far behind the camera "
+        "(it produces more than the node and DDS carry; 0 = off)",
+        min=0.0,
+        max=600_000.0,
+        unit="ms",
+    ),
     wait_param("file playback (mode=file, or device_file)"),
     retry_param("an absent, busy or unplugged camera"),
 )
@@ -139,6 +145,8 @@ class Evk4Node(SensorNode):
             raise MicroexpError(f"{self.get_name()}: mode=device needs OpenEB: {reason}")
         # bad parameters and an unreadable bias file fail here, at start, not in the thread
         self.settings = make_settings(self.p)
+        # a camera runs in real time; a RAW file opened as a device at its playback rate (0: flat out, no lag)
+        self.lag = LagMonitor(self.p["lag_warn_ms"], self.p["rate"] if self.p["device_file"] else 1.0)
         self.header = None
         self.device_info = None
         self.start_source(self._run_device, "evk4_device")
@@ -183,10 +191,13 @@ class Evk4Node(SensorNode):
                 packetizer = make_packetizer(read, info, self.p["packet_time_us"], self.p["packet_max_bytes"])
                 self.packetizer = packetizer
                 pacer = Pacer(self.p["rate"] if self.p["device_file"] else 0.0, self._stop)
+                self.lag.restart()
 
                 dev.start(raw=read == "raw")
                 try:
-                    how = stream_device(dev, packetizer, lambda pkt, pacer=pacer: self._send(pkt, pacer), self._stop)
+                    how = stream_device(
+                        dev, packetizer, lambda pkt, pacer=pacer: self._send_live(pkt, pacer), self._stop
+                    )
                 finally:
                     dev.close()
                 self.device_stats = {
@@ -197,7 +208,10 @@ class Evk4Node(SensorNode):
                     "reordered": getattr(packetizer, "reordered", 0),
                     "outside": getattr(packetizer, "dropped_outside", 0),
                     "read": read,
+                    **self._lag_figures(),
                 }
+                if self.lag.late and not self._stop.is_set():  # the final lag figures, for the manifest
+                    self._publish_info({**self.sensor_info_fields, **self._lag_figures()})
                 if how == "stopped":
                     break
                 if self.p["device_file"]:
@@ -224,7 +238,25 @@ class Evk4Node(SensorNode):
                 self.drain()
             self.finished.set()
 
+    def _send_live(self, pkt, pacer: Pacer) -> bool:
+        """:meth:`_send` for a camera, measuring how far publishing falls behind it (:class:`LagMonitor`)."""
+        if not self._send(pkt, pacer):
+            return False
+        if self.lag.update(pkt.t_last_us):
+            self.get_logger().warning(
+                f"~/events is {self.lag.lag_ms:.0f} ms behind the camera: it produces more events than this node "
+                "and DDS carry; OpenEB holds them (memory grows) and drops what its buffers cannot hold. Lower the "
+                "event rate (erc_rate_mev_s, the biases, a roi) or give the node a core of its own; late packets "
+                "are counted in ~/sensor_info (late_packets, max_lag_ms)"
+            )
+            self._publish_info({**self.sensor_info_fields, **self._lag_figures()})
+        return True
+
+    def _lag_figures(self) -> dict:
+        return {"late_packets": self.lag.late, "max_lag_ms": round(self.lag.max_ms, 1)}
+
     def _publish_info(self, info: dict):
+        self.sensor_info_fields = info
         self.publish_sensor_info("evk4", self.pub.topic_name, info)
 
     def _play(self):
@@ -237,9 +269,10 @@ class Evk4Node(SensorNode):
         while not self._stop.is_set():
             words = self._words()
             pacer.restart()
+            self.clock_sync.est.reset()  # a loop starts the file's sensor clock again
             cutter = Evt3Cutter(self.p["packet_time_us"], self.p["packet_max_bytes"])
-            for start in range(0, len(words), READ_WORDS):
-                for pkt in cutter.add_words(words[start : start + READ_WORDS]):
+            for start in range(0, len(words), PIECE_WORDS):
+                for pkt in cutter.add_words(words[start : start + PIECE_WORDS]):
                     if not self._send(pkt, pacer):
                         return
             for pkt in cutter.flush():

@@ -204,6 +204,7 @@ class RecorderNode(MicroexpNode):
         self._subs = {}
         self._intake_group = None
         self.seq: dict[str, SeqTracker] = {t: SeqTracker() for t, m in self.topics.items() if m == EVENT_PACKET}
+        self._gap_warned: set[str] = set()  # topics whose first seq gap was logged (one line each)
         self.neighbours = PublisherWatch(
             self, self.p["expected_publishers"], allow_remote=self.p["allow_remote_publishers"]
         )
@@ -290,9 +291,16 @@ class RecorderNode(MicroexpNode):
         tracker = self.seq.get(topic)
         if tracker is not None:  # packets lost before the recorder (publisher history, transport): seq gaps
             try:
-                tracker.update(event_packet_fields(data)[0])
+                seq = event_packet_fields(data)[0]
             except ValueError:
-                pass
+                seq = None
+            if seq is not None and tracker.update(seq) > 0 and topic not in self._gap_warned:
+                self._gap_warned.add(topic)
+                self.get_logger().warning(
+                    f"{topic}: packets never reached the recorder (seq jumped to {seq}, {tracker.missing} missing "
+                    "so far): the publisher outran this subscriber or the transport dropped them; counted as loss "
+                    "per segment in the manifest and in the summary"
+                )
         self.writer.put(topic, t, data)
         if topic.endswith("/sync_status") and self.topics[topic] == "microexp_msgs/msg/SyncStatus":
             self._note_sync(data)
