@@ -319,7 +319,11 @@ def need_raw_binding():
 
 
 def test_raw_binding_reads_the_payload_bytes_of_a_raw_device(openeb, testdata):
-    """microexp_openeb_raw gives exactly the bytes OpenEB streams: the file's payload, in order."""
+    """microexp_openeb_raw gives exactly the bytes OpenEB streams: the file's payload, in order, as OpenEB's own
+    buffers (read_views: no copy; each stays valid while held, after the stream moved on and closed) and as
+    copies (read)."""
+    import microexp_openeb_raw
+
     from microexp.events.raw import raw_payload
 
     need_raw_binding()
@@ -329,10 +333,21 @@ def test_raw_binding_reads_the_payload_bytes_of_a_raw_device(openeb, testdata):
     dev.start(raw=True)
     pieces = []
     while (got := dev.read(1.0, max_bytes=64_000)) is not None:
-        pieces.append(got)
+        pieces += got
     dev.close()
-    assert b"".join(pieces) == bytes(raw_payload(path))
-    assert dev.buffers >= len([p for p in pieces if p]) >= 1 and dev.bytes_in == len(b"".join(pieces))
+    assert hasattr(microexp_openeb_raw, "read_views") and all(type(p).__name__ == "HeldBuffer" for p in pieces)
+    views = [np.frombuffer(p, np.uint8) for p in pieces]
+    del pieces
+    assert b"".join(v.tobytes() for v in views) == bytes(raw_payload(path))
+    assert not views[0].flags.writeable
+    assert dev.buffers >= len(views) >= 1 and dev.bytes_in == sum(len(v) for v in views)
+    dev = open_raw_device(path)
+    dev.start(raw=True)
+    copies = []
+    while (got := microexp_openeb_raw.read(dev._stream, 1.0, 64_000)) is not None:
+        copies.append(got[0])
+    dev.close()
+    assert b"".join(copies) == bytes(raw_payload(path))
 
 
 def test_device_read_raw_on_an_evt2_stream_is_a_clear_error(openeb, testdata):

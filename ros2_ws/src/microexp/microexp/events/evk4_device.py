@@ -404,6 +404,12 @@ class OpenEBDevice:
                 raise MicroexpError(f"device_file {self.raw_file}: no such file")
             cfg = hal.RawFileConfig()
             cfg.do_time_shifting = False  # keep the sensor's own time, as the file reader does
+            # no seek index: OpenEB would decode the whole file on a thread of its own (CPU a camera does not
+            # cost) and write REC.raw.tmp_index beside the recording
+            cfg.build_index = False
+            # OpenEB reads ahead into this many buffers (its default, 3, is under two reads of ours: the reader
+            # thread would often wait for us and we for it)
+            cfg.n_read_buffers = 16
             try:
                 device = hal.DeviceDiscovery.open_raw_file(self.raw_file, cfg)
             except Exception as exc:
@@ -584,7 +590,8 @@ class OpenEBDevice:
         if raw:
             import microexp_openeb_raw
 
-            self._raw_read = microexp_openeb_raw.read
+            # without copying where the binding offers it: one piece per OpenEB buffer, kept alive by its packets
+            self._raw_read = getattr(microexp_openeb_raw, "read_views", microexp_openeb_raw.read)
             self._stream.start()
             return
         self._decoder = self._facility("i_events_stream_decoder")
@@ -603,15 +610,20 @@ class OpenEBDevice:
         self._stream.start()
 
     def read(self, timeout_s: float = 0.05, max_bytes: int = 4 << 20):
-        """The next buffer(s): bytes (raw) or (events, triggers) (decoded); None when the stream ended."""
+        """The next buffer(s): raw, a list of bytes-like pieces (OpenEB's buffers themselves with a binding that
+        has ``read_views``, else one bytes object); decoded, (events, triggers); None when the stream ended."""
         if self._raw:
             got = self._raw_read(self._stream, timeout_s, max_bytes)
             if got is None:
                 return None
-            data, buffers = got
-            self.buffers += buffers
+            data, n = got
+            if isinstance(data, list):  # read_views: (buffers, bytes)
+                self.buffers += len(data)
+                self.bytes_in += n
+                return data
+            self.buffers += n  # read: (bytes, buffers)
             self.bytes_in += len(data)
-            return data
+            return [data] if len(data) else []
         end = time.monotonic() + timeout_s
         while True:
             r = self._stream.poll_buffer()

@@ -195,7 +195,15 @@ class Evt3Cutter:
         return sum(len(h) for h in self._held)
 
     def feed(self, data) -> list[Packet]:
-        """One read: bytes-like (empty = nothing came in time: :meth:`flush`); the packets it closed."""
+        """One read: bytes-like, or a list of bytes-like pieces (empty = nothing came in time: :meth:`flush`);
+        the packets it closed."""
+        if isinstance(data, list):
+            if not data:
+                return self.flush()
+            out = []
+            for piece in data:
+                out += self.add(piece)
+            return out
         return self.add(data) if len(data) else self.flush()
 
     def add(self, data) -> list[Packet]:

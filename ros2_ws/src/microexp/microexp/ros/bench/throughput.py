@@ -38,13 +38,15 @@ def count_main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     rclpy.init()
     node = rclpy.create_node("bench_counter")
-    counts, sizes, arrivals = {}, {}, []
+    counts, sizes, arrivals, spans = {}, {}, [], {}
     seqs: dict[str, SeqTracker] = {}
 
     def take(topic, raw, info):
         # arrival = when DDS received the message (system clock), not when this loop got to it
         received = int(info.get("received_timestamp", 0)) if info else 0
         arrivals.append(received * 1e-9 if received > 0 else time.time())
+        span = spans.setdefault(topic, [arrivals[-1], arrivals[-1]])
+        span[1] = arrivals[-1]
         counts[topic] = counts.get(topic, 0) + 1
         sizes[topic] = sizes.get(topic, 0) + len(raw)
         tracker = seqs.get(topic)
@@ -85,7 +87,8 @@ def count_main(argv: list[str]) -> int:
     node.destroy_node()
     rclpy.shutdown()
     seq = {t: {**s.as_dict(), "first": s.first, "last": s.last} for t, s in seqs.items()}
-    print(json.dumps({"counts": counts, "bytes": sizes, "seq": seq, "arrivals": arrivals}), flush=True)
+    out = {"counts": counts, "bytes": sizes, "seq": seq, "spans": spans, "arrivals": arrivals}
+    print(json.dumps(out), flush=True)
     return 0
 
 
@@ -106,7 +109,9 @@ def finish_counter(proc: subprocess.Popen, timeout: float = 300.0) -> dict:
 
 
 def play_file(node_factory, topics: list[str], timeout: float = 600.0) -> dict:
-    """Run a file-playback node flat out against a counter process; wall time of the playback, counts."""
+    """Run a file-playback node flat out against a counter process: ``wall_s`` from the first message published
+    until the node finished (its subscribers acknowledged everything), ``start_epoch_s`` (system clock at the
+    first message), the counter's counts, seq gaps and per topic first and last arrival (``spans``)."""
     from microexp.ros.runner import Runner
 
     counter = start_counter(topics)
@@ -114,11 +119,11 @@ def play_file(node_factory, topics: list[str], timeout: float = 600.0) -> dict:
     try:
         node = graph.add(node_factory())
         graph.start()
-        t0 = None
+        t0 = t0_epoch = None
         end = time.monotonic() + timeout
         while not node.finished.is_set() and time.monotonic() < end:
             if t0 is None and getattr(node, "seq", 0) > 0:
-                t0 = time.perf_counter()
+                t0, t0_epoch = time.perf_counter(), time.time()
             time.sleep(0.0005)
         wall = time.perf_counter() - (t0 or time.perf_counter())
         published = dict(node.published)
@@ -127,6 +132,8 @@ def play_file(node_factory, topics: list[str], timeout: float = 600.0) -> dict:
     got = finish_counter(counter)
     return {
         "wall_s": wall,
+        "start_epoch_s": t0_epoch,
+        "spans": got.get("spans", {}),
         "published": published,
         "received": got["counts"],
         "bytes": got["bytes"],
