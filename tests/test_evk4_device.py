@@ -638,3 +638,46 @@ def test_sensor_serial_and_geometry_reach_the_session_manifest(graph, testdata, 
     info = doc["sensors"]["evk4"]
     assert info["serial"] == "00000307" and (info["width"], info["height"]) == (1280, 720)
     assert info["topic"] == "/evk4/events"
+
+
+@pytest.mark.ros
+def test_bench_evk4_device_reports_each_node_run_and_its_loss(openeb, testdata):
+    """`microexp bench evk4-device` (a short run): both node paths, each run's packets sent, received and
+    missing, the device/file ratio as min/median/max; nothing lost."""
+    testdata("events", "expelliarmus_evt3_sample.raw")
+    res = subprocess.run(
+        [sys.executable, "-m", "microexp.cli", "bench", "--events", "2000000", "--repeat", "1", "evk4-device"]
+        + ["--", "--node-repeat", "2", "--busy", "0"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads([ln for ln in res.stdout.splitlines() if ln.startswith("{")][-1])
+    node = out["node_busy_0"]
+    assert node["busy"] == 0 and node["rounds"] == 2
+    for path in ("file", "device_raw", "device_decode"):
+        runs = node[f"node_{path}_runs"]
+        assert len(runs) == 2 and all(r["sent"] == r["received"] > 0 and r["seq_missing"] == 0 for r in runs), runs
+        spread = node[f"node_{path}_mev_s"]
+        assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+        assert node[f"node_{path}_lost"] == 0
+    assert 0 < node["node_device_raw_over_file"]["min"] <= node["node_device_raw_over_file"]["max"]
+    assert out["device_raw_events"] == 2_000_000 == out["device_decode_events"]
+
+
+def test_lag_monitor_warns_once_when_publishing_falls_behind_the_camera():
+    """A fixed latency is not lag; a node that publishes 1 s of camera time in 1.5 s falls behind: one warning
+    when past warn_ms, every later packet counted, the largest lag kept; a new stream starts a new floor."""
+    from microexp.playback import LagMonitor
+
+    lag = LagMonitor(warn_ms=100.0)
+    steady = [lag.update(k * 1000, 5.0 + 0.02 + k * 1e-3) for k in range(1000)]  # 20 ms latency, keeping up
+    assert not any(steady) and lag.late == 0 and lag.max_ms < 1e-6
+    warned = [lag.update(1_000_000 + k * 1000, 6.02 + k * 1.5e-3) for k in range(1000)]  # 1.5 s per s
+    assert warned.count(True) == 1 and 100 < lag.max_ms <= 501
+    first = warned.index(True)
+    assert lag.late == 1000 - first and abs((first + 1) * 0.5 - 100) < 1.0  # past 100 ms after ~200 packets
+    lag.restart()
+    assert not lag.update(5_000_000, 100.0) and not lag.update(5_001_000, 100.001) and lag.lag_ms < 1e-6
+    assert not LagMonitor(100.0, rate=0.0).update(0, 0.0)  # flat out: no real time to fall behind
