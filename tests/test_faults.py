@@ -656,7 +656,7 @@ def test_replay_validates_rate_and_topics(session):
 @pytest.mark.ros
 @pytest.mark.slow
 def test_dataset_skips_cut_damaged_and_bad_manifest_inputs_and_flags_truncated_on_request(session, tmp_path):
-    """One run over: the good session, a folder of sessions where one manifest.json is garbage, a bag cut in
+    """One run over: the good session, a folder of sessions where one manifest.json is binary garbage, a bag cut in
     half, and a bag with a flipped byte. Default: the good clips are built; each bad input is one 'skipped'
     line and a 'failed' entry; exit 1. --allow-truncated builds the cut bag, flagged 'truncated' in the index;
     the damaged one is still skipped."""
@@ -674,7 +674,8 @@ def test_dataset_skips_cut_damaged_and_bad_manifest_inputs_and_flags_truncated_o
     sessions = tmp_path / "sessions"
     shutil.copytree(session, sessions / "S05_session")
     (sessions / "S06_broken").mkdir()
-    (sessions / "S06_broken" / "manifest.json").write_text('{"format": "microexp-session-1", "segm')
+    # cut short, with bytes that are not UTF-8 (binary garbage once aborted the whole build with a traceback)
+    (sessions / "S06_broken" / "manifest.json").write_bytes(b'{"format": "microexp-session-1", "segm\xff\xfe\x00\x81')
     args = ("--quiet", "--no-webcam", "--detect-every", "1000", "--max-slices", "8")
     res = microexp("dataset", sessions, cut, flip, "--out", tmp_path / "ds", *args, timeout=600)
     assert res.returncode == 1, res.stderr[-3000:]
@@ -752,3 +753,57 @@ def test_a_sensor_that_delivers_nothing_makes_the_segment_an_error(tmp_path, tes
     one_line_error(res, "no /evk4/events messages during segment")
     [seg] = load_manifest(out)["segments"]
     assert seg["status"] == "error" and "no /evk4/events messages" in seg["error"]
+
+
+@pytest.mark.ros
+def test_checkpoint_with_nan_or_inf_weights_is_refused_everywhere(tmp_path, random_checkpoint):
+    """A checkpoint whose weights hold NaN (or a buffer inf) is refused at load, naming the tensor: `info` and
+    `infer` exit non-zero with one line; load_checkpoint raises before building the model."""
+    import torch
+
+    from microexp.models.checkpoint import CheckpointFormatError, load_checkpoint
+
+    data = torch.load(random_checkpoint, weights_only=True)
+    name = next(k for k, v in data["state_dict"].items() if v.is_floating_point() and v.numel() > 4)
+    data["state_dict"][name] = data["state_dict"][name].clone()
+    data["state_dict"][name].view(-1)[:3] = torch.tensor([float("nan"), float("nan"), float("inf")])
+    bad = tmp_path / "diverged.pt"
+    torch.save(data, bad)
+    with pytest.raises(CheckpointFormatError, match=f"tensor '{name}' holds 2 NaN and 1 inf"):
+        load_checkpoint(bad)
+    one_line_error(microexp("info", bad), str(bad), name, "NaN")
+    one_line_error(microexp("infer", "--model", bad, "--duration", "1", timeout=120), str(bad), name, "NaN")
+
+
+@pytest.mark.ros
+def test_a_fifo_given_as_input_is_refused_before_anything_opens(tmp_path):
+    """A FIFO (or any non-regular file) as a RAW, video or checkpoint input: one line naming it, exit 2, no
+    hang (each run bounded by its own timeout), and `record` leaves nothing behind, so a retry with the same
+    --out is not refused."""
+    fifo = tmp_path / "in.raw"
+    os.mkfifo(fifo)
+    pt = tmp_path / "model.pt"
+    os.mkfifo(pt)
+    out = tmp_path / "r_fifo"
+    for _ in range(2):
+        res = microexp(
+            "record", "--source", "file", "--evk4-file", fifo, "--sensors", "evk4", "--aus", "AU12",
+            "--subject", "S01", "--out", out, timeout=60,
+        )  # fmt: skip
+        one_line_error(res, str(fifo), "FIFO")
+        assert not out.exists() or not any(out.iterdir())
+    one_line_error(microexp("play", "--evk4-file", fifo, "--count", "--timeout", "30", timeout=60), str(fifo), "FIFO")
+    one_line_error(microexp("play", "--webcam-file", fifo, "--timeout", "30", timeout=60), str(fifo), "FIFO")
+    one_line_error(microexp("infer", "--model", pt, "--duration", "3", timeout=60), str(pt), "FIFO")
+    one_line_error(microexp("info", fifo, timeout=60), str(fifo), "not a regular file")
+
+
+@pytest.mark.ros
+def test_play_and_infer_refuse_negative_times_and_play_fails_on_a_missing_or_unreadable_video(tmp_path):
+    one_line_error(microexp("play", "--synthetic", "--timeout", "-1", timeout=60), "--timeout")
+    one_line_error(microexp("infer", "--duration", "-1", timeout=60), "--duration")
+    one_line_error(microexp("play", "--webcam-file", tmp_path / "nope.mp4", timeout=60), "nope.mp4", "no such video")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(os.urandom(4096))
+    res = microexp("play", "--webcam-file", junk, "--rate", "0", "--timeout", "60", timeout=120)
+    one_line_error(res, str(junk), "cannot open this video")

@@ -27,3 +27,25 @@ class FormatError(MicroexpError):
 
 class ParameterError(MicroexpError):
     """A parameter or argument with a value that cannot work; the message names the parameter."""
+
+
+def input_file(path: os.PathLike | str, what: str = "input") -> str:
+    """``path`` as a string when it names a regular file; else a :class:`FormatError` that says what it is.
+
+    Every command and node that opens a file asks this first: a FIFO, socket or device would block ``open``
+    (or never end), so it is refused before anything is opened or created."""
+    import stat
+
+    p = os.fspath(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise FormatError(p, f"no such {what} file") from None
+    except OSError as exc:
+        raise FormatError(p, f"cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise FormatError(p, f"is a folder, not a{'n' if what[:1] in 'aeiou' else ''} {what} file")
+    if not stat.S_ISREG(mode):
+        kind = "FIFO (named pipe)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        raise FormatError(p, f"is a {kind}, not a regular file: refused ({what} files are read from disk)")
+    return p

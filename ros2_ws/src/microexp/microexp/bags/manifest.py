@@ -274,5 +274,9 @@ def load(folder) -> dict:
         raise FormatError(path, "no manifest in this session folder") from None
     except json.JSONDecodeError as exc:
         raise FormatError(path, f"not valid JSON: {exc.msg}", exc.pos) from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(path, "not valid JSON: bytes that are not UTF-8 text", exc.start) from None
+    except OSError as exc:
+        raise FormatError(path, f"cannot be read ({exc.strerror})") from None
     validate(doc)
     return doc

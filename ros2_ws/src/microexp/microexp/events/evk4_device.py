@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import numba as nb
 import numpy as np
 
-from microexp.errors import MicroexpError, ParameterError
+from microexp.errors import MicroexpError, ParameterError, input_file
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events
 from microexp.events.evt3 import Evt3Encoder
 from microexp.events.evt3_split import Evt3Cutter, Packet, trigger_triples
@@ -400,8 +400,7 @@ class OpenEBDevice:
     def open(self) -> DeviceInfo:
         hal = self.hal
         if self.raw_file:
-            if not os.path.isfile(self.raw_file):
-                raise MicroexpError(f"device_file {self.raw_file}: no such file")
+            input_file(self.raw_file, "RAW")
             cfg = hal.RawFileConfig()
             cfg.do_time_shifting = False  # keep the sensor's own time, as the file reader does
             # no seek index: OpenEB would decode the whole file on a thread of its own (CPU a camera does not

@@ -165,7 +165,13 @@ def train_fold(
     last = folder / "last.pt"
     if resume and last.exists():
         try:
-            state = torch.load(last, map_location=device, weights_only=True)
+            from microexp.errors import input_file
+            from microexp.models.checkpoint import nonfinite
+
+            state = torch.load(input_file(last, "resume state"), map_location=device, weights_only=True)
+            bad = nonfinite({"model": state["model"], "optimizer": state["optimizer"]})
+            if bad:
+                raise ValueError(f"{bad} (the training diverged)")
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])

@@ -33,7 +33,7 @@ from torch import nn
 
 import microexp
 from microexp.aus import AU_LABELS
-from microexp.errors import FormatError, MicroexpError, ParameterError
+from microexp.errors import FormatError, MicroexpError, ParameterError, input_file
 from microexp.models.cnn3d import C3DNet, CNN3DConfig
 from microexp.models.cvae import ConditionalVAE, CVAEConfig
 from microexp.models.snn import AUSpikingNet, SNNConfig, count_parameters
@@ -193,12 +193,33 @@ def save_checkpoint(
     return path
 
 
+def nonfinite(tensors: Mapping[str, Any], prefix: str = "") -> Optional[str]:
+    """Where the first tensor with NaN or infinite values is (nested dicts and lists searched), as
+    "tensor NAME holds N NaN and M inf of K values"; None when every floating-point tensor is finite."""
+    items = tensors.items() if isinstance(tensors, Mapping) else enumerate(tensors)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() or value.is_complex():
+                finite = torch.isfinite(value)
+                if not bool(finite.all()):
+                    nan = int(torch.isnan(value).sum())
+                    return f"tensor {name!r} holds {nan} NaN and {int((~finite).sum()) - nan} inf of {value.numel()} values"
+        elif isinstance(value, (Mapping, list, tuple)):
+            found = nonfinite(value, f"{name}.")
+            if found:
+                return found
+    return None
+
+
 def _read(path: PathLike, map_location: Any, mmap: bool = False) -> dict:
     """The validated checkpoint dict at ``path``."""
     if not os.path.exists(path):
         raise CheckpointNotFoundError(path, "no such checkpoint file")
-    if os.path.isdir(path):
-        raise CheckpointFormatError(path, "is a directory, not a checkpoint file")
+    try:
+        input_file(path, "checkpoint")
+    except FormatError as exc:
+        raise CheckpointFormatError(path, exc.reason) from None
     try:
         data = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (KeyboardInterrupt, MemoryError):
@@ -232,6 +253,9 @@ def _read(path: PathLike, map_location: Any, mmap: bool = False) -> dict:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointFormatError(path, "corrupted microexp checkpoint: 'state_dict' must map names to tensors")
+    bad = nonfinite(state)
+    if bad:
+        raise CheckpointFormatError(path, f"{bad}: the training diverged or the file is damaged; not used")
     return data
 
 

@@ -9,6 +9,8 @@ import argparse
 import json
 import time
 
+from microexp.errors import ParameterError
+
 # CLI option -> node parameter (only the options given override the parameter files)
 _OPTIONS = {
     "model": "model",
@@ -77,6 +79,10 @@ def run(args) -> int:
     for opt in ("events_topic", "frames_topic"):
         if getattr(args, opt, None):
             check_topic_name(getattr(args, opt), "--" + opt.replace("_", "-"))
+    if not args.duration >= 0:  # also NaN
+        raise ParameterError(f"infer: --duration {args.duration:g}: give 0 (run until Ctrl-C) or a number of seconds")
+    if args.count < 0:
+        raise ParameterError(f"infer: --count {args.count}: give 0 (no limit) or a number of predictions")
     values = {param: getattr(args, opt) for opt, param in _OPTIONS.items() if getattr(args, opt) is not None}
     if not rclpy.ok():
         rclpy.init(args=["microexp", "--ros-args", *args.ros_args] if args.ros_args else None)

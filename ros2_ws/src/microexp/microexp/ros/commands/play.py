@@ -112,6 +112,11 @@ def build_nodes(args) -> list:
 def run(args) -> int:
     if args.count and args.loop:
         raise ParameterError("play: --count and --loop exclude each other (a loop never ends)")
+    if not args.timeout > 0:  # also NaN
+        raise ParameterError(f"play: --timeout {args.timeout:g}: give a number of seconds above 0")
+    from microexp.ros.commands.record import check_input_files
+
+    check_input_files(args)
     from microexp.ros.dds import configure
 
     configure(args)

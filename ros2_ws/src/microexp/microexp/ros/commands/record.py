@@ -63,6 +63,15 @@ def run(args) -> int:
     return 0
 
 
+def check_input_files(args) -> None:
+    """Every input file option given (--davis-file, --evk4-file, --webcam-file) names a regular file."""
+    from microexp.errors import input_file
+
+    for opt, what in (("davis_file", "AEDAT4"), ("evk4_file", "RAW"), ("webcam_file", "video")):
+        if getattr(args, opt, None):
+            input_file(getattr(args, opt), what)
+
+
 def options(args) -> dict:
     """The recording options (:data:`microexp.ros.graph_spec.RECORD_OPTIONS`) of parsed command-line ``args``;
     None = the graph's default. Without a terminal the protocol runs unattended."""
@@ -97,6 +106,7 @@ def session(args, add_nodes=None) -> dict:
     from microexp.ros.graph_spec import record_graph
     from microexp.ros.runner import Runner
 
+    check_input_files(args)  # before anything is created: a FIFO would block, a missing file fail later
     configure(args)  # domain, discovery range (default: this machine only), Fast DDS profile
     specs = record_graph(options(args))
     graph = Runner()

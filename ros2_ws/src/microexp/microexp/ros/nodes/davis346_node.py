@@ -21,7 +21,7 @@ from sensor_msgs.msg import CameraInfo, Image, Imu
 
 from event_camera_msgs.msg import EventPacket
 from microexp.config import Param
-from microexp.errors import MicroexpError
+from microexp.errors import MicroexpError, input_file
 from microexp.events.codecs import make_encoder
 from microexp.playback import Pacer
 from microexp.ros.base import qos_named, run_node
@@ -96,7 +96,7 @@ class Davis346Node(SensorNode):
                 raise MicroexpError(f"{self.get_name()}: parameter file: empty; mode=file needs an AEDAT4 file")
             from microexp.events.aedat4 import check_aedat4
 
-            check_aedat4(self.p["file"])  # a clear error at start for a file that is not AEDAT4
+            check_aedat4(input_file(self.p["file"], "AEDAT4"))  # a clear error at start for a file that is not AEDAT4
             target = self._play_file
         else:
             from microexp.events.davis_device import bias_names, davis_class, parse_davis_bias_file

@@ -18,7 +18,7 @@ import numpy as np
 from event_camera_msgs.msg import EventPacket
 from microexp.bags.cdr import event_packet_cdr
 from microexp.config import Param
-from microexp.errors import MicroexpError
+from microexp.errors import MicroexpError, input_file
 from microexp.events.evt3_split import PIECE_WORDS, Evt3Cutter
 from microexp.playback import LagMonitor, Pacer
 from microexp.ros.base import qos_named, run_node
@@ -115,6 +115,7 @@ class Evk4Node(SensorNode):
             raise MicroexpError(f"{self.get_name()}: parameter file: empty; mode=file needs a RAW file")
         from microexp.events.raw import raw_payload, read_raw_header
 
+        input_file(self.p["file"], "RAW")
         self.header = read_raw_header(self.p["file"], width=self.p["width"] or None, height=self.p["height"] or None)
         if self.header.format not in ("evt3", "evt2"):
             raise MicroexpError(f"{self.p['file']}: format {self.header.format} cannot be played")
@@ -143,6 +144,8 @@ class Evk4Node(SensorNode):
         reason = openeb_available()
         if reason:
             raise MicroexpError(f"{self.get_name()}: mode=device needs OpenEB: {reason}")
+        if self.p["device_file"]:
+            input_file(self.p["device_file"], "RAW")
         # bad parameters and an unreadable bias file fail here, at start, not in the thread
         self.settings = make_settings(self.p)
         # a camera runs in real time; a RAW file opened as a device at its playback rate (0: flat out, no lag)

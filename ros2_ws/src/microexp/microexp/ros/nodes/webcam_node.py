@@ -10,7 +10,7 @@ import cv2
 from sensor_msgs.msg import Image
 
 from microexp.config import Param
-from microexp.errors import MicroexpError
+from microexp.errors import MicroexpError, input_file
 from microexp.playback import Pacer
 from microexp.ros.base import qos_named, run_node
 from microexp.ros.images import to_msg
@@ -42,6 +42,8 @@ class WebcamNode(SensorNode):
             raise MicroexpError(f"{self.get_name()}: parameter fourcc: {self.p['fourcc']!r} is not four characters")
         if self.p["mode"] == "file" and not self.p["file"]:
             raise MicroexpError(f"{self.get_name()}: parameter file: empty; mode=file needs a video file")
+        if self.p["mode"] == "file":
+            input_file(self.p["file"], "video")
         qos = qos_named(self.p["qos"], "image")
         self.pub = self.create_publisher(Image, "~/image_raw", qos)
         self.preview_pub = self.create_publisher(Image, "~/preview/image_raw", qos) if self.p["preview_width"] else None
@@ -75,7 +77,8 @@ class WebcamNode(SensorNode):
                 try:
                     cap = self._open()
                 except MicroexpError as exc:
-                    self.get_logger().error(str(exc))
+                    self.playback_error = str(exc)
+                    self.get_logger().error(self.playback_error)
                     return
                 if cap is None:
                     self.retry_later(
@@ -84,6 +87,10 @@ class WebcamNode(SensorNode):
                     continue
                 self._capture(cap)
                 cap.release()
+                if self.p["mode"] == "file" and self.frames == 0 and not self._stop.is_set():
+                    self.playback_error = f"{self.p['file']}: OpenCV read no frame from this video file"
+                    self.get_logger().error(self.playback_error)
+                    return
                 if self.p["mode"] == "file" and not self.p["loop"]:
                     return
         finally:
