@@ -7,7 +7,7 @@ export MICROEXP_TESTDATA ?= $(abspath ../shared/data)
 
 ROS2_SRC ?= $(abspath ../shared/ros2-src)
 
-.PHONY: setup demo test lint format bench lock clean ros2-cli openeb
+.PHONY: setup demo test check lint format bench lock clean ros2-cli openeb
 
 setup:
 	@bash scripts/setup.sh
@@ -35,6 +35,12 @@ test: setup lint
 	@if [ -e "$(OPENEB_SRC)" ]; then bash scripts/openeb.sh --apt --src "$(OPENEB_SRC)" >/dev/null; \
 	  else echo "make test: no OpenEB source at $(OPENEB_SRC): the tests that need OpenEB skip"; fi
 	@$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
+
+# The quick tier: lint, then the tests that are neither slow nor heavy (heavy: they need Docker, OpenEB or the ros2
+# command line, marked in tests/conftest.py). Nothing is built or started outside .venv; a few minutes on 2 cores.
+CHECK_MARKERS := not slow and not heavy
+check: setup lint
+	@$(PY) -m pytest tests -m "$(CHECK_MARKERS)"; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 
 # The ROS 2 command line (ros2 launch/run/topic/...) for the pip install, from the jazzy sources in ROS2_SRC;
 # built once into ~/.cache/microexp/ros2-cli-<hash>, then `. .venv/bin/activate` gives `ros2`.

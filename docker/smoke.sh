@@ -142,7 +142,7 @@ import os, tempfile
 import numpy as np
 from microexp.events.dtype import EVENT_DTYPE
 from microexp.events.evt3 import Evt3Encoder
-from microexp.events.evk4_device import OpenEBDevice
+from microexp.drivers.evk4 import OpenEBDevice
 ev = np.zeros(50000, EVENT_DTYPE)
 ev["x"], ev["y"], ev["p"], ev["t"] = np.arange(50000) % 1280, np.arange(50000) % 720, 1, np.arange(50000) * 20
 payload, _ = Evt3Encoder(1280, 720, vectors="sensor").encode(ev)

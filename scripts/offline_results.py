@@ -1,5 +1,5 @@
-"""Write the offline results (Table 5, Table 6) of `microexp bench offline`'s run folders into the README and
-docs/offline.md, between their `offline-results:begin/end` markers. Numbers come only from the runs' JSON.
+"""Write the offline results (Table 5, Table 6) of `microexp bench offline`'s run folders into docs/offline.md,
+between its `offline-results:begin/end` markers. Numbers come only from the runs' JSON.
 
 Usage: .venv/bin/python scripts/offline_results.py [RUNS]   (RUNS default out/bench_offline)
 """
@@ -127,8 +127,7 @@ def write(path: Path, text: str) -> None:
 def main() -> int:
     runs = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "out" / "bench_offline"
     text = block(*load(runs))
-    for p in (REPO / "README.md", REPO / "docs" / "offline.md"):
-        write(p, text)
+    write(REPO / "docs" / "offline.md", text)
     print(text)
     return 0
 

@@ -16,6 +16,29 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 
 
+# The quick tier (`make check`) runs `-m "not slow and not heavy"`. Heavy: needs something that `make test`
+# builds or starts outside the venv, taking minutes on a fresh machine: the ros2 CLI (`make ros2-cli`, fixture
+# cli_env), OpenEB (`make openeb`, fixture openeb), a Docker engine and image build (marked in the test).
+HEAVY_FIXTURES = {
+    "cli_env": "the ROS 2 command line (ros2 launch/run/topic, built by `make ros2-cli`)",
+    "openeb": "OpenEB (built by `make openeb`)",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "heavy: needs Docker, OpenEB or the ros2 command line (built or started outside the venv); "
+        "`make check` leaves these out",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HEAVY_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.heavy)
+
+
 @pytest.fixture
 def testdata():
     return testdata_path

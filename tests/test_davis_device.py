@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from helpers.wait import wait_until
 
 from microexp.errors import MicroexpError, ParameterError
 
@@ -15,7 +16,7 @@ dv = pytest.importorskip("dv_processing")
 
 
 def test_every_method_the_device_path_calls_exists_in_the_installed_davis_class():
-    from microexp.events.davis_device import CONFIG_METHODS, READ_METHODS, davis_class, missing_methods
+    from microexp.drivers.davis import CONFIG_METHODS, READ_METHODS, davis_class, missing_methods
 
     assert missing_methods(dv.io.camera.DAVIS) == []
     assert davis_class() is dv.io.camera.DAVIS
@@ -40,7 +41,7 @@ def test_every_method_the_device_path_calls_exists_in_the_installed_davis_class(
 
 
 def test_davis_bias_file_is_checked_against_the_davis346_bias_names(tmp_path):
-    from microexp.events.davis_device import bias_names, parse_davis_bias_file
+    from microexp.drivers.davis import bias_names, parse_davis_bias_file
 
     names = bias_names(dv.io.camera.DAVIS)
     assert {"On", "Off", "Diff", "Photoreceptor"} <= set(names)
@@ -133,15 +134,12 @@ def _run_device_node(factory, **params):
         )
         g.start()
         streams = (node.event_pub, node.imu_pub, node.image_pub, node.trigger_pub)
-        end = time.monotonic() + 30
-        while not all(p.get_subscription_count() for p in streams) and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(0.5)  # discovery is not symmetric: let the counter match the node back
+        wait_until(lambda: all(p.get_subscription_count() for p in streams), 30, "the counter did not subscribe")
+        # not a wait before an assert: discovery is not symmetric and the counter (another process) matching the
+        # node back cannot be seen from here; the same settle as the node's own wait_for_subscribers (ros/publishing.py)
+        time.sleep(0.5)
         plugged.set()
-        end = time.monotonic() + 120
-        while node.open_failures < 2 and time.monotonic() < end:
-            time.sleep(0.05)
-        assert node.open_failures >= 2, "the device loop did not end and retry"
+        wait_until(lambda: node.open_failures >= 2, 120, "the device loop did not end and retry")
         published = dict(node.published)
         return node, with_loss(counter.finish(published), published)
     finally:

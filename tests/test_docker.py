@@ -467,6 +467,7 @@ def test_health_probe_sees_a_real_node(tmp_path):
     """health_probe.py with real rclpy/DDS: healthy while a matching node runs, unhealthy without one."""
     rclpy = pytest.importorskip("rclpy")
     assert rclpy
+    # the child's sleep is the stimulus (a node that stays up while it is probed), not a wait before an assert
     code = "import rclpy, time; rclpy.init(); n = rclpy.create_node('probe_target_rec'); time.sleep(30)"
     target = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -480,45 +481,80 @@ def test_health_probe_sees_a_real_node(tmp_path):
         target.wait()
 
 
+def tool_dir(directory: Path, *names: str, fakes: tuple[str, ...] = ()) -> Path:
+    """A PATH of its own: links to the named system tools, and ``fakes`` (commands that exit 1)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        found = shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        assert found, f"{name} is not installed"
+        (directory / name).symlink_to(found)
+    for name in fakes:
+        fake_command(directory, name, "exit 1\n")
+    directory.chmod(0o755)
+    return directory
+
+
 def test_without_an_engine_smoke_fails_and_dockerd_start_says_why():
     """No engine is a failure with a reason, never a silent pass: smoke.sh and dockerd.sh as a non-root user whose
-    docker client finds no engine."""
+    docker client finds no engine. Each state is made here (PATH, MICROEXP_DOCKER, DOCKER_HOST), whatever this
+    machine has installed (an earlier test or CI may have installed docker.io: the outcome must not depend on it)."""
     import tempfile
 
     home = Path(tempfile.mkdtemp(prefix="microexp-dockerd-test."))
     home.chmod(0o777)
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(home),
-        "MICROEXP_DOCKER": "/bin/false",
-        "MICROEXP_DOCKERD_STATE": str(home / "state"),
-    }
-    proc = subprocess.run(["bash", str(DOCKER / "smoke.sh")], capture_output=True, text=True, env=env, timeout=60)
-    # a machine that never had Docker has no client yet (dockerd.sh start installs it): that is the reason then
-    reasons = ("FAILED: no Docker engine answers", "FAILED: no docker client on PATH")
-    assert proc.returncode == 1 and any(r in proc.stdout for r in reasons), proc.stdout + proc.stderr
-    if os.geteuid() == 0 and not shutil.which("dockerd"):
-        pytest.skip("as root without dockerd, start would install docker.io")
-    proc = subprocess.run(
-        [*as_other_user(), "bash", str(DOCKER / "dockerd.sh"), "start"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert proc.returncode == 1 and proc.stderr.strip().startswith("dockerd.sh: "), proc.stderr
-    assert "root" in proc.stderr, proc.stderr
-    proc = subprocess.run(
-        ["bash", str(DOCKER / "dockerd.sh"), "stop"], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert proc.returncode == 0 and "did not start" in proc.stderr, "stop leaves an engine it did not start alone"
-    shutil.rmtree(home, ignore_errors=True)
+    try:
+        base = {"HOME": str(home), "MICROEXP_DOCKERD_STATE": str(home / "state"), "DOCKER_HOST": "unix:///nonexistent"}
+
+        def smoke(script: Path, **env: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [shutil.which("bash"), str(script)], capture_output=True, text=True, env={**base, **env}, timeout=60
+            )
+
+        # 1. no client at all, as on a machine that never had Docker: nothing named docker on PATH, and smoke.sh's
+        # look at Debian's /usr/bin/docker pointed at a path that does not exist (in a copy of the script)
+        script = (DOCKER / "smoke.sh").read_text()
+        assert script.count("command -v /usr/bin/docker") == 2, "smoke.sh looks for the client differently now"
+        no_client = home / "smoke-without-usr-bin-docker.sh"
+        no_client.write_text(script.replace("command -v /usr/bin/docker", "command -v /nonexistent/docker"))
+        bare = tool_dir(home / "bare", "dirname")
+        proc = smoke(no_client, PATH=str(bare))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "FAILED: no docker client on PATH (bash docker/dockerd.sh start installs docker.io)" in proc.stdout
+
+        # 2. a client but no engine: a `docker` on PATH that finds no engine (and the real one, where installed,
+        # is pointed at a socket that does not exist)
+        client = tool_dir(home / "client", "dirname", fakes=("docker",))
+        proc = smoke(DOCKER / "smoke.sh", PATH=str(client), MICROEXP_DOCKER=str(client / "docker"))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "FAILED: no Docker engine answers (start one: bash docker/dockerd.sh start)" in proc.stdout
+
+        # 3. dockerd.sh start as a user who is not root, without an engine: with and without the engine's packages
+        def dockerd(action: str, path: Path) -> subprocess.CompletedProcess:
+            env = {**base, "PATH": str(path), "MICROEXP_DOCKER": "/bin/false"}
+            cmd = [shutil.which("bash"), str(DOCKER / "dockerd.sh"), action]
+            return subprocess.run([*as_other_user(), *cmd], capture_output=True, text=True, env=env, timeout=60)
+
+        tools = ("id", "mkdir", "cat", "rm")
+        missing = tool_dir(home / "missing", *tools)
+        proc = dockerd("start", missing)
+        assert proc.returncode == 1 and proc.stderr.strip().startswith("dockerd.sh: "), proc.stderr
+        assert "dockerd, docker-compose or debootstrap is missing and this user is not root" in proc.stderr
+        present = tool_dir(home / "present", *tools, fakes=("dockerd", "docker-compose", "debootstrap"))
+        proc = dockerd("start", present)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.strip() == "dockerd.sh: no Docker engine answers and starting dockerd needs root"
+
+        proc = dockerd("stop", present)
+        assert proc.returncode == 0 and "did not start" in proc.stderr, "stop leaves an engine it did not start alone"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # (e) the real build and run
 # --------------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(5400)
 def test_smoke_builds_and_runs_the_deployment():
     if not (SHARED / "openeb-src").is_dir():

@@ -5,13 +5,16 @@ event and trigger over real DDS; bias files, ROI and ERC reach the HAL or say cl
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
+from helpers.wait import wait_until
 
+from microexp.drivers.evk4 import openeb_available
+from microexp.drivers.evk4_settings import IMX636_BIAS_RANGES, check_biases, parse_bias_file
 from microexp.errors import MicroexpError, ParameterError
-from microexp.events.evk4_device import IMX636_BIAS_RANGES, check_biases, openeb_available, parse_bias_file
 
 RAW_FILES = ["expelliarmus_evt3_sample.raw", "expelliarmus_evt2_sample.raw", "prophesee_sparklers_gen3_evt2.raw"]
 
@@ -73,8 +76,8 @@ def test_bias_file_parses_and_is_checked_against_the_imx636_table(tmp_path):
 
 
 def test_packetizer_gives_back_every_event_and_trigger_in_file_sized_packets(testdata):
+    from microexp.drivers.evk4 import Evt3Packetizer
     from microexp.events.dtype import TRIGGER_DTYPE
-    from microexp.events.evk4_device import Evt3Packetizer
     from microexp.events.evt3 import Evt3Decoder
     from microexp.events.raw import read_raw
 
@@ -163,7 +166,7 @@ def test_sensor_vector_form_round_trips(testdata):
 def test_device_packets_decode_with_openebs_own_decoder(openeb, testdata, tmp_path):
     """Wire compatibility: the EVT3 that the device path publishes, written as a RAW file, reads back through
     OpenEB's decoder (the sensor's 12-12-8 vector form) exactly as the original recording does."""
-    from microexp.events.evk4_device import Evt3Packetizer
+    from microexp.drivers.evk4 import Evt3Packetizer
     from microexp.events.raw import read_raw
 
     src = testdata("events", "expelliarmus_evt3_sample.raw")
@@ -311,7 +314,7 @@ def test_device_path_publishes_every_trigger(openeb, testdata, tmp_path, read):
 
 
 def need_raw_binding():
-    from microexp.events.evk4_device import raw_reader_available
+    from microexp.drivers.evk4 import raw_reader_available
 
     reason = raw_reader_available()
     if reason:
@@ -351,7 +354,7 @@ def test_raw_binding_reads_the_payload_bytes_of_a_raw_device(openeb, testdata):
 
 
 def test_device_read_raw_on_an_evt2_stream_is_a_clear_error(openeb, testdata):
-    from microexp.events.evk4_device import raw_reader_available
+    from microexp.drivers.evk4 import raw_reader_available
 
     dev = open_raw_device(testdata("events", "expelliarmus_evt2_sample.raw"))
     assert dev.data_format() == "EVT2"
@@ -371,7 +374,7 @@ def test_device_read_raw_on_an_evt2_stream_is_a_clear_error(openeb, testdata):
 
 
 def open_raw_device(path):
-    from microexp.events.evk4_device import OpenEBDevice
+    from microexp.drivers.evk4 import OpenEBDevice
 
     dev = OpenEBDevice(raw_file=str(path))
     dev.open()
@@ -386,7 +389,7 @@ def test_raw_device_reports_geometry_and_serial(openeb, testdata):
 
 
 def test_bias_file_on_a_raw_device(openeb, testdata, tmp_path):
-    from microexp.events.evk4_device import DeviceSettings
+    from microexp.drivers.evk4_settings import DeviceSettings
 
     dev = open_raw_device(testdata("events", "expelliarmus_evt3_sample.raw"))
     ok = tmp_path / "ok.bias"
@@ -411,7 +414,7 @@ def test_bias_file_on_a_raw_device(openeb, testdata, tmp_path):
 
 
 def test_roi_erc_trigger_and_sync_on_a_raw_device(openeb, testdata):
-    from microexp.events.evk4_device import DeviceSettings
+    from microexp.drivers.evk4_settings import DeviceSettings
 
     dev = open_raw_device(testdata("events", "expelliarmus_evt3_sample.raw"))
     notes = dev.configure(
@@ -456,7 +459,7 @@ class Recorder:
 def test_settings_call_the_hal_facilities_with_hal_types(openeb, testdata):
     """Where a camera's facilities are absent (RAW device), the same configure() runs against recording
     stand-ins: it must call the HAL's method names with the HAL's own argument types."""
-    from microexp.events.evk4_device import DeviceSettings
+    from microexp.drivers.evk4_settings import DeviceSettings
 
     dev = open_raw_device(testdata("events", "expelliarmus_evt3_sample.raw"))
     calls = []
@@ -516,8 +519,7 @@ def test_absent_camera_is_retried_with_one_line_each_time(openeb, graph):
         )
     )
     graph.start()
-    time.sleep(1.5)
-    assert node.open_failures >= 3
+    wait_until(lambda: node.open_failures >= 3, 30, "the EVK4 node did not retry three times")
     assert not node.finished.is_set()
 
 
@@ -532,10 +534,22 @@ def test_play_evk4_device_without_a_camera_retries_until_interrupted(openeb):
         stderr=subprocess.PIPE,
         text=True,
     )
+    err_lines: list[str] = []
+
+    def read_err():
+        for line in proc.stderr:
+            err_lines.append(line)
+
+    reader = threading.Thread(target=read_err, daemon=True)
+    reader.start()
     try:
-        time.sleep(8)
+        wait_until(
+            lambda: any("cannot be opened" in line for line in err_lines), 60, "no 'cannot be opened' line on stderr"
+        )
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=30)
+        err = "".join(err_lines)
     finally:  # a hang must fail this test only: a node left running would publish into the next tests' graphs
         if proc.poll() is None:
             proc.kill()
@@ -628,12 +642,12 @@ def test_sensor_serial_and_geometry_reach_the_session_manifest(graph, testdata, 
     )
     graph.start()
     manifest = next((tmp_path / "rec").rglob("manifest.json"))
-    end = time.monotonic() + 30
-    while True:  # the file on disk, as a user reads it (the recorder notes the sensor, then writes the file)
-        doc = json.loads(manifest.read_text())
-        if "evk4" in doc["sensors"] or time.monotonic() > end:
-            break
-        time.sleep(0.1)
+    # the file on disk, as a user reads it (the recorder notes the sensor, then writes the file)
+    doc = wait_until(
+        lambda: "evk4" in (d := json.loads(manifest.read_text()))["sensors"] and d,
+        30,
+        "the manifest never named the EVK4",
+    )
     validate(doc)
     info = doc["sensors"]["evk4"]
     assert info["serial"] == "00000307" and (info["width"], info["height"]) == (1280, 720)

@@ -3,12 +3,11 @@ the landmark box rule (microexp.infer.face, microexp.vision.face)."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from helpers.events import DAVIS, blob_events
 from helpers.infer import ROI, random_snn
+from helpers.wait import wait_until
 
 from microexp.errors import ParameterError
 from microexp.infer.face import BoxMap, FaceDetectorThread, FaceTracker
@@ -71,12 +70,9 @@ def test_mtcnn_finds_no_face_in_a_blank_frame_and_the_thread_counts_misses():
     tracker = FaceTracker(lost_after=1)
     thread = FaceDetectorThread(detector, tracker, rate_hz=50.0).start()
     try:
-        for _ in range(3):
+        for k in range(3):  # one frame at a time: a frame submitted while one is being detected may replace it
             thread.submit(to_rgb(np.full((260, 346), 128, np.uint8), "mono8"))
-            time.sleep(0.2)
-        deadline = time.monotonic() + 20
-        while thread.detections < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+            wait_until(lambda k=k: thread.detections > k or thread.errors, 20, f"frame {k + 1} was never detected")
     finally:
         thread.stop()
     assert thread.detections >= 2 and thread.errors == 0

@@ -86,7 +86,7 @@ def test_microexp_watch_discovers_any_au_topic_and_shows_top3_latency_and_skippe
             )
             diag_pub.publish(DiagnosticArray(status=[status]))
             k += 1
-            time.sleep(0.1)
+            time.sleep(0.1)  # stimulus: predictions at 10 Hz while `watch` runs (not a wait before an assert)
         out, err = watch.communicate(timeout=60)
     finally:
         if watch.poll() is None:

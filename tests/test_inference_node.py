@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import yaml
 from helpers.events import DAVIS, blob_events
 from helpers.infer import assert_same_ranking, offline, random_snn
 from helpers.paths import PKG, REPO
+from helpers.wait import wait_until
 
 from microexp.aus import AU_CODES
 from microexp.config import yaml_text
@@ -37,10 +39,13 @@ PUBLISHER = textwrap.dedent('''
     from event_camera_msgs.msg import EventPacket
     from sensor_msgs.msg import Image
     from microexp.events.codecs import make_encoder
-    from microexp.ros.base import RELIABLE_QOS
+    from microexp.ros.qos import RELIABLE_QOS
     from microexp.vision.image import fill_image
+    from rclpy.duration import Duration
 
     cfg = json.loads(sys.argv[1])
+    sys.path.insert(0, cfg["tests"])
+    from helpers.wait import wait_until
     events = np.load(cfg["events"])
     w, h = cfg["width"], cfg["height"]
     enc = make_encoder("evt3", w, h)
@@ -52,10 +57,10 @@ PUBLISHER = textwrap.dedent('''
     node = rclpy.create_node("test_event_publisher")
     pub = node.create_publisher(EventPacket, cfg["topic"], RELIABLE_QOS)
     img_pub = node.create_publisher(Image, cfg["frames_topic"], RELIABLE_QOS) if cfg.get("frames_topic") else None
-    deadline = time.monotonic() + 30
-    while (pub.get_subscription_count() == 0 or (img_pub and img_pub.get_subscription_count() == 0)) \\
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
+    pubs = [p for p in (pub, img_pub) if p is not None]
+    wait_until(lambda: all(p.get_subscription_count() for p in pubs), 30, "the node did not subscribe")
+    # not a wait before an assert: discovery is not symmetric and the node matching this process back cannot be
+    # seen from here; the same settle as the sensor nodes' own wait_for_subscribers (ros/publishing.py)
     time.sleep(0.5)
     start = time.monotonic()
     next_frame = 0.0
@@ -64,7 +69,7 @@ PUBLISHER = textwrap.dedent('''
         rel = (int(packet["t"][0]) - t0) / 1e6
         delay = start + rel - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            time.sleep(delay)  # stimulus: paces the stream in real time as a camera does; not a wait
         payload, _ = enc.encode(packet)
         if seq in cfg.get("drop", []):
             continue  # lost in transport: the seq number is used up
@@ -79,7 +84,9 @@ PUBLISHER = textwrap.dedent('''
             img.header.stamp = msg.header.stamp
             img_pub.publish(img)
             next_frame = rel + 0.05
-    time.sleep(cfg.get("linger", 1.5))
+    # a publisher destroyed early takes what its reliable subscribers have not fetched yet with it
+    for p in pubs:
+        assert p.wait_for_all_acked(Duration(seconds=30)), "the node did not take every message"
     node.destroy_node()
     rclpy.shutdown()
 ''')
@@ -89,7 +96,13 @@ def start_publisher(tmp_path, events, **cfg):
     np.save(tmp_path / "sent_events.npy", events)
     script = tmp_path / "publisher.py"
     script.write_text(PUBLISHER)
-    cfg = {"events": str(tmp_path / "sent_events.npy"), "width": DAVIS[0], "height": DAVIS[1], **cfg}
+    cfg = {
+        "events": str(tmp_path / "sent_events.npy"),
+        "width": DAVIS[0],
+        "height": DAVIS[1],
+        "tests": str(Path(__file__).parent),
+        **cfg,
+    }
     return subprocess.Popen([sys.executable, str(script), json.dumps(cfg)])
 
 
@@ -105,7 +118,7 @@ class Collector:
     def __init__(self, runner, ns: str):
         from diagnostic_msgs.msg import DiagnosticArray
 
-        from microexp.ros.base import RELIABLE_QOS
+        from microexp.ros.qos import RELIABLE_QOS
         from microexp_msgs.msg import AUPrediction
 
         self.au, self.diag = [], []
@@ -114,9 +127,11 @@ class Collector:
         self.node.create_subscription(DiagnosticArray, f"{ns}/diagnostics", lambda m: self.diag.append(m), RELIABLE_QOS)
 
     def wait(self, n: int, timeout: float = 60.0):
-        deadline = time.monotonic() + timeout
-        while len(self.au) < n and time.monotonic() < deadline:
-            time.sleep(0.05)
+        """The predictions so far once there are ``n`` (fewer after ``timeout``: the caller's assert says so)."""
+        try:
+            wait_until(lambda: len(self.au) >= n, timeout, period_s=0.05)
+        except AssertionError:
+            pass
         return self.au
 
     def diagnostics(self) -> dict:
@@ -157,9 +172,13 @@ def test_graph_published_probabilities_equal_the_offline_model_on_the_same_windo
         publisher = start_publisher(tmp_path, events, topic="/test_graph/events")
         got = collector.wait(frames.shape[0])
         assert publisher.wait(timeout=60) == 0
-        time.sleep(1.2)  # a diagnostics message after the last window
+        # a diagnostics message after the last window
+        diag = wait_until(
+            lambda: collector.diag and int((d := collector.diagnostics())["windows"]) >= frames.shape[0] and d,
+            30,
+            "no diagnostics message counted the last window",
+        )
         counters = node.counters()
-        diag = collector.diagnostics()
     finally:
         runner.close()
     n = frames.shape[0]
@@ -220,20 +239,25 @@ def test_graph_faults_are_handled_counted_and_the_node_keeps_running(tmp_path, r
             tmp_path, events, topic="/test_faults/events", frames_topic="/test_faults/image_raw", drop=[120, 121, 122]
         )
         # a recording segment starts while the stream runs: the SNN resets at the next window
-        from microexp.ros.base import LATCHED_QOS
+        from microexp.ros.qos import LATCHED_QOS
         from microexp_msgs.msg import SegmentMarker
 
         marker_pub = collector.node.create_publisher(SegmentMarker, "/recorder/segments", LATCHED_QOS)
         collector.wait(3)
         marker_pub.publish(SegmentMarker(event="start", segment_id=1, au="AU12"))
         assert publisher.wait(timeout=90) == 0
-        time.sleep(1.0)
-        counters = node.counters()
-        diag = collector.diagnostics()
-        got = list(collector.au)
+        t_end = int(events["t"][-1])
+
+        def settled():  # the window past the last event arrived, and a diagnostics message counted it
+            counters, got = node.counters(), list(collector.au)
+            if not (got and got[-1].window_end_us > t_end and counters["windows"] == len(got) and collector.diag):
+                return None
+            diag = collector.diagnostics()
+            return (counters, diag, got) if diag["windows"] == str(len(got)) else None
+
+        counters, diag, got = wait_until(settled, 30, "the last window or its diagnostics never arrived")
     finally:
         runner.close()
-    t_end = int(events["t"][-1])
     assert got and got[-1].window_end_us > t_end  # still publishing after every fault, up to the last event
     assert counters["seq_gaps"] == 1 and counters["packets_missing"] == 3
     assert counters["resets.seq_gap"] == 1
@@ -272,14 +296,16 @@ def test_node_refuses_to_start_without_a_usable_model(tmp_path):
 
 
 @pytest.mark.ros
-def test_a_window_that_ends_after_ctrl_c_is_dropped_quietly(random_checkpoint):
-    """rclpy's SIGINT handler shuts the context down before the node is stopped: a result the worker thread
-    publishes in between must end quietly (it printed a traceback in a CI run of `ros2 launch ... inference`)."""
+def test_the_stop_ends_the_workers_before_the_publishers_go(random_checkpoint):
+    """The stop order of microexp.ros.lifecycle: rclpy's context stays up while the node is destroyed, and the node
+    ends the workers that publish results (windows, verdicts) and its intake before its publishers are destroyed,
+    so no result is published to a destroyed publisher (a traceback at Ctrl-C in an earlier CI run)."""
     import types
 
+    from microexp.ros import lifecycle
     from microexp.ros.nodes.inference_node import InferenceNode
 
-    rclpy.init()
+    lifecycle.init()
     node = InferenceNode(parameter_overrides=node_params(random_checkpoint, events_topic="/test_ctrl_c/events"))
     try:
         r = types.SimpleNamespace(
@@ -295,13 +321,14 @@ def test_a_window_that_ends_after_ctrl_c_is_dropped_quietly(random_checkpoint):
             state="movement",
             arrival_ns=time.monotonic_ns(),
         )
-        node._publish(r, 1_000_000_000, "evk4")  # the context is alive: published
-        rclpy.shutdown()
-        node._publish(r, 1_033_000_000, "evk4")  # after the shutdown: no error
-    finally:
+        node._publish(r, 1_000_000_000, "evk4")
+        workers = [node.runner._worker, node.runner._verdict_worker, node.intake._thread]
+        assert all(w is not None and w.is_alive() for w in workers)
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        assert not any(w.is_alive() for w in workers), "a worker outlived its node"
+        assert rclpy.ok(), "the context is shut down last, after the nodes"
+    finally:
+        lifecycle.shutdown()
 
 
 # ---------------------------------------------------------------------------------------- files and CLI

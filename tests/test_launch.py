@@ -4,7 +4,7 @@ SIGTERM leave closed, readable segments and a manifest that says what happened; 
 service / topic / interface / pkg` on the project's nodes and messages.
 
 The `ros2` command is built by `make ros2-cli` from the upstream jazzy sources in ../shared/ros2-src (cached
-outside the tree); without those sources these tests skip. Every command line is run as README.md shows it,
+outside the tree); without those sources these tests skip. Every command line is run as README.md or docs/ show it,
 through bash, with `.venv/bin` first on PATH (as after `. .venv/bin/activate`)."""
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 from helpers.bags import read_all
 from helpers.paths import REPO, TESTDATA
+from helpers.shown import assert_shown
+from helpers.wait import wait_until
 
 from microexp.bags.manifest import load as load_manifest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROS2_SRC = Path(os.environ.get("ROS2_SRC", REPO.parent / "shared" / "ros2-src"))
-README = (REPO / "README.md").read_text()
 
 RECORD = "ros2 launch microexp record.launch.py source:=synthetic subject:=S01 aus:=AU2,AU12,AU45 out:=recordings/S01"
 RECORD_FAST = "ros2 launch microexp record.launch.py source:=synthetic subject:=S02 aus:=AU2,AU12 out:=recordings/S02 time_scale:=0.5"
@@ -116,7 +117,7 @@ def check_session(out: Path, aus: list[str]) -> dict:
 
 
 def run_record(line: str, env: dict, tmp: Path, timeout: float) -> tuple[subprocess.CompletedProcess, float]:
-    assert line in README, f"README.md does not show {line!r}"
+    assert_shown(line)
     t0 = time.monotonic()
     res = sh(line, env, tmp, timeout=timeout, check=False)
     took = time.monotonic() - t0
@@ -141,7 +142,7 @@ def test_record_launch_records_a_whole_session_and_ends_by_itself(recorded):
 
 @pytest.fixture(scope="module")
 def sessions(recorded, cli_env):
-    """recordings/S01 and recordings/S02 side by side, each recorded by its README line."""
+    """recordings/S01 and recordings/S02 side by side, each recorded by its line as shown (docs/recording.md)."""
     run_record(RECORD_FAST, cli_env, recorded, timeout=300)
     return recorded
 
@@ -155,13 +156,13 @@ def last_json(res: subprocess.CompletedProcess) -> dict:
 
 
 def test_readme_offline_lines_on_the_recorded_sessions(sessions, cli_env):
-    """The offline section of README.md, line by line as shown, on the two sessions above: both dataset lines,
+    """The offline lines of README.md and docs/offline.md, each as shown, on the two sessions above: both dataset lines,
     then the training, checkpoint, export and reconstruction lines with `out/synth/dataset` standing for the
     synthetic dataset (a link to `data/real`: `microexp synth-dataset` itself takes too long for CI)."""
     tmp = sessions
 
     def run(line: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        assert line in README, f"README.md does not show {line!r}"
+        assert_shown(line)
         t0 = time.monotonic()
         res = sh(line, cli_env, tmp, timeout=timeout)
         assert "Traceback" not in res.stderr, res.stderr[-3000:]
@@ -199,7 +200,7 @@ def test_readme_offline_lines_on_the_recorded_sessions(sessions, cli_env):
 
     # one take of each AU: the takes protocol says what it needs, in one line, and exits non-zero
     line = "microexp train --data out/synth/dataset --protocol takes --out runs/snn_takes"
-    assert line in README
+    assert_shown(line)
     res = sh(line, cli_env, tmp, timeout=300, check=False)
     err = res.stderr.strip().splitlines()
     assert res.returncode != 0 and len(err) == 1 and "--protocol takes needs two or more takes" in err[0], res.stderr
@@ -211,7 +212,7 @@ def test_readme_offline_lines_on_the_recorded_sessions(sessions, cli_env):
 
 def test_inference_launch_on_a_replayed_session_publishes_predictions(recorded, cli_env):
     for line in (REPLAY, INFER, ECHO, ECHO_EVENTS):
-        assert line in README, f"README.md does not show {line!r}"
+        assert_shown(line)
     replay = start(REPLAY, cli_env, recorded, recorded / "replay.log")
     infer = start(INFER, cli_env, recorded, recorded / "infer.log")
     try:
@@ -226,12 +227,14 @@ def test_inference_launch_on_a_replayed_session_publishes_predictions(recorded, 
         assert "confidence:" in res.stdout and "model_id:" in res.stdout
         # the node owns its subscriptions, reliable as the replay publishes
         # a fresh ros2 process discovers the graph asynchronously: the node may take a moment to appear to it
-        for _ in range(5):
-            found = sh("ros2 node info /inference", cli_env, recorded, check=False)
-            if found.returncode == 0:
-                break
-            time.sleep(2.0)
-        info = sh("ros2 node info /inference", cli_env, recorded).stdout if found.returncode else found.stdout
+        info = wait_until(
+            lambda: (
+                (found := sh("ros2 node info /inference", cli_env, recorded, check=False)).returncode == 0
+                and found.stdout
+            ),
+            60,
+            "`ros2 node info /inference` never found the node",
+        )
         subs = info[info.index("Subscribers:") : info.index("Publishers:")]
         assert "/evk4/events: event_camera_msgs/msg/EventPacket" in subs, info
         verbose = sh("ros2 topic info --verbose /evk4/events", cli_env, recorded).stdout
@@ -255,19 +258,19 @@ def _interrupted_session(cli_env, tmp: Path, send) -> tuple[dict, str, int]:
     out = tmp / "recordings" / "S03"
     proc = start(line, cli_env, tmp, tmp / "launch.log")
     try:
-        deadline, seen = time.monotonic() + 180, None
-        while time.monotonic() < deadline:  # 3.5 s into the first take: the clip is being performed
+
+        def first_take_recording():
             try:
                 segs = json.loads((out / "manifest.json").read_text())["segments"]
             except (OSError, ValueError, KeyError):
-                segs = []
-            if segs and segs[0]["status"] == "recording":
-                seen = seen or time.monotonic()
-                if time.monotonic() - seen > 3.5:
-                    break
-            time.sleep(0.1)
-        else:
+                return False
+            return segs and segs[0]["status"] == "recording"
+
+        try:
+            wait_until(first_take_recording, 180)
+        except AssertionError:
             pytest.fail("the first segment never started:\n" + (tmp / "launch.log").read_text()[-3000:])
+        time.sleep(3.5)  # stimulus: the signal comes 3.5 s into the first take, while its clip is performed
         import psutil
 
         nodes = psutil.Process(proc.pid).children(recursive=True)
@@ -297,7 +300,7 @@ def test_ctrl_c_closes_the_open_segment_and_says_so(cli_env, tmp_path, times):
     def ctrl_c(proc):
         for _ in range(times):  # a terminal sends SIGINT to the whole process group
             os.killpg(proc.pid, signal.SIGINT)
-            time.sleep(0.2)
+            time.sleep(0.2)  # stimulus: Ctrl-C pressed again after 0.2 s (not a wait before an assert)
 
     manifest, log, code = _interrupted_session(cli_env, tmp_path, ctrl_c)
     _check_interrupted(manifest, log, tmp_path / "recordings" / "S03", "SIGINT")
@@ -355,18 +358,23 @@ def test_ros2_run_node_param_service_interface_pkg(cli_env, tmp_path):
         tmp_path / "run.log",
     )
     try:
-        deadline = time.monotonic() + 60
-        while "/recorder" not in sh("ros2 node list", cli_env, tmp_path).stdout.split():
-            assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
-            time.sleep(0.5)
+        wait_until(
+            lambda: "/recorder" in sh("ros2 node list", cli_env, tmp_path).stdout.split(),
+            60,
+            "`ros2 node list` never showed /recorder",
+            period_s=0.5,
+        )
         assert sh("ros2 param get /recorder subject", cli_env, tmp_path).stdout.strip() == "String value is: S04"
-        deadline = time.monotonic() + 30
-        while True:  # the recorder's own subscriptions (taken by its reader thread), no hidden helper node
-            info = sh("ros2 node info /recorder", cli_env, tmp_path).stdout
-            if "/recorder/segments: microexp_msgs/msg/SegmentMarker" in info.split("Publishers:")[0]:
-                break
-            assert time.monotonic() < deadline, info
-            time.sleep(0.5)
+        # the recorder's own subscriptions (taken by its reader thread), no hidden helper node
+        wait_until(
+            lambda: (
+                "/recorder/segments: microexp_msgs/msg/SegmentMarker"
+                in sh("ros2 node info /recorder", cli_env, tmp_path).stdout.split("Publishers:")[0]
+            ),
+            30,
+            "`ros2 node info /recorder` never listed its /recorder/segments subscription",
+            period_s=0.5,
+        )
         assert not [n for n in sh("ros2 node list", cli_env, tmp_path).stdout.split() if n.startswith("/_")]
         services = sh("ros2 service list", cli_env, tmp_path).stdout.split()
         assert {"/recorder/start_segment", "/recorder/end_session", "/recorder/take_status"} <= set(services)
@@ -377,7 +385,8 @@ def test_ros2_run_node_param_service_interface_pkg(cli_env, tmp_path):
             tmp_path,
         )
         assert "success=True" in res.stdout, res.stdout
-        time.sleep(1.0)
+        # the writer thread opened the segment's bag (Ctrl-C then closes a bag that exists)
+        wait_until(lambda: any((tmp_path / "alone").glob("seg_0001*/*")), 30, "the segment's bag was never opened")
         os.killpg(rec.pid, signal.SIGINT)
         rec.wait(timeout=60)
     finally:

@@ -180,6 +180,79 @@ def test_builder_event_crops_are_the_cropped_eq1_frames_and_box_activity():
         assert activity[k] == int(frames[k][:, 0:150, 250:346].sum()) > 0
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_builder_slices_are_the_events_of_each_window(seed):
+    """The builder cuts a clip's slices with the live node's EventSlicer: slice k holds exactly the events with
+    t0 + k*slice <= t < t0 + (k+1)*slice, in order (events before t0 or after the last slice left out, empty
+    slices empty), whatever the gaps, ties on the edges and the number of slices asked for."""
+    from microexp.events.dtype import make_events
+    from microexp.learn.build import slice_windows
+
+    rng = np.random.default_rng(seed)
+    m = int(rng.choice([0, 1, 7, 5000]))
+    slice_us = int(rng.choice([1, 10, 33_000]))
+    span = int(rng.integers(2, 40)) * slice_us
+    t = np.sort(np.concatenate([rng.integers(-span // 3, span, m), np.arange(0, span, slice_us)[: m // 2]]))
+    t = np.where(t > span // 2, t + 4 * slice_us, t)  # a gap of empty slices
+    ev = make_events(rng.integers(0, 50, len(t)), rng.integers(0, 40, len(t)), t, rng.integers(0, 2, len(t)))
+    t0 = int(rng.integers(-span // 4, span // 2))
+    n = int(rng.integers(1, 2 * span // slice_us + 8))
+    windows = slice_windows(ev, t0, n, slice_us)
+    assert len(windows) == n
+    for k, part in enumerate(windows):
+        inside = (ev["t"] >= t0 + k * slice_us) & (ev["t"] < t0 + (k + 1) * slice_us)
+        assert part.tobytes() == ev[inside].tobytes(), k
+
+
+def _mount_tmpfs(folder, size: str) -> bool:
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    return res.returncode == 0
+
+
+_FULL_DISK_RUN = """
+import sys
+from microexp.learn import build, dataset
+build._labels = lambda src, data: {"subject": "S01", "au": "AU1", "label": 0, "trial": 1, "lux": None}
+if sys.argv[1] == "simulate":  # numpy's short write on a full disk: part of the file, an OSError without errno
+    def short_write(fh, array):
+        fh.write(b"\\0" * 4064)
+        fh.flush()
+        raise OSError(f"{array.nbytes} requested and 4064 written")
+    dataset._write_npy = short_write
+    dataset._free_bytes = lambda folder: 4064
+from microexp.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("how", ["tmpfs", "simulate"])
+def test_dataset_on_a_full_disk_is_one_line_naming_the_file_and_leaves_no_tmp(how, tmp_path, testdata):
+    """`microexp dataset` whose clip does not fit on the disk (a real 1 MB tmpfs where one can be mounted, and
+    numpy's short write simulated): exit 2, one line naming the array's file and 'disk full', no .npy.tmp."""
+    from helpers.cli import one_line_error
+
+    bag = testdata("bags", "event_camera_py_test_events_1")
+    out = tmp_path / "disk"
+    out.mkdir()
+    if how == "tmpfs" and not _mount_tmpfs(out, "1m"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        args = [bag, "--topic", "davis346=/event_camera/events", "--sensors", "davis346", "--no-webcam", "--quiet"]
+        res = subprocess.run(
+            [sys.executable, "-c", _FULL_DISK_RUN, how, "dataset", *map(str, args), "--out", str(out / "ds")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        target = out / "ds" / "clips" / "bags__event_camera_py_test_events_1" / "davis346.npy"
+        line = one_line_error(res, f"microexp dataset: error: {target}: disk full (", " requested and ")
+        leftovers = sorted(p.name for p in (out / "ds").rglob("*") if p.is_file())
+    finally:
+        if how == "tmpfs":
+            subprocess.run(["umount", str(out)], check=True)
+    assert line.endswith(" written)") and leftovers == []  # no .npy.tmp (and no index: no clip was built)
+
+
 def test_synthetic_evk4_map_matches_the_rig_geometry():
     from microexp.synth.face import Subject
     from microexp.synth.render import DAVIS346_VIEW, EVK4_VIEW

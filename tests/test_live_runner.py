@@ -4,13 +4,12 @@ a random untrained SNN on CPU, on a clock the test moves."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from helpers.events import DAVIS
 from helpers.events import packets as make_packets
 from helpers.infer import random_snn
+from helpers.wait import wait_until
 
 from microexp.errors import FormatError
 from microexp.events.dtype import make_events
@@ -269,9 +268,7 @@ def test_the_worker_thread_infers_and_stops():
     try:
         for p in packets("evt3", *DAVIS, events):
             runner.feed(p)
-        deadline = time.monotonic() + 30
-        while runner.counters()["published"] < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: runner.counters()["published"] >= 5, 30, "the worker published fewer than 5 windows")
     finally:
         runner.stop()
     assert runner.published == len(results) >= 5 and not runner._worker.is_alive()

@@ -1,7 +1,7 @@
-"""Every command README.md shows is run by a test exactly as a user types it (a placeholder such as REC.raw given a
-real file), or is listed here with the reason it cannot be (a camera, the rig's own DDS domain, hours of CPU). The lines that no other test runs are run here, in
-bash, with `.venv/bin` first on PATH (as after `. .venv/bin/activate`), from a folder beside `../shared` as the
-README assumes."""
+"""Every command README.md and the pages of docs/ show in a bash block is run by a test exactly as a user types it
+(a placeholder such as REC.raw given a real file), or is listed here with the reason it cannot be (a camera, the
+rig's own DDS domain, hours of CPU). The lines that no other test runs are run here, in bash, with `.venv/bin`
+first on PATH (as after `. .venv/bin/activate`), from a folder beside `../shared` as the pages assume."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ import pytest
 from helpers.paths import REPO, TESTDATA
 
 README = (REPO / "README.md").read_text()
+DOCS = sorted((REPO / "docs").glob("*.md"))
+SHOWN = README + "".join(page.read_text() for page in DOCS)  # what a user reads: README.md and docs/
 
 # Lines that no test runs as shown, and why. Each reason names what runs instead.
 NOT_RUN = {
     "make test": "CI's own command: .ci/run runs it on a fresh clone",
+    "make bench": "every benchmark in turn, `offline` included: hours of CPU; test_bench.py runs their parts",
     "microexp play --evk4-file REC.raw --davis-file REC.aedat4 --webcam-file face.avi --rate 1": (
         "placeholders for the user's files; the nodes behind each option play such files in test_sensor_nodes.py"
     ),
@@ -28,13 +31,11 @@ NOT_RUN = {
         "needs the cameras, and the rig's domain 42 across the lab network"
     ),
     "microexp record --source synthetic --aus AU12 --out recordings/S01 --domain 42": (
-        "domain 42 is the rig's: tests keep to a domain of their own (--domain: test_load_and_neighbours.py)"
+        "domain 42 is the rig's: tests keep to a domain of their own (--domain: test_loss_and_neighbours.py)"
     ),
     "microexp infer --events-topic /davis346/events --frames-topic /davis346/image_raw --sensor davis346": (
         "runs until Ctrl-C on a live rig; `microexp infer` on a replay: test_infer_commands.py"
     ),
-    "bash docker/dockerd.sh start": "run by .ci/run before `make test`",
-    "bash docker/smoke.sh": "run by test_docker.py (bash docker/smoke.sh, as a subprocess)",
     "docker compose -f docker/compose.yaml -f docker/compose.gpu.yaml up -d infer": (
         "needs an NVIDIA GPU (the NVIDIA Container Toolkit); docker/smoke.sh runs `up -d infer` without the GPU file"
     ),
@@ -42,14 +43,14 @@ NOT_RUN = {
         "147 takes through DDS: too long for CI; one subject, two takes through the same path: test_learn.py"
     ),
     "microexp synth-dataset --out out/synth --takes 2": "as above, twice the takes",
-    "microexp bench offline": "every Table 5 / 6 run: hours of CPU (make bench); the figures are in README",
+    "microexp bench offline": "every Table 5 / 6 run: hours of CPU (make bench); the figures are in docs/offline.md",
 }
 
 
-def readme_commands() -> list[str]:
-    """The command lines of README.md's bash blocks, trailing comments removed."""
+def bash_commands(text: str) -> list[str]:
+    """The command lines of the bash blocks of a markdown text, trailing comments removed."""
     out = []
-    for block in re.findall(r"^```bash\n(.*?)^```", README, flags=re.S | re.M):
+    for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("#"):
@@ -57,19 +58,39 @@ def readme_commands() -> list[str]:
     return out
 
 
-def test_every_readme_command_is_run_by_a_test_or_says_why():
+def readme_commands() -> list[str]:
+    """The command lines of README.md's bash blocks, trailing comments removed."""
+    return bash_commands(README)
+
+
+def docs_commands() -> list[str]:
+    """The command lines of the bash blocks of every page of docs/."""
+    return [line for page in DOCS for line in bash_commands(page.read_text())]
+
+
+def not_run_by_any_test(lines: list[str]) -> list[str]:
+    """The lines that no test file (nor docker/smoke.sh, which test_docker.py runs) holds, and NOT_RUN does not list."""
     here = Path(__file__).read_text()
     run_here = here[here.index("# --- run here") :]
     others = [p.read_text() for p in Path(__file__).parent.rglob("*.py") if p.name != Path(__file__).name]
     others.append((REPO / "docker" / "smoke.sh").read_text())  # run by test_docker.py; it runs `docker compose` lines
-    missing, stale = [], []
-    for line in readme_commands():
-        ran = line in run_here or any(line in text for text in others)
-        if not ran and line not in NOT_RUN:
-            missing.append(line)
-    stale = [line for line in NOT_RUN if line not in readme_commands()]
+    return [
+        line
+        for line in lines
+        if line not in NOT_RUN and line not in run_here and not any(line in text for text in others)
+    ]
+
+
+def test_every_readme_command_is_run_by_a_test_or_says_why():
+    missing = not_run_by_any_test(readme_commands())
+    stale = [line for line in NOT_RUN if line not in readme_commands() + docs_commands()]
     assert not missing, "README commands that no test runs and NOT_RUN does not explain:\n" + "\n".join(missing)
-    assert not stale, "NOT_RUN lists lines README.md no longer shows:\n" + "\n".join(stale)
+    assert not stale, "NOT_RUN lists lines README.md and docs/ no longer show:\n" + "\n".join(stale)
+
+
+def test_every_docs_command_is_run_by_a_test_or_says_why():
+    missing = not_run_by_any_test(docs_commands())
+    assert not missing, "docs/ commands that no test runs and NOT_RUN does not explain:\n" + "\n".join(missing)
 
 
 # --- run here: the lines below are run exactly as shown -------------------------------------------------------------
@@ -93,7 +114,7 @@ def user_shell(tmp_path_factory):
 
 def run(line: str, shell, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     work, env = shell
-    assert line in README, f"README.md does not show {line!r}"
+    assert line in SHOWN, f"neither README.md nor docs/ shows {line!r}"
     t0 = time.monotonic()
     res = subprocess.run(
         ["bash", "-c", line],

@@ -165,3 +165,19 @@ def test_packet_from_msg_and_the_seq_tracker_reexport():
     t = SeqTracker()
     assert [t.update(s) for s in (5, 6, 9, 3, 4)] == [0, 0, 2, -1, 0]
     assert t.as_dict() == {"seq_gaps": 2, "seq_missing": 2, "seq_restarts": 1} and t.first == 5
+
+
+def test_two_publishers_on_one_topic_do_not_fake_a_loss():
+    """Two writers' seq numbers interleaved (another node publishing the same topic): each run is followed apart,
+    so no packet counts as missing; a real gap inside one run still does."""
+    import itertools
+
+    for first_b in (False, True):
+        t = SeqTracker()
+        a, b = itertools.count(100), itertools.count(1_000_000)
+        for i in range(3000):
+            t.update(next(b) if (i % 3 == 0) != first_b else next(a))
+        assert t.missing == 0 and t.streams == 2, (first_b, t.as_dict())
+        next(a), next(a)  # two packets of the first stream lost
+        t.update(next(a))
+        assert t.missing == 2

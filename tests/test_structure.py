@@ -142,19 +142,21 @@ FLOORS = {
         ),
         1,
     ),
-    "models": 2,
-    **dict.fromkeys(("infer", "learn"), 3),
-    **dict.fromkeys(("ros", "tools"), 4),
-    **dict.fromkeys(("bench", "cli"), 5),
+    "drivers": 2,
+    "models": 3,
+    **dict.fromkeys(("infer", "learn"), 4),
+    **dict.fromkeys(("ros", "tools"), 5),
+    **dict.fromkeys(("bench", "cli"), 6),
 }
 
 
-def floor_violations(graph: dict) -> list:
-    def floor(module: str) -> int:
-        parts = module.split(".")
-        return FLOORS[parts[1]] if len(parts) > 1 else 0
+def floor_of(module: str) -> int:
+    parts = module.split(".")
+    return FLOORS[parts[1]] if len(parts) > 1 else 0
 
-    return sorted((m, d) for m, deps in graph.items() for d in deps if floor(d) > floor(m))
+
+def floor_violations(graph: dict) -> list:
+    return sorted((m, d) for m, deps in graph.items() for d in deps if floor_of(d) > floor_of(m))
 
 
 def test_each_floor_imports_only_its_own_and_lower_floors():
@@ -166,6 +168,18 @@ def test_each_floor_imports_only_its_own_and_lower_floors():
     assert floor_violations({"microexp.vision.x": {"microexp.infer.live"}}) == [
         ("microexp.vision.x", "microexp.infer.live")
     ]
+
+
+def test_drivers_import_only_the_event_core():
+    """The camera drivers import the event core (floor 1) and each other only: no models, no work, no ROS."""
+    graph = import_graph(PKG / "microexp")
+    drivers = {m: deps for m, deps in graph.items() if m.startswith("microexp.drivers")}
+    assert "microexp.drivers.evk4" in drivers and "microexp.events.evt3_split" in drivers["microexp.drivers.evk4"]
+    above = {
+        m: sorted(d for d in deps if not d.startswith("microexp.drivers") and floor_of(d) > 1)
+        for m, deps in drivers.items()
+    }
+    assert {m: d for m, d in above.items() if d} == {}
 
 
 def test_nothing_outside_bench_imports_bench():
@@ -225,6 +239,7 @@ def test_core_imports_without_rclpy(monkeypatch):
     code = (
         "import sys; sys.modules['rclpy'] = None\n"
         "import microexp.events.codecs, microexp.events.dtype, microexp.bags.reader, microexp.config, microexp.cli\n"
+        "import microexp.drivers.evk4, microexp.drivers.evk4_settings, microexp.drivers.davis\n"
         "print('ok')"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -254,11 +269,11 @@ def test_param_checks_name_the_parameter():
         resolve(spec, {"speed": 1})
 
 
-def test_readme_parameter_tables_are_current():
+def test_parameter_tables_are_current():
     from microexp.tools import params_doc
 
-    readme = (PKG.parents[2] / "README.md").read_text()
-    block = readme[readme.index(params_doc.BEGIN) + len(params_doc.BEGIN) : readme.index(params_doc.END)]
+    page = (PKG.parents[2] / params_doc.PAGE).read_text()
+    block = page[page.index(params_doc.BEGIN) + len(params_doc.BEGIN) : page.index(params_doc.END)]
     assert block.strip() == params_doc.tables().strip()
 
 

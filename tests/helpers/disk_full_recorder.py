@@ -9,15 +9,19 @@ import resource
 import signal
 import sys
 import time
+from pathlib import Path
 
 from rclpy.node import Node
 
 from event_camera_msgs.msg import EventPacket
-from microexp.ros.base import LATCHED_QOS, RELIABLE_QOS
 from microexp.ros.compose import overrides
 from microexp.ros.nodes.recorder_node import RecorderNode
+from microexp.ros.qos import LATCHED_QOS, RELIABLE_QOS
 from microexp.ros.runner import Runner
 from microexp_msgs.msg import SegmentMarker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: run as a script, helpers is not on the path
+from helpers.wait import wait_until  # noqa: E402
 
 
 def main() -> int:
@@ -49,10 +53,12 @@ def main() -> int:
         LATCHED_QOS,
     )
     graph.start()
-    deadline = time.monotonic() + 10
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+
+    def matched():
         rec.discover()
-        time.sleep(0.05)
+        return pub.get_subscription_count() > 0
+
+    wait_until(matched, 10, "the recorder never subscribed to /fake/events", period_s=0.05)
     seq = 0
 
     def send(megabytes):
@@ -63,14 +69,19 @@ def main() -> int:
             m.events = bytes(256 * 1024)
             pub.publish(m)
             seq += 1
-            time.sleep(0.002)
-        time.sleep(0.5)
+            time.sleep(0.002)  # stimulus: paces the camera (a burst would only fill the DDS queue); not a wait
+        # every packet of the segment reached the recorder before it stops (its writer may still refuse them)
+        if not rec.wait_received({"/fake/events": seq}, 30):
+            raise AssertionError(f"the recorder took fewer than the {seq} packets published")
 
     for au, size in (("AU2", 1), ("AU4", 8), ("AU5", 1)):
         rec.start_segment("S09", au, 1, 300.0)
         send(size)
         rec.stop_segment("kept")
-    time.sleep(0.5)
+    # the stop marker of the last segment came back through DDS: every marker before it did too
+    wait_until(
+        lambda: any(m["event"] == "stop" and m["segment"] == 3 for m in markers), 10, "no stop marker of segment 3"
+    )
     summary = rec.finish()
     graph.close()
     print(

@@ -7,7 +7,7 @@ import pty
 import select
 import signal
 import sys
-import time
+import termios
 
 keys, cmd = sys.argv[1].replace("SPACE", " "), sys.argv[2:]
 pid, fd = pty.fork()
@@ -16,6 +16,16 @@ if pid == 0:
 for sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(sig, lambda s, _f: os.kill(pid, s))
 seen, sent = b"", False
+
+
+def line_mode(fd: int) -> bool:
+    """True while the terminal is still in line mode (ICANON set), or cannot be asked (closed)."""
+    try:
+        return bool(termios.tcgetattr(fd)[3] & termios.ICANON)
+    except termios.error:
+        return True
+
+
 while True:
     try:
         ready, _, _ = select.select([fd], [], [], 0.1)
@@ -30,9 +40,10 @@ while True:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         seen = (seen + data)[-4096:]
-        if not sent and b"space start" in seen:
-            time.sleep(0.5)
-            os.write(fd, keys.encode())
-            sent = True
+    # the keys go once the help is shown and the UI reads keys one by one: it switches the terminal out of line
+    # mode (tty.setcbreak, which flushes what was typed before), seen here in the pty's own settings
+    if not sent and b"space start" in seen and not line_mode(fd):
+        os.write(fd, keys.encode())
+        sent = True
 _, status = os.waitpid(pid, 0)
 sys.exit(os.waitstatus_to_exitcode(status))

@@ -11,8 +11,8 @@ import numpy as np
 import rclpy
 
 from microexp.bags.reader import Bag
-from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
-from microexp.ros.nodes.recorder_node import _msg_class
+from microexp.ros.messages import msg_class
+from microexp.ros.qos import LOSSLESS_QOS as RELIABLE_QOS
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
         return f
 
     for topic, msgtype in types.items():
-        node.create_subscription(_msg_class(msgtype), topic, cb(topic), RELIABLE_QOS, raw=True)
+        node.create_subscription(msg_class(msgtype), topic, cb(topic), RELIABLE_QOS, raw=True)
     print("ready", flush=True)
     last = time.monotonic()
     start = time.monotonic()

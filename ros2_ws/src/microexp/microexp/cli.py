@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except MicroexpError as exc:
         print(f"microexp {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"microexp {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # SIGINT, or SIGTERM turned into it (microexp.ros.lifecycle): the same exit
+        from microexp.ros.lifecycle import reason  # no rclpy: signal bookkeeping only
+
+        print(f"microexp {args.command}: {reason('interrupted')}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

@@ -1,4 +1,4 @@
-"""Parameter specifications shared by the nodes, their YAML files and the README tables (no rclpy).
+"""Parameter specifications shared by the nodes, their YAML files and the tables of docs/parameters.md (no rclpy).
 
 Every node declares its parameters from a tuple of :class:`Param`; ``config/<node>.yaml`` mirrors the
 defaults under ``<node>: ros__parameters:`` and a test keeps the two equal.
@@ -111,7 +111,7 @@ def yaml_text(node_name: str, specs: Iterable[Param]) -> str:
 
 
 def markdown_table(specs: Iterable[Param]) -> str:
-    """A README table: parameter, default, unit/range, description."""
+    """A markdown table (docs/parameters.md): parameter, default, unit/range, description."""
     rows = ["| parameter | default | range | description |", "|---|---|---|---|"]
     for p in specs:
         rng = ""

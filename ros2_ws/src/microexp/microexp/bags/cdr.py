@@ -10,6 +10,8 @@ import struct
 
 from microexp.events.stream import SeqTracker  # noqa: F401 - seq counting lives with the stream reader
 
+EVENT_PACKET = "event_camera_msgs/msg/EventPacket"  # the ecosystem's event message (wire-compatible)
+
 
 def _align(pos: int, n: int) -> int:
     return (pos + n - 1) & ~(n - 1)

@@ -10,7 +10,6 @@ import numpy as np
 from microexp.bags.reader import Bag
 from microexp.events.stream import Packet, SeqTracker, StreamReader
 
-EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
 IMAGE = "sensor_msgs/msg/Image"
 
 

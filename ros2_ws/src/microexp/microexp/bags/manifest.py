@@ -101,6 +101,22 @@ def silent_topics(seg: dict, expected) -> str:
     )
 
 
+def foreign_note(publishers) -> str:
+    """'' for a segment without foreign publishers (manifest field ``foreign_publishers``); else one phrase
+    naming them, e.g. ``2 foreign publishers wrote into it (/davis346/events from node /x on host 3f2a)``."""
+    pubs = [p for p in publishers or [] if isinstance(p, dict)]
+    if not pubs:
+        return ""
+    shown = "; ".join(
+        f"{p.get('topic', '?')} from node {p.get('node', '?')}"
+        + (f" on host {p['host_id']}" if p.get("host_id") else "")
+        + (f": {p['foreign']}" if p.get("foreign") else "")
+        for p in pubs[:3]
+    )
+    more = f"; {len(pubs) - 3} more" if len(pubs) > 3 else ""
+    return f"{len(pubs)} foreign publisher{'s' if len(pubs) > 1 else ''} wrote into it ({shown}{more})"
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

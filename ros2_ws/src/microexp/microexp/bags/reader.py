@@ -9,11 +9,15 @@ bag whose writer was killed has no metadata.yaml either: it is recovered to its 
 (SQLite rolls the hot journal back; the file is changed in place) and read as ``truncated``. A data file
 shorter than the metadata says (a bag cut off) is ``truncated`` too.
 
-Integrity: :meth:`Bag.verify` checks every MCAP chunk's CRC-32 (chunks written with CRC 0 cannot be
-checked and are counted) and runs SQLite's ``integrity_check`` plus a check of the messages' time range
-against metadata.yaml; the first problem is raised as FormatError. Reading MCAP messages checks the CRCs of
-the chunks read as well. Data files must lie inside the bag folder (metadata.yaml naming another path is
-refused). Anything else that is wrong is reported as :class:`~microexp.errors.FormatError` naming the file.
+Integrity: :meth:`Bag.verify` reads every message once in recording order: MCAP chunk CRC-32s (chunks written
+with CRC 0 cannot be checked and are counted), the per-message checksums of the project's sqlite3 bags, SQLite's
+``integrity_check``, and the checks of :class:`~microexp.bags.integrity.MessageChecker` (times outside the
+recorded range, a single time out of line, payload sizes that do not fit the type); the first problem is raised
+as FormatError naming the file (and the topic and message index). A bag without checksums is ``unverified``.
+Reading MCAP messages checks the CRCs of the chunks read as well. A .db3 given directly without the
+metadata.yaml of its folder is recovered like its folder. Data files must lie inside the bag folder
+(metadata.yaml naming another path is refused). Anything else that is wrong is reported as
+:class:`~microexp.errors.FormatError` naming the file.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from microexp.bags.integrity import MessageChecker, has_checksums, sqlite_messages
 from microexp.bags.types import typestore
 from microexp.errors import FormatError
 
@@ -76,6 +81,7 @@ class Bag:
             self.files = self._files_from_metadata()
         elif self.path.suffix in (".mcap", ".db3"):
             self.files = [self.path]
+            self._single_file()
         else:
             raise FormatError(
                 self.path, "not a rosbag2 bag (expected a folder with metadata.yaml, or a .mcap/.db3 file)"
@@ -129,6 +135,28 @@ class Bag:
             files.append(f)
         return files
 
+    def _single_file(self) -> None:
+        """A .mcap/.db3 given directly: the metadata.yaml beside it when that names it; a .db3 without one
+        (or with SQLite's hot journal beside it) is a killed recording and recovered as its folder would be."""
+        meta = self.path.parent / "metadata.yaml"
+        try:
+            info = yaml.safe_load(meta.read_text()).get("rosbag2_bagfile_information") if meta.exists() else None
+            names = list(info.get("relative_file_paths") or []) + [
+                f.get("path") for f in info.get("files") or [] if isinstance(f, dict)
+            ]
+        except Exception:  # noqa: BLE001 - a broken metadata.yaml beside the file: read the file alone
+            info, names = None, []
+        if self.path.name in names:
+            self.metadata = info
+            return
+        journal = any(self.path.with_name(self.path.name + s).exists() for s in ("-journal", "-wal"))
+        if self.path.suffix == ".db3" and (journal or not meta.exists()):
+            _recover_sqlite(self.path)
+            self.truncated = True
+            self.truncation = (
+                "no metadata.yaml beside it (the recording did not close); recovered to its last committed transaction"
+            )
+
     # -- reading ---------------------------------------------------------------------------------------
     def _open(self):
         if self._readers:
@@ -156,6 +184,8 @@ class Bag:
                 reader.open()
             except Exception as exc:  # rosbags raises several types; all mean the same to a user
                 self.close()
+                if self.storage == "sqlite3":  # a damaged database: name the first message that is bad
+                    _verify_sqlite(f, MessageChecker(f, *self._recorded_range(f)))
                 raise FormatError(f, f"unreadable {self.storage} bag file: {exc}") from None
             self._readers.append(reader)
         return self._readers
@@ -205,36 +235,62 @@ class Bag:
                 )
                 raise FormatError(reader.path, why) from None
 
+    def messages_as_recorded(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+        """Like :meth:`messages`, in the order the recorder wrote them (sqlite3: row order; MCAP: file order)
+        rather than by time: a recording whose clock was set back plays that step back where it happened."""
+        wanted = None if topics is None else set(topics)
+        self._open()
+        for f in self.files:
+            if self.storage == "sqlite3":
+                yield from _sqlite_in_order(f, wanted)
+            else:
+                yield from _mcap_in_order(f, wanted)
+
     def verify(self) -> dict:
         """Check the data files' integrity (see the module docstring); raise FormatError at the first problem.
-        Returns ``{"chunks": checked, "chunks_without_crc": n}`` (MCAP) or ``{"integrity_check": "ok"}``."""
-        out: dict = {}
+
+        Returns ``{"checksums": "ok" | "unverified" | "partial", "messages": n, ...}`` plus, for MCAP, the
+        chunks checked and those without CRC, for sqlite3 ``integrity_check`` and whether the file has the
+        checksum table; ``clock_steps`` lists recorded steps back of the clock (see
+        :mod:`microexp.bags.integrity`)."""
+        out: dict = {"messages": 0}
+        verified = unverified = 0
+        steps: list = []
         for f in self.files:
+            lo, hi = self._recorded_range(f)
+            checker = MessageChecker(f, lo, hi)
             if self.storage == "mcap":
-                r = _verify_mcap(f)
+                r = _verify_mcap(f, checker)
                 out["chunks"] = out.get("chunks", 0) + r["chunks"]
                 out["chunks_without_crc"] = out.get("chunks_without_crc", 0) + r["chunks_without_crc"]
+                verified += r["chunks"]
+                unverified += r["chunks_without_crc"] + r["messages_outside_chunks"]
             else:
-                lo, hi = _verify_sqlite(f)
+                r = _verify_sqlite(f, checker)
                 out["integrity_check"] = "ok"
-                if self.metadata and len(self.files) == 1:
-                    self._check_time_range(lo, hi)
+                verified += r["checksums"]
+                unverified += not r["checksums"]
+            out["messages"] += r["messages"]
+            steps += [{"file": f.name, **st} for st in checker.clock_steps]
+        out["checksums"] = "ok" if verified and not unverified else "partial" if verified else "unverified"
+        if steps:
+            out["clock_steps"] = steps
         return out
 
-    def _check_time_range(self, lo: int | None, hi: int | None) -> None:
-        """Messages outside metadata.yaml's [starting_time, starting_time + duration] mean damaged timestamps."""
-        try:
-            start = int(self.metadata["starting_time"]["nanoseconds_since_epoch"])
-            dur = int(self.metadata["duration"]["nanoseconds"])
-        except (KeyError, TypeError, ValueError):
-            return
-        if lo is not None and (lo < start or hi > start + dur):
-            raise FormatError(
-                self.files[0],
-                f"message times {lo / 1e9:.3f}..{hi / 1e9:.3f} s lie outside the "
-                f"metadata's {start / 1e9:.3f}..{(start + dur) / 1e9:.3f} s: damaged "
-                "timestamps",
-            )
+    def _recorded_range(self, file: Path) -> tuple:
+        """``(start, end)`` ns of ``file`` from metadata.yaml (its own entry, else the bag's when it is the only
+        file); ``(None, None)`` when unknown."""
+        info = self.metadata or {}
+        entries = [e for e in info.get("files") or [] if isinstance(e, dict) and e.get("path") == file.name]
+        for src in entries[:1] + ([info] if len(self.files) == 1 else []):
+            try:
+                start = int(src["starting_time"]["nanoseconds_since_epoch"])
+                dur = int(src["duration"]["nanoseconds"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if dur >= 0 and (start or dur):
+                return start, start + dur
+        return None, None
 
     @staticmethod
     def deserialize(raw: bytes, msgtype: str):
@@ -284,42 +340,75 @@ def _sqlite_cut(file: Path) -> bool:
     return pages > 0 and size < pages * page
 
 
-def _verify_sqlite(file: Path) -> tuple:
-    """SQLite's integrity_check; returns the messages' (min, max) timestamp read from the table itself."""
+def _verify_sqlite(file: Path, checker: MessageChecker) -> dict:
+    """Every message in row order (its checksum where the file has the table, and ``checker``'s checks), then
+    SQLite's integrity_check. ``{"messages": n, "checksums": bool}``."""
     import sqlite3
 
     try:
         conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
-        try:
-            rows = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
-            lo, hi = conn.execute("SELECT min(timestamp), max(timestamp) FROM messages NOT INDEXED").fetchone()
-        finally:
-            conn.close()
     except sqlite3.Error as exc:
         raise FormatError(file, f"damaged sqlite3 bag: {exc}") from None
+    try:
+        try:
+            checksums = has_checksums(conn)
+        except sqlite3.Error as exc:
+            raise FormatError(file, f"damaged sqlite3 bag: {exc}") from None
+        try:
+            n = sqlite_messages(conn, file, checker, checksums)
+        except FormatError as exc:
+            if checksums or "unreadable" not in exc.reason:
+                raise
+            n = None  # a third-party bag that SQLite cannot read through: integrity_check says why
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
+        except sqlite3.Error as exc:
+            raise FormatError(file, f"damaged sqlite3 bag: {exc}") from None
+    finally:
+        conn.close()
     if rows != ["ok"]:
         raise FormatError(file, f"damaged sqlite3 bag: integrity_check: {'; '.join(rows)}")
-    return lo, hi
+    if n is None:
+        raise FormatError(file, "damaged sqlite3 bag: its messages are unreadable")
+    return {"messages": n, "checksums": checksums}
 
 
-def _verify_mcap(file: Path) -> dict:
-    """CRC-32 of every chunk (those written with CRC 0 are counted, not checked)."""
-    from mcap.records import Chunk
-    from mcap.stream_reader import CRCValidationError, StreamReader, get_chunk_data_stream
+def _verify_mcap(file: Path, checker: MessageChecker) -> dict:
+    """One pass over the records: the CRC-32 of every chunk (those written with CRC 0 are counted, not
+    checked), and ``checker``'s checks on every message in file order (a chunk's messages also within the
+    chunk's own time range)."""
+    from mcap.records import Channel, Chunk, Message, Schema
+    from mcap.stream_reader import CRCValidationError, StreamReader, breakup_chunk
 
-    checked = without = 0
+    checked = without = outside = messages = 0
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+
+    def message(rec, lo=None, hi=None) -> None:
+        topic, msgtype = channels.get(rec.channel_id, (f"<channel {rec.channel_id}>", ""))
+        checker.check(topic, msgtype, rec.log_time, rec.data, lo, hi)
+
+    def meta(rec) -> None:
+        if isinstance(rec, Schema):
+            schemas[rec.id] = rec.name
+        elif isinstance(rec, Channel):
+            channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
+
     complete = _mcap_complete(file)
     with open(file, "rb") as fh:
         reader = StreamReader(fh, skip_magic=False, emit_chunks=True)
         try:
             for rec in reader.records:
-                if not isinstance(rec, Chunk):
+                if isinstance(rec, Message):
+                    outside += 1
+                    messages += 1
+                    message(rec)
                     continue
-                if rec.uncompressed_crc == 0:
-                    without += 1
+                if not isinstance(rec, Chunk):
+                    meta(rec)
                     continue
                 try:
-                    get_chunk_data_stream(rec, validate_crc=True)
+                    inner = breakup_chunk(rec, validate_crc=rec.uncompressed_crc != 0)
                 except CRCValidationError as exc:
                     raise FormatError(
                         file,
@@ -327,7 +416,16 @@ def _verify_mcap(file: Path) -> dict:
                         f"{rec.message_end_time / 1e9:.3f} s): CRC {exc.actual:08x} does not match "
                         f"the stored {exc.expected:08x}: the file is damaged",
                     ) from None
-                checked += 1
+                if rec.uncompressed_crc == 0:
+                    without += 1
+                else:
+                    checked += 1
+                for r in inner:
+                    if isinstance(r, Message):
+                        messages += 1
+                        message(r, rec.message_start_time, rec.message_end_time)
+                    else:
+                        meta(r)
         except FormatError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -337,7 +435,60 @@ def _verify_mcap(file: Path) -> dict:
                     f"damaged MCAP file: record {checked + without + 1} does not parse "
                     f"({type(exc).__name__}: {str(exc)[:120]})",
                 ) from None
-    return {"chunks": checked, "chunks_without_crc": without}
+    checker.finish()
+    return {"chunks": checked, "chunks_without_crc": without, "messages_outside_chunks": outside, "messages": messages}
+
+
+def _sqlite_in_order(file: Path, wanted) -> Iterator[tuple[str, str, int, bytes]]:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(
+                "SELECT t.name, t.type, m.timestamp, m.data FROM messages m JOIN topics t ON t.id = m.topic_id "
+                "ORDER BY m.id"
+            )
+            for topic, msgtype, t_ns, data in rows:
+                if wanted is None or topic in wanted:
+                    yield topic, msgtype, t_ns, data
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise FormatError(file, f"damaged sqlite3 bag: {exc}") from None
+
+
+def _mcap_in_order(file: Path, wanted) -> Iterator[tuple[str, str, int, bytes]]:
+    from mcap.records import Channel, Chunk, Message, Schema
+    from mcap.stream_reader import CRCValidationError, StreamReader, breakup_chunk
+
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    complete = _mcap_complete(file)
+    with open(file, "rb") as fh:
+        reader = StreamReader(fh, skip_magic=False, emit_chunks=True)
+        try:
+            for rec in reader.records:
+                try:
+                    inner = (
+                        breakup_chunk(rec, validate_crc=rec.uncompressed_crc != 0) if isinstance(rec, Chunk) else [rec]
+                    )
+                except CRCValidationError:
+                    raise FormatError(file, "a chunk's CRC does not match its data: the file is damaged") from None
+                for r in inner:
+                    if isinstance(r, Schema):
+                        schemas[r.id] = r.name
+                    elif isinstance(r, Channel):
+                        channels[r.id] = (r.topic, schemas.get(r.schema_id, ""))
+                    elif isinstance(r, Message) and r.channel_id in channels:
+                        topic, msgtype = channels[r.channel_id]
+                        if wanted is None or topic in wanted:
+                            yield topic, msgtype, r.log_time, r.data
+        except FormatError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if complete:
+                raise FormatError(file, f"damaged MCAP file: {type(exc).__name__}: {str(exc)[:120]}") from None
 
 
 class _Conn:

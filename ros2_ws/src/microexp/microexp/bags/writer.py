@@ -9,7 +9,9 @@ drops messages until the next segment opens; bags already closed are untouched.
 Files and folders are created owner-only (0700 / 0600): recordings of faces are biometric data.
 
 Integrity: MCAP chunks are written with the CRC-32 of their records (rosbags' writer leaves it 0, "not
-computed"), so readers can tell a damaged chunk. sqlite3 bags are committed every ``commit_s`` (1 s): a
+computed"), so readers can tell a damaged chunk; sqlite3 bags get a CRC-32 per message in a table of their own,
+written in the message's transaction (:mod:`microexp.bags.integrity`). sqlite3 bags are committed every
+``commit_s`` (1 s): a
 recorder killed with SIGKILL leaves a bag that holds everything up to its last commit (no metadata.yaml;
 :class:`~microexp.bags.reader.Bag` reads it as ``truncated``); the messages since that commit are lost.
 A failing callback (``on_error``/``on_closed``) is reported in ``errors`` and never stops the writer thread.
@@ -31,6 +33,7 @@ from typing import Callable
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from microexp.bags.integrity import CHECKSUM_SCHEMA, CHECKSUM_TABLE, message_crc
 from microexp.bags.types import typestore
 from microexp.errors import ParameterError
 
@@ -257,6 +260,8 @@ class SegmentWriter:
             if self.storage == "mcap":
                 writer.storage.close_chunk = types.MethodType(_close_chunk_with_crc, writer.storage)
             elif self.storage == "sqlite3":
+                writer.storage.conn.execute(CHECKSUM_SCHEMA)
+                writer.storage.write = types.MethodType(_write_with_checksum, writer.storage)
                 writer.storage.conn.commit()  # the topics table: a killed bag names its topics
         except OSError as exc:
             self._fail(f"cannot open bag {path}: {exc.strerror or exc}", path)
@@ -361,6 +366,18 @@ def _reason(exc: BaseException) -> str:
     if code == errno.EFBIG:
         return "file size limit reached"
     return getattr(exc, "strerror", None) or text or type(exc).__name__
+
+
+def _write_with_checksum(self, connection, timestamp: int, data) -> None:
+    """rosbags' ``Sqlite3Writer.write`` plus the message's row in the checksum table, in the same transaction
+    (bound to the storage object; see :mod:`microexp.bags.integrity`)."""
+    self.cursor.execute(
+        "INSERT INTO messages (topic_id, timestamp, data) VALUES(?, ?, ?)", (connection.id, timestamp, data)
+    )
+    self.cursor.execute(
+        f"INSERT INTO {CHECKSUM_TABLE} (message_id, crc32) VALUES(?, ?)",
+        (self.cursor.lastrowid, message_crc(connection.topic, timestamp, data)),
+    )
 
 
 def _close_chunk_with_crc(self) -> None:

@@ -189,8 +189,8 @@ def run(args) -> dict:
         del dv_out, stores
 
     # yardstick of this machine: the plainest numba scatter loop (one increment per event into a zeroed
-    # uint16 array, fields split beforehand and not timed). The 300 Mev/s goal was set where this
-    # loop ran at 265 Mev/s; its ratio says how far the machine, not the kernel, is from that.
+    # uint16 array, fields split beforehand and not timed). The 300 Mev/s goal was set on a machine where this
+    # loop runs at 265 Mev/s; the ratio to it says how far the machine, not the kernel, is from that.
     x, y, t, p = (np.ascontiguousarray(events[k]).astype(np.int64) for k in ("x", "y", "t", "p"))
     n_slices = int(t[-1] - t[0]) // SLICE_US + 1
     _plain_loop(x, y, t, p, np.zeros(n_slices * 2 * HEIGHT * WIDTH, np.uint16), int(t[0]))

@@ -7,7 +7,7 @@ header, so OpenEB opens it as it opens the original (``DeviceDiscovery.open_raw_
 
 Two levels, each flat out:
 
-- ``core`` (best of ``--repeat``): no ROS. Device: :class:`~microexp.events.evk4_device.OpenEBDevice` reading
+- ``core`` (best of ``--repeat``): no ROS. Device: :class:`~microexp.drivers.evk4.OpenEBDevice` reading
   buffers, its packetizer making packets, each serialized as the node does; ``hal_s`` is the time in ``read``
   (OpenEB, and in ``decode`` its decoders and the numpy conversion). File: the node's passthrough (the
   memory-mapped payload cut by :class:`~microexp.events.evt3_split.Evt3Cutter` in device-read-sized pieces,
@@ -82,7 +82,7 @@ def make_raw(path: Path, n: int) -> tuple[int, int]:
 def core_device(path: str, read: str) -> dict:
     """The device path without ROS, ``read`` = 'raw' (the sensor's bytes through microexp's binding) or 'decode'
     (OpenEB's decoders, then the EVT3 encoder)."""
-    from microexp.events.evk4_device import OpenEBDevice, make_packetizer
+    from microexp.drivers.evk4 import OpenEBDevice, make_packetizer
 
     dev = OpenEBDevice(raw_file=path)
     info = dev.open()
@@ -206,7 +206,7 @@ def node_series(raw: str, n: int, reads: list[str], rounds: int) -> dict:
 
 
 def run(args) -> dict:
-    from microexp.events.evk4_device import openeb_available, raw_reader_available
+    from microexp.drivers.evk4 import openeb_available, raw_reader_available
 
     try:
         args.busy_list = [int(b) for b in str(getattr(args, "busy", "0")).split(",") if b.strip()]

@@ -6,13 +6,13 @@ On a machine without CUDA it prints ``status: skipped`` and nothing else. With a
   realistic sparsity) over ``--steps`` steps, each timed to completion (``torch.cuda.synchronize``):
   eager ``model.step`` against the same step replayed as a CUDA graph
   (:class:`microexp.models.snn_graph.CudaGraphStep`), p50/p99 in ms, and the largest difference of their
-  outputs. Goal (issue 5): graph step p99 <= 0.2 ms.
+  outputs. Goal: graph step p99 <= 0.2 ms.
 - ``sustained``: decode + bin + crop + infer of an EVK4 stream (1280 x 720, EVT3 packets of 1 ms, the
   latency benchmark's moving blob at ``--rate`` Mev/s) through :class:`microexp.infer.pipeline.StreamingAUPipeline`
   as fast as it goes, one thread: events per second of wall time. Goal: >= 50 Mev/s.
 - ``train``: one training step (forward, MSE, backward, Adam) of the paper's SNN configuration (75 time steps
   of 64 x 64 frames) at batch 8 and at batch 56, and the 7-fold x 100-epoch protocol on 147 clips projected
-  from the batch-8 step (126 training clips per fold = 16 batches). Goal (issue 6): <= 5 min.
+  from the batch-8 step (126 training clips per fold = 16 batches). Goal: <= 5 min.
 """
 
 from __future__ import annotations

@@ -323,45 +323,41 @@ class _Streams:
 
     def next(self, kind: str):
         """The next item of a stream as (t, data), or None at its end."""
-        rec = self.rec
+        if kind != "frame" and kind not in _BATCH_STREAMS:
+            raise AssertionError(kind)
         try:
-            if kind == "events":
-                while True:
-                    b = rec.getNextEventBatch()
-                    if b is None:
-                        return None
-                    if b.size():
-                        ev = _events_to_numpy(b)
-                        return int(ev["t"][0]), ev
-            elif kind == "frame":
-                f = rec.getNextFrame()
-                if f is None:
-                    return None
-                fr = _frame(f)
-                return fr.t, fr
-            elif kind == "imu":
-                while True:
-                    b = rec.getNextImuBatch()
-                    if b is None:
-                        return None
-                    if len(b):
-                        a = _imu_to_numpy(b)
-                        return int(a["t"][0]), a
-            elif kind == "triggers":
-                while True:
-                    b = rec.getNextTriggerBatch()
-                    if b is None:
-                        return None
-                    if len(b):
-                        a = _triggers_to_numpy(b)
-                        return int(a["t"][0]), a
+            return self._next_frame() if kind == "frame" else self._next_batch(*_BATCH_STREAMS[kind])
         except FormatError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise FormatError(
                 self.path, f"dv-processing failed reading the {kind} stream: {_first_line(exc)}"
             ) from None
-        raise AssertionError(kind)
+
+    def _next_frame(self):
+        f = self.rec.getNextFrame()
+        if f is None:
+            return None
+        fr = _frame(f)
+        return fr.t, fr
+
+    def _next_batch(self, getter: str, count, convert):
+        """The next non-empty batch of a batched stream (its ``getter``), converted; None at its end."""
+        while True:
+            b = getattr(self.rec, getter)()
+            if b is None:
+                return None
+            if count(b):
+                a = convert(b)
+                return int(a["t"][0]), a
+
+
+# batched stream -> (dv-processing getter, batch length, conversion to numpy)
+_BATCH_STREAMS = {
+    "events": ("getNextEventBatch", lambda b: b.size(), _events_to_numpy),
+    "imu": ("getNextImuBatch", len, _imu_to_numpy),
+    "triggers": ("getNextTriggerBatch", len, _triggers_to_numpy),
+}
 
 
 def iter_aedat4(path) -> Iterator[Aedat4Item]:

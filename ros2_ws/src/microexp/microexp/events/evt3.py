@@ -145,7 +145,7 @@ def _pick(c, a, b):
 
 
 @nb.njit(cache=True, nogil=True)
-def _decode_evt3(words, out, trig, state, width, height):
+def _decode_evt3(words, out, trig, state, width, height):  # noqa: PLR0915 - numba kernel: one pass over the words; calls out of it cost per word
     """Decode ``words`` into out/trig; returns (words consumed, events written, triggers written).
 
     Stops early when ``out`` has fewer than 13 free slots or ``trig`` is full; ``state`` is updated in place.
@@ -424,7 +424,7 @@ def _scan_events(ev, prev_th, half):
 
 
 @nb.njit(cache=True, nogil=True)
-def _encode_evt3(ev, out, state, width, sensor):
+def _encode_evt3(ev, out, state, width, sensor):  # noqa: PLR0912, PLR0915 - numba kernel: one pass over the events; calls out of it cost per event
     """Encode the time-sorted events ``ev`` into ``out`` (uint16); returns the number of words written.
 
     Vector runs (events of one time, row and polarity at rising x) become VECT_BASE_X and mask words. Compact form

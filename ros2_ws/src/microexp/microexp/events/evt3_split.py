@@ -144,7 +144,7 @@ def _cut_words(words, st, packet_us, max_words, cuts, t0s, tlasts, trig_at, trig
 
 
 @dataclass
-class Packet:
+class Evt3Packet:
     """One EventPacket's payload: EVT3 words, as one or more pieces that follow each other (a packet that
     spans two reads of a device is not copied into one array here; the message's serializer joins them)."""
 
@@ -166,7 +166,7 @@ _NO_TRIGGERS = np.empty(0, np.uint16)
 
 
 class Evt3Cutter:
-    """An EVT3 byte stream in, arriving in pieces of any size, :class:`Packet` s of its own words out, without
+    """An EVT3 byte stream in, arriving in pieces of any size, :class:`Evt3Packet` s of its own words out, without
     decoding events: one ``packet_time_us`` interval of sensor time each (boundaries at its multiples, every
     packet but the first starting with a time word), at most ``max_bytes``. The same cuts whatever the pieces
     (a file read at once, a camera's USB buffers), except where :meth:`flush` closes a packet early. One
@@ -194,7 +194,7 @@ class Evt3Cutter:
         """Words held back in the open packet."""
         return sum(len(h) for h in self._held)
 
-    def feed(self, data) -> list[Packet]:
+    def feed(self, data) -> list[Evt3Packet]:
         """One read: bytes-like, or a list of bytes-like pieces (empty = nothing came in time: :meth:`flush`);
         the packets it closed."""
         if isinstance(data, list):
@@ -206,7 +206,7 @@ class Evt3Cutter:
             return out
         return self.add(data) if len(data) else self.flush()
 
-    def add(self, data) -> list[Packet]:
+    def add(self, data) -> list[Evt3Packet]:
         """Bytes-like ``data`` that continue the stream (a piece may end inside a word); the packets closed."""
         self.bytes_in += len(data)
         if self._odd:
@@ -219,7 +219,7 @@ class Evt3Cutter:
             return []
         return self.add_words(np.frombuffer(data, dtype="<u2", count=n))
 
-    def add_words(self, words: np.ndarray) -> list[Packet]:
+    def add_words(self, words: np.ndarray) -> list[Evt3Packet]:
         """Whole words (uint16) that continue the stream; the packets closed."""
         n = len(words)
         if n == 0:
@@ -242,7 +242,7 @@ class Evt3Cutter:
             a, b = bounds[k], bounds[k + 1]
             parts = (*self._held, words[a:b]) if k == 0 and b > a else tuple(self._held) if k == 0 else (words[a:b],)
             trig = self._triggers_between(triples, trig_at[:nt], a, b, first=k == 0)
-            out.append(Packet(parts, starts_t0[k], int(tlasts[k]), trig))
+            out.append(Evt3Packet(parts, starts_t0[k], int(tlasts[k]), trig))
         a = bounds[nc]
         if nc:
             self._held, self._held_trig = [], []
@@ -264,13 +264,13 @@ class Evt3Cutter:
             return np.concatenate([*held, mine])
         return mine
 
-    def flush(self) -> list[Packet]:
+    def flush(self) -> list[Evt3Packet]:
         """Close the open packet (end of stream, or nothing came in time); the next word opens a new one."""
         if self.state[_LEN] == 0:
             return []
         parts = tuple(self._held)
         trig = np.concatenate(self._held_trig) if self._held_trig else _NO_TRIGGERS
-        pkt = Packet(parts, int(self.state[_T0]), int(self.state[_CUR]), trig)
+        pkt = Evt3Packet(parts, int(self.state[_T0]), int(self.state[_CUR]), trig)
         self._held, self._held_trig = [], []
         self.state[_LEN] = 0
         return [pkt]

@@ -28,12 +28,9 @@ import numpy as np
 from numba import njit
 
 from microexp.errors import ParameterError
-from microexp.events.dtype import EVENT_DTYPE, concat_events, take_events
+from microexp.events.dtype import DEFAULT_SLICE_US, EVENT_DTYPE, concat_events, take_events
 
 __all__ = ["event_frames", "EventBinner", "EventSlicer", "DEFAULT_SLICE_US"]
-
-DEFAULT_SLICE_US = 33_000
-"""The slice length used throughout microexp (33 ms, about 30 frames/s)."""
 
 
 @njit(cache=True, nogil=True, boundscheck=False)

@@ -34,37 +34,75 @@ __all__ = ["Packet", "Decoded", "SeqTracker", "StreamReader"]
 
 
 class SeqTracker:
-    """Gaps in a stream's ``seq`` numbers (one tracker per topic): ``gaps`` (times the next seq was not
-    the previous + 1), ``missing`` (seq numbers skipped forward: packets that never arrived), ``restarts``
-    (seq went backwards: a publisher restarted, or a second publisher on the topic)."""
+    """Gaps in a topic's ``seq`` numbers: ``gaps`` (times the next seq was not the previous + 1), ``missing``
+    (seq numbers skipped forward: packets that never arrived), ``restarts`` (seq went backwards: a publisher
+    restarted), ``streams`` (runs of seq told apart).
 
-    __slots__ = ("last", "gaps", "missing", "restarts", "first")
+    A DDS writer delivers in order, so a seq that continues a run from before a forward jump shows that the jump
+    was another publisher's stream on the same topic, not a loss: the jump's ``missing`` is taken back and the two
+    runs are counted apart (rclpy does not give the writer of a message, so publishers are told apart by the
+    continuity of their numbers). At most :attr:`MAX_RUNS` runs are followed."""
+
+    MAX_RUNS = 8
+    __slots__ = ("runs", "gaps", "missing", "restarts", "streams", "first")
 
     def __init__(self):
-        self.last: int | None = None
+        self.runs: list[list] = []  # [last seq, [(seq before a forward jump, that jump's missing), ...]]
         self.first: int | None = None
         self.gaps = self.missing = self.restarts = 0
+        self.streams = 0
+
+    @property
+    def last(self) -> int | None:
+        """The seq of the run that took the last packet (None before the first)."""
+        return self.runs[-1][0] if self.runs else None
+
+    def _new_run(self, seq: int) -> None:
+        self.runs.append([seq, []])
+        self.streams += 1
+        del self.runs[: -self.MAX_RUNS]
+
+    def _touch(self, run: list[int]) -> None:
+        self.runs.remove(run)
+        self.runs.append(run)
 
     def update(self, seq: int) -> int:
         """Take the next ``seq``; returns the packets it shows missing (0 without a gap, -1 for a restart)."""
-        missing = 0
-        if self.last is None:
-            if self.first is None:
-                self.first = seq
-        elif seq != self.last + 1:
-            self.gaps += 1
-            if seq > self.last:
-                missing = seq - self.last - 1
-                self.missing += missing
-            else:
-                self.restarts += 1
-                missing = -1
-        self.last = seq
-        return missing
+        if self.first is None:
+            self.first = seq
+        if not self.runs:
+            self._new_run(seq)
+            return 0
+        for run in reversed(self.runs):
+            if run[0] + 1 == seq:  # the next of a run
+                run[0] = seq
+                self._touch(run)
+                return 0
+        for run in reversed(self.runs):
+            jump = next((j for j in run[1] if j[0] + 1 == seq), None)
+            if jump is not None:  # continues a run from before one of its jumps: that jump was another
+                self.missing -= jump[1]  # publisher's stream starting, not a loss
+                self.gaps -= 1
+                run[1].remove(jump)
+                self._new_run(seq)
+                return 0
+        below = [r for r in self.runs if r[0] < seq]
+        self.gaps += 1
+        if below:  # a forward jump of the closest run below: packets that never arrived
+            run = max(below, key=lambda r: r[0])
+            missing = seq - run[0] - 1
+            run[1] = [*run[1][-15:], (run[0], missing)]
+            run[0] = seq
+            self.missing += missing
+            self._touch(run)
+            return missing
+        self.restarts += 1  # backwards: the publisher restarted (or a second one started)
+        self._new_run(seq)
+        return -1
 
     def forget_last(self) -> None:
-        """The next seq starts a new run (a new stream): it is not compared with the previous one."""
-        self.last = None
+        """The next seq starts a new run (a new stream): it is not compared with the previous ones."""
+        self.runs = []
 
     def as_dict(self) -> dict:
         return {"seq_gaps": self.gaps, "seq_missing": self.missing, "seq_restarts": self.restarts}

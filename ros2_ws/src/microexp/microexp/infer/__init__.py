@@ -21,7 +21,7 @@ from microexp.aus import AU_LABELS
 from microexp.models.device import resolve_device
 
 DEFAULT_MODEL_NAME = "au_snn_default.pt"
-"""File name of the default checkpoint (trained by the offline issue; absent until then)."""
+"""File name of the default checkpoint (made by ``microexp train --final`` and ``microexp export``)."""
 
 
 def default_model_path() -> Path:

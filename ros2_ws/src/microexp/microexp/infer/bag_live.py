@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+from microexp.bags.cdr import EVENT_PACKET
 from microexp.events.stream import Packet, StreamReader
 from microexp.infer.face import BoxMap, FaceTracker
 from microexp.infer.pipeline import StreamingAUPipeline
@@ -19,7 +20,7 @@ from microexp.infer.spotting import SpotterConfig
 
 __all__ = ["BagRun", "run_bags"]
 
-EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
+
 DEFAULT_SPOTTING = SpotterConfig()
 
 

@@ -156,6 +156,18 @@ def offline_probabilities(model, crops: np.ndarray, temperature: float = 1.0) ->
     return np.stack([au_probabilities(running[t], temperature) for t in range(running.shape[0])])
 
 
+def _check_model_and_timing(config, gap_us, chunk_us, temperature) -> None:
+    """ParameterError unless the model is a 2-channel AU network and the pipeline's times are positive."""
+    if getattr(config, "in_channels", None) != 2 or getattr(config, "num_classes", None) != NUM_CLASSES:
+        raise ParameterError(
+            f"the pipeline needs an AUSpikingNet with 2 input channels (event polarities) and {NUM_CLASSES} classes"
+        )
+    if not gap_us > 0 or not chunk_us > 0:
+        raise ParameterError(f"gap_us and chunk_us must be > 0, got {gap_us!r}, {chunk_us!r}")
+    if not temperature > 0:
+        raise ParameterError(f"temperature must be > 0, got {temperature!r}")
+
+
 class StreamingAUPipeline:
     """Live AU inference on one event stream (see the module docstring).
 
@@ -214,22 +226,8 @@ class StreamingAUPipeline:
     ):
         self._torch = torch
         config = getattr(model, "config", None)
-        if getattr(config, "in_channels", None) != 2 or getattr(config, "num_classes", None) != NUM_CLASSES:
-            raise ParameterError(
-                f"the pipeline needs an AUSpikingNet with 2 input channels (event polarities) and {NUM_CLASSES} classes"
-            )
-        if not gap_us > 0 or not chunk_us > 0:
-            raise ParameterError(f"gap_us and chunk_us must be > 0, got {gap_us!r}, {chunk_us!r}")
-        if not temperature > 0:
-            raise ParameterError(f"temperature must be > 0, got {temperature!r}")
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        self.graph_error: Optional[str] = None
-        if cuda_graph and self.device.startswith("cuda"):
-            try:  # one graph replay per window instead of ~20 kernel launches (models.snn_graph)
-                self.model = CudaGraphStep(self.model, device=self.device)
-            except Exception as exc:  # eager steps still work; the node logs why
-                self.graph_error = f"{type(exc).__name__}: {exc}"
+        _check_model_and_timing(config, gap_us, chunk_us, temperature)
+        self._place_model(model, device, cuda_graph)
         self.size = int(config.input_size)
         self.binner = EventSlicer(slice_us)
         self.noise_filter = None
@@ -258,6 +256,21 @@ class StreamingAUPipeline:
         self.temperature = float(temperature)
         self.smoother = HorizonSmoother(horizon)
         self.latency = LatencyStats(stats_len)
+        self._init_state()
+
+    def _place_model(self, model, device: str, cuda_graph: bool) -> None:
+        """The model on its device, in eval mode; under a CUDA graph where asked and possible."""
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.graph_error: Optional[str] = None
+        if cuda_graph and self.device.startswith("cuda"):
+            try:  # one graph replay per window instead of ~20 kernel launches (models.snn_graph)
+                self.model = CudaGraphStep(self.model, device=self.device)
+            except Exception as exc:  # eager steps still work; the node logs why
+                self.graph_error = f"{type(exc).__name__}: {exc}"
+
+    def _init_state(self) -> None:
+        """The binning side's and the inference side's state, and the counters they share."""
         # binning side (one thread)
         self._buf: list = []
         self._buf_t0: Optional[int] = None
@@ -406,53 +419,15 @@ class StreamingAUPipeline:
         mode a window in rest (or without a face) is not run through the SNN, and the result lists the spotted
         movements to hand to :meth:`judge`."""
         t_start = time.monotonic_ns()
-        reasons = [] if window.reset is None else window.reset.split(",")
-        if self._last_index is not None and window.index != self._last_index + 1 and "skipped" not in reasons:
-            reasons.append("skipped")
-        with self._lock:
-            if self._requested:
-                reasons.extend(r for r in self._requested if r not in reasons)
-                self._requested.clear()
-        box, crop_kind, face_found = self._crop_box()
-        if self._last_crop is not None and (crop_kind == "face") != (self._last_crop == "face"):
-            reasons.append("face_lost" if self._last_crop == "face" else "face_found")
-        if self._last_index is None and "start" not in reasons:
-            reasons.insert(0, "start")
-        spotted: list = []
-        if self.spotter is not None and reasons and set(reasons) - {"segment", "start", "face_found"}:
-            spotted = self.spotter.end(reasons[0] if reasons[0] != "segment" else reasons[-1])
-        if reasons and (self.spotter is None or set(reasons) != {"segment"}):
-            self.model.reset()
-            self.smoother.reset()
-            self._moving = False
-            with self._lock:
-                self.reset_count += 1
-                self.resets.update(reasons)
-        self._last_index = window.index
-        self._last_crop = crop_kind
+        reasons, (box, crop_kind, face_found), spotted = self._restart(window)
 
         t_crop = time.monotonic_ns()
         crop = crop_events(window.data, self.width, self.height, box, self.size, out=self._crop)
         state, activity = "movement", 0
         if self.spotter is not None:
-            if self.face is not None and not face_found:
-                state = "no_face"
-            else:
-                raw, activity = self._activity(window.data, box)
-                spotted += self.spotter.push(window.index, window.t0, window.t1, raw, activity, crop)
-                state = "movement" if self.spotter.moving else "rest"
-            if window.end_of_clip:
-                spotted += self.spotter.end("gap")
+            state, activity = self._spot(window, box, crop, face_found, spotted)
         t_snn = time.monotonic_ns()
-        if state == "movement":
-            if self.spotter is not None and not self._moving:  # confirmed now: a fresh state from its onset
-                self.model.reset()
-                self.smoother.reset()
-                for earlier in self.spotter.movement_crops()[:-1]:
-                    self._step(earlier)
-            probs = self._step(crop)
-        else:
-            probs = np.zeros(NUM_CLASSES, dtype=np.float32)
+        probs = self._predict(crop) if state == "movement" else np.zeros(NUM_CLASSES, dtype=np.float32)
         self._moving = state == "movement"
         t_post = time.monotonic_ns()
         top3 = top_k(probs, 3) if state == "movement" else (0, 0, 0)
@@ -460,13 +435,7 @@ class StreamingAUPipeline:
         smoothed_top1 = int(np.argmax(smoothed))
         t_end = time.monotonic_ns()
 
-        self.windows += 1
-        if window.events == 0:
-            self.empty_windows += 1
-        if self.face is not None and not face_found:
-            self.no_face_windows += 1
-        if state == "rest":
-            self.rest_windows += 1
+        self._count(window, face_found, state)
         latency = {
             "decode": window.decode_ms,
             "bin": window.bin_ms,
@@ -498,6 +467,69 @@ class StreamingAUPipeline:
             activity=activity,
             spotted=spotted,
         )
+
+    def _restart(self, window: Window) -> tuple:
+        """Before ``window``: the reasons to restart the SNN (the window's, a skipped index, those requested, a
+        face lost or found, the start), the crop ``(box, kind, face found)``, and the movements a restart ends
+        (spotting). Resets the model and the smoother when the reasons call for it."""
+        reasons = [] if window.reset is None else window.reset.split(",")
+        if self._last_index is not None and window.index != self._last_index + 1 and "skipped" not in reasons:
+            reasons.append("skipped")
+        with self._lock:
+            if self._requested:
+                reasons.extend(r for r in self._requested if r not in reasons)
+                self._requested.clear()
+        box, crop_kind, face_found = self._crop_box()
+        if self._last_crop is not None and (crop_kind == "face") != (self._last_crop == "face"):
+            reasons.append("face_lost" if self._last_crop == "face" else "face_found")
+        if self._last_index is None and "start" not in reasons:
+            reasons.insert(0, "start")
+        spotted: list = []
+        if self.spotter is not None and reasons and set(reasons) - {"segment", "start", "face_found"}:
+            spotted = self.spotter.end(reasons[0] if reasons[0] != "segment" else reasons[-1])
+        if reasons and (self.spotter is None or set(reasons) != {"segment"}):
+            self.model.reset()
+            self.smoother.reset()
+            self._moving = False
+            with self._lock:
+                self.reset_count += 1
+                self.resets.update(reasons)
+        self._last_index = window.index
+        self._last_crop = crop_kind
+        return reasons, (box, crop_kind, face_found), spotted
+
+    def _spot(self, window: Window, box, crop: np.ndarray, face_found: bool, spotted: list) -> tuple[str, int]:
+        """Spotting mode: the window's state (movement, rest, no_face) and box activity; the movements it
+        ends are added to ``spotted``."""
+        state, activity = "movement", 0
+        if self.face is not None and not face_found:
+            state = "no_face"
+        else:
+            raw, activity = self._activity(window.data, box)
+            spotted += self.spotter.push(window.index, window.t0, window.t1, raw, activity, crop)
+            state = "movement" if self.spotter.moving else "rest"
+        if window.end_of_clip:
+            spotted += self.spotter.end("gap")
+        return state, activity
+
+    def _predict(self, crop: np.ndarray) -> np.ndarray:
+        """The SNN step of a window in movement; a movement confirmed just now first replays its earlier crops
+        from a fresh state (from its onset)."""
+        if self.spotter is not None and not self._moving:
+            self.model.reset()
+            self.smoother.reset()
+            for earlier in self.spotter.movement_crops()[:-1]:
+                self._step(earlier)
+        return self._step(crop)
+
+    def _count(self, window: Window, face_found: bool, state: str) -> None:
+        self.windows += 1
+        if window.events == 0:
+            self.empty_windows += 1
+        if self.face is not None and not face_found:
+            self.no_face_windows += 1
+        if state == "rest":
+            self.rest_windows += 1
 
     def _activity(self, events: np.ndarray, box) -> tuple[int, int]:
         """(events inside the box, those of them with neighbour support): the filter sees the box's events

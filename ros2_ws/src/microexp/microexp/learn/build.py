@@ -34,6 +34,8 @@ rebuilds them).
 Damaged input: every bag is verified before it is read (MCAP chunk CRCs, SQLite integrity_check); a damaged
 bag's clip is not built. A truncated bag (killed recorder, file cut off) is skipped too unless
 ``allow_truncated`` (``--allow-truncated``), which builds it and marks its index entry ``"truncated": REASON``.
+A segment that the recorder flagged foreign (its manifest's ``foreign_publishers``: another publisher on the
+domain wrote into it) is skipped likewise unless ``--allow-foreign``, which marks its entry ``"foreign": [...]``.
 A session whose manifest.json is unreadable is skipped as a whole. Each skip is one line on stderr, an entry
 of the summary's ``failed`` list and of the index's ``skipped`` list (of the latest run); the command's exit
 status is 1 when that list is not empty. The output folder
@@ -53,8 +55,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from microexp.aus import au_index, au_label
+from microexp.bags.cdr import EVENT_PACKET
 from microexp.errors import FormatError, MicroexpError, ParameterError
 from microexp.events.activity import box_count, movement_peak
+from microexp.events.dtype import DEFAULT_SLICE_US
 from microexp.events.stream import Packet, StreamReader
 from microexp.learn.dataset import EVENT_ARRAYS, load_or_create_index, safe_name, save_array, save_index
 
@@ -66,8 +70,6 @@ DEFAULT_TOPICS = {
     "ground_truth": "/synthetic/ground_truth",
     "markers": "/recorder/segments",
 }
-EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
-DEFAULT_SLICE_US = 33_000  # = microexp.events.frames.DEFAULT_SLICE_US (importing that loads numba)
 
 
 def synthetic_evk4_map() -> tuple[float, float, float, float]:
@@ -119,6 +121,7 @@ class BuildOptions:
     noise_filter_us: int = 0  # background-activity filter window (events.filters); 0 = off (the paper's path)
     face_box: str = "mtcnn"  # MTCNN's box (paper §3.4) or "landmarks" (vision.face.landmark_box)
     allow_truncated: bool = False  # build clips of truncated bags (flagged "truncated" in the index)
+    allow_foreign: bool = False  # build segments flagged foreign by the recorder (flagged "foreign" in the index)
 
 
 @dataclass
@@ -133,6 +136,7 @@ class SegmentSource:
     trial: Optional[int] = None
     lux: Optional[float] = None
     segment_id: Optional[int] = None
+    foreign: list = field(default_factory=list)  # the manifest's foreign_publishers of the segment
 
     @property
     def clip_id(self) -> str:
@@ -172,6 +176,7 @@ def find_sources(paths: Sequence, problems: Optional[list] = None) -> list[Segme
                         trial=int(seg["trial"]),
                         lux=float(seg["lux"]) if seg.get("lux") else None,
                         segment_id=seg["id"],
+                        foreign=list(seg.get("foreign_publishers") or []),
                     )
                 )
         elif is_bag(p):
@@ -186,6 +191,17 @@ def find_sources(paths: Sequence, problems: Optional[list] = None) -> list[Segme
         else:
             raise FormatError(p, "is neither a session folder (manifest.json) nor a rosbag2 bag")
     return out
+
+
+def check_foreign(src: SegmentSource, allow: bool) -> None:
+    """A segment that publishers outside the session's graph wrote into is not built unless ``allow``."""
+    from microexp.bags.manifest import foreign_note
+
+    note = foreign_note(src.foreign)
+    if note and not allow:
+        raise FormatError(
+            src.bags[0], f"segment flagged foreign: {note}; skipped (--allow-foreign builds it, flagged in the index)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -395,6 +411,19 @@ def centre_box(width: int, height: int, frac: float = 0.45) -> tuple:
 # ---------------------------------------------------------------------------------------------- the clip
 
 
+def slice_windows(events: np.ndarray, t0_us: int, n: int, slice_us: int) -> list:
+    """The events of slices ``[t0_us + k*slice_us, t0_us + (k+1)*slice_us)``, k = 0 .. n-1, cut by the live
+    node's :class:`microexp.events.frames.EventSlicer` (events before ``t0_us`` or after the last slice are
+    left out; a slice without events is an empty array)."""
+    from microexp.events.frames import EventSlicer
+
+    slicer = EventSlicer(slice_us, t_start=t0_us)
+    windows = slicer.push(events)[:n]
+    if len(windows) < n:
+        windows += slicer.advance(t0_us + n * slice_us)
+    return [part for _, _, part in windows]
+
+
 def _event_crops(events: np.ndarray, width: int, height: int, t0_us: int, n: int, slice_us: int, box, size: int):
     """(crops float32 (n, 2, size, size), events inside the box per slice): the Eq. (1) frame of each slice,
     cropped, computed from the slice's events by the live node's :func:`microexp.vision.crop.crop_events`."""
@@ -404,10 +433,7 @@ def _event_crops(events: np.ndarray, width: int, height: int, t0_us: int, n: int
     activity = np.zeros(n, dtype=np.int64)
     inside = clip_box(box, width, height)
     px = pixel_box(inside) if inside is not None else None
-    t = events["t"]
-    cuts = np.searchsorted(t, t0_us + slice_us * np.arange(n + 1, dtype=np.int64), "left")
-    for k in range(n):
-        part = events[int(cuts[k]) : int(cuts[k + 1])]
+    for k, part in enumerate(slice_windows(events, t0_us, n, slice_us)):
         crop_events(part, width, height, box, size, out=out[k])
         if px is not None and part.shape[0]:
             activity[k] = box_count(part, px)
@@ -485,8 +511,6 @@ def _labels(src: SegmentSource, data: SegmentData) -> dict:
 
 def build_clip(src: SegmentSource, data: SegmentData, opts: BuildOptions, detector, root: Path) -> dict:
     """Write the arrays of one clip under ``root`` and return its index entry."""
-    from microexp.vision.crop import square_box
-
     labels = _labels(src, data)
     sensors = [s for s in opts.sensors if s in data.streams and data.streams[s].chunks]
     if not sensors:
@@ -516,66 +540,16 @@ def build_clip(src: SegmentSource, data: SegmentData, opts: BuildOptions, detect
         if box is not None:
             davis_box, davis_source = box, "mtcnn"
     for s in sensors:
-        st = streams[s]
-        if s == "davis346" and davis_box is not None:
-            raw_box, source = davis_box, davis_source
-        elif s == "evk4" and davis_box is not None:
-            sx, sy, ox, oy = opts.evk4_map
-            raw_box = (sx * davis_box[0] + ox, sy * davis_box[1] + oy, sx * davis_box[2] + ox, sy * davis_box[3] + oy)
-            source = "mapped:davis346"
-        else:
-            raw_box, source = activity_box(events[s], st.width, st.height), "events"
-            if raw_box is None:
-                raw_box, source = centre_box(st.width, st.height), "centre"
-        box = square_box(raw_box, opts.margin)
+        box, source = _sensor_box(s, streams[s], events[s], davis_box, davis_source, opts)
         t0_us = (start_ns - offsets[s]) // 1000
-        binned = events[s]
-        if opts.noise_filter_us:
-            from microexp.events.filters import BackgroundActivityFilter
-
-            binned = BackgroundActivityFilter(st.width, st.height, opts.noise_filter_us)(binned)
-        crops, activity = _event_crops(binned, st.width, st.height, int(t0_us), n, opts.slice_us, box, opts.size)
-        arrays[s] = crops
-        info[s] = {
-            "width": st.width,
-            "height": st.height,
-            "events": int(len(events[s])),
-            "events_binned": int(len(binned)),
-            "packets": len(st.packets),
-            "seq_missing": int(st.seq_missing),
-            "offset_ns": int(offsets[s]),
-            "span_s": round((int(events[s]["t"][-1]) - int(events[s]["t"][0])) / 1e6, 4),
-            "box": [round(v, 2) for v in box],
-            "box_source": source,
-            "activity": [int(a) for a in activity],
-            "activity_peak": movement_peak(activity),
-        }
+        arrays[s], info[s] = _event_clip(streams[s], events[s], int(t0_us), n, box, source, offsets[s], opts)
     if aps and "davis346" in arrays:
         crops, _, used = _frame_crops(aps, centres, info["davis346"]["box"], opts.size)
         arrays["davis346_aps"] = crops[:, 0]
         info["aps"]["used"] = used
     cam = data.frames.get("webcam", []) if opts.webcam else []
     if cam:
-        box, hits, tries = detect_box(cam, start_ns, hi_ns, opts.detect_every, detector)
-        h, w = _decode_image(cam[0][1], cam[0][2]).shape[:2]
-        source = "mtcnn"
-        if box is None:
-            box, source = centre_box(w, h), "centre"
-        box = square_box(box, opts.margin)
-        rgb, gray, used = _frame_crops(cam, centres, box, opts.size, gray=True)
-        arrays["webcam_rgb"] = rgb
-        if gray is not None:
-            arrays["webcam_gray"] = gray
-        info["webcam"] = {
-            "width": w,
-            "height": h,
-            "frames": len(cam),
-            "used": used,
-            "detections": hits,
-            "tried": tries,
-            "box": [round(v, 2) for v in box],
-            "box_source": source,
-        }
+        info["webcam"] = _webcam_clip(cam, centres, start_ns, hi_ns, opts, detector, arrays)
 
     clip_id = src.clip_id
     rel = {name: save_array(root, clip_id, name, arr) for name, arr in arrays.items()}
@@ -595,6 +569,76 @@ def build_clip(src: SegmentSource, data: SegmentData, opts: BuildOptions, detect
         "arrays": rel,
         "sensors": info,
         "ground_truth": gt,
+    }
+
+
+def _sensor_box(s: str, st: EventStream, events: np.ndarray, davis_box, davis_source, opts: BuildOptions):
+    """(square crop box, its source) of event sensor ``s``: the DAVIS face box (mapped to the EVK4), else the
+    bounding box of event activity, else a centred square."""
+    from microexp.vision.crop import square_box
+
+    if s == "davis346" and davis_box is not None:
+        raw_box, source = davis_box, davis_source
+    elif s == "evk4" and davis_box is not None:
+        sx, sy, ox, oy = opts.evk4_map
+        raw_box = (sx * davis_box[0] + ox, sy * davis_box[1] + oy, sx * davis_box[2] + ox, sy * davis_box[3] + oy)
+        source = "mapped:davis346"
+    else:
+        raw_box, source = activity_box(events, st.width, st.height), "events"
+        if raw_box is None:
+            raw_box, source = centre_box(st.width, st.height), "centre"
+    return square_box(raw_box, opts.margin), source
+
+
+def _event_clip(
+    st: EventStream, events: np.ndarray, t0_us: int, n: int, box, source: str, offset_ns: int, opts: BuildOptions
+) -> tuple[np.ndarray, dict]:
+    """(crops of the clip's n slices from ``t0_us``, the sensor's index entry) of one event sensor."""
+    binned = events
+    if opts.noise_filter_us:
+        from microexp.events.filters import BackgroundActivityFilter
+
+        binned = BackgroundActivityFilter(st.width, st.height, opts.noise_filter_us)(binned)
+    crops, activity = _event_crops(binned, st.width, st.height, t0_us, n, opts.slice_us, box, opts.size)
+    return crops, {
+        "width": st.width,
+        "height": st.height,
+        "events": int(len(events)),
+        "events_binned": int(len(binned)),
+        "packets": len(st.packets),
+        "seq_missing": int(st.seq_missing),
+        "offset_ns": int(offset_ns),
+        "span_s": round((int(events["t"][-1]) - int(events["t"][0])) / 1e6, 4),
+        "box": [round(v, 2) for v in box],
+        "box_source": source,
+        "activity": [int(a) for a in activity],
+        "activity_peak": movement_peak(activity),
+    }
+
+
+def _webcam_clip(cam: list, centres: np.ndarray, start_ns: int, hi_ns: int, opts: BuildOptions, detector, arrays):
+    """The webcam's RGB (and gray) crops into ``arrays``; returns its index entry."""
+    from microexp.vision.crop import square_box
+
+    box, hits, tries = detect_box(cam, start_ns, hi_ns, opts.detect_every, detector)
+    h, w = _decode_image(cam[0][1], cam[0][2]).shape[:2]
+    source = "mtcnn"
+    if box is None:
+        box, source = centre_box(w, h), "centre"
+    box = square_box(box, opts.margin)
+    rgb, gray, used = _frame_crops(cam, centres, box, opts.size, gray=True)
+    arrays["webcam_rgb"] = rgb
+    if gray is not None:
+        arrays["webcam_gray"] = gray
+    return {
+        "width": w,
+        "height": h,
+        "frames": len(cam),
+        "used": used,
+        "detections": hits,
+        "tried": tries,
+        "box": [round(v, 2) for v in box],
+        "box_source": source,
     }
 
 
@@ -653,8 +697,11 @@ def build_dataset(
             skipped += 1
             continue
         try:
+            check_foreign(src, opts.allow_foreign)
             data = read_segment(src.bags, opts.topics, opts.sensors, opts.webcam, opts.allow_truncated)
             entry = build_clip(src, data, opts, detector, root)
+            if src.foreign:
+                entry["foreign"] = src.foreign
         except MicroexpError as exc:
             failed.append({"clip": src.clip_id, "error": str(exc)})
             tqdm.write(f"skipped {src.clip_id}: {exc}", file=sys.stderr)
@@ -677,6 +724,7 @@ def build_dataset(
         "skipped_existing": skipped,
         "failed": failed,
         "truncated": sum(bool(c.get("truncated")) for c in clips),
+        "foreign": sum(bool(c.get("foreign")) for c in clips),
         "seconds": round(time.monotonic() - t_start, 1),
         "subjects": sorted({c["subject"] for c in clips}),
         "by_array": {
@@ -753,6 +801,12 @@ def add_arguments(parser) -> None:
         help="build clips of truncated bags too (killed recorder, file cut off); they are marked "
         '"truncated" in the index. Default: skipped, each with one line',
     )
+    parser.add_argument(
+        "--allow-foreign",
+        action="store_true",
+        help="build segments that the recorder flagged foreign (another publisher on the domain wrote into "
+        'them); they are marked "foreign" in the index. Default: skipped, each with one line',
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads for MTCNN")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -787,6 +841,7 @@ def options_from_args(args) -> BuildOptions:
         noise_filter_us=args.noise_filter_us,
         face_box=args.face_box,
         allow_truncated=args.allow_truncated,
+        allow_foreign=args.allow_foreign,
     )
 
 

@@ -46,9 +46,12 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import errno
 import json
 import os
 import re
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -175,11 +178,42 @@ def save_array(root: Path, clip_id: str, name: str, array: np.ndarray) -> str:
     rel = Path("clips") / clip_id / f"{name}.npy"
     path = Path(root) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array))
-    os.replace(tmp, path)
+    array = np.ascontiguousarray(array)
+    with _written(path, "wb", needed=array.nbytes) as fh:
+        _write_npy(fh, array)
     return rel.as_posix()
+
+
+def _write_npy(fh, array: np.ndarray) -> None:
+    np.save(fh, array)
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+@contextmanager
+def _written(path: Path, mode: str, needed: int = 0, **open_kw):
+    """Open ``path``'s ``.tmp`` sibling for writing; on success it replaces ``path``. A write that fails
+    removes the partial ``.tmp`` and raises an OSError naming ``path``: ``disk full (...)`` for ENOSPC or
+    EDQUOT, and for numpy's short write ('81920 requested and 4064 written', which carries no errno) when
+    the folder then has less than ``needed`` bytes free."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, mode, **open_kw) as fh:
+            yield fh
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        detail = exc.strerror or str(exc)
+        if exc.errno in _NO_SPACE or (exc.errno is None and _free_bytes(path.parent) < needed):
+            raise OSError(errno.ENOSPC, f"disk full ({detail})", str(path)) from None
+        if exc.errno is None:  # a short write with room to spare: name the file all the same
+            raise OSError(errno.EIO, f"write failed ({detail})", str(path)) from None
+        raise
+    os.replace(tmp, path)
 
 
 def save_index(root: Path, doc: dict) -> None:
@@ -187,11 +221,10 @@ def save_index(root: Path, doc: dict) -> None:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     doc["clips"].sort(key=lambda c: (c["subject"], c.get("label", 0), c.get("trial", 0), c["id"]))
-    tmp = root / (INDEX + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, root / INDEX)
-    tmp = root / (INDEX_CSV + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    text = json.dumps(doc, indent=1) + "\n"
+    with _written(root / INDEX, "w", needed=len(text)) as fh:
+        fh.write(text)
+    with _written(root / INDEX_CSV, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         w.writeheader()
         for c in doc["clips"]:
@@ -213,4 +246,3 @@ def save_index(root: Path, doc: dict) -> None:
                         "file": rel,
                     }
                 )
-    os.replace(tmp, root / INDEX_CSV)

@@ -116,10 +116,11 @@ def session_truth(folder, topics: Optional[dict] = None) -> SessionTruth:
     """The labels of a session folder (``manifest.json``), the synthetic ground truth in its bags
     (``/synthetic/ground_truth``: the movement from its ``onset`` phase to its return to ``neutral``) and the
     clock offset of each event stream (the median of packet stamp - first event time, as the dataset builder)."""
+    from microexp.bags.cdr import EVENT_PACKET
     from microexp.bags.manifest import load
     from microexp.bags.reader import Bag
     from microexp.events.stream import Packet, StreamReader
-    from microexp.learn.build import DEFAULT_TOPICS, EVENT_PACKET
+    from microexp.learn.build import DEFAULT_TOPICS
 
     topics = {**DEFAULT_TOPICS, **(topics or {})}
     doc = load(folder)

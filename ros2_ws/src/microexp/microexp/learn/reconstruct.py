@@ -13,8 +13,8 @@ the test set, the rest train. Subjects are seen in training (identity cannot be 
 performances of the test clips are not. ``--split subject`` holds out the last subject instead.
 
 Configurations: ``paper`` (Adam 1e-3, batch 16, 100 epochs, every slice of every training clip per epoch);
-``cpu`` (the same, but 20 epochs of 8 random slices per clip: the 136M-parameter decoder makes an Adam step
-cost about 0.3 s on 2 cores). The test set always uses every slice of the test clips.
+``cpu`` (the same, but 20 epochs of 8 random slices per clip, because an Adam step of the 136M-parameter
+decoder is slow on a CPU). The test set always uses every slice of the test clips.
 
 Outputs (``--out RUN``): ``checkpoint.pt`` (cVAE + cond_scale + split), ``metrics.json`` (MSE, RMSE, MAE,
 PSNR, SSIM, NCC: means over test frames, see :mod:`microexp.learn.metrics`), ``results.md`` (Table 6),

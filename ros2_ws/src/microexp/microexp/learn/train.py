@@ -137,6 +137,53 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _load_resume_state(last: Path, model, opt, sched, device: str) -> tuple[list[dict], int]:
+    """Load ``last.pt`` into the model, optimizer, scheduler and torch's RNG; returns (history, epochs done).
+    A damaged or diverged state is a FormatError naming the file."""
+    import torch
+
+    try:
+        from microexp.errors import input_file
+        from microexp.models.checkpoint import nonfinite
+
+        state = torch.load(input_file(last, "resume state"), map_location=device, weights_only=True)
+        bad = nonfinite({"model": state["model"], "optimizer": state["optimizer"]})
+        if bad:
+            raise ValueError(f"{bad} (the training diverged)")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        return list(state["history"]), int(state["epoch"])
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch reports damaged files through many exception types
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise FormatError(
+            last,
+            f"damaged resume state ({type(exc).__name__}: {detail}); delete it to train this fold again from its start",
+        ) from None
+
+
+def _save_resume_state(last: Path, model, opt, sched, epochs: int, history: list[dict]) -> None:
+    """``last.pt`` (written to a .tmp, then renamed): what :func:`_load_resume_state` reads back."""
+    import torch
+
+    tmp = last.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epochs,
+            "rng": torch.get_rng_state(),
+            "history": history,
+        },
+        tmp,
+    )
+    os.replace(tmp, last)
+
+
 def train_fold(
     cfg: TrainConfig,
     bank: ClipBank,
@@ -164,29 +211,7 @@ def train_fold(
     start_epoch = 0
     last = folder / "last.pt"
     if resume and last.exists():
-        try:
-            from microexp.errors import input_file
-            from microexp.models.checkpoint import nonfinite
-
-            state = torch.load(input_file(last, "resume state"), map_location=device, weights_only=True)
-            bad = nonfinite({"model": state["model"], "optimizer": state["optimizer"]})
-            if bad:
-                raise ValueError(f"{bad} (the training diverged)")
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            history = list(state["history"])
-            start_epoch = int(state["epoch"])
-        except (KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - torch reports damaged files through many exception types
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise FormatError(
-                last,
-                f"damaged resume state ({type(exc).__name__}: {detail}); delete it to train this "
-                "fold again from its start",
-            ) from None
+        history, start_epoch = _load_resume_state(last, model, opt, sched, device)
     net = model
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -242,19 +267,7 @@ def train_fold(
         history.append(rec)
         if dist_info.main:
             bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{rec['train_accuracy']:.2f}", s=f"{rec['seconds']:.0f}")
-            tmp = last.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "epoch": epoch + 1,
-                    "rng": torch.get_rng_state(),
-                    "history": history,
-                },
-                tmp,
-            )
-            os.replace(tmp, last)
+            _save_resume_state(last, model, opt, sched, epoch + 1, history)
     bar.close()
     return model, history
 
@@ -278,6 +291,118 @@ def _fold_metrics(scores: np.ndarray, y: np.ndarray) -> dict:
     return classification_metrics(scores, y, AU_LABELS, k=3)
 
 
+def _check_protocol(protocol: str, folds) -> None:
+    if protocol not in ("loso", "takes"):
+        raise ParameterError(f"--protocol must be 'loso' or 'takes', got {protocol!r}")
+    if protocol == "takes" and folds:
+        raise ParameterError("--folds selects leave-one-subject-out folds; --protocol takes has a single split")
+
+
+def _write_run_config(out: Path, cfg_doc: dict, resume: bool) -> None:
+    """``out/config.json``; MicroexpError when ``out`` holds a run of another configuration, or results
+    without ``resume``."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        if old.get("train") != cfg_doc["train"]:
+            raise MicroexpError(f"{out} holds a run with another configuration; choose a new --out")
+        if not resume and any(out.glob("fold_*/metrics.json")):
+            raise MicroexpError(f"{out} already holds results; pass --resume to continue it or choose a new --out")
+    cfg_path.write_text(json.dumps(cfg_doc, indent=1) + "\n")
+
+
+def _assert_split(protocol: str, samples, train_idx, test_idx) -> None:
+    if protocol == "loso":
+        assert not ({samples[i].subject for i in train_idx} & {samples[i].subject for i in test_idx})
+    else:  # the same people, never the same performance
+        assert not ({samples[i].clip_id for i in train_idx} & {samples[i].clip_id for i in test_idx})
+
+
+def _test_fold(model, history, bank, samples, subject, train_idx, test_idx, cfg: TrainConfig, device, t0) -> dict:
+    """The fold's metrics.json: scores on its test clips, what it trained on, its history and predictions."""
+    scores = predict(model, bank.batch(test_idx), cfg.batch_size, device)
+    y = np.array([samples[i].label for i in test_idx])
+    m = _fold_metrics(scores, y)
+    m.update(
+        {
+            "subject": subject,
+            "train_clips": len(train_idx),
+            "test_clips": len(test_idx),
+            "train_subjects": sorted({samples[i].subject for i in train_idx}),
+            "seconds": round(time.monotonic() - t0, 1),
+            "history": history,
+            "predictions": [
+                {
+                    "clip": samples[i].clip_id,
+                    "array": samples[i].array,
+                    "true": AU_LABELS[samples[i].label],
+                    "top3": [AU_LABELS[j] for j in np.argsort(-scores[k])[:3]],
+                    "scores": [round(float(v), 4) for v in scores[k]],
+                }
+                for k, i in enumerate(test_idx)
+            ],
+        }
+    )
+    return m
+
+
+def _save_fold(folder: Path, model, m: dict, cfg: TrainConfig, ds, data) -> None:
+    """The fold's checkpoint and metrics.json; its resume state goes."""
+    from microexp.models import save_checkpoint  # torch
+
+    save_checkpoint(
+        folder / "checkpoint.pt",
+        model,
+        extra={
+            "train": dataclasses.asdict(cfg),
+            "fold": m["subject"],
+            "input": _input_description(cfg, ds),
+            "test_accuracy": m["accuracy"],
+            "test_top3_accuracy": m["top3_accuracy"],
+            "train_subjects": m["train_subjects"],
+            "dataset": str(Path(data).resolve()),
+        },
+    )
+    metrics_path = folder / "metrics.json"
+    tmp = metrics_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(m) + "\n")
+    os.replace(tmp, metrics_path)
+    (folder / "last.pt").unlink(missing_ok=True)
+
+
+def _train_final(cfg: TrainConfig, bank, samples, ds, data, out: Path, device, d, resume, progress, summary) -> None:
+    """``--final``: one model on every clip (``out/final/checkpoint.pt``), its path in the run's metrics.json."""
+    from microexp.models import save_checkpoint  # torch
+
+    folder = out / "final"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (resume and (folder / "checkpoint.pt").exists()):
+        every = list(range(len(samples)))
+        model, history = train_fold(
+            cfg, bank, samples, every, folder, device, d, resume, progress, fold_key=0, label="final (all subjects)"
+        )
+        if d.main:
+            loso = {k: summary[k] for k in ("accuracy", "top3_accuracy", "macro_f1")} if summary else {}
+            save_checkpoint(
+                folder / "checkpoint.pt",
+                model,
+                extra={
+                    "train": dataclasses.asdict(cfg),
+                    "fold": "all",
+                    "input": _input_description(cfg, ds),
+                    "train_subjects": sorted({s.subject for s in samples}),
+                    "loso": loso,
+                    "history": history,
+                    "dataset": str(Path(data).resolve()),
+                },
+            )
+            (folder / "last.pt").unlink(missing_ok=True)
+    if d.main and summary is not None:
+        summary["final_checkpoint"] = str(folder / "checkpoint.pt")
+        (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
 def run_training(
     data,
     out,
@@ -294,8 +419,6 @@ def run_training(
     :func:`take_split` instead); writes ``out`` and returns the summary."""
     import torch
 
-    from microexp.models import save_checkpoint  # torch
-
     if threads:
         torch.set_num_threads(int(threads))
     device = resolve_device(device)
@@ -306,10 +429,7 @@ def run_training(
     out = Path(out)
     ds = ClipDataset(data)
     samples = samples_for(ds, cfg)
-    if protocol not in ("loso", "takes"):
-        raise ParameterError(f"--protocol must be 'loso' or 'takes', got {protocol!r}")
-    if protocol == "takes" and folds:
-        raise ParameterError("--folds selects leave-one-subject-out folds; --protocol takes has a single split")
+    _check_protocol(protocol, folds)
     fold_list = take_split(samples) if protocol == "takes" else loso_folds(samples, folds)
     cfg_doc = {
         "train": dataclasses.asdict(cfg),
@@ -321,15 +441,7 @@ def run_training(
         "final": final,
     }
     if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg_path = out / "config.json"
-        if cfg_path.exists():
-            old = json.loads(cfg_path.read_text())
-            if old.get("train") != cfg_doc["train"]:
-                raise MicroexpError(f"{out} holds a run with another configuration; choose a new --out")
-            if not resume and any(out.glob("fold_*/metrics.json")):
-                raise MicroexpError(f"{out} already holds results; pass --resume to continue it or choose a new --out")
-        cfg_path.write_text(json.dumps(cfg_doc, indent=1) + "\n")
+        _write_run_config(out, cfg_doc, resume)
     _barrier(d)
     t_run = time.monotonic()
     if d.main and progress:
@@ -353,10 +465,7 @@ def run_training(
             if d.main and progress:
                 print(f"fold {subject}: done earlier (accuracy {fold_results[-1]['accuracy']:.3f})", file=sys.stderr)
             continue
-        if protocol == "loso":
-            assert not ({samples[i].subject for i in train_idx} & {samples[i].subject for i in test_idx})
-        else:  # the same people, never the same performance
-            assert not ({samples[i].clip_id for i in train_idx} & {samples[i].clip_id for i in test_idx})
+        _assert_split(protocol, samples, train_idx, test_idx)
         t0 = time.monotonic()
         model, history = train_fold(
             cfg,
@@ -372,46 +481,8 @@ def run_training(
             label=f"fold {subject}",
         )
         if d.main:
-            scores = predict(model, bank.batch(test_idx), cfg.batch_size, device)
-            y = np.array([samples[i].label for i in test_idx])
-            m = _fold_metrics(scores, y)
-            m.update(
-                {
-                    "subject": subject,
-                    "train_clips": len(train_idx),
-                    "test_clips": len(test_idx),
-                    "train_subjects": sorted({samples[i].subject for i in train_idx}),
-                    "seconds": round(time.monotonic() - t0, 1),
-                    "history": history,
-                    "predictions": [
-                        {
-                            "clip": samples[i].clip_id,
-                            "array": samples[i].array,
-                            "true": AU_LABELS[samples[i].label],
-                            "top3": [AU_LABELS[j] for j in np.argsort(-scores[k])[:3]],
-                            "scores": [round(float(v), 4) for v in scores[k]],
-                        }
-                        for k, i in enumerate(test_idx)
-                    ],
-                }
-            )
-            save_checkpoint(
-                folder / "checkpoint.pt",
-                model,
-                extra={
-                    "train": dataclasses.asdict(cfg),
-                    "fold": subject,
-                    "input": _input_description(cfg, ds),
-                    "test_accuracy": m["accuracy"],
-                    "test_top3_accuracy": m["top3_accuracy"],
-                    "train_subjects": m["train_subjects"],
-                    "dataset": str(Path(data).resolve()),
-                },
-            )
-            tmp = metrics_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(m) + "\n")
-            os.replace(tmp, metrics_path)
-            (folder / "last.pt").unlink(missing_ok=True)
+            m = _test_fold(model, history, bank, samples, subject, train_idx, test_idx, cfg, device, t0)
+            _save_fold(folder, model, m, cfg, ds, data)
             fold_results.append(m)
             if progress:
                 print(
@@ -431,32 +502,7 @@ def run_training(
             seconds=max(time.monotonic() - t_run, sum(float(f.get("seconds") or 0.0) for f in fold_results)),
         )
     if final:
-        folder = out / "final"
-        folder.mkdir(parents=True, exist_ok=True)
-        if not (resume and (folder / "checkpoint.pt").exists()):
-            every = list(range(len(samples)))
-            model, history = train_fold(
-                cfg, bank, samples, every, folder, device, d, resume, progress, fold_key=0, label="final (all subjects)"
-            )
-            if d.main:
-                loso = {k: summary[k] for k in ("accuracy", "top3_accuracy", "macro_f1")} if summary else {}
-                save_checkpoint(
-                    folder / "checkpoint.pt",
-                    model,
-                    extra={
-                        "train": dataclasses.asdict(cfg),
-                        "fold": "all",
-                        "input": _input_description(cfg, ds),
-                        "train_subjects": all_subjects,
-                        "loso": loso,
-                        "history": history,
-                        "dataset": str(Path(data).resolve()),
-                    },
-                )
-                (folder / "last.pt").unlink(missing_ok=True)
-        if d.main and summary is not None:
-            summary["final_checkpoint"] = str(folder / "checkpoint.pt")
-            (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+        _train_final(cfg, bank, samples, ds, data, out, device, d, resume, progress, summary)
     _barrier(d)
     if d.world > 1:
         import torch.distributed as dist

@@ -28,7 +28,7 @@ import torch
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel():
+def _kernel():  # noqa: C901 - builds the numba kernels below (numba imported on first use); their loops count here
     from numba import njit
 
     jit = njit(cache=True, nogil=True, boundscheck=False, fastmath=False, inline="always")
@@ -63,7 +63,7 @@ def _kernel():
                     acc[y, x, o] = fired
 
     @njit(cache=True, nogil=True, boundscheck=False, fastmath=False)
-    def step(
+    def step(  # noqa: C901, PLR0912 - numba kernel: one pass over the layers per sample; calls out of it cost per spike
         x,
         w1,
         a1,

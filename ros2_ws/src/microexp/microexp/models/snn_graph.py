@@ -2,15 +2,12 @@
 
 On a GPU one streaming step of :class:`~microexp.models.snn.AUSpikingNet` is about twenty small kernels; run
 eagerly, the step costs their launch overhead, far more than their work. A CUDA graph records the launches
-once and replays them with one call (figures: README, Benchmarks, ``gpu``). Capturing needs a step without Python-side state: :func:`functional_step` takes the four
-PLIF membranes as arguments and returns the new ones, with the float operations of
-:func:`microexp.models.plif._plif_inference` in the same order, so it computes what ``model.step`` does
-(tested on CPU against it). :class:`CudaGraphStep` keeps static input, membrane and running-sum buffers,
-captures one step that updates them in place, and offers the model's streaming interface (``step``,
-``reset``, ``steps``) so the live pipeline can use it in place of the model.
-
-Not run in this project's development sessions (no GPU was lent); ``microexp bench gpu`` times it where a
-GPU exists.
+once and replays them with one call (``microexp bench gpu`` compares both). Capturing needs a step without
+Python-side state: :func:`functional_step` takes the four PLIF membranes as arguments and returns the new
+ones, with the float operations of :func:`microexp.models.plif._plif_inference` in the same order, so it
+computes what ``model.step`` does (tested on CPU against it). :class:`CudaGraphStep` keeps static input,
+membrane and running-sum buffers, captures one step that updates them in place, and offers the model's
+streaming interface (``step``, ``reset``, ``steps``) so the live pipeline can use it in place of the model.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ import sys
 import threading
 import time
 
+from microexp.bags.cdr import EVENT_PACKET, event_packet_fields
 from microexp.bags.events import StreamStats
 from microexp.events.stream import Packet, SeqTracker, StreamReader
 
-EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
 IMAGE = "sensor_msgs/msg/Image"
 SKIP = ("/rosout", "/parameter_events")
 
@@ -73,52 +73,50 @@ class CounterProcess:
     def __init__(self, topics: dict[str, str] | None, decode: bool = True, poll_ms: float = 0.5):
         import rclpy
 
-        rclpy.init()
+        from microexp.ros import lifecycle
+        from microexp.ros.intake import Intake
+
+        lifecycle.init()
         self.node = rclpy.create_node("microexp_counter", enable_rosout=False, start_parameter_services=False)
         self.fixed = dict(topics or {})
         self.decode = decode
         self.period = poll_ms / 1000.0
         self.counts: dict[str, Counts] = {}
-        self.subs: dict = {}
         self.last_arrival = time.monotonic()
         self.first_arrival: float | None = None
         self._decode_q: queue.SimpleQueue = queue.SimpleQueue()
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pending = 0
-        self.discover()
-        self._reader = threading.Thread(target=self._poll, name="counter_intake", daemon=True)
-        self._reader.start()
+        self._next_discovery = 0.0
+        self.intake = Intake(
+            self.node, self._take, self.period, name="counter_intake", on_turn=self._discover_every_100ms
+        )
+        self.intake.start()
         self._decoder = threading.Thread(target=self._decode_loop, name="counter_decode", daemon=True)
         if decode:
             self._decoder.start()
 
     def _qos_for(self, topic: str):
-        """Reliable (KEEP_ALL) when every publisher of ``topic`` is reliable, else best effort (a reliable
-        reader would not match a best-effort writer); a mix is reported in one line on stderr, naming the
+        """Reliable (KEEP_ALL) when every publisher of ``topic`` is reliable, else best effort
+        (:func:`~microexp.ros.intake.publishers_qos`); a mix is reported in one line on stderr, naming the
         best-effort publishers, since counts taken best effort may fall short."""
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from microexp.ros.intake import publishers_qos
 
-        infos = self.node.get_publishers_info_by_topic(topic)
-        if not infos:
-            return None
-        best_effort = [i for i in infos if i.qos_profile.reliability != ReliabilityPolicy.RELIABLE]
-        if not best_effort:
-            return QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
-        if len(best_effort) < len(infos):
-            names = ", ".join(sorted({(i.node_namespace.rstrip("/") + "/" + i.node_name) for i in best_effort}))
+        qos, mixed = publishers_qos(self.node, topic)
+        if mixed:
+            n = len(self.node.get_publishers_info_by_topic(topic))
             print(
-                f"counter: {topic}: {len(infos)} publishers, best effort: {names}; "
+                f"counter: {topic}: {n} publishers, best effort: {', '.join(mixed)}; "
                 "counting best effort, so messages of the reliable ones may be lost too",
                 file=sys.stderr,
                 flush=True,
             )
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10000, reliability=ReliabilityPolicy.BEST_EFFORT)
+        return qos
 
     def discover(self) -> None:
         from rclpy.qos import HistoryPolicy
 
-        from microexp.ros.nodes.recorder_node import _msg_class
+        from microexp.ros.messages import msg_class
 
         if self.fixed:
             candidates = list(self.fixed.items())
@@ -127,55 +125,43 @@ class CounterProcess:
                 (t, types[0]) for t, types in self.node.get_topic_names_and_types() if t not in SKIP and len(types) == 1
             ]
         for topic, msgtype in candidates:
-            if topic in self.subs:
+            if topic in self.intake.subs:
                 continue
             qos = self._qos_for(topic)
             if qos is None:
                 continue
             try:
-                cls = _msg_class(msgtype)
-            except (ImportError, AttributeError, ValueError):
+                cls = msg_class(msgtype)
+            except ValueError:
                 continue
             with self._lock:
                 self.counts[topic] = Counts(msgtype, reliable=qos.history == HistoryPolicy.KEEP_ALL)
-            self.subs[topic] = self.node.create_subscription(cls, topic, lambda *_: None, qos, raw=True)
+            self.intake.subscribe(topic, cls, qos)
 
-    def _poll(self) -> None:
-        from microexp.bags.cdr import event_packet_fields
+    def _take(self, topic: str, raw: bytes, _info: dict) -> None:
+        """One message taken by the intake: counted; an EventPacket's seq tracked and, with decode, queued."""
+        c = self.counts[topic]
+        with self._lock:
+            c.received += 1
+            c.bytes += len(raw)
+            self.last_arrival = time.monotonic()
+            if self.first_arrival is None:
+                self.first_arrival = self.last_arrival
+        if c.type == EVENT_PACKET:
+            try:
+                seq, _, _ = event_packet_fields(raw)
+                c.seq.update(seq)
+            except ValueError:
+                c.decode_errors += 1
+            if self.decode:
+                self._pending += 1
+                self._decode_q.put((topic, raw))
 
-        next_discovery = 0.0
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now >= next_discovery:
-                self.discover()
-                next_discovery = now + 0.1
-            for topic, sub in list(self.subs.items()):
-                c = self.counts[topic]
-                while True:
-                    try:
-                        with sub.handle:
-                            taken = sub.handle.take_message(sub.msg_type, True)
-                    except Exception:  # noqa: BLE001 - shutting down
-                        return
-                    if taken is None:
-                        break
-                    raw = taken[0]
-                    with self._lock:
-                        c.received += 1
-                        c.bytes += len(raw)
-                        self.last_arrival = time.monotonic()
-                        if self.first_arrival is None:
-                            self.first_arrival = self.last_arrival
-                    if c.type == EVENT_PACKET:
-                        try:
-                            seq, _, _ = event_packet_fields(raw)
-                            c.seq.update(seq)
-                        except ValueError:
-                            c.decode_errors += 1
-                        if self.decode:
-                            self._pending += 1
-                            self._decode_q.put((topic, raw))
-            self._stop.wait(self.period)
+    def _discover_every_100ms(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_discovery:
+            self.discover()
+            self._next_discovery = now + 0.1
 
     def _decode_loop(self) -> None:
         from rclpy.serialization import deserialize_message
@@ -216,8 +202,7 @@ class CounterProcess:
             if done or quiet:
                 break
             time.sleep(0.02)
-        self._stop.set()
-        self._reader.join(timeout=5.0)
+        self.intake.stop()
         if self.decode:
             self._decode_q.put(None)
             self._decoder.join(timeout=max(5.0, end - time.monotonic()))
@@ -227,11 +212,11 @@ class CounterProcess:
             return {t: c.as_dict(self.decode) for t, c in sorted(self.counts.items())}
 
     def close(self) -> None:
-        import rclpy
+
+        from microexp.ros import lifecycle
 
         self.node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        lifecycle.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,7 +289,7 @@ def with_loss(received: dict, published: dict) -> dict:
         pub = published.get(topic)
         entry["published"] = pub
         entry["lost"] = (pub - entry["received"]) if pub is not None else None
-        entry["messages"] = entry["received"]  # the name earlier versions used
+        entry["messages"] = entry["received"]  # the same count under its other name, for readers that use it
         out[topic] = entry
     return out
 

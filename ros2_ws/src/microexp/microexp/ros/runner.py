@@ -11,6 +11,8 @@ import time
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException, SingleThreadedExecutor
 
+from microexp.ros import lifecycle
+
 EXECUTORS = ("single", "multi")
 
 
@@ -27,8 +29,7 @@ class Runner:
     def __init__(self, executor: str = "multi", threads: int = 6, period_s: float = 0.05):
         if executor not in EXECUTORS:
             raise ValueError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
-        if not rclpy.ok():
-            rclpy.init()
+        lifecycle.init()  # when rclpy is not initialised yet: without rclpy's signal handlers
         self.executor = MultiThreadedExecutor(num_threads=threads) if executor == "multi" else SingleThreadedExecutor()
         self.nodes: list = []
         self.period_s = period_s
@@ -43,8 +44,8 @@ class Runner:
 
     def spin(self, until=None) -> None:
         """Spin in the calling thread until :meth:`stop`, rclpy's shutdown, or ``until()`` returns true.
-        KeyboardInterrupt and ExternalShutdownException (SIGINT/SIGTERM through rclpy's signal handlers)
-        reach the caller."""
+        KeyboardInterrupt (a signal, :mod:`microexp.ros.lifecycle`) and ExternalShutdownException reach the
+        caller."""
         self._running.set()
         while self._running.is_set() and rclpy.ok() and not (until is not None and until()):
             self.executor.spin_once(timeout_sec=self.period_s)
@@ -88,17 +89,25 @@ class Runner:
             if task.done() and task.exception() is not None:
                 print(f"microexp: a callback raised as the nodes stopped: {task.exception()!r}", file=sys.stderr)
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """:meth:`stop`, destroy the nodes (a failing destroy does not stop the others), shut rclpy down."""
+    def close(self, timeout_s: float = 5.0, reason: str | None = None) -> None:
+        """The stop of :mod:`microexp.ros.lifecycle`: :meth:`stop`, mark every node stopping and give it its
+        ``exit_reason`` (``reason``, else the signal received, if any), destroy the nodes last added first (a
+        failing destroy is one line and does not stop the others), shut rclpy down."""
         self.stop(timeout_s)
+        reason = reason or lifecycle.reason()
+        for node in self.nodes:
+            stopping = getattr(node, "stopping", None)
+            if stopping is not None:
+                stopping.set()
+            if reason and hasattr(node, "exit_reason") and not node.exit_reason:
+                node.exit_reason = reason
         for node in reversed(self.nodes):
             try:
                 node.destroy_node()
-            except Exception:  # noqa: BLE001 - tear-down goes on
-                pass
+            except Exception as exc:  # noqa: BLE001 - tear-down goes on
+                print(f"microexp: {node.get_name()}: clean-up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         self.nodes = []
-        if rclpy.ok():
-            rclpy.shutdown()
+        lifecycle.shutdown()
 
     def __enter__(self) -> "Runner":
         return self

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from microexp.ros.base import RELIABLE_QOS
+from microexp.ros.qos import RELIABLE_QOS
 from microexp_msgs.msg import SensorSync, SyncStatus
 
 

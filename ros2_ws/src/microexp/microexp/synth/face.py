@@ -481,30 +481,51 @@ class _Head:
         return circle @ rot.T + centre_world[:2]
 
 
-def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
-    """Build the drawable face of ``subject`` with ``params`` (see module docstring)."""
-    s, p = subject, params
-    head = _Head(s, p)
-    prims: list[Primitive] = []
-    skin = np.asarray(s.skin_rgb)
-    hair = np.asarray(s.hair_rgb)
+class _FaceParts:
+    """What :func:`face_layout` builds: primitives in paint order; the face-surface points of each are
+    projected together at the end."""
 
-    pending: list[tuple[int, np.ndarray]] = []  # face-surface points, projected together at the end
+    def __init__(self, subject: Subject, params: FaceParams):
+        self.s, self.p = subject, params
+        self.head = _Head(subject, params)
+        self.prims: list[Primitive] = []
+        self.skin = np.asarray(subject.skin_rgb)
+        self.hair = np.asarray(subject.hair_rgb)
+        self.pending: list[tuple[int, np.ndarray]] = []  # face-surface points, projected together at the end
 
-    def add(pts, rgb, thickness=0.0, body=False):
+    def add(self, pts, rgb, thickness=0.0, body=False):
         pts = np.asarray(pts, float)
-        prims.append(Primitive(pts, tuple(rgb), thickness))
+        self.prims.append(Primitive(pts, tuple(rgb), thickness))
         if not body:
-            pending.append((len(prims) - 1, pts))
+            self.pending.append((len(self.prims) - 1, pts))
 
+    def wrinkle(self, k):
+        return _shade(self.skin, 1.0 - 0.35 * min(1.0, k))
+
+    def project_pending(self) -> None:
+        """Project the face-surface points of every primitive through the rotated head."""
+        projected = self.head.project(np.concatenate([pts for _, pts in self.pending]))
+        start = 0
+        for i, pts in self.pending:
+            self.prims[i].pts = projected[start : start + len(pts)]
+            start += len(pts)
+
+
+def _body(f: _FaceParts):
+    """The torso, shirt and neck."""
+    s, skin = f.s, f.skin
     # Body: static (the sway is the head's), drawn without rotation.
-    add([(-0.30, 0.5), (0.30, 0.5), (0.34, 1.5), (-0.34, 1.5)], _shade(skin, 0.78), body=True)
-    add([(-0.36, 1.32), (0.36, 1.32), (1.6, 1.62), (2.6, 3.6), (-2.6, 3.6), (-1.6, 1.62)], s.shirt_rgb, body=True)
-    add([(-0.26, 1.31), (0.26, 1.31), (0.0, 1.62)], _shade(skin, 0.74), body=True)
+    f.add([(-0.30, 0.5), (0.30, 0.5), (0.34, 1.5), (-0.34, 1.5)], _shade(skin, 0.78), body=True)
+    f.add([(-0.36, 1.32), (0.36, 1.32), (1.6, 1.62), (2.6, 3.6), (-2.6, 3.6), (-1.6, 1.62)], s.shirt_rgb, body=True)
+    f.add([(-0.26, 1.31), (0.26, 1.31), (0.0, 1.62)], _shade(skin, 0.74), body=True)
 
+
+def _hair_and_skin(f: _FaceParts) -> tuple[float, np.ndarray]:
+    """The hair volume and the face skin; returns (jaw drop, head outline)."""
+    s, p, head, skin, hair = f.s, f.p, f.head, f.skin, f.hair
     # Hair volume behind the head, then the skin (hairline + lower silhouette arc, with the jaw).
     hair_back = head.silhouette((1.07, 0.93, 1.05), (0.0, -0.16, -0.06))
-    prims.append(Primitive(hair_back, tuple(hair)))
+    f.prims.append(Primitive(hair_back, tuple(hair)))
     jaw = 0.14 * p.jaw_drop
     hu = 0.97 * s.face_width * _sym(17)
     hairline = head.project(_xy(hu, s.hair_y + 0.20 * (hu / s.face_width) ** 2))
@@ -520,39 +541,47 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
     arc = outline[arc_idx].copy()
     arc += jaw * HeadPose.jaw_weight((arc - centre) @ down)[:, None] * down[None, :]
     face_poly = np.concatenate([hairline, arc])
-    prims.append(Primitive(face_poly, tuple(skin)))
+    f.prims.append(Primitive(face_poly, tuple(skin)))
     head_outline = np.concatenate([hair_back, face_poly])
+    return jaw, head_outline
 
+
+def _wrinkles(f: _FaceParts):
+    """Forehead wrinkles (AU2) and glabella lines (AU4)."""
+    s, p = f.s, f.p
     # Forehead wrinkles (AU2) and glabella lines (AU4): drawn faintly as they deepen.
     brow_y = s.eye_y - s.brow_gap
-
-    def wrinkle(k):
-        return _shade(skin, 1.0 - 0.35 * min(1.0, k))
-
     if p.brow_outer_raise > 0.02:
         for k in range(3):
             y0 = brow_y - 0.11 - 0.065 * k - 0.03 * p.brow_outer_raise
             xs = 0.36 * _sym(13)
-            add(_xy(xs, y0 + 0.05 * (xs / 0.36) ** 2), wrinkle(p.brow_outer_raise), 0.008)
+            f.add(_xy(xs, y0 + 0.05 * (xs / 0.36) ** 2), f.wrinkle(p.brow_outer_raise), 0.008)
     if p.brow_lower > 0.02:
         for sx in (-1, 1):
-            add(
+            f.add(
                 [(sx * 0.04, brow_y - 0.02), (sx * 0.03, brow_y + 0.03), (sx * 0.035, brow_y + 0.07)],
-                wrinkle(p.brow_lower),
+                f.wrinkle(p.brow_lower),
                 0.008,
             )
 
+
+def _cheeks(f: _FaceParts):
+    """The cheeks (AU6, AU12)."""
+    p, skin = f.p, f.skin
     # Cheeks (AU6 lifts them; AU12 a little).
     cheek_rgb = _mix(skin, (1.0, 0.66, 0.60), 0.16 + 0.14 * p.cheek_raise)
     for sx in (-1, 1):
-        add(
+        f.add(
             _ellipse(
                 sx * 0.37, 0.17 - 0.07 * p.cheek_raise - 0.02 * p.lip_corner_pull, 0.12, 0.085 + 0.01 * p.cheek_raise
             ),
             cheek_rgb,
         )
 
-    # Eyes.
+
+def _eyes(f: _FaceParts):
+    """Eyes, lids, lashes and crow's feet."""
+    s, p, skin, hair = f.s, f.p, f.skin, f.hair
     closure = float(
         np.clip(p.eye_closure + 0.45 * p.lid_droop + 0.12 * p.cheek_raise + 0.25 * max(p.gaze_y, 0.0), 0.0, 1.0)
     )
@@ -572,33 +601,38 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
         upper_open = ey - h_up * k * (1.0 + 0.9 * raise_) - tilt
         upper = (1.0 - closure) * upper_open + closure * lower
         xa = ex + xs
-        add(np.concatenate([_xy(xa, upper), _xy(xa, lower)[::-1]]), sclera)
+        f.add(np.concatenate([_xy(xa, upper), _xy(xa, lower)[::-1]]), sclera)
         ix = ex + 0.055 * s.eye_size * p.gaze_x
         iy = ey + 0.034 * s.eye_size * p.gaze_y
-        add(_ellipse(ix, iy, iris_r, iris_r, 20), s.iris_rgb)
-        add(_ellipse(ix, iy, 0.42 * iris_r, 0.42 * iris_r, 14), (0.03, 0.03, 0.03))
-        add(_ellipse(ix - 0.35 * iris_r, iy - 0.35 * iris_r, 0.15 * iris_r, 0.15 * iris_r, 8), (0.95, 0.95, 0.95))
+        f.add(_ellipse(ix, iy, iris_r, iris_r, 20), s.iris_rgb)
+        f.add(_ellipse(ix, iy, 0.42 * iris_r, 0.42 * iris_r, 14), (0.03, 0.03, 0.03))
+        f.add(_ellipse(ix - 0.35 * iris_r, iy - 0.35 * iris_r, 0.15 * iris_r, 0.15 * iris_r, 8), (0.95, 0.95, 0.95))
         m = 0.03
         top = ey - 2.6 * h_up
         xr = np.concatenate([[ex - ew - m], xa, [ex + ew + m]])
         up_r = np.concatenate([[upper[0]], upper, [upper[-1]]])
         lo_r = np.concatenate([[lower[0]], lower, [lower[-1]]])
-        add(np.concatenate([_xy(xr, up_r), [(ex + ew + m, top), (ex - ew - m, top)]]), lid_skin)
-        add(
+        f.add(np.concatenate([_xy(xr, up_r), [(ex + ew + m, top), (ex - ew - m, top)]]), lid_skin)
+        f.add(
             np.concatenate(
                 [_xy(xr, lo_r), [(ex + ew + m, ey + 2.4 * h_lo + 0.02), (ex - ew - m, ey + 2.4 * h_lo + 0.02)]]
             ),
             skin,
         )
-        add(_xy(xa, upper), lash, 0.012)
-        add(_xy(xa, lower), _shade(skin, 0.75), 0.005)
+        f.add(_xy(xa, upper), lash, 0.012)
+        f.add(_xy(xa, lower), _shade(skin, 0.75), 0.005)
         crease = upper_open - 0.03 - 0.01 * raise_
-        add(_xy(xa[2:-2], crease[2:-2]), _shade(skin, 0.82), 0.006)
+        f.add(_xy(xa[2:-2], crease[2:-2]), _shade(skin, 0.82), 0.006)
         if p.cheek_raise > 0.02:  # crow's feet
             cx = ex + sx * (ew + 0.025)
             for dy in (-0.025, 0.0, 0.025):
-                add([(cx, ey + 0.4 * dy), (cx + sx * 0.05, ey + dy * 1.6)], wrinkle(p.cheek_raise), 0.006)
+                f.add([(cx, ey + 0.4 * dy), (cx + sx * 0.05, ey + dy * 1.6)], f.wrinkle(p.cheek_raise), 0.006)
 
+
+def _brows(f: _FaceParts):
+    """The brows (AU2, AU4, AU9)."""
+    s, p, hair = f.s, f.p, f.hair
+    brow_y = s.eye_y - s.brow_gap
     # Brows (AU2 outer up; AU4 down and together; AU9 pulls the inner ends down a little).
     brow_rgb = _shade(hair, 0.9)
     for sx in (-1, 1):
@@ -609,15 +643,19 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
         th = s.brow_thickness * (1.2 - 0.7 * _steps(12)[:, 0])
         top = _xy(centre_line[:, 0], centre_line[:, 1] - th / 2)
         bot = _xy(centre_line[:, 0], centre_line[:, 1] + th / 2)
-        add(np.concatenate([top, bot[::-1]]), brow_rgb)
+        f.add(np.concatenate([top, bot[::-1]]), brow_rgb)
 
+
+def _nose(f: _FaceParts) -> tuple[float, float, float]:
+    """The nose; returns (tip y, width, AU9 lift) for the folds beside it."""
+    s, p, skin = f.s, f.p, f.skin
     # Nose: shadow side, bridge wrinkles (AU9), nostrils and wings (lifted and flared by AU9).
     tip = s.nose_tip_y
     nw = s.nose_width * (1.0 + 0.2 * p.nose_wrinkle)
     lift = 0.03 * p.nose_wrinkle
     shadow_side = -1.0 if s.light_azimuth > 0 else 1.0
     dark = 0.80 + 0.12 * (1.0 - min(1.0, abs(np.sin(s.light_azimuth)) * 2))
-    add(
+    f.add(
         [
             (shadow_side * 0.025, s.eye_y + 0.03),
             (shadow_side * 0.06, tip - 0.04),
@@ -630,21 +668,25 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
     if p.nose_wrinkle > 0.02:
         for k in range(3):
             y0 = s.eye_y + 0.04 + 0.035 * k
-            add([(-0.05, y0 + 0.01), (0.0, y0 - 0.01), (0.05, y0 + 0.01)], wrinkle(p.nose_wrinkle), 0.007)
+            f.add([(-0.05, y0 + 0.01), (0.0, y0 - 0.01), (0.05, y0 + 0.01)], f.wrinkle(p.nose_wrinkle), 0.007)
     for sx in (-1, 1):
-        add(
+        f.add(
             _ellipse(sx * 0.45 * nw, tip + 0.025 - lift, 0.024 * (1 + 0.3 * p.nose_wrinkle), 0.011, 12),
             _shade(skin, 0.30),
         )
-        add(
+        f.add(
             _through(
                 (sx * 0.35 * nw, tip - 0.04 - lift), (sx * nw, tip - lift), (sx * 0.55 * nw, tip + 0.035 - lift), 7
             ),
             _shade(skin, 0.72),
             0.007,
         )
+    return tip, nw, lift
 
-    # Mouth.
+
+def _mouth(f: _FaceParts, jaw: float) -> tuple:
+    """The lips (and mouth opening); returns (mouth y, half width, corner y, lip x, lower lip bottom)."""
+    s, p = f.s, f.p
     my = s.mouth_y - 0.015 * p.nose_wrinkle - 0.012 * p.chin_raise
     mw = s.mouth_width * (1.0 - 0.10 * p.lip_tighten) + 0.04 * p.lip_corner_pull - 0.02 * p.jaw_drop
     corner_y = my - 0.06 * p.lip_corner_pull + 0.05 * p.lip_corner_depress + 0.35 * jaw + 0.02 * p.chin_raise
@@ -662,17 +704,22 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
     lower_bot = lower_top + ll * (1.0 - q) ** 0.6 + 0.004
     lip_rgb = np.asarray(s.lip_rgb)
     if opening > 0.003:
-        add(np.concatenate([_xy(xs, meet), _xy(xs, lower_top)[::-1]]), (0.12, 0.04, 0.05))
+        f.add(np.concatenate([_xy(xs, meet), _xy(xs, lower_top)[::-1]]), (0.12, 0.04, 0.05))
         teeth = meet + np.minimum(opening, 0.028) * (1.0 - q) ** 0.8
-        add(np.concatenate([_xy(xs[3:-3], meet[3:-3]), _xy(xs[3:-3], teeth[3:-3])[::-1]]), (0.86, 0.84, 0.78))
-    add(np.concatenate([_xy(xs, upper_top), _xy(xs, meet)[::-1]]), _shade(lip_rgb, 0.92))
-    add(np.concatenate([_xy(xs, lower_top), _xy(xs, lower_bot)[::-1]]), lip_rgb)
-    add(_xy(xs, meet), _shade(lip_rgb, 0.45), 0.006)
+        f.add(np.concatenate([_xy(xs[3:-3], meet[3:-3]), _xy(xs[3:-3], teeth[3:-3])[::-1]]), (0.86, 0.84, 0.78))
+    f.add(np.concatenate([_xy(xs, upper_top), _xy(xs, meet)[::-1]]), _shade(lip_rgb, 0.92))
+    f.add(np.concatenate([_xy(xs, lower_top), _xy(xs, lower_bot)[::-1]]), lip_rgb)
+    f.add(_xy(xs, meet), _shade(lip_rgb, 0.45), 0.006)
+    return my, mw, corner_y, xs, lower_bot
 
+
+def _nasolabial(f: _FaceParts, tip: float, nw: float, lift: float, my: float, mw: float, corner_y: float):
+    """Nasolabial folds."""
+    p, skin = f.p, f.skin
     # Nasolabial folds follow the mouth corners; AU6/AU12/AU9 deepen them.
     fold = float(np.clip(0.12 + 0.35 * (p.cheek_raise + 0.8 * p.lip_corner_pull + 0.6 * p.nose_wrinkle), 0.0, 0.5))
     for sx in (-1, 1):
-        add(
+        f.add(
             _through(
                 (sx * (nw + 0.01), tip - 0.01 - lift),
                 (sx * (nw + 0.075), 0.5 * (tip + my)),
@@ -683,23 +730,38 @@ def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
             0.008,
         )
 
+
+def _chin(f: _FaceParts, jaw: float, xs: np.ndarray, lower_bot: np.ndarray):
+    """Chin crease and boss (AU17)."""
+    p, skin = f.p, f.skin
     # Chin: crease below the lower lip, chin boss (AU17 pushes it up and dimples it); both ride the jaw.
     chin_y = 0.84 + jaw - 0.06 * p.chin_raise
     crease_y = lower_bot[len(xs) // 2] + 0.07 - 0.04 * p.chin_raise
-    add(
+    f.add(
         _through((-0.11, crease_y - 0.01), (0.0, crease_y + 0.012), (0.11, crease_y - 0.01), 9),
         _shade(skin, 0.86 - 0.26 * p.chin_raise),
         0.009 + 0.012 * p.chin_raise,
     )
-    add(_ellipse(0.0, chin_y, 0.14, 0.065, 18), _shade(skin, 1.10))
+    f.add(_ellipse(0.0, chin_y, 0.14, 0.065, 18), _shade(skin, 1.10))
     if p.chin_raise > 0.02:
         for dx, dy in ((-0.05, -0.01), (0.04, -0.015), (-0.015, 0.02), (0.055, 0.02), (-0.06, 0.03)):
-            add(_ellipse(dx, chin_y + dy, 0.018, 0.013, 8), _shade(skin, 1.0 - 0.4 * min(1.0, p.chin_raise)))
+            f.add(_ellipse(dx, chin_y + dy, 0.018, 0.013, 8), _shade(skin, 1.0 - 0.4 * min(1.0, p.chin_raise)))
 
-    projected = head.project(np.concatenate([pts for _, pts in pending]))
-    start = 0
-    for i, pts in pending:
-        prims[i].pts = projected[start : start + len(pts)]
-        start += len(pts)
+
+def face_layout(subject: Subject, params: FaceParams) -> FaceLayout:
+    """Build the drawable face of ``subject`` with ``params`` (see module docstring)."""
+    f = _FaceParts(subject, params)
+    _body(f)
+    jaw, head_outline = _hair_and_skin(f)
+    _wrinkles(f)
+    _cheeks(f)
+    _eyes(f)
+    _brows(f)
+    tip, nw, lift = _nose(f)
+    my, mw, corner_y, xs, lower_bot = _mouth(f, jaw)
+    _nasolabial(f, tip, nw, lift, my, mw, corner_y)
+    _chin(f, jaw, xs, lower_bot)
+    f.project_pending()
+    head = f.head
     pose = HeadPose(R=head.R, t=head.t, axes=np.array([head.a, head.b, head.c]), jaw=jaw)
-    return FaceLayout(prims, pose, s.background_rgb, head_outline)
+    return FaceLayout(f.prims, pose, subject.background_rgb, head_outline)

@@ -134,7 +134,8 @@ def describe_aedat4(p: Path) -> dict:
 
 
 def describe_bag(p: Path) -> dict:
-    from microexp.bags.events import EVENT_PACKET, IMAGE, StreamStats, iter_event_packets
+    from microexp.bags.cdr import EVENT_PACKET
+    from microexp.bags.events import IMAGE, StreamStats, iter_event_packets
     from microexp.bags.reader import Bag
 
     with Bag(p) as bag:

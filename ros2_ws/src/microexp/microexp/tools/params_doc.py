@@ -1,5 +1,6 @@
-"""The README's parameter tables, generated from the specs of the nodes of :data:`microexp.ros.nodes.NODES`
-(a test keeps README and specs equal)."""
+"""The parameter tables of docs/parameters.md, generated from the specs of the nodes of
+:data:`microexp.ros.nodes.NODES` (a test keeps the page and the specs equal). Run from the repository root:
+``python -m microexp.tools.params_doc`` rewrites the marked region of the page."""
 
 from __future__ import annotations
 
@@ -22,14 +23,18 @@ def tables() -> str:
     return "\n".join(parts)
 
 
-def update(readme_path: str = "README.md") -> bool:
-    text = open(readme_path).read()
+PAGE = "docs/parameters.md"
+
+
+def update(path: str = PAGE) -> bool:
+    """Rewrite the region between BEGIN and END of ``path`` with :func:`tables`; True when it changed."""
+    text = open(path).read()
     a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
     new = text[:a] + "\n\n" + tables() + "\n" + text[b:]
     if new != text:
-        open(readme_path, "w").write(new)
+        open(path, "w").write(new)
     return new != text
 
 
 if __name__ == "__main__":
-    print("README updated" if update() else "README already current")
+    print(f"{PAGE} updated" if update() else f"{PAGE} already current")

@@ -26,7 +26,9 @@ def publish_main(cfg: dict) -> int:
 
     from event_camera_msgs.msg import EventPacket
     from microexp.events.codecs import make_encoder
-    from microexp.ros.base import qos_named
+    from microexp.ros import lifecycle
+    from microexp.ros.messages import event_packet
+    from microexp.ros.qos import qos_named
     from microexp.synth.streams import PACKET_US, blob_packets, rig_packets
 
     if cfg.get("cpus"):
@@ -45,7 +47,7 @@ def publish_main(cfg: dict) -> int:
             payloads.append(enc.encode(packet)[0])
             bounds.append((int(packet["t"][0]), int(packet["t"][-1])))
         n_warm = n_warm or len(payloads)
-    rclpy.init()
+    lifecycle.init()
     node = rclpy.create_node("latency_bench_publisher")
     pub = node.create_publisher(EventPacket, cfg["topic"], qos_named(cfg["qos"]))
     deadline = time.monotonic() + 30
@@ -53,9 +55,7 @@ def publish_main(cfg: dict) -> int:
         time.sleep(0.05)
     time.sleep(0.5)
     sent = np.zeros(len(payloads), dtype=np.int64)
-    msg = EventPacket()
-    msg.header.frame_id = cfg["sensor"]
-    msg.width, msg.height, msg.encoding, msg.time_base = w, h, "evt3", 0
+    msg = event_packet(0, cfg["sensor"], w, h, 0, b"")  # one message, its stamp, seq and payload set per send
     for phase, idx in (("warmup", range(0, n_warm)), ("measured", range(n_warm, len(payloads)))):
         start = time.monotonic()
         for j, i in enumerate(idx):
@@ -74,7 +74,7 @@ def publish_main(cfg: dict) -> int:
     np.save(cfg["out"], np.column_stack([np.array(bounds, dtype=np.int64).reshape(-1, 2), sent]))
     time.sleep(0.5)
     node.destroy_node()
-    rclpy.shutdown()
+    lifecycle.shutdown()
     return 0
 
 

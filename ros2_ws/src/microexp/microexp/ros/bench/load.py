@@ -120,12 +120,13 @@ def run_scenario(
     lost, the recorder's MB/s, and the load."""
     import rclpy
 
+    from microexp.ros import lifecycle
     from microexp_msgs.srv import StartSegment, StopSegment
 
     hogs = busy_processes(busy)
     procs: list[Proc] = []
     load_start = os.getloadavg()[0]
-    rclpy.init()
+    lifecycle.init()
     ctl = rclpy.create_node("load_bench_control")
     try:
         recorder = Proc(
@@ -173,8 +174,7 @@ def run_scenario(
             h.kill()
             h.wait()
         ctl.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        lifecycle.shutdown()
     seg = manifest["segments"][0]
     published = {}
     for p in senders:
@@ -235,8 +235,10 @@ def publish_main(argv: list[str]) -> int:
 
     from event_camera_msgs.msg import EventPacket
     from microexp.events.codecs import make_encoder
-    from microexp.ros.base import qos_named
+    from microexp.ros import lifecycle
     from microexp.ros.dds import use_profile
+    from microexp.ros.messages import event_packet
+    from microexp.ros.qos import qos_named
     from microexp.synth.streams import PACKET_US, blob_packets
 
     ap = argparse.ArgumentParser()
@@ -247,16 +249,14 @@ def publish_main(argv: list[str]) -> int:
     enc = make_encoder("evt3", 1280, 720)
     payloads = [enc.encode(p)[0] for p in blob_packets(1280, 720, args.rate_mev, args.seconds, 1_000_000, seed=3)]
     use_profile()
-    rclpy.init()
+    lifecycle.init()
     node = rclpy.create_node("evk4")
     pub = node.create_publisher(EventPacket, args.topic, qos_named("reliable", "events"))
     deadline = time.monotonic() + 60
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.5)
-    msg = EventPacket()
-    msg.header.frame_id = "evk4"
-    msg.width, msg.height, msg.encoding, msg.time_base = 1280, 720, "evt3", 0
+    msg = event_packet(0, "evk4", 1280, 720, 0, b"")  # one message, its stamp, seq and payload set per send
     start = time.monotonic()
     for i, payload in enumerate(payloads):
         delay = start + i * PACKET_US / 1e6 - time.monotonic()
@@ -266,7 +266,7 @@ def publish_main(argv: list[str]) -> int:
         msg.seq = i
         msg.events = payload
         pub.publish(msg)
-    from microexp.ros.base import wait_acked
+    from microexp.ros.publishing import wait_acked
 
     wait_acked([pub], 60.0)
     node.get_logger().info("playback ended; published " + json.dumps({pub.topic_name: len(payloads)}))
@@ -276,8 +276,7 @@ def publish_main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         pass
     node.destroy_node()
-    if rclpy.ok():
-        rclpy.shutdown()
+    lifecycle.shutdown()
     return 0
 
 

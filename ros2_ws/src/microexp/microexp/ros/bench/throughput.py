@@ -19,11 +19,11 @@ import time
 def count_main(argv: list[str]) -> int:
     import rclpy
 
-    from microexp.bags.cdr import SeqTracker, event_packet_fields
-    from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
-    from microexp.ros.nodes.recorder_node import _msg_class
-
-    EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
+    from microexp.bags.cdr import EVENT_PACKET, SeqTracker, event_packet_fields
+    from microexp.ros import lifecycle
+    from microexp.ros.intake import Intake
+    from microexp.ros.messages import msg_class
+    from microexp.ros.qos import LOSSLESS_QOS as RELIABLE_QOS
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--topic", action="append", required=True, help="topic|package/msg/Type")
@@ -36,7 +36,7 @@ def count_main(argv: list[str]) -> int:
         help="poll: take every waiting message each 0.5 ms (as the recorder does); executor: callbacks",
     )
     args = ap.parse_args(argv)
-    rclpy.init()
+    lifecycle.init()
     node = rclpy.create_node("bench_counter")
     counts, sizes, arrivals, spans = {}, {}, [], {}
     seqs: dict[str, SeqTracker] = {}
@@ -56,14 +56,17 @@ def count_main(argv: list[str]) -> int:
             except ValueError:
                 tracker.gaps += 1  # not an EventPacket: counted as a gap, so that it shows
 
-    subs = {}
+    intake = Intake(node, take, raw=True)
     for entry in args.topic:
         topic, _, msgtype = entry.partition("|")
         if msgtype == EVENT_PACKET:
             seqs[topic] = SeqTracker()
-        subs[topic] = node.create_subscription(
-            _msg_class(msgtype), topic, lambda raw, info, t=topic: take(t, raw, info), RELIABLE_QOS, raw=True
-        )
+        if args.intake == "executor":
+            node.create_subscription(
+                msg_class(msgtype), topic, lambda raw, info, t=topic: take(t, raw, info), RELIABLE_QOS, raw=True
+            )
+        else:
+            intake.subscribe(topic, msgtype, RELIABLE_QOS)
     print("ready", flush=True)
     start = last = time.monotonic()
     while True:
@@ -71,13 +74,7 @@ def count_main(argv: list[str]) -> int:
         if args.intake == "executor":
             rclpy.spin_once(node, timeout_sec=0.02)
         else:
-            for topic, sub in subs.items():
-                while True:
-                    with sub.handle:
-                        taken = sub.handle.take_message(sub.msg_type, True)
-                    if taken is None:
-                        break
-                    take(topic, *taken)
+            intake.take_waiting()
             time.sleep(0.0005)
         now = time.monotonic()
         if len(arrivals) != n:
@@ -85,7 +82,7 @@ def count_main(argv: list[str]) -> int:
         if (arrivals and now - last > args.quiet) or (not arrivals and now - start > args.first_timeout):
             break
     node.destroy_node()
-    rclpy.shutdown()
+    lifecycle.shutdown()
     seq = {t: {**s.as_dict(), "first": s.first, "last": s.last} for t, s in seqs.items()}
     out = {"counts": counts, "bytes": sizes, "seq": seq, "spans": spans, "arrivals": arrivals}
     print(json.dumps(out), flush=True)
@@ -236,10 +233,12 @@ def publish_main(argv: list[str]) -> int:
     import rclpy
 
     from event_camera_msgs.msg import EventPacket
-    from microexp.ros.base import LOSSLESS_QOS as RELIABLE_QOS
+    from microexp.ros import lifecycle
+    from microexp.ros.messages import event_packet
+    from microexp.ros.qos import LOSSLESS_QOS as RELIABLE_QOS
 
     packets, size = int(argv[0]), int(argv[1])
-    rclpy.init()
+    lifecycle.init()
     node = rclpy.create_node("bench_publisher")
     pub = node.create_publisher(EventPacket, "/evk4/events", RELIABLE_QOS)
     while pub.get_subscription_count() == 0:
@@ -247,18 +246,16 @@ def publish_main(argv: list[str]) -> int:
     time.sleep(0.5)
     payload = np.random.default_rng(0).integers(0, 2**16, size // 2, dtype=np.uint16).tobytes()
     print("ready", flush=True)
-    msg = EventPacket()
-    msg.encoding, msg.width, msg.height = "evt3", 1280, 720
-    msg.events = payload
+    msg = event_packet(0, "", 1280, 720, 0, payload)  # one message, its seq set per send
     for i in range(packets):
         msg.seq = i
         pub.publish(msg)
     # a reliable writer still holds what the recorder has not acknowledged: exiting now would lose it
-    from microexp.ros.base import wait_acked
+    from microexp.ros.publishing import wait_acked
 
     wait_acked([pub], 120.0)
     node.destroy_node()
-    rclpy.shutdown()
+    lifecycle.shutdown()
     return 0
 
 

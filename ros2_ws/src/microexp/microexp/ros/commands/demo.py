@@ -55,7 +55,7 @@ def run(args) -> int:
         if args.model:
             raise MicroexpError(f"{model}: no such model file")
         print(
-            f"demo: {model} is missing (train one with `microexp train`, see README): recording without live inference",
+            f"demo: {model} is missing (train one with `microexp train`, see docs/offline.md): recording without live inference",
             flush=True,
         )
         model = None
@@ -73,9 +73,9 @@ def run(args) -> int:
         from rclpy.node import Node
 
         from microexp.learn.evaluate import event_row
-        from microexp.ros.base import RELIABLE_QOS
         from microexp.ros.compose import overrides
         from microexp.ros.nodes.inference_node import InferenceNode
+        from microexp.ros.qos import RELIABLE_QOS
         from microexp_msgs.msg import AUEvent, AUPrediction
 
         graph.add(

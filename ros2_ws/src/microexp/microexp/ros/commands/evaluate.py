@@ -161,10 +161,10 @@ def _over_dds(truth, model_path: Path, args) -> tuple[list, list]:
     from rclpy.node import Node
 
     from microexp.learn.evaluate import event_row
-    from microexp.ros.base import RELIABLE_QOS
     from microexp.ros.compose import overrides
     from microexp.ros.nodes.inference_node import InferenceNode
     from microexp.ros.nodes.replay_node import ReplayNode
+    from microexp.ros.qos import RELIABLE_QOS
     from microexp.ros.runner import Runner
     from microexp_msgs.msg import AUEvent, AUPrediction
 

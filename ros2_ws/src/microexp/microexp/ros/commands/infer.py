@@ -69,9 +69,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import rclpy
-
     from microexp.config import check_topic_name
+    from microexp.ros import lifecycle
     from microexp.ros.compose import overrides
     from microexp.ros.nodes.inference_node import InferenceNode
     from microexp.ros.runner import Runner
@@ -84,8 +83,7 @@ def run(args) -> int:
     if args.count < 0:
         raise ParameterError(f"infer: --count {args.count}: give 0 (no limit) or a number of predictions")
     values = {param: getattr(args, opt) for opt, param in _OPTIONS.items() if getattr(args, opt) is not None}
-    if not rclpy.ok():
-        rclpy.init(args=["microexp", "--ros-args", *args.ros_args] if args.ros_args else None)
+    lifecycle.init(["microexp", "--ros-args", *args.ros_args] if args.ros_args else None)
     graph = Runner(args.executor, threads=2)
     try:
         node = graph.add(

@@ -181,7 +181,7 @@ def _play(args) -> tuple[dict, bool, "str | MicroexpError"]:
             time.sleep(0.05)
         published = {t: c for n in nodes for t, c in getattr(n, "published", {}).items()}
         if ok:
-            from microexp.ros.base import data_publishers, wait_acked
+            from microexp.ros.publishing import data_publishers, wait_acked
 
             for n in nodes:  # a reliable writer keeps what is not yet acknowledged: wait for it before exiting
                 for topic in wait_acked(data_publishers(n), 30.0):

@@ -19,6 +19,17 @@ def add_arguments(parser) -> None:
         "--qos", choices=("reliable", "sensor"), default="reliable", help="QoS of the republished topics"
     )
     parser.add_argument(
+        "--max-gap",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="play a step forward in recorded time longer than S seconds (between segments, a clock set while "
+        "recording) as a pause of S, one line each; a step back plays on at once (default 2)",
+    )
+    parser.add_argument(
+        "--keep-gaps", action="store_true", help="wait out long steps forward in recorded time as recorded"
+    )
+    parser.add_argument(
         "--wait-subscribers",
         type=float,
         default=0.0,
@@ -45,6 +56,8 @@ def run(args) -> int:
                     topics=topics,
                     qos=args.qos,
                     wait_for_subscribers_s=float(args.wait_subscribers),
+                    max_gap_s=float(args.max_gap),
+                    keep_gaps=bool(args.keep_gaps),
                 )
             )
         )
@@ -62,6 +75,10 @@ def run(args) -> int:
                     "messages": sum(node.published.values()),
                     "send_error_p99_ms": p99,
                     "skipped": node.skipped,
+                    "gaps": [
+                        {"topic": g.topic, "length_s": round(g.length_s, 3), "played_s": round(g.played_s, 3)}
+                        for g in node.gaps
+                    ],
                 }
             ),
             flush=True,

@@ -166,15 +166,9 @@ def _discover(node, executor, timeout: float) -> Optional[str]:
     return None
 
 
-def run(args) -> int:
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import qos_profile_sensor_data
-
+def _check_args(args) -> None:
     from microexp.config import check_topic_name
     from microexp.errors import ParameterError
-    from microexp.ros.runner import Runner
-    from microexp_msgs.msg import AUEvent, AUPrediction
 
     if not args.timeout >= 0 or args.timeout == float("inf"):
         raise ParameterError(f"--timeout must be a number of seconds >= 0 (0 = never), got {args.timeout}")
@@ -183,6 +177,59 @@ def run(args) -> int:
     for opt, value in (("--topic", args.topic), ("--diagnostics", args.diagnostics)):
         if value is not None:
             check_topic_name(value, opt)
+
+
+def _check_type(node, topic: str) -> None:
+    """ParameterError when ``topic`` is known to carry another type than AUPrediction."""
+    from microexp.errors import ParameterError
+
+    types = dict(node.get_topic_names_and_types()).get(topic)
+    if types and AU_TYPE not in types:
+        raise ParameterError(f"--topic {topic}: carries {', '.join(types)}, not {AU_TYPE}")
+
+
+def _subscribe(node, topic: str, diag_topic: Optional[str], state: WatchState) -> deque:
+    """Best-effort subscriptions to the predictions (into the returned queue), the diagnostics and the AU
+    events beside them."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import qos_profile_sensor_data
+
+    from microexp_msgs.msg import AUEvent, AUPrediction
+
+    received: deque = deque(maxlen=1000)
+    node.create_subscription(AUPrediction, topic, lambda m: received.append(m), qos_profile_sensor_data)
+    if diag_topic:
+        node.create_subscription(DiagnosticArray, diag_topic, state.set_diagnostics, qos_profile_sensor_data)
+    events_topic = events_topic_for(topic)
+    if events_topic:
+        node.create_subscription(AUEvent, events_topic, state.add_event, qos_profile_sensor_data)
+    return received
+
+
+def _show(received: deque, state: WatchState, topic: str, tty: bool, want: int, shown: int) -> int:
+    """Take every message received; print each as a block (no terminal; stops at the ``want``-th), or redraw
+    the terminal with the newest. Returns how many have been printed."""
+    newest = None
+    while received:
+        newest = received.popleft()
+        state.add(newest)  # every message counts in the statistics, shown or not
+        if not tty:
+            print(render(newest, topic, state) + "\n", flush=True)
+            shown += 1
+            if want and shown >= want:
+                return shown
+    if tty and newest is not None:  # a terminal shows only the newest window, redrawn in place
+        sys.stdout.write("\x1b[H\x1b[2J" + render(newest, topic, state) + "\n")
+        sys.stdout.flush()
+    return shown
+
+
+def run(args) -> int:
+    import rclpy
+
+    from microexp.ros.runner import Runner
+
+    _check_args(args)
     want = 1 if args.once else max(0, args.count)
     tty = sys.stdout.isatty() and not args.plain and not want
     runner = Runner("single")
@@ -198,16 +245,8 @@ def run(args) -> int:
             return 1
         diag_topic = args.diagnostics or diagnostics_topic_for(topic)
         executor.spin_once(timeout_sec=0.2)  # a topic of another type must be refused before subscribing to it
-        types = dict(node.get_topic_names_and_types()).get(topic)
-        if types and AU_TYPE not in types:
-            raise ParameterError(f"--topic {topic}: carries {', '.join(types)}, not {AU_TYPE}")
-        received: deque = deque(maxlen=1000)
-        node.create_subscription(AUPrediction, topic, lambda m: received.append(m), qos_profile_sensor_data)
-        if diag_topic:
-            node.create_subscription(DiagnosticArray, diag_topic, state.set_diagnostics, qos_profile_sensor_data)
-        events_topic = events_topic_for(topic)
-        if events_topic:
-            node.create_subscription(AUEvent, events_topic, state.add_event, qos_profile_sensor_data)
+        _check_type(node, topic)
+        received = _subscribe(node, topic, diag_topic, state)
         if not tty:
             print(f"watching {topic}" + (f" (diagnostics {diag_topic})" if diag_topic else ""), flush=True)
         next_type_check = 0.0
@@ -215,21 +254,10 @@ def run(args) -> int:
             executor.spin_once(timeout_sec=0.1)
             if not state.messages and time.monotonic() >= next_type_check:
                 next_type_check = time.monotonic() + 0.5
-                types = dict(node.get_topic_names_and_types()).get(topic)
-                if types and AU_TYPE not in types:
-                    raise ParameterError(f"--topic {topic}: carries {', '.join(types)}, not {AU_TYPE}")
-            newest = None
-            while received:
-                newest = received.popleft()
-                state.add(newest)  # every message counts in the statistics, shown or not
-                if not tty:
-                    print(render(newest, topic, state) + "\n", flush=True)
-                    shown += 1
-                    if want and shown >= want:
-                        return 0
-            if tty and newest is not None:  # a terminal shows only the newest window, redrawn in place
-                sys.stdout.write("\x1b[H\x1b[2J" + render(newest, topic, state) + "\n")
-                sys.stdout.flush()
+                _check_type(node, topic)
+            shown = _show(received, state, topic, tty, want, shown)
+            if want and shown >= want:
+                return 0
             if args.timeout > 0 and time.monotonic() - started > args.timeout:
                 if want:
                     print(f"watch: {shown} of {want} predictions on {topic} within {args.timeout:g} s", file=sys.stderr)

@@ -7,7 +7,7 @@ EXT_TRIGGER word triple per trigger, sensor time modulo 2^24 µs; the header sta
 on the ROS clock); ``~/camera_info`` when a calibration file is given; ``~/sync_status``.
 
 ``mode:=device`` drives the camera through dv-processing 2's ``dv.io.camera.DAVIS`` (see
-:mod:`microexp.events.davis_device`); a method it lacks is an error at start.
+:mod:`microexp.drivers.davis`); a method it lacks is an error at start.
 """
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ from event_camera_msgs.msg import EventPacket
 from microexp.config import Param
 from microexp.errors import MicroexpError, input_file
 from microexp.events.codecs import make_encoder
+from microexp.events.packets import cut_packets
 from microexp.playback import Pacer
-from microexp.ros.base import qos_named, run_node
 from microexp.ros.images import to_msg
+from microexp.ros.main import run_node
+from microexp.ros.messages import event_packet
 from microexp.ros.nodes.sensor import SensorNode, retry_param, wait_param
+from microexp.ros.qos import qos_named
 
 G = 9.80665
 
@@ -99,7 +102,7 @@ class Davis346Node(SensorNode):
             check_aedat4(input_file(self.p["file"], "AEDAT4"))  # a clear error at start for a file that is not AEDAT4
             target = self._play_file
         else:
-            from microexp.events.davis_device import bias_names, davis_class, parse_davis_bias_file
+            from microexp.drivers.davis import bias_names, davis_class, parse_davis_bias_file
 
             self.davis_cls = davis_class()  # a method the device path calls and dv-processing lacks: error here
             self.biases = (
@@ -134,7 +137,7 @@ class Davis346Node(SensorNode):
                 break
 
     def _run_device(self) -> None:
-        from microexp.events.davis_device import configure, open_failure, read_loop
+        from microexp.drivers.davis import configure, open_failure, read_loop
 
         log = self.get_logger()
         self.wait_for_subscribers()
@@ -184,30 +187,15 @@ class Davis346Node(SensorNode):
             return
         if getattr(self, "encoder", None) is None:
             self.encoder = make_encoder(self.p["encoding"], 346, 260)
-        t = events["t"]
-        dt = self.p["packet_time_us"]
         # cut at packet_time_us boundaries of sensor time and at packet_max_events
-        edges = np.searchsorted(t, np.arange(t[0] - t[0] % dt + dt, t[-1] + 1, dt))
-        bounds = np.unique(np.concatenate(([0], edges, [len(events)])))
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            for s in range(int(a), int(b), self.p["packet_max_events"]):
-                chunk = events[s : min(int(b), s + self.p["packet_max_events"])]
-                payload, time_base = self.encoder.encode(chunk)
-                msg = EventPacket()
-                msg.header.frame_id = self.p["frame_id"]
-                msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(chunk["t"][0], int(chunk["t"][-1]))
-                msg.width, msg.height = 346, 260
-                msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = (
-                    self.seq,
-                    int(time_base),
-                    self.p["encoding"],
-                    False,
-                )
-                msg.events = bytes(payload)
-                self.event_pub.publish(msg)
-                self.seq += 1
-                self.events_published += len(chunk)
-                self.count(self.event_pub)
+        for chunk in cut_packets(events, self.p["packet_time_us"], self.p["packet_max_events"]):
+            payload, time_base = self.encoder.encode(chunk)
+            stamp = self._stamp(chunk["t"][0], int(chunk["t"][-1]))
+            msg = event_packet(stamp, self.p["frame_id"], 346, 260, self.seq, payload, self.p["encoding"], time_base)
+            self.event_pub.publish(msg)
+            self.seq += 1
+            self.events_published += len(chunk)
+            self.count(self.event_pub)
 
     def _publish_frame(self, frame) -> None:
         image = frame.image
@@ -248,12 +236,8 @@ class Davis346Node(SensorNode):
             return
         from microexp.events.evt3_split import trigger_triples
 
-        msg = EventPacket()
-        msg.header.frame_id = self.p["frame_id"]
-        msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(int(triggers["t"][0]))
-        msg.width, msg.height = 346, 260
-        msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = self.trigger_seq, 0, "evt3", False
-        msg.events = trigger_triples(triggers).tobytes()
+        stamp = self._stamp(int(triggers["t"][0]))
+        msg = event_packet(stamp, self.p["frame_id"], 346, 260, self.trigger_seq, trigger_triples(triggers).tobytes())
         self.trigger_pub.publish(msg)
         self.trigger_seq += 1
         self.count(self.trigger_pub)

@@ -3,7 +3,7 @@
 Publishes ``~/events`` (event_camera_msgs/EventPacket, encoding ``evt3``, batched by time and size: in file
 mode the file's words passed through undecoded; in device mode the sensor's words passed through
 (``device_read:=raw``) or the HAL's decoded events encoded again, trigger edges included
-(``device_read:=decode``), see :mod:`microexp.events.evk4_device`), ``~/triggers`` (EventPacket, ``evt3``: for each
+(``device_read:=decode``), see :mod:`microexp.drivers.evk4`), ``~/triggers`` (EventPacket, ``evt3``: for each
 external-trigger edge a TIME_HIGH, TIME_LOW, EXT_TRIGGER word triple, so any EVT3 decoder reads it),
 ``~/sensor_info`` (std_msgs/String, latched: JSON with serial, geometry, sensor, source) and ``~/sync_status``.
 
@@ -21,8 +21,9 @@ from microexp.config import Param
 from microexp.errors import MicroexpError, input_file
 from microexp.events.evt3_split import PIECE_WORDS, Evt3Cutter
 from microexp.playback import LagMonitor, Pacer
-from microexp.ros.base import qos_named, run_node
+from microexp.ros.main import run_node
 from microexp.ros.nodes.sensor import SensorNode, retry_param, wait_param
+from microexp.ros.qos import qos_named
 
 PARAMS = (
     Param("mode", "file", "where events come from: a RAW file or the camera", choices=("file", "device")),
@@ -139,7 +140,8 @@ class Evk4Node(SensorNode):
 
     # -- device mode ------------------------------------------------------------------------------------------
     def _start_device(self):
-        from microexp.events.evk4_device import make_settings, openeb_available
+        from microexp.drivers.evk4 import openeb_available
+        from microexp.drivers.evk4_settings import make_settings
 
         reason = openeb_available()
         if reason:
@@ -155,7 +157,7 @@ class Evk4Node(SensorNode):
         self.start_source(self._run_device, "evk4_device")
 
     def _run_device(self):
-        from microexp.events.evk4_device import DeviceUnavailable, OpenEBDevice, make_packetizer, stream_device
+        from microexp.drivers.evk4 import DeviceUnavailable, OpenEBDevice, make_packetizer, stream_device
 
         log = self.get_logger()
         try:

@@ -44,7 +44,6 @@ from typing import Optional
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from event_camera_msgs.msg import EventPacket
@@ -54,15 +53,10 @@ from microexp.errors import MicroexpError
 from microexp.events.stream import Packet
 from microexp.infer.live import LiveRunner, warm_up
 from microexp.infer.pipeline import StreamingAUPipeline
-from microexp.ros.base import (
-    RELIABLE_QOS,
-    SENSOR_QOS,
-    MicroexpNode,
-    ReaderThreadGroup,
-    declare_params,
-    qos_named,
-    run_node,
-)
+from microexp.ros.intake import Intake, publishers_qos
+from microexp.ros.main import run_node
+from microexp.ros.node import MicroexpNode, declare_params
+from microexp.ros.qos import RELIABLE_QOS, SENSOR_QOS, qos_named
 from microexp_msgs.msg import AUEvent, AUPrediction, SegmentMarker
 from microexp_msgs.srv import TakeStatus
 
@@ -272,38 +266,11 @@ class InferenceNode(MicroexpNode):
     def __init__(self, name: str = "inference", namespace: str = "", parameter_overrides=None):
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides or [])
         self.p = declare_params(self, PARAMS)
-        # torch's OpenMP threads otherwise spin-wait after each parallel region: on a few shared cores they take
-        # the CPU from the event intake and from each other. OpenMP reads it when torch first loads, so it helps
-        # where this node imports torch first (microexp infer, the launch file); a process that imported torch
-        # before should set it itself.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        import torch
-
-        from microexp.infer import default_model_path, load_au_model
+        self._configure_torch()
+        self._load_model()
         from microexp.infer.face import BoxMap, FaceTracker
-        from microexp.models.device import resolve_device
         from microexp.vision.crop import parse_roi
 
-        if self.p["torch_threads"] > 0:
-            torch.set_num_threads(self.p["torch_threads"])
-        torch.set_flush_denormal(
-            True
-        )  # decaying membranes of silent neurons would otherwise go subnormal (slow on x86)
-        if self.p["gil_switch_ms"] > 0:
-            sys.setswitchinterval(self.p["gil_switch_ms"] / 1000.0)
-        self.device = resolve_device(self.p["device"])
-        model_path = self.p["model"] or str(default_model_path())
-        if not self.p["model"] and not default_model_path().exists():
-            raise MicroexpError(
-                f"{self.get_name()}: parameter model is empty and the default model {model_path} "
-                "does not exist yet: give a checkpoint (microexp infer --model FILE)"
-            )
-        self.model, self.meta, self.model_id = load_au_model(model_path, self.device)
-        self.temperature = float(self.p["temperature"] or self.meta.get("extra", {}).get("temperature") or 1.0)
-        trained_filter = int(self.meta.get("extra", {}).get("input", {}).get("noise_filter_us", 0) or 0)
-        self.noise_filter_us = trained_filter if self.p["noise_filter_us"] < 0 else int(self.p["noise_filter_us"])
-        trained_box = str(self.meta.get("extra", {}).get("input", {}).get("face_box", "mtcnn") or "mtcnn")
-        self.face_box = trained_box if self.p["face_box"] == "model" else self.p["face_box"]
         self.roi = parse_roi(self.p["roi"])
         self.box_map = BoxMap.from_list(self.p["frame_to_events"])
         self.face: Optional[FaceTracker] = None
@@ -351,7 +318,16 @@ class InferenceNode(MicroexpNode):
         self.diag_pub = self.create_publisher(DiagnosticArray, "~/diagnostics", RELIABLE_QOS)
         self._events_group = MutuallyExclusiveCallbackGroup()
         other_group = self._other_group = MutuallyExclusiveCallbackGroup()
-        self._reader = None
+        self.intake = None
+        if self.p["intake"] != "executor":
+            self.intake = Intake(
+                self,
+                lambda _topic, msg, info: self._on_events(msg, info),
+                self.p["poll_ms"] / 1000.0,
+                raw=False,
+                name="event_intake",
+                on_idle=self.runner.idle,
+            )
         self.events_sub = None
         self.frames_sub = None
         self.events_qos = self.frames_qos = ""
@@ -371,9 +347,8 @@ class InferenceNode(MicroexpNode):
         if error:
             self.get_logger().warning(f"warm-up of the live path failed: {error}")
         self.runner.start()
-        if self.p["intake"] != "executor":
-            self._reader = threading.Thread(target=self._read, name="event_intake", daemon=True)
-            self._reader.start()
+        if self.intake is not None:
+            self.intake.start()
         if self.face is not None:
             self._start_face_detection()  # the detector is built and warmed up before the node says ready
         self.ready = True
@@ -392,6 +367,42 @@ class InferenceNode(MicroexpNode):
         else:
             log(message)
 
+    def _configure_torch(self) -> None:
+        """torch's threads, denormals and the GIL switch interval, from the parameters."""
+        # torch's OpenMP threads otherwise spin-wait after each parallel region: on a few shared cores they take
+        # the CPU from the event intake and from each other. OpenMP reads it when torch first loads, so it helps
+        # where this node imports torch first (microexp infer, the launch file); a process that imported torch
+        # before should set it itself.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        import torch
+
+        if self.p["torch_threads"] > 0:
+            torch.set_num_threads(self.p["torch_threads"])
+        torch.set_flush_denormal(
+            True
+        )  # decaying membranes of silent neurons would otherwise go subnormal (slow on x86)
+        if self.p["gil_switch_ms"] > 0:
+            sys.setswitchinterval(self.p["gil_switch_ms"] / 1000.0)
+
+    def _load_model(self) -> None:
+        """The checkpoint (``model``, else the default) on ``device``, and what it says of its input."""
+        from microexp.infer import default_model_path, load_au_model
+        from microexp.models.device import resolve_device
+
+        self.device = resolve_device(self.p["device"])
+        model_path = self.p["model"] or str(default_model_path())
+        if not self.p["model"] and not default_model_path().exists():
+            raise MicroexpError(
+                f"{self.get_name()}: parameter model is empty and the default model {model_path} "
+                "does not exist yet: give a checkpoint (microexp infer --model FILE)"
+            )
+        self.model, self.meta, self.model_id = load_au_model(model_path, self.device)
+        self.temperature = float(self.p["temperature"] or self.meta.get("extra", {}).get("temperature") or 1.0)
+        trained_filter = int(self.meta.get("extra", {}).get("input", {}).get("noise_filter_us", 0) or 0)
+        self.noise_filter_us = trained_filter if self.p["noise_filter_us"] < 0 else int(self.p["noise_filter_us"])
+        trained_box = str(self.meta.get("extra", {}).get("input", {}).get("face_box", "mtcnn") or "mtcnn")
+        self.face_box = trained_box if self.p["face_box"] == "model" else self.p["face_box"]
+
     def _take_status_srv(self, req, res):
         """Ready once the model is loaded and warmed up (a protocol waits for it before recording)."""
         res.ready, res.idle = bool(self.ready), True
@@ -403,12 +414,8 @@ class InferenceNode(MicroexpNode):
         """The subscription QoS of ``topic`` (qos parameter; auto: as its publishers offer, None while it has none)."""
         if self.p["qos"] != "auto":
             return qos_named(self.p["qos"]), self.p["qos"]
-        infos = self.get_publishers_info_by_topic(self.resolve_topic_name(topic))
-        if not infos:
-            return None, ""
-        if all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos):
-            return RELIABLE_QOS, "reliable"
-        return SENSOR_QOS, "sensor"
+        qos, _ = publishers_qos(self, self.resolve_topic_name(topic), RELIABLE_QOS, SENSOR_QOS)
+        return qos, ("" if qos is None else "reliable" if qos is RELIABLE_QOS else "sensor")
 
     def _subscribe(self) -> bool:
         """Make the event (and image) subscriptions whose QoS is known; True when all are made."""
@@ -419,10 +426,8 @@ class InferenceNode(MicroexpNode):
                     self.events_sub = self.create_subscription(
                         EventPacket, self.p["events_topic"], self._on_events, qos, callback_group=self._events_group
                     )
-                else:  # taken by the reader thread only
-                    self.events_sub = self.create_subscription(
-                        EventPacket, self.p["events_topic"], lambda _m: None, qos, callback_group=ReaderThreadGroup()
-                    )
+                else:  # taken by the intake's thread only
+                    self.events_sub = self.intake.subscribe(self.p["events_topic"], EventPacket, qos)
                 self.events_qos = name
                 self.get_logger().info(f"subscribed to {self.events_sub.topic_name} ({name})")
         if self.face is not None and self.frames_sub is None:
@@ -495,27 +500,6 @@ class InferenceNode(MicroexpNode):
         self.detector_thread.start()
 
     # ---------------------------------------------------------------------------------------- callbacks
-    def _read(self) -> None:
-        """intake=poll: every poll_ms, take and feed every packet waiting in the subscription."""
-        period = self.p["poll_ms"] / 1000.0
-        while self.events_sub is None and not self._stop.is_set():  # its publisher has not appeared yet
-            time.sleep(0.05)
-        if self._stop.is_set():
-            return
-        handle = self.events_sub.handle
-        while not self._stop.is_set():
-            while not self._stop.is_set():
-                try:
-                    with handle:
-                        taken = handle.take_message(EventPacket, False)
-                except Exception:  # noqa: BLE001 - the subscription is being destroyed
-                    return
-                if taken is None:
-                    break
-                self._on_events(*taken)
-            self.runner.idle()
-            time.sleep(period)
-
     def _on_events(self, msg: EventPacket, info: dict) -> None:
         """One packet to the runner, with its DDS reception time (``received_timestamp`` of the message info;
         rclpy passes the info to subscription callbacks too)."""
@@ -553,12 +537,7 @@ class InferenceNode(MicroexpNode):
             self._face_state = r.state != "no_face"
             self.get_logger().info("face found" if self._face_state else "no face: windows are not predictions")
         before = time.monotonic_ns()
-        try:
-            self.pub.publish(msg)
-        except Exception:
-            if self.context_gone():
-                return  # Ctrl-C/SIGTERM shut rclpy down while this window ran: nothing left to publish to
-            raise
+        self.pub.publish(msg)
         after = time.monotonic_ns()
         self.latency.add("publish", (after - before) / 1e6)
         self.latency.add("total", (after - r.arrival_ns) / 1e6)
@@ -584,12 +563,7 @@ class InferenceNode(MicroexpNode):
         msg.closed = v.forced
         msg.model_id = self.model_id
         msg.latency_ms = float((time.monotonic_ns() - v.arrival_ns) / 1e6)
-        try:
-            self.events_pub.publish(msg)
-        except Exception:
-            if self.context_gone():
-                return
-            raise
+        self.events_pub.publish(msg)
         self.get_logger().info(
             f"AU event {v.au} ({v.confidence:.2f}; top-3 {', '.join(AU_LABELS[i] for i in v.top3)}) at {v.apex_us} µs"
         )
@@ -672,8 +646,8 @@ class InferenceNode(MicroexpNode):
 
     def destroy_node(self):
         self._stop.set()
-        if self._reader is not None:
-            self._reader.join(timeout=5.0)
+        if self.intake is not None:
+            self.intake.stop()
         if self.detector_thread is not None:
             self.detector_thread.stop()
         self.runner.stop()

@@ -21,7 +21,8 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.protocol import Phase, ProtocolRunner, Timing, parse_aus
-from microexp.ros.base import MicroexpNode, declare_params, run_node
+from microexp.ros.main import run_node
+from microexp.ros.node import MicroexpNode, declare_params
 from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 
 PARAMS = (
@@ -225,8 +226,7 @@ class ProtocolNode(MicroexpNode):
         self.error: str | None = None
         self.summary_path = ""
         self.keys: list[str] = []
-        self._thread = threading.Thread(target=self._run, name="protocol", daemon=True)
-        self._thread.start()
+        self._thread = self.spawn(self._run, "protocol")
 
     def _on_event(self, kind: str, info: dict) -> None:
         if kind == "phase" and info.get("au"):
@@ -239,6 +239,16 @@ class ProtocolNode(MicroexpNode):
     def press(self, key: str) -> None:
         self.keys.append(key)
 
+    def _handle_keys(self, now: float) -> None:
+        """The experimenter's keys pressed since the last turn: space starts, r redoes, p pauses, n skips, q quits."""
+        actions = {"r": self.runner.redo, "p": self.runner.pause, "n": self.runner.skip, "q": self.runner.quit}
+        while self.keys:
+            key = self.keys.pop(0)
+            if key == " " and self.runner.phase == Phase.IDLE:
+                self.runner.start(now)
+            elif key in actions:
+                actions[key](now)
+
     def _run(self) -> None:
         try:
             headless = self.p["headless"] or self.ui is None
@@ -247,38 +257,23 @@ class ProtocolNode(MicroexpNode):
             self.client.wait()
             if headless:
                 self.runner.start(time.monotonic())
-            while self.runner.phase != Phase.DONE:
+            while self.runner.phase != Phase.DONE and not self.stopping.is_set():
                 now = time.monotonic()
-                while self.keys:
-                    key = self.keys.pop(0)
-                    if key == " " and self.runner.phase == Phase.IDLE:
-                        self.runner.start(now)
-                    elif key == "r":
-                        self.runner.redo(now)
-                    elif key == "p":
-                        self.runner.pause(now)
-                    elif key == "n":
-                        self.runner.skip(now)
-                    elif key == "q":
-                        self.runner.quit(now)
+                self._handle_keys(now)
                 self.runner.tick(now)
                 time.sleep(0.005)
-        except MicroexpError as exc:
-            self.error = str(exc)
-            self.get_logger().error(f"protocol stopped: {exc}")
-        except Exception as exc:  # noqa: BLE001 - e.g. the context shut down under a call: end, one line
-            self.error = f"{type(exc).__name__}: {exc}"
-            if self.context.ok():
+        except Exception as exc:  # noqa: BLE001 - end, one line (a call cut short by the node's stop is no error)
+            if not self.stopping.is_set():
+                self.error = str(exc) if isinstance(exc, MicroexpError) else f"{type(exc).__name__}: {exc}"
                 self.get_logger().error(f"protocol stopped: {self.error}")
         try:
-            if self.p["end_session"] and self.context.ok():
+            if self.p["end_session"] and not self.stopping.is_set():
                 reason = f"protocol stopped: {self.error}" if self.error else "protocol finished"
                 self.summary_path = self.client.end_session(reason)
                 self.get_logger().info(f"session ended ({reason}): {self.summary_path}")
         except Exception as exc:  # noqa: BLE001
-            if self.context.ok():
-                self.error = self.error or f"ending the session failed: {exc}"
-                self.get_logger().error(f"ending the session failed: {exc}")
+            self.error = self.error or f"ending the session failed: {exc}"
+            self.get_logger().error(f"ending the session failed: {exc}")
         finally:
             self.finished.set()
 

@@ -1,5 +1,7 @@
 """Replay node: republishes every message of a bag (the serialized bytes as stored) with its original
-timing, scaled by ``rate``; the pip install's stand-in for `ros2 bag play`.
+timing, scaled by ``rate``; the pip install's stand-in for `ros2 bag play`. Every bag is verified
+(:meth:`~microexp.bags.reader.Bag.verify`) before anything is published. Gaps in recorded time longer than
+``max_gap_s`` are shortened, one log line each (:mod:`microexp.bags.player`; ``keep_gaps`` waits them out).
 
 Timing: a dedicated thread sleeps until shortly before each message is due and then waits actively, so
 the inter-message error stays well under a millisecond on an idle machine.
@@ -12,12 +14,16 @@ import threading
 import time
 from pathlib import Path
 
+from microexp.bags.player import DEFAULT_MAX_GAP_S, Timeline
 from microexp.bags.reader import Bag
 from microexp.bags.session import playable_bags
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import LOSSLESS_QOS, SENSOR_QOS, MicroexpNode, declare_params, run_node, wait_acked
-from microexp.ros.nodes.recorder_node import _msg_class
+from microexp.ros.main import run_node
+from microexp.ros.messages import msg_class
+from microexp.ros.node import MicroexpNode, declare_params
+from microexp.ros.publishing import wait_acked
+from microexp.ros.qos import LOSSLESS_QOS, SENSOR_QOS
 
 PARAMS = (
     Param("bag", "", "bag folder (or a session folder: its segment bags are played in order)"),
@@ -43,6 +49,17 @@ PARAMS = (
     Param(
         "spin_wait_us", 1500, "busy-wait this long before each message for precise timing", min=0, max=100000, unit="µs"
     ),
+    Param(
+        "max_gap_s",
+        DEFAULT_MAX_GAP_S,
+        "a step forward in recorded time longer than this (between segments, or a clock set forward while "
+        "recording) is played as a pause of this length, one log line each; a step back longer than this (a "
+        "clock set back) plays on at once",
+        min=0.01,
+        max=1e6,
+        unit="s",
+    ),
+    Param("keep_gaps", False, "wait out steps forward longer than max_gap_s as recorded (still one log line each)"),
 )
 
 
@@ -74,9 +91,7 @@ class ReplayNode(MicroexpNode):
         self.counts: dict[str, int] = {}
         for b in self.bags:
             with Bag(b) as bag:
-                if bag.storage == "sqlite3":
-                    bag.verify()  # no checksums to meet on the way: check the database before playing it
-                # MCAP chunks are CRC-checked as they are read: a damaged one stops the replay with an error
+                bag.verify()  # checksums, times and payload sizes: nothing of a damaged bag is published
                 for t in bag.topics().values():
                     if not wanted or t.name in wanted:
                         self.types[t.name] = t.msgtype
@@ -93,13 +108,13 @@ class ReplayNode(MicroexpNode):
                 f"(it has: {', '.join(available) or 'no topics'})"
             )
         qos = LOSSLESS_QOS if self.p["qos"] == "reliable" else SENSOR_QOS
-        self.pubs = {t: self.create_publisher(_msg_class(mt), t, qos) for t, mt in self.types.items()}
+        self.pubs = {t: self.create_publisher(msg_class(mt), t, qos) for t, mt in self.types.items()}
         self.published: dict[str, int] = {t: 0 for t in self.types}
         self.timing_errors_us: list[float] = []
+        self.gaps: list = []  # the gaps in recorded time met (microexp.bags.player.Gap)
         self.finished = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="replay", daemon=True)
-        self._thread.start()
+        self._thread = self.spawn(self._run, "replay")
 
     def wait_for_subscribers(self, count: int = 1, timeout_s: float = 10.0, settle_s: float = 2.0) -> None:
         end = time.monotonic() + timeout_s
@@ -129,7 +144,7 @@ class ReplayNode(MicroexpNode):
             while not stop.is_set():
                 for b in self.bags:
                     with Bag(b) as bag:
-                        for topic, _, t_ns, raw in bag.messages(self.types):
+                        for topic, _, t_ns, raw in bag.messages_as_recorded(self.types):
                             if not offer((topic, t_ns, bytes(raw))):
                                 return
                 if not self.p["loop"] or not offer(LOOP):
@@ -147,7 +162,8 @@ class ReplayNode(MicroexpNode):
         reader_stop = threading.Event()
         reader = threading.Thread(target=self._read, args=(pending, reader_stop), name="replay_reader", daemon=True)
         reader.start()
-        origin = None
+        timeline = Timeline(rate, self.p["max_gap_s"], self.p["keep_gaps"])
+        self.gaps = timeline.gaps
         try:
             while not self._stop.is_set():
                 item = pending.get()
@@ -158,13 +174,13 @@ class ReplayNode(MicroexpNode):
                     self.get_logger().error(f"replay stopped: {item}")
                     break
                 if item is LOOP:
-                    origin = None  # the next pass starts its timing again
+                    timeline.restart()  # the next pass starts its timing again
                     continue
                 topic, t_ns, raw = item
                 if rate > 0:
-                    if origin is None:
-                        origin = (t_ns, time.perf_counter())
-                    due = origin[1] + (t_ns - origin[0]) * 1e-9 / rate
+                    due, gap = timeline.due(topic, t_ns, time.perf_counter())
+                    if gap is not None:
+                        self.get_logger().warning(gap.line())
                     delay = due - time.perf_counter()
                     if delay > spin and self._stop.wait(delay - spin):
                         return
@@ -173,16 +189,11 @@ class ReplayNode(MicroexpNode):
                     self.timing_errors_us.append((time.perf_counter() - due) * 1e6)
                 if self._stop.is_set():
                     return
-                try:
-                    self.pubs[topic].publish(raw)
-                except Exception:
-                    if not self.context_gone():
-                        raise
-                    return  # SIGINT/SIGTERM shut rclpy down before the node's stop: end quietly
+                self.pubs[topic].publish(raw)
                 self.published[topic] += 1
         finally:
             reader_stop.set()
-            if self.p["qos"] == "reliable" and not self._stop.is_set() and not self.context_gone():
+            if self.p["qos"] == "reliable" and not self._stop.is_set():
                 self.drain()
             self.finished.set()
 

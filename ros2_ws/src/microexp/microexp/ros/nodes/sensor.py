@@ -13,14 +13,9 @@ from std_msgs.msg import String
 
 from microexp.config import Param
 from microexp.errors import MicroexpError
-from microexp.ros.base import (
-    LATCHED_QOS,
-    MicroexpNode,
-    data_publishers,
-    declare_params,
-    wait_acked,
-    wait_for_subscribers,
-)
+from microexp.ros.node import MicroexpNode, declare_params
+from microexp.ros.publishing import data_publishers, wait_acked, wait_for_subscribers
+from microexp.ros.qos import LATCHED_QOS
 from microexp.ros.sync import SensorClock
 
 # how long the end of a stream waits for its subscribers' acknowledgements; on destroy_node() (shorter)
@@ -79,18 +74,8 @@ class SensorNode(MicroexpNode):
         self.sensor_info_pub = self.create_publisher(String, "~/sensor_info", LATCHED_QOS)
 
     def start_source(self, target: Callable[[], None], name: str) -> None:
-        """Run ``target`` on the node's source thread (a daemon: a stuck driver never holds the process). An
-        error raised after rclpy's context was shut down (a publish racing Ctrl-C) ends the thread quietly."""
-
-        def run() -> None:
-            try:
-                target()
-            except Exception:
-                if not self.context_gone():
-                    raise
-
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
+        """Run ``target`` on the node's source thread (:meth:`~microexp.ros.node.MicroexpNode.spawn`)."""
+        self._thread = self.spawn(target, name)
 
     # -- while running ---------------------------------------------------------------------------------------
     def publish_sensor_info(self, sensor: str, topic: str, info: dict) -> None:
@@ -120,7 +105,7 @@ class SensorNode(MicroexpNode):
 
     def drain(self, timeout_s: float = DRAIN_S) -> bool:
         """Wait until every reliable subscriber has acknowledged what this node published, at most
-        ``timeout_s`` (:func:`~microexp.ros.base.wait_acked`): a publisher destroyed earlier takes what a
+        ``timeout_s`` (:func:`~microexp.ros.publishing.wait_acked`): a publisher destroyed earlier takes what a
         lagging subscriber has not fetched yet with it. False (and one warning) when some were left."""
         left = wait_acked(data_publishers(self), timeout_s)
         if left:
@@ -138,8 +123,8 @@ class SensorNode(MicroexpNode):
         try:
             body()
         except Exception as exc:
-            if self.context_gone():
-                pass  # Ctrl-C/SIGTERM shut rclpy down mid-publish: a stop, not a playback error
+            if self.stopping.is_set():
+                pass  # the node was destroyed mid-publish: a stop, not a playback error
             elif isinstance(exc, MicroexpError):
                 self.playback_error = f"playback stopped: {exc}"
                 self.get_logger().error(self.playback_error)
@@ -160,6 +145,5 @@ class SensorNode(MicroexpNode):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        if self.context.ok():
-            self.drain(STOP_DRAIN_S)
+        self.drain(STOP_DRAIN_S)
         return super().destroy_node()

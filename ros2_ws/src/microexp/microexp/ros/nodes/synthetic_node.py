@@ -30,10 +30,13 @@ from microexp.aus import au_index, au_label
 from microexp.config import Param
 from microexp.events.codecs import make_encoder
 from microexp.events.dtype import make_events
+from microexp.playback import Pacer
 from microexp.protocol import parse_aus
-from microexp.ros.base import LATCHED_QOS, qos_named, run_node
 from microexp.ros.images import to_msg
+from microexp.ros.main import run_node
+from microexp.ros.messages import event_packet
 from microexp.ros.nodes.sensor import SensorNode
+from microexp.ros.qos import LATCHED_QOS, qos_named
 from microexp_msgs.msg import GroundTruth, SegmentMarker
 from microexp_msgs.srv import TakeStatus
 
@@ -289,8 +292,8 @@ class SyntheticRigNode(SensorNode):
                         return
                 try:
                     self._play(msgs)
-                except Exception as exc:  # noqa: BLE001 - publishing after shutdown (Ctrl-C): stop quietly
-                    if not self.context.ok() or self._stop.is_set():
+                except Exception as exc:  # noqa: BLE001 - one clip fails, the next plays
+                    if self._stop.is_set():
                         return
                     self.get_logger().error(f"playing {au} trial {trial} failed: {type(exc).__name__}: {exc}")
                 finally:
@@ -307,19 +310,16 @@ class SyntheticRigNode(SensorNode):
         rate = self.p["rate"]
         if not msgs:
             return
-        h0, w0 = msgs[0].host_time_s, time.monotonic()
+        h0, w0 = msgs[0].host_time_s, time.monotonic()  # the pacer's origin: the first message, now
         host_now = max(w0 - self._origin, self._last_clip_end)
         self._shift_us = {
             name: int(round(setup.clock.sensor_us_float(host_now) - setup.clock.sensor_us_float(0.0)))
             for name, setup in self.rig.setups.items()
         }
         self._last_clip_end = host_now + (msgs[-1].host_time_s - h0) + 0.001
+        pacer = Pacer(rate, self._stop)
         for m in msgs:
-            if rate > 0:
-                delay = w0 + (m.host_time_s - h0) / rate - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):
-                    return
-            if self._stop.is_set():
+            if not pacer.wait(int(round((m.host_time_s - h0) * 1e6))):
                 return
             self._publish(m)
 
@@ -344,15 +344,9 @@ class SyntheticRigNode(SensorNode):
             events["t"] += shift
             enc_name, enc = self.encoders[m.sensor]
             payload, time_base = enc.encode(events)
-            msg = EventPacket()
-            msg.header.frame_id = m.sensor
-            msg.header.stamp.sec, msg.header.stamp.nanosec = self._stamp(
-                m.sensor, m.sensor_time_us + shift, int(events["t"][-1])
-            )
-            msg.width, msg.height = SIZES[m.sensor]
+            stamp = self._stamp(m.sensor, m.sensor_time_us + shift, int(events["t"][-1]))
             seq = self.seqs.get(m.sensor, 0)
-            msg.seq, msg.time_base, msg.encoding, msg.is_bigendian = seq, int(time_base), enc_name, False
-            msg.events = bytes(payload)
+            msg = event_packet(stamp, m.sensor, *SIZES[m.sensor], seq, payload, enc_name, time_base)
             self.seqs[m.sensor] = seq + 1
             pub = self.pubs[(m.sensor, "events")]
             pub.publish(msg)

@@ -12,9 +12,10 @@ from sensor_msgs.msg import Image
 from microexp.config import Param
 from microexp.errors import MicroexpError, input_file
 from microexp.playback import Pacer
-from microexp.ros.base import qos_named, run_node
 from microexp.ros.images import to_msg
+from microexp.ros.main import run_node
 from microexp.ros.nodes.sensor import SensorNode, retry_param, wait_param
+from microexp.ros.qos import qos_named
 
 PARAMS = (
     Param("mode", "device", "capture from a camera or play a video file", choices=("device", "file")),

@@ -26,7 +26,7 @@ def test_close_waits_for_a_running_callback_before_destroying_its_node(capfd):
         if entered.is_set():
             return
         entered.set()
-        time.sleep(0.5)  # close() is called meanwhile
+        time.sleep(0.5)  # stimulus: a callback still running while close() is called (not a wait)
         try:
             pub.publish(String(data="late"))  # the node must still be there
             outcome.append("published")

@@ -7,12 +7,12 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from helpers.bags import read_all
 from helpers.cli import microexp_ok as microexp
+from helpers.wait import wait_until
 
 from microexp.bags.manifest import load as load_manifest
 
@@ -114,15 +114,18 @@ def test_recorder_killed_mid_segment_leaves_a_readable_truncated_bag(tmp_path):
         env=env,
     )
     try:
-        deadline = time.monotonic() + 120
-        mcap = None
-        while time.monotonic() < deadline:
-            found = list(out.glob("seg_0001*/*.mcap"))
-            if found and found[0].stat().st_size > 3_000_000 and not (found[0].parent / "metadata.yaml").exists():
-                mcap = found[0]
-                break
-            time.sleep(0.05)
-        assert mcap is not None, "the first segment never grew"
+        mcap = wait_until(
+            lambda: next(
+                (
+                    f
+                    for f in out.glob("seg_0001*/*.mcap")
+                    if f.stat().st_size > 3_000_000 and not (f.parent / "metadata.yaml").exists()
+                ),
+                None,
+            ),
+            120,
+            "the first segment never grew",
+        )
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)

@@ -16,17 +16,14 @@ Both cut packets as file playback cuts a RAW file: one ``packet_time_us`` interv
 boundaries at its multiples, at most ``packet_max_bytes``. A RAW file opened as a device
 (``DeviceDiscovery.open_raw_file``) runs the same code as a camera.
 
-Metavision bias files (``.bias``) are text: one bias per line as ``VALUE % NAME`` (VALUE an integer offset
-from the factory default on IMX636), lines that start with ``%`` are headers. :func:`parse_bias_file` reads
-them; :func:`check_biases` checks names and values against the device's bias table (or, where the device has
-no bias facility, against the IMX636 table of OpenEB 5.1.1, :data:`IMX636_BIAS_RANGES`).
+Bias files and the settings asked of the camera (:class:`DeviceSettings`) are in
+:mod:`microexp.drivers.evk4_settings`.
 
 Nothing here imports rclpy; ``metavision_hal`` is imported when a device is opened.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -34,24 +31,12 @@ from typing import Callable, Optional
 import numba as nb
 import numpy as np
 
+from microexp.drivers.evk4_settings import IMX636_BIAS_RANGES, DeviceSettings, check_biases
 from microexp.errors import MicroexpError, ParameterError, input_file
 from microexp.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, concat_events
 from microexp.events.evt3 import Evt3Encoder
-from microexp.events.evt3_split import Evt3Cutter, Packet, trigger_triples
+from microexp.events.evt3_split import Evt3Cutter, Evt3Packet, trigger_triples
 from microexp.events.raw import read_raw_header
-
-# Allowed bias offsets of the Sony IMX636 (EVK4) in OpenEB 5.1.1 (hal_psee_plugins, imx636 bias settings):
-# name -> (min, max). Used to check a bias file where the device has no bias facility to ask.
-IMX636_BIAS_RANGES: dict[str, tuple[int, int]] = {
-    "bias_fo": (-150, 200),
-    "bias_hpf": (0, 255),
-    "bias_diff_on": (-150, 200),
-    "bias_diff": (-150, 200),
-    "bias_diff_off": (-150, 200),
-    "bias_refr": (-50, 255),
-}
-
-SYNC_MODES = ("standalone", "master", "slave")
 
 
 class DeviceUnavailable(MicroexpError):
@@ -83,94 +68,6 @@ def raw_reader_available() -> Optional[str]:
             "(`make openeb` builds it with OpenEB)"
         )
     return None
-
-
-# ----------------------------------------------------------------------------------------------- bias files
-
-
-def parse_bias_file(path) -> dict[str, int]:
-    """Read a Metavision ``.bias`` file: {name: value}. Raises ParameterError naming the file and line."""
-    p = os.fspath(path)
-    try:
-        with open(p, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise ParameterError(f"bias_file {p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"bias_file {p}: cannot be read ({exc})") from None
-    biases: dict[str, int] = {}
-    for n, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("%"):
-            continue
-        value, sep, name = text.partition("%")
-        name, value = name.strip(), value.strip()
-        if not sep or not name or not value:
-            raise ParameterError(f"bias_file {p}: line {n}: {line!r} is not 'VALUE % NAME'")
-        try:
-            number = int(value, 10)
-        except ValueError:
-            raise ParameterError(f"bias_file {p}: line {n}: value {value!r} of {name} is not an integer") from None
-        if name in biases:
-            raise ParameterError(f"bias_file {p}: line {n}: {name} is set twice")
-        biases[name] = number
-    if not biases:
-        raise ParameterError(f"bias_file {p}: holds no bias line ('VALUE % NAME')")
-    return biases
-
-
-def check_biases(biases: dict[str, int], ranges: dict[str, tuple[int, int]], where: str) -> None:
-    """Raise ParameterError for the first bias name not in ``ranges`` or value outside its range."""
-    for name, value in biases.items():
-        if name not in ranges:
-            raise ParameterError(f"{where}: unknown bias {name!r} (this sensor has: {', '.join(sorted(ranges))})")
-        lo, hi = ranges[name]
-        if not lo <= value <= hi:
-            raise ParameterError(f"{where}: {name} = {value} is outside its allowed range {lo}..{hi}")
-
-
-# ---------------------------------------------------------------------------------------------- settings
-
-
-@dataclass
-class DeviceSettings:
-    """What the node asks of the camera (its parameters, checked)."""
-
-    bias_file: str = ""
-    biases: dict = field(default_factory=dict)  # parsed bias file
-    roi: Optional[tuple[int, int, int, int]] = None  # x, y, width, height
-    erc_rate_mev_s: float = 0.0
-    trigger_in: bool = False
-    trigger_out_period_us: int = 0
-    sync_mode: str = "standalone"
-
-
-def parse_roi(text: str) -> Optional[tuple[int, int, int, int]]:
-    """'x,y,width,height' -> tuple, '' -> None; ParameterError naming the parameter otherwise."""
-    if not text.strip():
-        return None
-    try:
-        x, y, w, h = (int(v) for v in text.split(","))
-    except ValueError:
-        raise ParameterError(f"parameter roi: {text!r} is not 'x,y,width,height' (four integers)") from None
-    if x < 0 or y < 0 or w <= 0 or h <= 0:
-        raise ParameterError(f"parameter roi: {text!r}: x, y must be >= 0 and width, height > 0")
-    return x, y, w, h
-
-
-def make_settings(p: dict) -> DeviceSettings:
-    """DeviceSettings from the node's parameter values; the bias file is read and parsed here (at start)."""
-    if p.get("sync_mode", "standalone") not in SYNC_MODES:
-        raise ParameterError(f"parameter sync_mode: {p['sync_mode']!r} is not one of {', '.join(SYNC_MODES)}")
-    return DeviceSettings(
-        bias_file=p.get("bias_file", ""),
-        biases=parse_bias_file(p["bias_file"]) if p.get("bias_file") else {},
-        roi=parse_roi(p.get("roi", "")),
-        erc_rate_mev_s=float(p.get("erc_rate_mev_s", 0.0)),
-        trigger_in=bool(p.get("trigger_in", False)),
-        trigger_out_period_us=int(p.get("trigger_out_period_us", 0)),
-        sync_mode=p.get("sync_mode", "standalone"),
-    )
 
 
 # ----------------------------------------------------------------------------------------- event batching
@@ -241,12 +138,12 @@ class Evt3Packetizer:
     def pending(self) -> int:
         return sum(len(e) for e in self._events) + sum(len(t) for t in self._triggers)
 
-    def feed(self, got) -> list[Packet]:
+    def feed(self, got) -> list[Evt3Packet]:
         """One read of the device: (events, triggers); both empty (nothing came in time) flushes."""
         events, triggers = got
         return self.add(events, triggers) if len(events) or len(triggers) else self.flush()
 
-    def add(self, events: Optional[np.ndarray] = None, triggers: Optional[np.ndarray] = None) -> list[Packet]:
+    def add(self, events: Optional[np.ndarray] = None, triggers: Optional[np.ndarray] = None) -> list[Evt3Packet]:
         """Take a batch (EVENT_DTYPE / TRIGGER_DTYPE); return the packets it completed."""
         if events is not None and len(events):
             self._events.append(events)
@@ -262,7 +159,7 @@ class Evt3Packetizer:
         cutoff = latest - latest % self.packet_time_us  # start of the newest (open) interval
         return self._emit(cutoff)
 
-    def flush(self) -> list[Packet]:
+    def flush(self) -> list[Evt3Packet]:
         """Everything held back (end of stream, or the camera went quiet)."""
         return self._emit(None)
 
@@ -280,7 +177,7 @@ class Evt3Packetizer:
             parts.append(arr[k:])
         return arr[:k]
 
-    def _emit(self, cutoff: Optional[int]) -> list[Packet]:
+    def _emit(self, cutoff: Optional[int]) -> list[Evt3Packet]:
         events = self._take(self._events, cutoff, EVENT_DTYPE)
         triggers = self._take(self._triggers, cutoff, TRIGGER_DTYPE)
         if len(events) == 0 and len(triggers) == 0:
@@ -321,12 +218,12 @@ class Evt3Packetizer:
                     break
         return out
 
-    def _packet(self, events: np.ndarray, triggers: np.ndarray) -> Packet:
+    def _packet(self, events: np.ndarray, triggers: np.ndarray) -> Evt3Packet:
         payload = self.encoder.encode_with_triggers(events, triggers)
         ts = [int(events["t"][0]), int(events["t"][-1])] if len(events) else []
         ts += [int(triggers["t"][0]), int(triggers["t"][-1])] if len(triggers) else []
         self._last_t = max(self._last_t, max(ts))
-        return Packet((np.frombuffer(payload, dtype="<u2"),), min(ts), max(ts), trigger_triples(triggers))
+        return Evt3Packet((np.frombuffer(payload, dtype="<u2"),), min(ts), max(ts), trigger_triples(triggers))
 
 
 # ------------------------------------------------------------------------------------------------- device
@@ -483,74 +380,91 @@ class OpenEBDevice:
         """Apply ``s``; return one line per setting the device has no facility for. Raises ParameterError for
         settings the device refuses (unknown bias, value out of range, ROI outside the sensor)."""
         notes: list[str] = []
-        what = self.describe()
         if s.biases:
-            ranges, source = self.bias_ranges()
-            check_biases(s.biases, ranges, f"bias_file {s.bias_file} (checked against {source})")
-            ll = self._facility("i_ll_biases")
-            if ll is None:
-                notes.append(f"{what} has no bias facility (I_LL_Biases): bias_file {s.bias_file} checked, not applied")
-            else:
-                for name, value in s.biases.items():
-                    if not ll.set(name, int(value)):
-                        raise ParameterError(f"bias_file {s.bias_file}: the device refused {name} = {value}")
+            self._set_biases(s, notes)
         if s.roi is not None:
-            x, y, w, h = s.roi
-            if x + w > self.info.width or y + h > self.info.height:
-                raise ParameterError(
-                    f"parameter roi: {x},{y},{w},{h} reaches outside the {self.info.width}x{self.info.height} sensor"
-                )
-            roi = self._facility("i_roi")
-            if roi is None:
-                notes.append(f"{what} has no ROI facility (I_ROI): roi {x},{y},{w},{h} not applied")
-            else:
-                roi.set_mode(self.hal.I_ROI.Mode.ROI)
-                roi.set_window(self.hal.I_ROI.Window(x, y, w, h))
-                roi.enable(True)
+            self._set_roi(s.roi, notes)
         if s.erc_rate_mev_s > 0:
-            erc = self._facility("i_erc_module")
-            if erc is None:
-                notes.append(
-                    f"{what} has no event-rate controller (I_ErcModule): erc_rate_mev_s "
-                    f"{s.erc_rate_mev_s:g} not applied"
-                )
-            else:
-                rate = int(round(s.erc_rate_mev_s * 1e6))
-                lo, hi = int(erc.get_min_supported_cd_event_rate()), int(erc.get_max_supported_cd_event_rate())
-                if not lo <= rate <= hi:
-                    raise ParameterError(
-                        f"parameter erc_rate_mev_s: {s.erc_rate_mev_s:g} is outside what the "
-                        f"camera supports ({lo / 1e6:g}..{hi / 1e6:g} Mev/s)"
-                    )
-                erc.set_cd_event_rate(rate)
-                erc.enable(True)
+            self._set_erc(s.erc_rate_mev_s, notes)
         if s.trigger_in:
-            tin = self._facility("i_trigger_in")
-            if tin is None:
-                notes.append(f"{what} has no trigger input (I_TriggerIn): trigger_in not applied")
-            else:
-                tin.enable(self.hal.I_TriggerIn.Channel.MAIN)
+            self._set_trigger_in(notes)
         if s.trigger_out_period_us > 0:
-            tout = self._facility("i_trigger_out")
-            if tout is None:
-                notes.append(
-                    f"{what} has no trigger output (I_TriggerOut): trigger_out_period_us "
-                    f"{s.trigger_out_period_us} not applied"
-                )
-            else:
-                tout.set_period(int(s.trigger_out_period_us))
-                tout.set_duty_cycle(0.5)
-                tout.enable()
+            self._set_trigger_out(s.trigger_out_period_us, notes)
         if s.sync_mode != "standalone" or self._facility("i_camera_synchronization") is not None:
-            sync = self._facility("i_camera_synchronization")
-            if sync is None:
-                notes.append(
-                    f"{what} has no synchronisation facility (I_CameraSynchronization): "
-                    f"sync_mode {s.sync_mode} not applied"
-                )
-            elif not getattr(sync, f"set_mode_{s.sync_mode}")():
-                raise ParameterError(f"parameter sync_mode: the camera refused mode {s.sync_mode}")
+            self._set_sync_mode(s.sync_mode, notes)
         return notes
+
+    def _set_biases(self, s: DeviceSettings, notes: list[str]) -> None:
+        ranges, source = self.bias_ranges()
+        check_biases(s.biases, ranges, f"bias_file {s.bias_file} (checked against {source})")
+        ll = self._facility("i_ll_biases")
+        if ll is None:
+            notes.append(
+                f"{self.describe()} has no bias facility (I_LL_Biases): bias_file {s.bias_file} checked, not applied"
+            )
+            return
+        for name, value in s.biases.items():
+            if not ll.set(name, int(value)):
+                raise ParameterError(f"bias_file {s.bias_file}: the device refused {name} = {value}")
+
+    def _set_roi(self, window: tuple[int, int, int, int], notes: list[str]) -> None:
+        x, y, w, h = window
+        if x + w > self.info.width or y + h > self.info.height:
+            raise ParameterError(
+                f"parameter roi: {x},{y},{w},{h} reaches outside the {self.info.width}x{self.info.height} sensor"
+            )
+        roi = self._facility("i_roi")
+        if roi is None:
+            notes.append(f"{self.describe()} has no ROI facility (I_ROI): roi {x},{y},{w},{h} not applied")
+            return
+        roi.set_mode(self.hal.I_ROI.Mode.ROI)
+        roi.set_window(self.hal.I_ROI.Window(x, y, w, h))
+        roi.enable(True)
+
+    def _set_erc(self, mev_s: float, notes: list[str]) -> None:
+        erc = self._facility("i_erc_module")
+        if erc is None:
+            notes.append(
+                f"{self.describe()} has no event-rate controller (I_ErcModule): erc_rate_mev_s {mev_s:g} not applied"
+            )
+            return
+        rate = int(round(mev_s * 1e6))
+        lo, hi = int(erc.get_min_supported_cd_event_rate()), int(erc.get_max_supported_cd_event_rate())
+        if not lo <= rate <= hi:
+            raise ParameterError(
+                f"parameter erc_rate_mev_s: {mev_s:g} is outside what the "
+                f"camera supports ({lo / 1e6:g}..{hi / 1e6:g} Mev/s)"
+            )
+        erc.set_cd_event_rate(rate)
+        erc.enable(True)
+
+    def _set_trigger_in(self, notes: list[str]) -> None:
+        tin = self._facility("i_trigger_in")
+        if tin is None:
+            notes.append(f"{self.describe()} has no trigger input (I_TriggerIn): trigger_in not applied")
+            return
+        tin.enable(self.hal.I_TriggerIn.Channel.MAIN)
+
+    def _set_trigger_out(self, period_us: int, notes: list[str]) -> None:
+        tout = self._facility("i_trigger_out")
+        if tout is None:
+            notes.append(
+                f"{self.describe()} has no trigger output (I_TriggerOut): trigger_out_period_us {period_us} not applied"
+            )
+            return
+        tout.set_period(int(period_us))
+        tout.set_duty_cycle(0.5)
+        tout.enable()
+
+    def _set_sync_mode(self, mode: str, notes: list[str]) -> None:
+        sync = self._facility("i_camera_synchronization")
+        if sync is None:
+            notes.append(
+                f"{self.describe()} has no synchronisation facility (I_CameraSynchronization): "
+                f"sync_mode {mode} not applied"
+            )
+        elif not getattr(sync, f"set_mode_{mode}")():
+            raise ParameterError(f"parameter sync_mode: the camera refused mode {mode}")
 
     def data_format(self) -> str:
         """The stream's encoding, upper case without options ('EVT3', 'EVT21', ...; '' when unknown)."""
@@ -662,7 +576,7 @@ def make_packetizer(read: str, info: DeviceInfo, packet_time_us: int, max_bytes:
 
 
 def stream_device(
-    dev: OpenEBDevice, packetizer, on_packet: Callable[[Packet], None], stop, idle_flush_s: float = 0.002
+    dev: OpenEBDevice, packetizer, on_packet: Callable[[Evt3Packet], None], stop, idle_flush_s: float = 0.002
 ) -> str:
     """Read ``dev`` until it ends or ``stop`` is set, handing every packet to ``on_packet``; the held-back
     interval is flushed when no buffer came for ``idle_flush_s``. Returns 'stopped' or 'ended'."""
