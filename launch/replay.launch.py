@@ -20,6 +20,8 @@ ARGS = [
     ("rate", "1.0", "speed factor (1 = as recorded, 0 = as fast as possible)"),
     ("loop", "false", "start again at the end"),
     ("qos", "reliable", "QoS of the republished topics: reliable or sensor"),
+    ("max_gap_s", "2.0", "a step in recorded time longer than this plays as this long (one line each)"),
+    ("keep_gaps", "false", "wait out every gap in recorded time instead"),
 ]
 
 
@@ -38,6 +40,8 @@ def generate_launch_description():
                         "rate": ParameterValue(LaunchConfiguration("rate"), value_type=float),
                         "loop": ParameterValue(LaunchConfiguration("loop"), value_type=bool),
                         "qos": LaunchConfiguration("qos"),
+                        "max_gap_s": ParameterValue(LaunchConfiguration("max_gap_s"), value_type=float),
+                        "keep_gaps": ParameterValue(LaunchConfiguration("keep_gaps"), value_type=bool),
                     }
                 ],
             )

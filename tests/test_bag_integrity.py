@@ -20,10 +20,10 @@ from helpers.cli import microexp, one_line_error
 from test_faults import KILL_WRITER, STRING, cdr_string
 
 from microexp.bags.integrity import CHECKSUM_TABLE, EVENT_PACKET
-from microexp.bags.player import Timeline, play
 from microexp.bags.reader import Bag
 from microexp.bags.types import typestore
 from microexp.bags.writer import SegmentWriter
+from microexp.playback import Timeline, play
 
 T0 = 1_700_000_000_000_000_000
 REAL_BAGS = (

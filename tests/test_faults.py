@@ -651,6 +651,7 @@ def test_replay_skips_killed_and_error_segments_by_name_and_plays_a_killed_one_g
 
 
 @pytest.mark.ros
+@pytest.mark.slow
 def test_replay_validates_rate_and_topics(session):
     seg = session / load_manifest(session)["segments"][0]["name"]
     one_line_error(microexp("replay", seg, "--rate", "1e-300", timeout=120), "rate", "0.001..1000")

@@ -466,6 +466,7 @@ def test_unknown_model_name_is_an_error_naming_the_parameter_and_the_choices():
     assert res.returncode == 2 and "--model" in res.stderr and "snn" in res.stderr and "cnn3d" in res.stderr
 
 
+@pytest.mark.slow
 def test_synth_dataset_records_takes_through_the_real_path(tmp_path):
     """`microexp synth-dataset --takes 2`: two recording sessions of one subject (rig -> DDS -> recorder ->
     bags), trials 1 and 2 of the AU, built into clips labelled with the same subject; a second call records

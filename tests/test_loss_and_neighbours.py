@@ -129,6 +129,7 @@ except Exception:
 """
 
 
+@pytest.mark.slow
 def test_foreign_publisher_is_flagged_in_summary_manifest_and_segment(tmp_path):
     """Two neighbours on the test's domain publish /davis346/imu: one under a node name of no session
     node, one under the rig's own node name (`synthetic`) from another process. Both are flagged; the
@@ -228,6 +229,7 @@ def test_a_second_publisher_of_the_events_topic_does_not_fake_a_loss(tmp_path):
     assert events["seq_missing"] == 0 and events["lost"] == 0 and seg["loss"]["/davis346/events"]["lost"] == 0, events
 
 
+@pytest.mark.slow
 def test_session_without_neighbours_is_not_flagged(tmp_path):
     out = tmp_path / "S02"
     res = microexp(
@@ -253,6 +255,7 @@ def test_session_without_neighbours_is_not_flagged(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ bench load
+@pytest.mark.slow
 def test_bench_load_runs_the_graph_as_separate_processes(testdata):
     testdata("events", "expelliarmus_evt3_sample.raw")
     res = microexp(

@@ -151,6 +151,7 @@ def test_readme_info_lines(user_shell):
 
 
 @pytest.mark.ros
+@pytest.mark.slow
 def test_readme_play_lines_count_what_arrived(user_shell):
     synth = last_json(run("microexp play --synthetic --aus AU12,AU45 --count", user_shell, timeout=180))
     for topic in ("/davis346/events", "/evk4/events", "/webcam/image_raw"):

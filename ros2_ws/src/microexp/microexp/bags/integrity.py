@@ -21,7 +21,7 @@ file, the topic and the message's index in that topic (counted from 0 in recordi
   single message out of line: the topic's next message returns to the old timeline (a damaged time that jumped
   back), or the message after a jump forward comes back (a damaged time that jumped forward). A step back that
   the topic goes on from is the recorder's clock being set back (a recorded clock jump, played over by
-  :mod:`microexp.bags.player`), not damage;
+  :mod:`microexp.playback`), not damage;
 - a payload whose size does not fit its type: an EventPacket or Image whose byte array's length prefix
   disagrees with the bytes the message holds (cut, or with bytes left over), an Image whose ``data`` is not
   ``step x height`` bytes.

@@ -21,6 +21,7 @@ TABLE = (
     ("protocol", "protocol_node", "ProtocolNode"),
     ("replay", "replay_node", "ReplayNode"),
     ("inference", "inference_node", "InferenceNode"),
+    ("renderer", "renderer_node", "RendererNode"),
 )
 PACKAGE = __name__
 

@@ -1,7 +1,7 @@
 """Replay node: republishes every message of a bag (the serialized bytes as stored) with its original
 timing, scaled by ``rate``; the pip install's stand-in for `ros2 bag play`. Every bag is verified
 (:meth:`~microexp.bags.reader.Bag.verify`) before anything is published. Gaps in recorded time longer than
-``max_gap_s`` are shortened, one log line each (:mod:`microexp.bags.player`; ``keep_gaps`` waits them out).
+``max_gap_s`` are shortened, one log line each (:mod:`microexp.playback`; ``keep_gaps`` waits them out).
 
 Timing: a dedicated thread sleeps until shortly before each message is due and then waits actively, so
 the inter-message error stays well under a millisecond on an idle machine.
@@ -14,11 +14,11 @@ import threading
 import time
 from pathlib import Path
 
-from microexp.bags.player import DEFAULT_MAX_GAP_S, Timeline
 from microexp.bags.reader import Bag
 from microexp.bags.session import playable_bags
 from microexp.config import Param
 from microexp.errors import MicroexpError
+from microexp.playback import DEFAULT_MAX_GAP_S, Timeline
 from microexp.ros.main import run_node
 from microexp.ros.messages import msg_class
 from microexp.ros.node import MicroexpNode, declare_params
@@ -111,7 +111,7 @@ class ReplayNode(MicroexpNode):
         self.pubs = {t: self.create_publisher(msg_class(mt), t, qos) for t, mt in self.types.items()}
         self.published: dict[str, int] = {t: 0 for t in self.types}
         self.timing_errors_us: list[float] = []
-        self.gaps: list = []  # the gaps in recorded time met (microexp.bags.player.Gap)
+        self.gaps: list = []  # the gaps in recorded time met (microexp.playback.Gap)
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread = self.spawn(self._run, "replay")

@@ -17,7 +17,6 @@ ready; ``idle`` once every requested clip is published; and the messages publish
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
 import time
@@ -26,17 +25,16 @@ import numpy as np
 from sensor_msgs.msg import Image
 
 from event_camera_msgs.msg import EventPacket
-from microexp.aus import au_index, au_label
 from microexp.config import Param
 from microexp.events.codecs import make_encoder
 from microexp.events.dtype import make_events
-from microexp.playback import Pacer
 from microexp.protocol import parse_aus
 from microexp.ros.images import to_msg
 from microexp.ros.main import run_node
 from microexp.ros.messages import event_packet
 from microexp.ros.nodes.sensor import SensorNode
 from microexp.ros.qos import LATCHED_QOS, qos_named
+from microexp.synth.player import ClipPlayer
 from microexp_msgs.msg import GroundTruth, SegmentMarker
 from microexp_msgs.srv import TakeStatus
 
@@ -138,190 +136,63 @@ class SyntheticRigNode(SensorNode):
             self.clocks[s] = self.add_clock(s, topic=f"/{s}/sync_status")
         self.gt_pub = self.create_publisher(GroundTruth, "~/ground_truth", qos_named("reliable"))
         self.events_published: dict[str, int] = {}
-        self.clips_played = 0
         self.ready = threading.Event()
         self._segments_seen: set = set()
-        self._pending = 0  # clips requested and not yet played
-        self._playing = threading.Event()
-        self._requests: queue.Queue = queue.Queue()
-        self._prepared: queue.Queue = queue.Queue(maxsize=2)
+        self.player = ClipPlayer(
+            self.rig, self.subject_id, self.p["chunk_ms"] / 1000.0, self.p["rate"], self._stop, self._log_line
+        )
         plan = parse_aus(self.p["plan"]) if self.p["plan"] else []
         for i, au in enumerate(plan):
-            self._pending += 1
-            self._requests.put((au, self.p["trial"] + i, None, "plan"))
+            self.player.request(au, self.p["trial"] + i, None, "plan")
         if plan:
-            self._requests.put(None)
+            self.player.end_of_requests()
         else:
             self.create_subscription(SegmentMarker, self.p["segments_topic"], self._on_marker, LATCHED_QOS)
-        self._origin = time.monotonic()
-        self._last_clip_end = 0.0
-        self._shift_us: dict = {}
-        self._cache: dict = {}
-        self._key_locks: dict = {}
-        self._cache_lock = threading.Lock()
         self.create_service(TakeStatus, "~/take_status", self._take_status_srv)
         if self.p["prefetch"]:
-            threading.Thread(
-                target=self._prefetch_loop,
-                args=(parse_aus(self.p["prefetch"]),),
-                name="synthetic_prefetch",
-                daemon=True,
-            ).start()
-        threading.Thread(target=self._prepare_loop, name="synthetic_sim", daemon=True).start()
+            self.spawn(lambda: self.player.prefetch_loop(self._prefetch_plan()), "synthetic_prefetch")
+        self.spawn(self.player.prepare_loop, "synthetic_sim")
         self.start_source(self._play_loop, "synthetic_play")
 
     # -- scheduling ------------------------------------------------------------------------------------------
     def _on_marker(self, m: SegmentMarker) -> None:
         if m.event == "start" and m.segment_id not in self._segments_seen:  # latched markers may repeat
             self._segments_seen.add(m.segment_id)
-            self._pending += 1
             due = time.monotonic() + self.p["perform_delay_s"]
-            self._requests.put((m.au, int(m.trial), due, f"segment {m.segment_id}"))
+            self.player.request(m.au, int(m.trial), due, f"segment {m.segment_id}")
 
-    def _simulate(self, au: str, trial: int) -> list:
-        """The clip's messages, simulated once per (AU, trial): concurrent callers wait for the same work."""
-        key = (au_index(au), int(trial))
-        with self._cache_lock:
-            lock = self._key_locks.setdefault(key, threading.Lock())
-        with lock:
-            if key not in self._cache:
-                t0 = time.monotonic()
-                clip = self.rig.clip(self.subject_id, au_label(key[0]), key[1])
-                self._cache[key] = list(clip.stream(chunk_s=self.p["chunk_ms"] / 1000.0))
-                self.get_logger().info(f"simulated {au_label(key[0])} trial {key[1]} in {time.monotonic() - t0:.1f} s")
-            return self._cache[key]
-
-    def clip_ready(self, au: str, trial: int) -> bool:
-        """Whether the clip of (au, trial) is simulated; if it is neither simulated nor being simulated, start."""
-        key = (au_index(au), int(trial))
-        with self._cache_lock:
-            if key in self._cache:
-                return True
-            lock = self._key_locks.get(key)
-            busy = lock is not None and lock.locked()  # simulated and played already: simulate again
-        if not busy:
-            threading.Thread(target=self._simulate, args=(au, trial), daemon=True).start()
-        return False
-
-    def is_idle(self) -> bool:
-        """Every requested clip has been published."""
-        return self._requests.empty() and self._prepared.empty() and not self._playing.is_set() and self._pending == 0
+    def _prefetch_plan(self) -> list[tuple[str, int]]:
+        """The takes to simulate ahead: the plan's, or those the protocol will ask for, in its order."""
+        aus = parse_aus(self.p["prefetch"])
+        if self.p["plan"]:
+            return [(au, self.p["trial"] + i) for i, au in enumerate(aus)]
+        first, takes = self.p["prefetch_first_trial"], self.p["prefetch_takes"]
+        return [(au, first + k) for au in aus for k in range(takes)]
 
     def _take_status_srv(self, req, res):
         try:
-            res.ready = self.clip_ready(req.au, req.trial) if req.au else True
+            res.ready = self.player.clip_ready(req.au, req.trial) if req.au else True
             res.message = "" if res.ready else f"simulating {req.au} trial {req.trial}"
         except Exception as exc:  # noqa: BLE001 - a bad AU: say so, the caller times out with the message
             res.ready, res.message = False, str(exc)
-        res.idle = self.is_idle()
+        res.idle = self.player.is_idle()
         published = dict(self.published)
         res.topics = list(published)
         res.counts = [int(v) for v in published.values()]
         return res
 
-    def wait_ready(self, au: str, trial: int, timeout_s: float = 120.0) -> bool:
-        """Block until the clip of (au, trial) is simulated (the experimenter waits for the subject)."""
-        key = (au_index(au), int(trial))
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end and not self._stop.is_set():
-            with self._cache_lock:
-                if key in self._cache:
-                    return True
-                busy = key in self._key_locks
-            if not busy:
-                threading.Thread(target=self._simulate, args=(au, trial), daemon=True).start()
-            time.sleep(0.02)
-        return False
-
-    def _prefetch_loop(self, aus: list[str]) -> None:
-        if self.p["plan"]:
-            plan = [(au, self.p["trial"] + i) for i, au in enumerate(aus)]
-        else:  # the takes the protocol will ask for, in its order
-            first, takes = self.p["prefetch_first_trial"], self.p["prefetch_takes"]
-            plan = [(au, first + k) for au in aus for k in range(takes)]
-        for au, trial in plan:
-            while len(self._cache) >= 2 and not self._stop.is_set():  # stay at most two clips ahead
-                time.sleep(0.05)
-            if self._stop.is_set():
-                return
-            try:
-                self._simulate(au, trial)
-            except Exception as exc:
-                self.get_logger().error(f"prefetch of {au} failed: {exc}")
-                return
-
-    def _prepare_loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                req = self._requests.get()
-                if req is None:
-                    self._prepared.put(None)
-                    return
-                au, trial, due, why = req
-                msgs = self._simulate(au, trial)
-                with self._cache_lock:  # played once: keep memory bounded
-                    self._cache.pop((au_index(au), int(trial)), None)
-                self._prepared.put((au, trial, due, msgs))
-        except Exception as exc:  # a failing simulation must not hang the graph
-            self.get_logger().error(f"synthetic rig stopped: {exc}")
-            self._prepared.put(None)
-
-    def wait_idle(self, timeout_s: float = 120.0, grace_s: float = 0.3) -> bool:
-        """Block until every requested clip has been published (the subject finished performing), then
-        ``grace_s`` more for the last messages to cross DDS."""
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end and not self._stop.is_set():
-            if self._requests.empty() and self._prepared.empty() and not self._playing.is_set() and self._pending == 0:
-                time.sleep(grace_s)
-                return True
-            time.sleep(0.02)
-        return False
-
     def _play_loop(self) -> None:
         self.ready.set()
         try:
-            while not self._stop.is_set():
-                item = self._prepared.get()
-                if item is None:
-                    return
-                self._playing.set()
-                au, trial, due, msgs = item
-                if due is not None:
-                    delay = due - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
-                        return
-                try:
-                    self._play(msgs)
-                except Exception as exc:  # noqa: BLE001 - one clip fails, the next plays
-                    if self._stop.is_set():
-                        return
-                    self.get_logger().error(f"playing {au} trial {trial} failed: {type(exc).__name__}: {exc}")
-                finally:
-                    self.clips_played += 1
-                    self._pending -= 1
-                    self._playing.clear()
+            self.player.play_loop(self._publish)
         finally:
             self.finished.set()
 
-    def _play(self, msgs) -> None:
-        """Publish a clip simulated at host time 0 as if it happened now: every sensor's stamps move by
-        what its own clock advanced since the node started (the clocks are affine, so this is exact), which
-        keeps sensor time, seq and the clock estimates continuous across clips."""
-        rate = self.p["rate"]
-        if not msgs:
-            return
-        h0, w0 = msgs[0].host_time_s, time.monotonic()  # the pacer's origin: the first message, now
-        host_now = max(w0 - self._origin, self._last_clip_end)
-        self._shift_us = {
-            name: int(round(setup.clock.sensor_us_float(host_now) - setup.clock.sensor_us_float(0.0)))
-            for name, setup in self.rig.setups.items()
-        }
-        self._last_clip_end = host_now + (msgs[-1].host_time_s - h0) + 0.001
-        pacer = Pacer(rate, self._stop)
-        for m in msgs:
-            if not pacer.wait(int(round((m.host_time_s - h0) * 1e6))):
-                return
-            self._publish(m)
+    def _log_line(self, level: str, text: str) -> None:
+        if level == "error":
+            self.get_logger().error(text)
+        else:
+            self.get_logger().info(text)
 
     # -- publishing ------------------------------------------------------------------------------------------
     def _stamp(self, sensor: str, sensor_us: int, ready_us: int):
@@ -338,7 +209,7 @@ class SyntheticRigNode(SensorNode):
             self.gt_pub.publish(g)
             self.count(self.gt_pub)
             return
-        shift = self._shift_us.get(m.sensor, 0)
+        shift = self.player.shift_us.get(m.sensor, 0)
         if m.kind == "events":
             events = m.payload.copy()
             events["t"] += shift
