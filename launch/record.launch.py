@@ -41,6 +41,12 @@ LAUNCH_ONLY = (
         "its keyboard UI in a window of its own",
     ),
     ("log_level", "info", "log level of the nodes (debug, info, warn, error)"),
+    (
+        "render",
+        "false",
+        "true: also run the renderer node, event frames of the EVK4 (else the DAVIS346) on /renderer/frame "
+        "for an image viewer (docs/viewing.md); it is no part of the recording",
+    ),
 )
 
 
@@ -125,7 +131,32 @@ def _nodes(context):
                 )
             )
         )
+    if extra["render"].lower() == "true":
+        actions += _renderer(config, extra, record_graph(values))
     return actions
+
+
+def _renderer(config: str, extra: dict, specs) -> list:
+    """The renderer node on the graph's EVK4 events, else its DAVIS346 events (a sensor node's, or the synthetic
+    rig's); its end ends nothing."""
+    names = {spec.name for spec in specs}
+    for spec in specs:
+        if spec.executable == "synthetic_node":
+            names.update(str(spec.params.get("sensors", "")).split(","))
+    sensor = next((s for s in ("evk4", "davis346") if s in names), None)
+    if sensor is None:
+        return [LogInfo(msg="render:=true: no event sensor in this graph, no renderer")]
+    files = [os.path.join(config, "renderer_node.yaml")] + ([extra["params_file"]] if extra["params_file"] else [])
+    node = Node(
+        package="microexp",
+        executable="renderer_node",
+        name="renderer",
+        output="screen",
+        emulate_tty=True,
+        parameters=files + [{"events_topic": f"/{sensor}/events"}],
+        ros_arguments=["--log-level", extra["log_level"]],
+    )
+    return [node]
 
 
 def generate_launch_description():

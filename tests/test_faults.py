@@ -554,6 +554,7 @@ def test_record_that_fails_validation_leaves_no_manifest(tmp_path):
         assert not (out / "manifest.json").exists() and not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_train_and_export_bad_input_is_one_line(tmp_path):
     data = write_tiny_dataset(tmp_path / "data")
     common = ("--data", data, "--epochs", "1", "--slices", "4", "--device", "cpu", "--quiet")
@@ -710,6 +711,7 @@ def test_dataset_skips_cut_damaged_and_bad_manifest_inputs_and_flags_truncated_o
 
 
 @pytest.mark.ros
+@pytest.mark.slow  # the module's recorded session (~20 s) is made for it
 def test_dataset_out_and_max_slices_are_checked_before_any_work(session, tmp_path, tmpfs):
     f = tmp_path / "a_file"
     f.write_text("x")

@@ -88,3 +88,34 @@ def test_a_signal_ends_a_node_executable_cleanly_mid_playback(testdata, sig):
     assert code == 0, log[-3000:]
     assert "Traceback" not in log and "ERROR" not in log and "failed" not in log, log[-3000:]
     assert "playback finished" in log, log[-3000:]  # the source thread ended before the node was destroyed
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_ends_replay_while_it_waits_out_a_recorded_gap(tmp_path, sig):
+    """`microexp replay --keep-gaps` of a bag whose recorder clock jumped 10 h: it waits the gap out, and a signal
+    ends the wait at once (what Docker and systemd send is SIGTERM), exit 130 for both signals."""
+    from test_bag_integrity import T0, strings_bag
+
+    times = [T0 + i * 50_000_000 + (36_000 * 10**9 if i >= 5 else 0) for i in range(10)]
+    bag = strings_bag(tmp_path, "seg", times, storage="mcap")
+    cmd = [sys.executable, "-m", "microexp.cli", "replay", str(bag), "--keep-gaps"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    import threading
+
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any("gap in recorded time" in ln for ln in lines), 60, "replay never reached the gap")
+        proc.send_signal(sig)
+        t0 = time.monotonic()
+        code = proc.wait(timeout=30)
+        stop_s = time.monotonic() - t0
+        reader.join(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = "".join(lines)
+    assert code == 130 and stop_s < 10, (code, stop_s, err[-2000:])
+    assert "Traceback" not in err, err[-3000:]

@@ -29,7 +29,17 @@ import numpy as np
 
 from microexp.errors import ParameterError
 
-__all__ = ["Colours", "EventFrameRenderer", "draw_events", "draw_box", "draw_text", "text_size", "GLYPHS"]
+__all__ = [
+    "Colours",
+    "EventFrameRenderer",
+    "pixel_states",
+    "palette",
+    "draw_events",
+    "draw_box",
+    "draw_text",
+    "text_size",
+    "GLYPHS",
+]
 
 RGB = tuple  # (r, g, b), 0..255 each
 
@@ -64,6 +74,27 @@ class Colours:
         return tuple((a + b) // 2 for a, b in zip(self.on, self.off))
 
 
+def pixel_states(events: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Per pixel (row-major, ``height * width``, uint8): 0 no event, 1 more ON than OFF events, 2 more OFF than
+    ON, 3 as many of each (see the module docstring); events outside the frame are ignored."""
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    code = (y * width + x) * 2 + (events["p"] != 0)
+    inside = (x < width) & (y < height)
+    if not inside.all():
+        code = code[inside]
+    counts = np.bincount(code, minlength=2 * width * height).reshape(-1, 2)
+    off, on = counts[:, 0], counts[:, 1]
+    states = (on > off).view(np.uint8) + 2 * (off > on).view(np.uint8)
+    states += 3 * ((on == off) & (on > 0)).view(np.uint8)
+    return states
+
+
+def palette(colours: Colours) -> np.ndarray:
+    """The 4 x 3 uint8 colours of the :func:`pixel_states` 0..3."""
+    return np.array([colours.background, colours.on, colours.off, colours.both], dtype=np.uint8)
+
+
 def draw_events(image: np.ndarray, events: np.ndarray, colours: Colours) -> np.ndarray:
     """Draw ``events`` (EVENT_DTYPE) into ``image`` (H x W x 3 uint8, changed in place, returned): the pixels that
     have events take the colour of their majority polarity (see the module docstring); events outside the image
@@ -71,17 +102,9 @@ def draw_events(image: np.ndarray, events: np.ndarray, colours: Colours) -> np.n
     h, w = image.shape[:2]
     if events.shape[0] == 0:
         return image
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    inside = (x < w) & (y < h)
-    index = y[inside] * w + x[inside]
-    on_mask = events["p"][inside] != 0
-    on = np.bincount(index[on_mask], minlength=h * w)
-    off = np.bincount(index[~on_mask], minlength=h * w)
-    flat = image.reshape(h * w, 3)
-    flat[on > off] = colours.on
-    flat[off > on] = colours.off
-    flat[(on == off) & (on > 0)] = colours.both
+    states = pixel_states(events, w, h)
+    lit = states > 0
+    image.reshape(h * w, 3)[lit] = palette(colours)[states[lit]]
     return image
 
 
@@ -227,14 +250,15 @@ class EventFrameRenderer:
 
     def window_events(self, t_end_us: Optional[int] = None) -> np.ndarray:
         """The events a frame ending at ``t_end_us`` (default: the newest event) shows."""
-        from microexp.events.dtype import concat_events, empty_events
+        from microexp.events.dtype import concat_events, empty_events, take_events
 
         t_end = self.latest_us if t_end_us is None else int(t_end_us)
         if t_end is None or not self._chunks:
             return empty_events()
         ev = concat_events([e for _, e in self._chunks])
         t = ev["t"]
-        return ev[(t > t_end - self.window_us) & (t <= t_end)]
+        keep = (t > t_end - self.window_us) & (t <= t_end)
+        return ev if keep.all() else take_events(ev, keep)
 
     def render(
         self,
@@ -247,9 +271,8 @@ class EventFrameRenderer:
         ``box`` ``(x0, y0, x1, y1)`` outlined and ``label`` written in the top-left corner, both in the overlay
         colour. ``label_scale``: font pixel size (0 = automatic: text about 1/16 of the frame height, font pixels at least 1)."""
         c = self.colours
-        image = np.empty((self.height, self.width, 3), dtype=np.uint8)
-        image[:] = c.background
-        draw_events(image, self.window_events(t_end_us), c)
+        states = pixel_states(self.window_events(t_end_us), self.width, self.height)
+        image = np.take(palette(c), states, axis=0).reshape(self.height, self.width, 3)
         if box is not None:
             draw_box(image, box, c.overlay, thickness=max(1, self.height // 240))
         if label:

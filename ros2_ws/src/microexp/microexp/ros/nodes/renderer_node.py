@@ -83,11 +83,17 @@ PARAMS = (
 BOX_KEEP_S = 3.0  # a tracked face box from the 1 Hz diagnostics is kept this long
 POLL_S = 0.002  # the reader thread takes waiting packets this often
 FRAME_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE
+    history=HistoryPolicy.KEEP_LAST,
+    depth=2,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
 )
 # Overlay subscriptions: best effort matches reliable and best-effort publishers alike.
 OVERLAY_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE
+    history=HistoryPolicy.KEEP_LAST,
+    depth=5,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
 )
 
 

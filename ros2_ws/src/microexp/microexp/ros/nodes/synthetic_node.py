@@ -150,7 +150,8 @@ class SyntheticRigNode(SensorNode):
             self.create_subscription(SegmentMarker, self.p["segments_topic"], self._on_marker, LATCHED_QOS)
         self.create_service(TakeStatus, "~/take_status", self._take_status_srv)
         if self.p["prefetch"]:
-            self.spawn(lambda: self.player.prefetch_loop(self._prefetch_plan()), "synthetic_prefetch")
+            prefetch = self._prefetch_plan()  # a bad AU is refused here, before the node starts
+            self.spawn(lambda: self.player.prefetch_loop(prefetch), "synthetic_prefetch")
         self.spawn(self.player.prepare_loop, "synthetic_sim")
         self.start_source(self._play_loop, "synthetic_play")
 
