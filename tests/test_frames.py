@@ -155,7 +155,7 @@ def test_matches_naive_reference(cols, slice_us, t_start, n_slices, sort, dtype)
     got = event_frames(ev, 8, 6, slice_us=slice_us, t_start=t_start, n_slices=n_slices, dtype=dtype)
     t0 = t_start if t_start is not None else (int(ev["t"][0]) if len(ev) else None)
     if n_slices is None:
-        n_slices = 0 if t0 is None else max(0, (int(ev["t"].max()) - t0) // slice_us + 1)
+        n_slices = 0 if t0 is None or not len(ev) else max(0, (int(ev["t"].max()) - t0) // slice_us + 1)
     want = reference(ev, 8, 6, slice_us, t0 if t0 is not None else 0, n_slices, dtype)
     assert got.dtype == np.dtype(dtype)
     assert np.array_equal(got, want)
