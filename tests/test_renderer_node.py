@@ -1,5 +1,5 @@
 """The renderer node over real DDS: ~/frame (sensor_msgs/Image, rgb8) shows the events of the window in their ON/OFF
-colours, the face box of the inference node's diagnostics and the AU of its predictions; with the real `ros2`
+colours, the face box and the AU of the inference node's predictions; with the real `ros2`
 command line, `ros2 topic hz` measures the frame rate and `ros2 topic echo --once` prints a frame's header and size
 (docs/viewing.md, each line as shown)."""
 
@@ -62,11 +62,14 @@ def publish_paced(pub, events) -> list:
     return sent
 
 
-def prediction(au_index: int, p: float):
+def prediction(au_index: int, p: float, box=None):
+    """An AUPrediction of ``au_index`` at probability ``p``, with the tracked face box ``box`` (None: no face)."""
     from microexp.aus import AU_CODES
     from microexp_msgs.msg import AUPrediction
 
     msg = AUPrediction()
+    if box is not None:
+        msg.face_found, msg.crop_box = True, [float(v) for v in box]
     msg.au_codes = list(AU_CODES)
     probs = [0.0] * len(AU_CODES)
     probs[au_index] = p
@@ -75,14 +78,6 @@ def prediction(au_index: int, p: float):
     msg.smoothed_windows = 3
     msg.state = "movement"
     return msg
-
-
-def diagnostics(box):
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-
-    status = DiagnosticStatus(name="/inference: AU inference")
-    status.values = [KeyValue(key="face", value="found"), KeyValue(key="face.box", value=str(list(box)))]
-    return DiagnosticArray(status=[status])
 
 
 def check_frame(msg, events) -> None:
@@ -115,10 +110,9 @@ def check_frame(msg, events) -> None:
 
 @pytest.mark.slow
 def test_frames_show_the_window_events_the_face_box_and_the_au_label():
-    """A publisher sends 100 ms of EVT3 packets (reliable, paced as a driver sends them), an AUPrediction and the
-    inference diagnostics; the frames on /renderer/frame equal, pixel by pixel, the last 20 ms of those events in
-    their colours, with the diagnostics' box outlined and the prediction's AU written in the corner."""
-    from diagnostic_msgs.msg import DiagnosticArray
+    """A publisher sends 100 ms of EVT3 packets (reliable, paced as a driver sends them) and an AUPrediction; the
+    frames on /renderer/frame equal, pixel by pixel, the last 20 ms of those events in their colours, with the
+    prediction's face box outlined and its AU written in the corner."""
     from sensor_msgs.msg import Image
 
     from event_camera_msgs.msg import EventPacket
@@ -139,7 +133,6 @@ def test_frames_show_the_window_events_the_face_box_and_the_au_label():
                     None,
                     events_topic="/test_render/events",
                     predictions_topic="/test_render/au",
-                    diagnostics_topic="/test_render/diagnostics",
                     rate_hz=20.0,
                     window_ms=20.0,
                     stale_s=60.0,
@@ -152,7 +145,6 @@ def test_frames_show_the_window_events_the_face_box_and_the_au_label():
         side.create_subscription(Image, "/renderer/frame", frames.append, RELIABLE_QOS)
         ev_pub = side.create_publisher(EventPacket, "/test_render/events", RELIABLE_QOS)
         au_pub = side.create_publisher(AUPrediction, "/test_render/au", RELIABLE_QOS)
-        diag_pub = side.create_publisher(DiagnosticArray, "/test_render/diagnostics", RELIABLE_QOS)
         runner.start()
         wait_until(lambda: ev_pub.get_subscription_count() > 0, 30, "the renderer never subscribed")
         sent = publish_paced(ev_pub, events)
@@ -163,8 +155,7 @@ def test_frames_show_the_window_events_the_face_box_and_the_au_label():
         k12 = list(AU_CODES).index(12)
 
         def overlaid_frame():
-            au_pub.publish(prediction(k12, 0.87))
-            diag_pub.publish(diagnostics(BOX))
+            au_pub.publish(prediction(k12, 0.87, BOX))
             if frames and node.label and node.box is not None:
                 since = len(frames)
                 wait_until(lambda: len(frames) > since, 10)  # rendered after both arrived
@@ -236,11 +227,9 @@ def test_frames_go_dark_and_the_label_goes_when_nothing_new_arrives():
         lifecycle.shutdown()
 
 
-def test_labels_from_predictions_and_boxes_from_diagnostics():
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-
+def test_labels_and_boxes_from_predictions():
     from microexp.aus import AU_CODES
-    from microexp.ros.nodes.renderer_node import au_label, diagnostics_box
+    from microexp.ros.nodes.renderer_node import au_label, prediction_box
 
     k = list(AU_CODES).index(45)
     assert au_label(prediction(k, 0.5)) == "AU45 0.50"
@@ -251,9 +240,10 @@ def test_labels_from_predictions_and_boxes_from_diagnostics():
     assert au_label(msg) == "REST"
     msg.state = "no_face"
     assert au_label(msg) == "NO FACE"
-    assert diagnostics_box(diagnostics((1.5, 2, 30, 40.25))) == (1.5, 2.0, 30.0, 40.25)
-    lost = DiagnosticArray(status=[DiagnosticStatus(values=[KeyValue(key="face.box", value="None")])])
-    assert diagnostics_box(lost) is None and diagnostics_box(DiagnosticArray()) is None
+    assert prediction_box(prediction(k, 0.5, (1.5, 2, 30, 40.25))) == (1.5, 2.0, 30.0, 40.25)
+    no_face = prediction(k, 0.5, (1.5, 2, 30, 40.25))
+    no_face.face_found = False  # the crop fell back to the ROI: no face box to show
+    assert prediction_box(no_face) is None and prediction_box(prediction(k, 0.5)) is None
 
 
 # --- the ros2 command line, each line as docs/viewing.md shows it -----------------------------------------------

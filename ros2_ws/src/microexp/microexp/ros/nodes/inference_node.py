@@ -531,6 +531,7 @@ class InferenceNode(MicroexpNode):
         msg.model_id = self.model_id
         msg.events = min(int(r.events), 2**32 - 1)
         msg.face_found = bool(r.face_found)
+        msg.crop_box = np.asarray(r.box, dtype=np.float32)
         msg.state = r.state
         msg.latency_ms = float((time.monotonic_ns() - r.arrival_ns) / 1e6)
         if self.face is not None and (r.state != "no_face") != self._face_state:

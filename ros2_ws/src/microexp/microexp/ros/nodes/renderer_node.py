@@ -10,10 +10,9 @@ subscriber like any other, in a process of its own.
 Overlays, both in ``overlay_colour``: the AU of the newest ``microexp_msgs/AUPrediction`` on
 ``predictions_topic`` written in the top-left corner in a built-in bitmap font (``AU12 0.87``: the smoothed
 decision and its probability; ``REST`` or ``NO FACE`` as the message's state says), and the face box the
-inference node tracks, outlined. AUPrediction carries no box: the box is the ``face.box`` value of the inference
-node's diagnostics (``diagnostics_topic``, 1 Hz, the crop box in event pixels), kept 3 s; ``roi`` outlines a fixed
-box instead while there is none. A label older than ``stale_s`` is dropped, and so are the events when no packet
-arrived for ``stale_s``: the frame goes dark when the stream stops.
+inference node tracks (the prediction's ``crop_box`` while its ``face_found``), outlined; ``roi`` outlines a fixed
+box instead while there is none. A label or box older than ``stale_s`` is dropped, and so are the events when no
+packet arrived for ``stale_s``: the frame goes dark when the stream stops.
 
 ``header.stamp`` of a frame is the ROS time it was rendered at; ``header.frame_id`` the packets' frame unless
 ``frame_id`` says otherwise. No frame is published before the first packet (the sensor geometry comes with it).
@@ -21,12 +20,10 @@ arrived for ``stale_s``: the frame goes dark when the stream stops.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Optional
 
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -48,13 +45,7 @@ PARAMS = (
     Param(
         "predictions_topic",
         "/inference/au",
-        "AUPrediction topic whose AU is written on the frame (empty = no label)",
-    ),
-    Param(
-        "diagnostics_topic",
-        "/inference/diagnostics",
-        "the inference node's diagnostics: their face.box (the tracked face crop, event pixels, 1 Hz) is "
-        "outlined (empty = no tracked box)",
+        "AUPrediction topic whose AU is written on the frame and whose face box is outlined (empty = neither)",
     ),
     Param("roi", "", "fixed box x,y,width,height in event pixels, outlined while no tracked face box is known"),
     Param("rate_hz", 15.0, "frames published per second on ~/frame", min=0.5, max=120.0, unit="Hz"),
@@ -80,7 +71,6 @@ PARAMS = (
         choices=("reliable", "sensor"),
     ),
 )
-BOX_KEEP_S = 3.0  # a tracked face box from the 1 Hz diagnostics is kept this long
 POLL_S = 0.002  # the reader thread takes waiting packets this often
 FRAME_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
@@ -114,28 +104,21 @@ def au_label(msg) -> str:
     return f"AU{int(msg.au_codes[k])} {float(probs[k]):.2f}"
 
 
-def diagnostics_box(msg) -> Optional[tuple]:
-    """The ``face.box`` ``(x0, y0, x1, y1)`` of a DiagnosticArray of the inference node, or None (no such value,
-    or no face)."""
-    for status in msg.status:
-        for kv in status.values:
-            if kv.key != "face.box":
-                continue
-            try:
-                box = json.loads(kv.value)
-            except ValueError:  # "None": the face is lost
-                return None
-            if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
-                return tuple(float(v) for v in box)
-            return None
-    return None
+def prediction_box(msg) -> Optional[tuple]:
+    """The tracked face box ``(x0, y0, x1, y1)`` of an AUPrediction (its ``crop_box`` while ``face_found``), or
+    None (no face: the crop is a fixed ROI or the whole sensor)."""
+    if not msg.face_found:
+        return None
+    box = tuple(float(v) for v in msg.crop_box)
+    return box if box[2] > box[0] and box[3] > box[1] else None
+
 
 
 class RendererNode(MicroexpNode):
     def __init__(self, name: str = "renderer", namespace: str = "", parameter_overrides=None):
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides)
         self.p = declare_params(self, PARAMS)
-        for key in ("events_topic", "predictions_topic", "diagnostics_topic"):
+        for key in ("events_topic", "predictions_topic"):
             if key != "events_topic" and not self.p[key]:
                 continue
             check_topic_name(self.p[key], f"{self.get_name()}: parameter {key}")
@@ -154,14 +137,12 @@ class RendererNode(MicroexpNode):
         self.packet_frame_id = ""
         self.last_packet = 0.0  # monotonic time of the newest packet with events
         self.label, self.label_at = "", 0.0
-        self.box, self.box_at = None, 0.0
+        self.box = None
         self.counts = {"packets": 0, "events": 0, "decode_errors": 0, "frames": 0}
         qos = FRAME_QOS if self.p["qos"] == "reliable" else SENSOR_QOS
         self.pub = self.create_publisher(Image, "~/frame", qos)
         if self.p["predictions_topic"]:
             self.create_subscription(AUPrediction, self.p["predictions_topic"], self._on_prediction, OVERLAY_QOS)
-        if self.p["diagnostics_topic"]:
-            self.create_subscription(DiagnosticArray, self.p["diagnostics_topic"], self._on_diagnostics, OVERLAY_QOS)
         self.intake = Intake(self, self._on_packet, POLL_S, raw=False, name="renderer_intake")
         self.intake.subscribe(self.p["events_topic"], EventPacket, SENSOR_QOS)
         self.intake.start()
@@ -189,18 +170,15 @@ class RendererNode(MicroexpNode):
 
     def _on_prediction(self, msg) -> None:
         self.label, self.label_at = au_label(msg), time.monotonic()
-
-    def _on_diagnostics(self, msg) -> None:
-        box = diagnostics_box(msg)
-        if box is not None or any(kv.key == "face" for s in msg.status for kv in s.values):
-            self.box, self.box_at = box, time.monotonic()
+        self.box = prediction_box(msg)
 
     def frame(self):
         """The frame to publish now (H x W x 3 RGB), or None before the first packet."""
         now = time.monotonic()
         stale = self.p["stale_s"]
-        label = self.label if now - self.label_at <= stale else ""
-        box = self.box if self.box is not None and now - self.box_at <= BOX_KEEP_S else self.roi
+        fresh = now - self.label_at <= stale
+        label = self.label if fresh else ""
+        box = self.box if self.box is not None and fresh else self.roi
         with self._lock:
             if self.renderer is None:
                 return None
