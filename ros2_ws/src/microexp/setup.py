@@ -34,7 +34,7 @@ setup(
         ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
         ("share/" + PACKAGE + "/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
-    package_data={PACKAGE: ["schemas/*.json"]},
+    package_data={PACKAGE: ["schemas/*.json", "monitor/page/*"]},
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="microexp maintainers",

@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("microexp.ros.commands.replay", "republish a bag or session with its original timing"),
     "infer": ("microexp.ros.commands.infer", "run the live SNN inference node: events in, AU predictions on ~/au"),
     "watch": ("microexp.ros.commands.watch", "live terminal view of an AU topic: top-3 AUs, latency, skipped windows"),
+    "monitor": (
+        "microexp.ros.commands.monitor",
+        "live web page of the session on this machine: event frames, face box, AUs, sensors, protocol, recorder",
+    ),
     "evaluate": (
         "microexp.ros.commands.evaluate",
         "score the live AU output on recorded sessions against their truth (spotting, recognition, offline)",

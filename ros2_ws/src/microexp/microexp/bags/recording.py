@@ -12,6 +12,7 @@ writer-queue drops; ``lost = dropped + seq_missing``.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -151,6 +152,24 @@ class RecordingSession:
                 d["lost"] = d["dropped"] + d["seq_missing"]
                 out[t] = d
         return out
+
+    def status(self) -> dict:
+        """The session now, for a status display: bytes written and queued, free bytes on the session's disk, the
+        segments so far and the open one, and per topic the messages received and lost (dropped + seq_missing)."""
+        loss = self._loss_snapshot()
+        try:
+            free = shutil.disk_usage(self.folder).free
+        except OSError:
+            free = -1
+        seg = self.current
+        return {
+            "bytes": sum(v["bytes"] for v in loss.values()),
+            "queued_bytes": self.writer.queued_bytes,
+            "free_bytes": free,
+            "segments": len(self.manifest.segments),
+            "segment": {k: seg[k] for k in ("id", "name", "subject", "au", "trial") if k in seg} if seg else None,
+            "topics": {t: {"received": v["received"], "lost": v["dropped"] + v["seq_missing"]} for t, v in loss.items()},
+        }
 
     # -- segments -----------------------------------------------------------------------------------------------
     def start_segment(self, subject: str, au: str, trial: int, lux: float, note: str = "") -> dict:

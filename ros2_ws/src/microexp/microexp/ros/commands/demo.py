@@ -34,6 +34,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sensors", default="davis346,evk4,webcam", help="simulated sensors")
     parser.add_argument("--model", default="", help="SNN checkpoint (default: models/au_snn_default.pt)")
     parser.add_argument("--time-scale", type=float, default=0.5, help="protocol phase durations scale")
+    parser.add_argument(
+        "--monitor-port",
+        type=int,
+        default=8765,
+        help="port of the live monitor page on 127.0.0.1 (0 = any free port; -1 = no monitor)",
+    )
 
 
 def record_args(args, out) -> argparse.Namespace:
@@ -45,6 +51,23 @@ def record_args(args, out) -> argparse.Namespace:
     ns.source, ns.subject, ns.aus, ns.sensors = "synthetic", args.subject, args.aus, args.sensors
     ns.time_scale, ns.headless = args.time_scale, True
     return ns
+
+
+def add_monitor(graph, port: int):
+    """The monitor node of the demo on 127.0.0.1:``port`` (a free port when that one is taken); its address is
+    printed."""
+    from microexp.ros.compose import overrides
+    from microexp.ros.nodes.monitor_node import MonitorNode
+
+    try:
+        node = graph.add(MonitorNode(parameter_overrides=overrides("monitor", None, port=port)))
+    except MicroexpError as exc:
+        if "is taken" not in str(exc) or port == 0:
+            raise
+        print(f"demo: {exc}; using a free port instead", flush=True)
+        node = graph.add(MonitorNode(parameter_overrides=overrides("monitor", None, port=0)))
+    print(f"demo: live monitor on {node.url} (open it in a browser while the demo runs)", flush=True)
+    return node
 
 
 def run(args) -> int:
@@ -68,6 +91,8 @@ def run(args) -> int:
     lock = threading.Lock()
 
     def add_nodes(graph):
+        if args.monitor_port >= 0:
+            add_monitor(graph, args.monitor_port)
         if model is None:
             return []
         from rclpy.node import Node

@@ -22,6 +22,7 @@ TABLE = (
     ("replay", "replay_node", "ReplayNode"),
     ("inference", "inference_node", "InferenceNode"),
     ("renderer", "renderer_node", "RendererNode"),
+    ("monitor", "monitor_node", "MonitorNode"),
 )
 PACKAGE = __name__
 

@@ -12,7 +12,9 @@ The session ends through ``~/end_session`` (the protocol calls it when it is don
 marked ``error`` with the reason), ``summary.json`` is written and the manifest gets ``finished`` and
 ``end_reason``, the sensors whose topics were recorded and their last clock-sync state (from their
 ``sync_status`` topics). ``~/take_status`` reports the messages received per topic (the protocol compares them
-with what a simulated subject published).
+with what a simulated subject published); ``~/diagnostics`` (diagnostic_msgs/DiagnosticArray, every
+``diagnostics_period_s``) the session's state: bytes written and queued, free space on its disk, the segments and the
+open one, and per topic the messages received and lost.
 Losses are counted where they happen: EventPacket ``seq`` gaps (read from the CDR bytes: packets that never
 reached the recorder) and writer-queue drops, per segment (``loss`` in the manifest) and per topic in the
 summary. Every publisher of a recorded topic is listed; one outside the session's graph
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from microexp.bags.manifest import (
     check_output_folder,
@@ -37,7 +41,7 @@ from microexp.ros.main import run_node
 from microexp.ros.messages import msg_class
 from microexp.ros.neighbours import PublisherWatch
 from microexp.ros.node import MicroexpNode, declare_params
-from microexp.ros.qos import LATCHED_QOS
+from microexp.ros.qos import LATCHED_QOS, RELIABLE_QOS
 from microexp_msgs.msg import SegmentMarker
 from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 
@@ -117,6 +121,14 @@ PARAMS = (
         "or from another host, is flagged as foreign (empty list = any node name)",
     ),
     Param("allow_remote_publishers", False, "expected nodes may run on other hosts (discovery beyond localhost)"),
+    Param(
+        "diagnostics_period_s",
+        1.0,
+        "period of ~/diagnostics (bytes written, free disk space, segment, messages and losses per topic)",
+        min=0.05,
+        max=60.0,
+        unit="s",
+    ),
 )
 
 
@@ -181,6 +193,8 @@ class RecorderNode(MicroexpNode):
         self.create_timer(0.2, self.discover)
         self._info_subs: dict = {}
         self.create_timer(0.5, self._discover_sensor_info)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "~/diagnostics", RELIABLE_QOS)
+        self.create_timer(self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"recording into {self.folder} ({self.p['storage']}); {len(self.topics)} topics")
 
     # the session's state, as tools and tests read it
@@ -406,6 +420,30 @@ class RecorderNode(MicroexpNode):
         """Remove the manifest of a session that recorded no segment (it failed before its first take), so that
         the same folder can be used again; the node then shuts down without ending a session."""
         self.session.discard()
+
+    def publish_diagnostics(self) -> None:
+        """The session's state as one DiagnosticStatus (``values``: flat keys, ``topic.<name>.received|lost``)."""
+        st = self.session.status()
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: recording", hardware_id=str(self.folder))
+        lost = sum(v["lost"] for v in st["topics"].values())
+        seg = st["segment"]
+        status.level = DiagnosticStatus.WARN if lost else DiagnosticStatus.OK
+        status.message = (f"segment {seg['name']}" if seg else "no open segment") + (f"; {lost} lost" if lost else "")
+        values = {
+            "bytes": st["bytes"],
+            "queued_bytes": st["queued_bytes"],
+            "free_bytes": st["free_bytes"],
+            "segments": st["segments"],
+        }
+        if seg:
+            values.update({f"segment.{k}": v for k, v in seg.items()})
+        for topic, v in st["topics"].items():
+            values[f"topic.{topic}.received"] = v["received"]
+            values[f"topic.{topic}.lost"] = v["lost"]
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
 
     def _log_line(self, level: str, text: str) -> None:
         """The session's lines on the node's log (rclpy wants one call site per severity)."""
