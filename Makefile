@@ -34,6 +34,7 @@ test: setup lint
 	 else echo "ros2-cli: $(ROS2_SRC) is absent: the tests of the ros2 command line will skip"; fi
 	@if [ -e "$(OPENEB_SRC)" ]; then bash scripts/openeb.sh --apt --src "$(OPENEB_SRC)" >/dev/null; \
 	  else echo "make test: no OpenEB source at $(OPENEB_SRC): the tests that need OpenEB skip"; fi
+	@bash scripts/chromium.sh
 	@$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 
 # The quick tier: lint, then the tests that are neither slow nor heavy (heavy: they need Docker, OpenEB or the ros2

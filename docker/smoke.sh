@@ -14,6 +14,7 @@
 #      user is 1000, so the any-UID path is what runs): records two synthetic sessions in a row (`record`, each
 #      into its own timestamped folder), starts `infer` and `watch`, replays the first session in a third
 #      container, counts AU predictions in a fourth (`microexp watch --count`), checks that `watch` printed them,
+#      that the `monitor` service serves its page on the host's 127.0.0.1 and its websocket shows the replay,
 #      that every service's health check reached healthy, that every file is owned by the host user with modes
 #      0700/0600, and that `docker kill` of `record` mid-segment leaves a bag that `microexp info` reads.
 #
@@ -264,11 +265,43 @@ if [ "$typed_v2" = 1 ]; then
   [ -n "$tw_c" ] || { cat "$work/typed_watch.log"; fail "docker compose -f docker/compose.yaml run --rm watch started no container"; }
   wait_healthy "$tw_c" 120 || { tail -n 20 "$work/typed_watch.log"; fail "the watch of 'docker compose -f docker/compose.yaml run --rm watch' never reported healthy"; }
 fi
+monitor_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+export MICROEXP_MONITOR_PORT="$monitor_port"
+if [ "$typed_v2" = 1 ]; then
+  log "as typed: docker compose -f docker/compose.yaml up -d monitor"
+  typed_start "$work/typed_monitor.log" "docker compose -f docker/compose.yaml up -d monitor"
+  wait "$typed_pid" || { cat "$work/typed_monitor.log"; fail "'docker compose -f docker/compose.yaml up -d monitor' failed"; }
+else
+  compose up -d monitor > "$work/up_monitor.log" 2>&1 || { cat "$work/up_monitor.log"; fail "compose up monitor failed"; }
+fi
+monitor_c="$(compose ps -q monitor)"
+wait_healthy "$monitor_c" 120 || { docker_cli logs --tail 20 "$monitor_c"; fail "monitor never reported healthy: $(last_health "$monitor_c")"; }
+page="$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+  "http://127.0.0.1:$monitor_port/" 2>&1)" || fail "the monitor page on the host's 127.0.0.1:$monitor_port did not load: $page"
+[[ "$page" == *"<title>microexp monitor</title>"* ]] || fail "127.0.0.1:$monitor_port served no monitor page"
+# the page's websocket, read inside the container while the session replays: the EVK4 streaming and a prediction
+docker_cli exec "$monitor_c" /opt/microexp/docker/entrypoint.sh python3 -c '
+import asyncio, json, sys, aiohttp
+async def main(url):
+    seen = set()
+    async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+        async for msg in ws:
+            snap = json.loads(msg.data)
+            if snap["sensors"].get("evk4", {}).get("state") == "streaming": seen.add("evk4 streaming")
+            if snap["prediction"] is not None: seen.add("prediction")
+            if "/evk4/events" in snap["frames"]: seen.add("event frame")
+            if len(seen) == 3: break
+    print(", ".join(sorted(seen)))
+asyncio.run(asyncio.wait_for(main(sys.argv[1]), 180))
+' "ws://127.0.0.1:$monitor_port/ws" > "$work/monitor_ws.log" 2>&1 &
+monitor_ws=$!
 sleep 5
 log "replaying $s1 in its own container"
 compose run --rm -T record microexp replay "/data/recordings/$s1" --topics /evk4/events --wait-subscribers 30 \
   > "$work/replay.log" 2>&1 \
   || { tail -n 20 "$work/replay.log"; fail "replay of $s1 failed"; }
+wait "$monitor_ws" || { tail -c 2000 "$work/monitor_ws.log"; fail "the monitor page's websocket did not show the replayed EVK4 and a prediction"; }
+log "monitor on the host's 127.0.0.1:$monitor_port: page served; its websocket showed $(tail -n 1 "$work/monitor_ws.log")"
 code="$(wait_exit "$counter" 120)"
 [ "$code" = 0 ] || { docker_cli logs --tail 20 "$counter"; fail "the counting container got fewer than $n_pred AU predictions (exit $code)"; }
 # one block per prediction, headed by the topic name (microexp watch --plain)
@@ -288,7 +321,7 @@ if [ -n "$typed_watch" ]; then
   log "as typed: docker compose -f docker/compose.yaml run --rm watch showed $typed_watch_lines lines naming an AU; Ctrl-C: exit $code"
 fi
 [ "$(health "$infer_c")" = healthy ] || fail "infer is $(health "$infer_c") after the replay"
-compose stop -t 10 infer watch > /dev/null 2>&1 || true
+compose stop -t 10 infer watch monitor > /dev/null 2>&1 || true
 
 log "record, killed mid-segment"
 c="$project-record-kill"
@@ -337,7 +370,7 @@ if [ "$typed_v2" = 1 ]; then
   log "as typed: docker compose -f docker/compose.yaml run --rm record wrote $s4, ended on Ctrl-C (exit $code, end_reason: $reason)"
 fi
 
-printf '{"build_s": %d, "cached_steps": %d, "image_bytes": %s, "sessions": 2, "predictions_counted": %d, "killed_bag_messages": "%s", "total_s": %d, "gpu": "%s", "compose": "%s", "typed_watch_au_lines": "%s", "typed_record_session": "%s"}\n' \
+printf '{"build_s": %d, "cached_steps": %d, "image_bytes": %s, "sessions": 2, "predictions_counted": %d, "killed_bag_messages": "%s", "total_s": %d, "gpu": "%s", "compose": "%s", "typed_watch_au_lines": "%s", "typed_record_session": "%s", "monitor_ws": "%s"}\n' \
   "$build_s" "$cached_steps" "$size" "$counted" "$msgs" $((SECONDS - t0)) "${gpu_line//\"/}" "${compose_cmd[*]}" \
-  "$typed_watch_lines" "$typed_record"
+  "$typed_watch_lines" "$typed_record" "$(tail -n 1 "$work/monitor_ws.log")"
 echo PASSED

@@ -47,6 +47,12 @@ LAUNCH_ONLY = (
         "true: also run the renderer node, event frames of the EVK4 (else the DAVIS346) on /renderer/frame "
         "for an image viewer (docs/viewing.md); it is no part of the recording",
     ),
+    (
+        "monitor",
+        "false",
+        "true: also run the monitor node, the session's live web page on http://127.0.0.1:8765/ (docs/monitor.md; "
+        "at a lower priority, no part of the recording)",
+    ),
 )
 
 
@@ -133,7 +139,25 @@ def _nodes(context):
         )
     if extra["render"].lower() == "true":
         actions += _renderer(config, extra, record_graph(values))
+    if extra["monitor"].lower() == "true":
+        actions.append(_side_node("monitor_node", "monitor", config, extra, {}, prefix="nice -n 10"))
     return actions
+
+
+def _side_node(executable: str, name: str, config: str, extra: dict, params: dict, prefix=None):
+    """A node beside the recording (renderer, monitor): the package's parameters, the extra file, ``params``; its
+    end ends nothing."""
+    files = [os.path.join(config, f"{executable}.yaml")] + ([extra["params_file"]] if extra["params_file"] else [])
+    return Node(
+        package="microexp",
+        executable=executable,
+        name=name,
+        output="screen",
+        emulate_tty=True,
+        parameters=files + [params],
+        prefix=prefix,
+        ros_arguments=["--log-level", extra["log_level"]],
+    )
 
 
 def _renderer(config: str, extra: dict, specs) -> list:
@@ -146,17 +170,7 @@ def _renderer(config: str, extra: dict, specs) -> list:
     sensor = next((s for s in ("evk4", "davis346") if s in names), None)
     if sensor is None:
         return [LogInfo(msg="render:=true: no event sensor in this graph, no renderer")]
-    files = [os.path.join(config, "renderer_node.yaml")] + ([extra["params_file"]] if extra["params_file"] else [])
-    node = Node(
-        package="microexp",
-        executable="renderer_node",
-        name="renderer",
-        output="screen",
-        emulate_tty=True,
-        parameters=files + [{"events_topic": f"/{sensor}/events"}],
-        ros_arguments=["--log-level", extra["log_level"]],
-    )
-    return [node]
+    return [_side_node("renderer_node", "renderer", config, extra, {"events_topic": f"/{sensor}/events"})]
 
 
 def generate_launch_description():

@@ -22,6 +22,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1,
 HEAVY_FIXTURES = {
     "cli_env": "the ROS 2 command line (ros2 launch/run/topic, built by `make ros2-cli`)",
     "openeb": "OpenEB (built by `make openeb`)",
+    "page": "a headless chromium (Debian's, installed by `make test`)",
 }
 
 
@@ -37,6 +38,46 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if HEAVY_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.heavy)
+
+
+@pytest.fixture(scope="module")
+def cli_env():
+    """The environment of a shell after `. .venv/bin/activate`, with `ros2` built by `make ros2-cli` (from
+    $ROS2_SRC, default ../shared/ros2-src; skipped with the reason when that folder is absent)."""
+    import subprocess
+    import time
+
+    from helpers.paths import REPO
+
+    ros2_src = Path(os.environ.get("ROS2_SRC", REPO.parent / "shared" / "ros2-src"))
+    if not ros2_src.is_dir():
+        pytest.skip(
+            f"{ros2_src} is absent: the ROS 2 command line (launch, ros2cli) cannot be built "
+            "(give its folder with ROS2_SRC=DIR)"
+        )
+    t0 = time.monotonic()
+    res = subprocess.run(
+        ["make", "ros2-cli", f"ROS2_SRC={ros2_src}"], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    print(f"make ros2-cli: {time.monotonic() - t0:.1f} s")
+    env = dict(os.environ)
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(REPO / ".venv")
+    env.pop("PYTHONPATH", None)
+    yield env
+    # the ros2 commands started a daemon for this domain: stop it with the tests
+    subprocess.run(["bash", "-c", "ros2 daemon stop"], env=env, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def page():
+    """A page of a headless Chromium (Debian's chromium, driven by Playwright), closed after the test."""
+    from microexp.monitor.browser import browser
+
+    with browser() as b:
+        p = b.new_page(viewport={"width": 1400, "height": 900})
+        yield p
 
 
 @pytest.fixture

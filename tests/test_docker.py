@@ -285,10 +285,11 @@ def test_compose_validates_against_the_compose_schema():
     assert list(validator.iter_errors(bad)), "the validation has teeth"
 
 
-def test_compose_services_record_infer_watch():
+def test_compose_services_record_infer_watch_monitor():
     doc = compose_doc()
     services = doc["services"]
-    assert set(services) == {"record", "infer", "watch"}
+    assert set(services) == {"record", "infer", "watch", "monitor"}
+    assert services["monitor"]["command"] == ["microexp", "monitor", "--port", "${MICROEXP_MONITOR_PORT:-8765}"]
     for name, svc in services.items():
         assert svc["network_mode"] == "host" and svc["ipc"] == "host", name
         env = svc["environment"]
@@ -573,6 +574,7 @@ def test_smoke_builds_and_runs_the_deployment():
         # dockerd.sh start installed Compose v2, so the README's `docker compose` lines ran as typed
         assert figures["compose"] == "docker_cli compose", figures
         assert int(figures["typed_watch_au_lines"]) > 0 and figures["typed_record_session"].startswith("session-")
+        assert figures["monitor_ws"] == "event frame, evk4 streaming, prediction", figures
         print(json.dumps(figures))
     finally:
         if started_here:

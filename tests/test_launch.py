@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pytest
 from helpers.bags import read_all
-from helpers.paths import REPO, TESTDATA
+from helpers.paths import TESTDATA
 from helpers.shown import assert_shown
 from helpers.wait import wait_until
 
 from microexp.bags.manifest import load as load_manifest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-ROS2_SRC = Path(os.environ.get("ROS2_SRC", REPO.parent / "shared" / "ros2-src"))
 
 RECORD = "ros2 launch microexp record.launch.py source:=synthetic subject:=S01 aus:=AU2,AU12,AU45 out:=recordings/S01"
 RECORD_FAST = "ros2 launch microexp record.launch.py source:=synthetic subject:=S02 aus:=AU2,AU12 out:=recordings/S02 time_scale:=0.5"
@@ -34,29 +33,6 @@ REPLAY = "ros2 launch microexp replay.launch.py bag:=recordings/S01 loop:=true"
 INFER = "ros2 launch microexp inference.launch.py events_topic:=/evk4/events"
 ECHO = "ros2 topic echo --once /inference/au microexp_msgs/msg/AUPrediction"
 ECHO_EVENTS = "ros2 topic echo --once /inference/au_events microexp_msgs/msg/AUEvent"
-
-
-@pytest.fixture(scope="module")
-def cli_env():
-    """The environment of a shell after `. .venv/bin/activate`, with `ros2` built by `make ros2-cli`."""
-    if not ROS2_SRC.is_dir():
-        pytest.skip(
-            f"{ROS2_SRC} is absent: the ROS 2 command line (launch, ros2cli) cannot be built "
-            "(give its folder with ROS2_SRC=DIR)"
-        )
-    t0 = time.monotonic()
-    res = subprocess.run(
-        ["make", "ros2-cli", f"ROS2_SRC={ROS2_SRC}"], cwd=REPO, capture_output=True, text=True, timeout=900
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    print(f"make ros2-cli: {time.monotonic() - t0:.1f} s")
-    env = dict(os.environ)
-    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
-    env["VIRTUAL_ENV"] = str(REPO / ".venv")
-    env.pop("PYTHONPATH", None)
-    yield env
-    # the ros2 commands started a daemon for this domain: stop it with the tests
-    subprocess.run(["bash", "-c", "ros2 daemon stop"], env=env, capture_output=True, timeout=60)
 
 
 def sh(line: str, env: dict, cwd: Path, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:

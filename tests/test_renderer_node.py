@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rclpy
 from helpers.events import packets
-from helpers.paths import REPO, TESTDATA
+from helpers.paths import TESTDATA
 from helpers.shown import assert_shown
 from helpers.wait import wait_until
 
@@ -252,25 +252,6 @@ PLAY = "microexp play --davis-file ../shared/data/events/tonic_sample.aedat4 --l
 RUN = "ros2 run microexp renderer_node --ros-args -p events_topic:=/davis346/events"
 HZ = "ros2 topic hz /renderer/frame"
 ECHO = "ros2 topic echo --once /renderer/frame sensor_msgs/msg/Image --no-arr"
-ROS2_SRC = Path(os.environ.get("ROS2_SRC", REPO.parent / "shared" / "ros2-src"))
-
-
-@pytest.fixture(scope="module")
-def cli_env():
-    """The environment of a shell after `. .venv/bin/activate`, with `ros2` built by `make ros2-cli` (as
-    tests/test_launch.py makes it)."""
-    if not ROS2_SRC.is_dir():
-        pytest.skip(f"{ROS2_SRC} is absent: the ROS 2 command line cannot be built (give its folder with ROS2_SRC=DIR)")
-    res = subprocess.run(
-        ["make", "ros2-cli", f"ROS2_SRC={ROS2_SRC}"], cwd=REPO, capture_output=True, text=True, timeout=900
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    env = dict(os.environ)
-    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
-    env["VIRTUAL_ENV"] = str(REPO / ".venv")
-    env.pop("PYTHONPATH", None)
-    yield env
-    subprocess.run(["bash", "-c", "ros2 daemon stop"], env=env, capture_output=True, timeout=60)
 
 
 def start(line: str, env: dict, cwd: Path, log: Path) -> subprocess.Popen:

@@ -181,3 +181,23 @@ def test_two_publishers_on_one_topic_do_not_fake_a_loss():
         next(a), next(a)  # two packets of the first stream lost
         t.update(next(a))
         assert t.missing == 2
+
+
+def test_merged_evt3_runs_decode_to_the_same_events_and_other_encodings_pass_one_by_one():
+    """merge_evt3 (the monitor decodes a turn's packets per run): consecutive EVT3 packets of one geometry become one
+    packet whose events equal those of the parts; a geometry change or another encoding ends a run."""
+    from microexp.events.stream import merge_evt3
+
+    first = random_events(*DAVIS, 4000, 1_000_000, 40_000, seed=7)
+    second = random_events(640, 480, 500, 1_100_000, 5_000, seed=8)
+    third = random_events(*DAVIS, 300, 1_200_000, 5_000, seed=9)
+    evt3 = packets("evt3", *DAVIS, first)
+    other = packets("evt3", 640, 480, second, seq0=len(evt3))
+    caer = packets("libcaer", *DAVIS, third)
+    merged = merge_evt3(evt3 + other + caer)
+    assert [n for _, n in merged] == [len(evt3), len(other)] + [1] * len(caer)
+    assert merged[0][0].seq == evt3[-1].seq and merged[0][0].key == ("evt3", *DAVIS)
+    one, two = (make_decoder("evt3", *merged[i][0].key[1:]) for i in (0, 1))
+    assert same_events(one.decode(merged[0][0].payload)[0], first)
+    assert same_events(two.decode(merged[1][0].payload)[0], second)
+    assert [p for p, _ in merged[2:]] == caer and merge_evt3([]) == []

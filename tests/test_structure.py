@@ -144,7 +144,7 @@ FLOORS = {
     ),
     "drivers": 2,
     "models": 3,
-    **dict.fromkeys(("infer", "learn"), 4),
+    **dict.fromkeys(("infer", "learn", "monitor"), 4),
     **dict.fromkeys(("ros", "tools"), 5),
     **dict.fromkeys(("bench", "cli"), 6),
 }

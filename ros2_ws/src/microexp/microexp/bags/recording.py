@@ -168,7 +168,9 @@ class RecordingSession:
             "free_bytes": free,
             "segments": len(self.manifest.segments),
             "segment": {k: seg[k] for k in ("id", "name", "subject", "au", "trial") if k in seg} if seg else None,
-            "topics": {t: {"received": v["received"], "lost": v["dropped"] + v["seq_missing"]} for t, v in loss.items()},
+            "topics": {
+                t: {"received": v["received"], "lost": v["dropped"] + v["seq_missing"]} for t, v in loss.items()
+            },
         }
 
     # -- segments -----------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ BENCHES = {
     "gpu": "microexp.bench.gpu",
     "latency": "microexp.bench.latency",
     "load": "microexp.bench.load",
+    "monitor": "microexp.bench.monitor",
     "offline": "microexp.bench.offline",
     "playback": "microexp.bench.playback",
     "recording": "microexp.bench.recording",

@@ -141,6 +141,34 @@ class Packet:
         )
 
 
+def merge_evt3(packets: list) -> list:
+    """``packets`` (of one stream, in order) with every run of consecutive EVT3 packets of the same geometry joined
+    into one packet (EVT3 is a word stream: the joined payload decodes to the same events as its parts one after
+    the other), each paired with how many it joins: ``[(packet, n), ...]``. Other encodings pass one by one."""
+    out: list = []
+    run: list = []
+
+    def flush():
+        if run:
+            last = run[-1]
+            payload = b"".join(bytes(p.payload) for p in run) if len(run) > 1 else last.payload
+            out.append((Packet(last.encoding, last.width, last.height, last.seq, payload, 0, last.stamp_ns,
+                               last.frame_id), len(run)))  # fmt: skip
+            run.clear()
+
+    for p in packets:
+        if p.encoding != "evt3":
+            flush()
+            out.append((p, 1))
+        elif run and p.key != run[-1].key:
+            flush()
+            run.append(p)
+        else:
+            run.append(p)
+    flush()
+    return out
+
+
 @dataclass
 class Decoded:
     """What one packet gave."""

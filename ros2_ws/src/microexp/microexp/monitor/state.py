@@ -50,10 +50,10 @@ class Rate:
     """Messages and items (events) per second over the last ``RATE_WINDOW_S``."""
 
     def __init__(self):
-        self._log: deque = deque()  # (monotonic s, items)
+        self._log: deque = deque()  # (monotonic s, items, messages)
 
-    def add(self, now: float, items: int = 0) -> None:
-        self._log.append((now, items))
+    def add(self, now: float, items: int = 0, messages: int = 1) -> None:
+        self._log.append((now, items, messages))
         self._trim(now)
 
     def _trim(self, now: float) -> None:
@@ -63,7 +63,7 @@ class Rate:
     def per_s(self, now: float) -> tuple[float, float]:
         """``(messages/s, items/s)``."""
         self._trim(now)
-        return len(self._log) / RATE_WINDOW_S, sum(n for _, n in self._log) / RATE_WINDOW_S
+        return sum(m for _, _, m in self._log) / RATE_WINDOW_S, sum(n for _, n, _ in self._log) / RATE_WINDOW_S
 
 
 @dataclass
@@ -132,15 +132,15 @@ class MonitorState:
             s = self.streams[topic] = Stream(topic, kind)
         return s
 
-    def events(self, topic: str, events: np.ndarray, width: int, height: int) -> None:
-        """Decoded events (EVENT_DTYPE) of one packet of ``topic`` from a ``width`` x ``height`` sensor."""
+    def events(self, topic: str, events: np.ndarray, width: int, height: int, packets: int = 1) -> None:
+        """Decoded events (EVENT_DTYPE) of ``packets`` packets of ``topic`` from a ``width`` x ``height`` sensor."""
         now = self.clock()
         with self._lock:
             s = self._stream(topic, "events")
             if s.renderer is None or s.geometry != (width, height):
                 s.renderer = EventFrameRenderer(width, height, self.window_us, self.colours)
                 s.geometry = (int(width), int(height))
-            s.rate.add(now, int(events.shape[0]))
+            s.rate.add(now, int(events.shape[0]), int(packets))
             s.last = now
             if events.shape[0]:
                 s.renderer.add(events)

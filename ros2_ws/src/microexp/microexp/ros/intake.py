@@ -63,14 +63,18 @@ class Intake:
         self.on_idle = on_idle
         self.group = ReaderThreadGroup()
         self.subs: dict[str, object] = {}
+        self._raw: dict[str, bool] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def subscribe(self, topic: str, msgtype, qos: QoSProfile):
-        """Subscribe to ``topic`` (``msgtype``: a class or 'package/msg/Type') for the thread to take from."""
+    def subscribe(self, topic: str, msgtype, qos: QoSProfile, raw: bool | None = None):
+        """Subscribe to ``topic`` (``msgtype``: a class or 'package/msg/Type') for the thread to take from;
+        ``raw``: its messages as CDR bytes (default: the intake's ``raw``)."""
         cls = msg_class(msgtype) if isinstance(msgtype, str) else msgtype
-        sub = self.node.create_subscription(cls, topic, lambda *_: None, qos, raw=self.raw, callback_group=self.group)
+        raw = self.raw if raw is None else raw
+        sub = self.node.create_subscription(cls, topic, lambda *_: None, qos, raw=raw, callback_group=self.group)
         self.subs[topic] = sub
+        self._raw[topic] = raw
         return sub
 
     def take_waiting(self) -> int:
@@ -81,7 +85,7 @@ class Intake:
             while True:
                 try:
                     with sub.handle:
-                        taken = sub.handle.take_message(sub.msg_type, self.raw)
+                        taken = sub.handle.take_message(sub.msg_type, self._raw.get(topic, self.raw))
                 except Exception:  # noqa: BLE001 - the subscription is being destroyed
                     return -1
                 if taken is None:

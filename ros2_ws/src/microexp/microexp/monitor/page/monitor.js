@@ -10,6 +10,16 @@ const withToken = (path, params) => {
 const $ = (id) => document.getElementById(id);
 const TIMELINE_S = 60;
 const views = new Map(); // topic -> {img, caption, loading, key, shownAt}
+const last = {}; // part -> the JSON it was last drawn from
+const slow = { states: "", at: 0 };
+
+// true when ``value`` (without the keys in ``skip``) differs from what ``part`` was last drawn from
+function changed(part, value, skip) {
+  const key = JSON.stringify(value, (k, v) => (skip && skip.includes(k) ? undefined : v));
+  if (last[part] === key) return false;
+  last[part] = key;
+  return true;
+}
 
 function text(el, value) { if (el.textContent !== value) el.textContent = value; }
 function fmt(v, digits, unit) { return v === null || v === undefined ? "-" : `${Number(v).toFixed(digits)}${unit || ""}`; }
@@ -181,11 +191,17 @@ function connect() {
   ws.onmessage = (msg) => {
     const s = JSON.parse(msg.data);
     updateFrames(s.frames, s.sensors);
-    updateModel(s.prediction);
-    updateEvents(s.au_events);
-    updateSensors(s.sensors);
-    updateProtocol(s.protocol);
-    updateRecorder(s.recorder);
+    if (changed("model", s.prediction)) updateModel(s.prediction);
+    if (changed("protocol", s.protocol, ["age_s"])) updateProtocol(s.protocol);
+    // the tables at most once a second (their rates change with every snapshot), at once when a state changes
+    const states = Object.entries(s.sensors).map(([n, x]) => `${n}:${x.state}`).join(",");
+    const now = performance.now();
+    if (states !== slow.states || now - slow.at > 1000) {
+      slow.states = states; slow.at = now;
+      updateSensors(s.sensors);
+      updateRecorder(s.recorder);
+      updateEvents(s.au_events);
+    }
     document.body.dataset.updated = String(Date.now());
   };
 }

@@ -2,7 +2,7 @@
 :mod:`microexp.bench.latency`): the publisher process and the measured inference node.
 
 Publisher: ``python -m microexp.ros.bench.latency CONFIG_JSON``. Encodes the whole stream first (EVT3, packets
-of 1 ms from :func:`microexp.synth.streams.blob_packets`), waits for the node's subscription, sends the warm-up
+of 1 ms from :func:`microexp.synth.streams.blob_packets`), waits for the measured node's subscription, sends the warm-up
 part paced in real time, pauses 0.5 s (a stream gap), prints ``measure``, pauses 0.5 s more (the benchmark
 clears the node's statistics meanwhile), sends the measured part, and saves per packet (first event t, last
 event t, CLOCK_MONOTONIC ns just before ``publish()``) to ``out``.
@@ -51,7 +51,12 @@ def publish_main(cfg: dict) -> int:
     node = rclpy.create_node("latency_bench_publisher")
     pub = node.create_publisher(EventPacket, cfg["topic"], qos_named(cfg["qos"]))
     deadline = time.monotonic() + 30
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+
+    def measured_node_subscribed() -> bool:  # the measured node's, not any other subscriber's (a monitor's)
+        infos = node.get_subscriptions_info_by_topic(cfg["topic"])
+        return any(i.node_name == cfg.get("node", "latency_bench_inference") for i in infos)
+
+    while not measured_node_subscribed() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     sent = np.zeros(len(payloads), dtype=np.int64)
@@ -147,6 +152,7 @@ def measure_stream(
             "seconds": seconds,
             "warmup": warmup,
             "topic": topic,
+            "node": name,
             "qos": qos,
             "sensor": sensor,
             "out": out_file,

@@ -1,7 +1,8 @@
 """`microexp monitor`: the live web page of a session (the monitor node in the pip install; launch files run
 ``monitor_node``). It serves on 127.0.0.1 by default, for a browser on this machine. ``--host`` names another
 address (e.g. ``0.0.0.0`` for the lab network): then a token is required; one is made unless ``--token`` gives
-one, and the address with it is printed once. Options set node parameters; ``--params-file`` and ``--ros-args``
+one, and the address with it is printed once. The process runs at a lower priority (``--nice``): it is a display,
+the recorder and the inference node come first. Options set node parameters; ``--params-file`` and ``--ros-args``
 work as for ``microexp infer``. Runs until Ctrl-C, or ``--duration`` seconds."""
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--token", default=None, help=f"the page's token (default: none on 127.0.0.1, else made; or ${TOKEN_ENV})"
     )
-    parser.add_argument("--push-hz", type=float, help="snapshots per second to each page (default 10)")
+    parser.add_argument("--push-hz", type=float, help="snapshots per second to each page (default 5)")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=10,
+        help="raise the process's niceness by this much (default 10: the recorder and inference come first)",
+    )
     parser.add_argument("--events-topics", type=_topics, help="EventPacket topics, comma-separated")
     parser.add_argument("--image-topics", type=_topics, help="Image topics (APS, webcam), comma-separated")
     parser.add_argument("--predictions-topic", help="AUPrediction topic (default /inference/au)")
@@ -75,7 +82,11 @@ def run(args) -> int:
 
     if not args.duration >= 0:  # also NaN
         raise ParameterError(f"monitor: --duration {args.duration:g}: give 0 (run until Ctrl-C) or a number of seconds")
+    if not 0 <= args.nice <= 19:
+        raise ParameterError(f"monitor: --nice {args.nice}: give 0..19")
     token, made = token_for(args.host, args.token)
+    if args.nice:
+        os.nice(args.nice)
     # in-process, never a ROS parameter: `ros2 param get` must not hand the token to every node of the domain
     os.environ[TOKEN_ENV] = token
     values = {param: getattr(args, opt) for opt, param in _OPTIONS.items() if getattr(args, opt) is not None}

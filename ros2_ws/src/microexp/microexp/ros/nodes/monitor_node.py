@@ -1,13 +1,15 @@
 """Monitor node: the live web page of a session (:mod:`microexp.monitor`), served on ``host``:``port``.
 
-Subscribes, each with a QoS of its own that never holds a publisher back (best effort for the streams, shallow
-histories everywhere), to: the event topics (``events_topics``; decoded by a reader thread for the event frames and
-the event rate), the image topics (``image_topics``: APS, webcam; at most ``image_rate_hz`` of them decoded, the
-rest only counted), the sensors' ``sync_status`` topics, the inference node's ``~/au`` and ``~/au_events``, the
-recorder's ``~/segments`` and ``~/diagnostics`` (disk, losses), and a simulated subject's ground truth (phase).
-It serves the page (:class:`~microexp.monitor.server.MonitorServer`) on ``127.0.0.1`` by default; any other
-``host`` needs a ``token`` (``microexp monitor`` makes one), which the page, its frames and its websocket require.
-A topic without a publisher just shows nothing; a sensor whose topics fall silent for ``stale_s`` is shown stopped.
+Subscribes with QoS of its own that never holds a publisher back (best effort for the streams, shallow histories
+everywhere). A reader thread takes the busy topics every 20 ms, in batches: the event topics (``events_topics``;
+each turn's EVT3 packets decoded in one go, for the event frames and the event rate), the image topics
+(``image_topics``: APS, webcam; taken as bytes, at most ``image_rate_hz`` of them deserialized and shown, the rest
+only counted) and the inference node's ``~/au``. The executor gets the quiet ones: the sensors' ``sync_status``,
+the inference node's ``~/au_events``, the recorder's ``~/segments`` and ``~/diagnostics`` (disk, losses) and a
+simulated subject's ground truth (phase). It serves the page (:class:`~microexp.monitor.server.MonitorServer`) on
+``127.0.0.1`` by default; any other ``host`` needs a token (``microexp monitor`` makes one), which the page, its
+frames and its websocket require. A topic without a publisher just shows nothing; a sensor whose topics fall
+silent for ``stale_s`` is shown stopped.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
 from event_camera_msgs.msg import EventPacket
 from microexp.config import Param, check_topic_name
 from microexp.errors import MicroexpError
-from microexp.events.stream import Packet, StreamReader
+from microexp.events.stream import Packet, StreamReader, merge_evt3
 from microexp.monitor.server import MonitorServer
 from microexp.monitor.state import MonitorState
 from microexp.ros.images import from_msg
@@ -43,7 +46,7 @@ PARAMS = (
         "secret the page, its frames and its websocket require (?token=...); empty = $MICROEXP_MONITOR_TOKEN, or "
         "none (a parameter can be read by every node of the domain: prefer the environment variable)",
     ),
-    Param("push_hz", 10.0, "snapshots per second pushed to each open page", min=0.1, max=60.0, unit="Hz"),
+    Param("push_hz", 5.0, "snapshots per second pushed to each open page", min=0.1, max=60.0, unit="Hz"),
     Param("events_topics", ["/davis346/events", "/evk4/events"], "EventPacket topics shown as event frames"),
     Param("image_topics", ["/davis346/image_raw", "/webcam/image_raw"], "sensor_msgs/Image topics shown as images"),
     Param(
@@ -63,8 +66,13 @@ PARAMS = (
     Param("window_ms", 33.0, "sensor time an event frame shows", min=1.0, max=10000.0, unit="ms"),
     Param("stale_s", 1.0, "a sensor silent this long is shown stopped", min=0.1, max=60.0, unit="s"),
 )
-POLL_S = 0.005  # the reader thread takes waiting packets this often
-# Images, AU output, clock state: only the newest matters; best effort matches every publisher.
+POLL_S = 0.02  # the reader thread takes waiting packets this often (a frame shows 33 ms: no need for more)
+# Images and AU output, taken by the reader thread: best effort (matches every publisher), a short history.
+BUSY_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)  # fmt: skip
+# Clock state, recorder status, ground truth: only the newest matters; best effort matches every publisher.
 NEWEST_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
     durability=DurabilityPolicy.VOLATILE,
@@ -125,10 +133,22 @@ class MonitorNode(MicroexpNode):
         self.state = MonitorState(int(round(self.p["window_ms"] * 1000)), self.p["stale_s"])
         self.readers: dict[str, StreamReader] = {}
         self._image_at: dict[str, float] = {}
-        self._subscribe()
-        self.intake = Intake(self, self._on_packet, POLL_S, raw=False, name="monitor_intake")
+        self._pending: dict[str, list] = {}  # topic -> packets taken this turn, decoded together after it
+        # the busy topics (events, images, predictions) are taken by a reader thread every POLL_S, in batches: an
+        # executor callback per message would wake the executor dozens of times a second
+        self.intake = Intake(self, self._route, POLL_S, raw=False, name="monitor_intake", on_idle=self._decode_pending)
+        self._routes: dict = {}
         for topic in (t for t in self.p["events_topics"] if t):
+            self._routes[topic] = self._on_packet
             self.intake.subscribe(topic, EventPacket, SENSOR_QOS)
+        for topic in (t for t in self.p["image_topics"] if t):
+            # raw: an image is deserialized only when it is shown (image_rate_hz), the others only counted
+            self._routes[topic] = self._on_image
+            self.intake.subscribe(topic, Image, BUSY_QOS, raw=True)
+        if self.p["predictions_topic"]:
+            self._routes[self.p["predictions_topic"]] = lambda _topic, msg: self._on_prediction(msg)
+            self.intake.subscribe(self.p["predictions_topic"], AUPrediction, BUSY_QOS)
+        self._subscribe()
         self.intake.start()
         try:
             token = self.p["token"] or os.environ.get("MICROEXP_MONITOR_TOKEN", "")
@@ -149,13 +169,11 @@ class MonitorNode(MicroexpNode):
         return self.server.url.split("?", 1)[0] + (" (token required)" if self.server.token else "")
 
     def _subscribe(self) -> None:
+        """The quiet topics (a message a second or fewer), through the executor."""
         p = self.p
-        for topic in (t for t in p["image_topics"] if t):
-            self.create_subscription(Image, topic, lambda m, t=topic: self._on_image(t, m), NEWEST_QOS)
         for topic in (t for t in p["sync_topics"] if t):
             self.create_subscription(SyncStatus, topic, self._on_sync, NEWEST_QOS)
         subs = (
-            ("predictions_topic", AUPrediction, self._on_prediction, NEWEST_QOS),
             ("au_events_topic", AUEvent, self._on_au_event, EVENTS_QOS),
             ("segments_topic", SegmentMarker, self._on_segment, MARKERS_QOS),
             ("recorder_topic", DiagnosticArray, self._on_recorder, NEWEST_QOS),
@@ -166,20 +184,32 @@ class MonitorNode(MicroexpNode):
                 self.create_subscription(cls, p[key], callback, qos)
 
     # -- callbacks --------------------------------------------------------------------------------------------
-    def _on_packet(self, topic: str, msg, _info) -> None:
-        packet = Packet.from_msg(msg)
-        reader = self.readers.setdefault(topic, StreamReader())
-        decoded = reader.feed(packet)
-        if decoded.error is None:
-            self.state.events(topic, decoded.events, packet.width, packet.height)
+    def _route(self, topic: str, msg, _info) -> None:
+        self._routes[topic](topic, msg)
 
-    def _on_image(self, topic: str, msg) -> None:
+    def _on_packet(self, topic: str, msg) -> None:
+        self._pending.setdefault(topic, []).append(Packet.from_msg(msg))
+
+    def _decode_pending(self) -> None:
+        """The packets of this turn, per topic, EVT3 runs joined: one decode per run instead of one per packet."""
+        for topic, packets in self._pending.items():
+            if not packets:
+                continue
+            reader = self.readers.setdefault(topic, StreamReader())
+            for packet, n in merge_evt3(packets):
+                decoded = reader.feed(packet)
+                if decoded.error is None:
+                    self.state.events(topic, decoded.events, packet.width, packet.height, n)
+            packets.clear()
+
+    def _on_image(self, topic: str, data: bytes) -> None:
         now = time.monotonic()
         if now - self._image_at.get(topic, 0.0) < 1.0 / self.p["image_rate_hz"]:
             self.state.count(topic, "image")
             return
         self._image_at[topic] = now
         try:
+            msg = deserialize_message(data, Image)
             image = from_msg(msg)
         except Exception:  # noqa: BLE001 - an encoding the page cannot show: counted, not shown
             self.state.count(topic, "image")

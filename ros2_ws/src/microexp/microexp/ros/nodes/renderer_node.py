@@ -113,7 +113,6 @@ def prediction_box(msg) -> Optional[tuple]:
     return box if box[2] > box[0] and box[3] > box[1] else None
 
 
-
 class RendererNode(MicroexpNode):
     def __init__(self, name: str = "renderer", namespace: str = "", parameter_overrides=None):
         super().__init__(name, namespace=namespace, parameter_overrides=parameter_overrides)
