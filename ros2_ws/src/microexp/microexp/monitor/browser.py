@@ -38,9 +38,22 @@ def browser():
             b.close()
 
 
+def wait_js(page, expression: str, timeout_s: float = 30.0, period_s: float = 0.1):
+    """Poll the JavaScript ``expression`` on ``page`` until it is truthy; its value. (Playwright's own
+    ``wait_for_function`` evaluates strings inside the page, which the page's Content-Security-Policy forbids.)"""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{expression!r} stayed false for {timeout_s} s")
+        time.sleep(period_s)
+
+
 def wait_live(page, timeout_s: float = 30.0) -> None:
     """Wait until the page's websocket is connected and a snapshot arrived."""
-    page.wait_for_function("document.body.dataset.updated !== undefined", timeout=timeout_s * 1000)
+    wait_js(page, "document.body.dataset.updated !== undefined", timeout_s)
 
 
 def main(argv: list[str]) -> int:

@@ -48,9 +48,9 @@ function view(topic, kind) {
     v = { fig, img, caption, loading: false, key: "", shownAt: 0 };
     img.addEventListener("load", () => {
       v.loading = false;
-      // small event frames (DAVIS346) are shown at twice their size, pixel for pixel; the rest as they come
+      // event frames are scaled by a whole number (at most 2: the DAVIS346's), pixel for pixel, to fit the column
       if (kind === "events" && img.naturalWidth && !img.dataset.sized) {
-        const k = img.naturalWidth <= 400 ? 2 : 1;
+        const k = Math.max(1, Math.min(2, Math.floor($("frames").clientWidth / img.naturalWidth)));
         img.width = img.naturalWidth * k; img.height = img.naturalHeight * k; img.dataset.sized = "1";
       }
       fig.dataset.shown = v.key;
@@ -138,7 +138,7 @@ function updateSensors(sensors) {
     tr.id = `sensor-${name}`;
     tr.dataset.state = s.state;
     const streams = Object.values(s.streams);
-    const rate = streams.map((x) => fmt(x.rate_hz, 1, " Hz")).join(" / ") || "-";
+    const rate = streams.length ? `${streams.map((x) => fmt(x.rate_hz, 0)).join(" / ")} Hz` : "-";
     const ev = s.streams.events ? fmt(s.streams.events.events_per_s, 0) : "-";
     const sync = s.sync || {};
     const cells = [name, s.state, rate, ev, fmt(sync.offset_change_ms, 2, " ms"), fmt(sync.drift_ppm, 1, " ppm"),
