@@ -69,3 +69,30 @@ def test_gpu_bench_skips_without_cuda_and_its_stream_runs_on_cpu():
     assert res["status"].startswith("skipped")
     sus = gpu.bench_sustained("cpu", 2.0, 0.5)
     assert sus["events"] == 1_000_000 and sus["windows"] >= 14 and sus["mev_s"] > 0 and not sus["cuda_graph"]
+
+
+@pytest.mark.slow
+@pytest.mark.heavy  # a headless chromium (installed by `make test`)
+def test_monitor_bench_runs_both_conditions_and_the_page_was_open(tmp_path):
+    """`microexp bench monitor -- --rounds 1 --streams davis346:rig --seconds 1`: one JSON line with the latency p99
+    and the recorder's loss without and with the page, their ratio; the recorded messages of both conditions."""
+    import json
+
+    from helpers.cli import microexp
+
+    out = tmp_path / "bench.jsonl"
+    res = microexp(
+        "bench", "--out", out, "monitor", "--", "--rounds", "1", "--streams", "davis346:rig", "--seconds", "1",
+        timeout=900,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    r = json.loads(out.read_text().splitlines()[-1])
+    assert r["bench"] == "monitor" and set(r["latency_p99_ms"]) == {"without", "with"}
+    assert all(v is not None and v > 0 for v in r["latency_p99_ms"].values())
+    assert r["latency_p99_ratio_with_without"] == pytest.approx(
+        r["latency_p99_ms"]["with"] / r["latency_p99_ms"]["without"], abs=1e-3
+    )
+    for cond in ("without", "with"):
+        (run,) = r["runs"][cond]
+        assert run["latency"]["windows"] > 0 and run["recording"]["recorded"] > 1000, run
+    assert r["recording_lost"] == {"without": 0, "with": 0}

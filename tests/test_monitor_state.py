@@ -126,6 +126,7 @@ def test_protocol_segments_and_recorder_disk_rate():
     clock = Clock()
     st = MonitorState(clock=clock)
     st.ground_truth({"subject": "S05", "au": "AU12", "trial": 1, "phase": "apex"})
+    st.phase("perform")
     st.segment({"event": "start", "segment_id": 3, "subject": "S05", "au": "AU12", "trial": 1, "status": "open"})
     values = {
         "bytes": 1_000_000,
@@ -147,7 +148,8 @@ def test_protocol_segments_and_recorder_disk_rate():
         "subject": "S05",
         "au": "AU12",
         "trial": 1,
-        "phase": "apex",
+        "phase": "perform",
+        "movement": "apex",
         "segment": 3,
         "segment_event": "start",
         "segment_status": "open",

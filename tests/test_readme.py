@@ -198,4 +198,6 @@ def test_make_demo(user_shell):
         assert f"demo: {s['segment']}: true {s['true_au']}, live " in res.stdout, res.stdout[-2000:]
         assert s["offline_au"] is not None and s["movement_windows"] < s["windows"]
     assert demo["au_events_in_rest"] == 0 and demo["spotting"]["tp"] >= 3, demo
+    # the monitor page's address (8765, or a free port when that one is taken)
+    assert re.search(r"^demo: live monitor on http://127\.0\.0\.1:\d+/ ", res.stdout, re.M), res.stdout[-2000:]
     assert demo["offline_correct"] is not None and demo["live_correct"] >= demo["offline_correct"] - 1, demo

@@ -190,10 +190,19 @@ class MonitorState:
         with self._lock:
             self.au_events.append(dict(e, at=self.clock()))
 
-    def ground_truth(self, g: dict) -> None:
-        """The simulated subject's truth: ``subject``, ``au``, ``trial``, ``phase``."""
+    def phase(self, phase: str) -> None:
+        """The protocol's phase (demo, countdown, perform, rest, ...)."""
         with self._lock:
-            self.protocol.update({k: g[k] for k in ("subject", "au", "trial", "phase") if k in g})
+            self.protocol["phase"] = str(phase)
+            self.protocol["at"] = self.clock()
+
+    def ground_truth(self, g: dict) -> None:
+        """The simulated subject's truth: ``subject``, ``au``, ``trial`` and ``phase`` (of its face movement:
+        shown as ``movement``)."""
+        with self._lock:
+            self.protocol.update({k: g[k] for k in ("subject", "au", "trial") if k in g})
+            if "phase" in g:
+                self.protocol["movement"] = g["phase"]
             self.protocol["at"] = self.clock()
 
     def segment(self, m: dict) -> None:

@@ -160,7 +160,7 @@ function updateProtocol(p) {
   text($("subject"), p.subject || "-");
   text($("au"), p.au || "-");
   text($("trial"), p.trial === undefined ? "-" : String(p.trial));
-  text($("phase"), p.phase || "-");
+  text($("phase"), (p.phase || "-") + (p.movement ? ` (face: ${p.movement})` : ""));
   text($("segment"), p.segment ? String(p.segment) : "-");
   text($("segments"), String(p.segments || 0));
 }

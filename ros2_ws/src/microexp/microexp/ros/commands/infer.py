@@ -5,11 +5,11 @@ With ``--count N`` or ``--duration S`` it stops by itself and prints one JSON li
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 from microexp.errors import ParameterError
+from microexp.ros.commands import add_ros_args, ros_argv
 
 # CLI option -> node parameter (only the options given override the parameter files)
 _OPTIONS = {
@@ -59,13 +59,7 @@ def add_arguments(parser) -> None:
         default="single",
         help="rclpy executor of the node (default single: one thread is enough, inference has its own)",
     )
-    parser.add_argument(
-        "--ros-args",
-        dest="ros_args",
-        nargs=argparse.REMAINDER,
-        default=[],
-        help="everything after it goes to ROS (remappings, --params-file, --log-level)",
-    )
+    add_ros_args(parser)
 
 
 def run(args) -> int:
@@ -83,7 +77,7 @@ def run(args) -> int:
     if args.count < 0:
         raise ParameterError(f"infer: --count {args.count}: give 0 (no limit) or a number of predictions")
     values = {param: getattr(args, opt) for opt, param in _OPTIONS.items() if getattr(args, opt) is not None}
-    lifecycle.init(["microexp", "--ros-args", *args.ros_args] if args.ros_args else None)
+    lifecycle.init(ros_argv(args))
     graph = Runner(args.executor, threads=2)
     try:
         node = graph.add(

@@ -7,12 +7,12 @@ work as for ``microexp infer``. Runs until Ctrl-C, or ``--duration`` seconds."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import time
 
 from microexp.errors import ParameterError
+from microexp.ros.commands import add_ros_args, ros_argv
 
 TOKEN_ENV = "MICROEXP_MONITOR_TOKEN"  # the node reads its token from here when its parameter is empty
 
@@ -52,13 +52,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--params-file", action="append", default=[], help="ROS 2 parameter file (repeatable)")
     parser.add_argument("--name", default="monitor", help="node name (default monitor)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = Ctrl-C)")
-    parser.add_argument(
-        "--ros-args",
-        dest="ros_args",
-        nargs=argparse.REMAINDER,
-        default=[],
-        help="everything after it goes to ROS (remappings, --params-file, --log-level)",
-    )
+    add_ros_args(parser)
 
 
 def token_for(host: str | None, given: str | None) -> tuple[str, bool]:
@@ -90,7 +84,7 @@ def run(args) -> int:
     # in-process, never a ROS parameter: `ros2 param get` must not hand the token to every node of the domain
     os.environ[TOKEN_ENV] = token
     values = {param: getattr(args, opt) for opt, param in _OPTIONS.items() if getattr(args, opt) is not None}
-    lifecycle.init(["microexp", "--ros-args", *args.ros_args] if args.ros_args else None)
+    lifecycle.init(ros_argv(args))
     graph = Runner("single")
     try:
         node = graph.add(

@@ -5,8 +5,8 @@ everywhere). A reader thread takes the busy topics every 20 ms, in batches: the 
 each turn's EVT3 packets decoded in one go, for the event frames and the event rate), the image topics
 (``image_topics``: APS, webcam; taken as bytes, at most ``image_rate_hz`` of them deserialized and shown, the rest
 only counted) and the inference node's ``~/au``. The executor gets the quiet ones: the sensors' ``sync_status``,
-the inference node's ``~/au_events``, the recorder's ``~/segments`` and ``~/diagnostics`` (disk, losses) and a
-simulated subject's ground truth (phase). It serves the page (:class:`~microexp.monitor.server.MonitorServer`) on
+the inference node's ``~/au_events``, the recorder's ``~/segments`` and ``~/diagnostics`` (disk, losses), the
+protocol's ``~/phase`` and a simulated subject's ground truth (the phase of its face movement). It serves the page (:class:`~microexp.monitor.server.MonitorServer`) on
 ``127.0.0.1`` by default; any other ``host`` needs a token (``microexp monitor`` makes one), which the page, its
 frames and its websocket require. A topic without a publisher just shows nothing; a sensor whose topics fall
 silent for ``stale_s`` is shown stopped.
@@ -22,6 +22,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 from event_camera_msgs.msg import EventPacket
 from microexp.config import Param, check_topic_name
@@ -62,31 +63,27 @@ PARAMS = (
     Param("au_events_topic", "/inference/au_events", "AUEvent topic (the spotted AU timeline; empty = none)"),
     Param("segments_topic", "/recorder/segments", "SegmentMarker topic of the recorder (empty = none)"),
     Param("recorder_topic", "/recorder/diagnostics", "the recorder's diagnostics: disk, losses (empty = none)"),
+    Param("phase_topic", "/protocol/phase", "the protocol node's phase (std_msgs/String; empty = none)"),
     Param("ground_truth_topic", "/synthetic/ground_truth", "GroundTruth of a simulated subject (empty = none)"),
     Param("window_ms", 33.0, "sensor time an event frame shows", min=1.0, max=10000.0, unit="ms"),
     Param("stale_s", 1.0, "a sensor silent this long is shown stopped", min=0.1, max=60.0, unit="s"),
 )
 POLL_S = 0.02  # the reader thread takes waiting packets this often (a frame shows 33 ms: no need for more)
-# Images and AU output, taken by the reader thread: best effort (matches every publisher), a short history.
-BUSY_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
-    durability=DurabilityPolicy.VOLATILE,
-)  # fmt: skip
-# Clock state, recorder status, ground truth: only the newest matters; best effort matches every publisher.
-NEWEST_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-    durability=DurabilityPolicy.VOLATILE,
-)  # fmt: skip
-# Events of interest (AU events): reliable, a short history.
-EVENTS_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)  # fmt: skip
-# Segment markers: as EVENTS_QOS, and the recorder's latched newest marker too.
-MARKERS_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)  # fmt: skip
+
+
+def _qos(depth: int, reliable: bool = False, latched: bool = False) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
+
+
+BUSY_QOS = _qos(5)  # images and AU output, taken by the reader thread (best effort matches every publisher)
+NEWEST_QOS = _qos(1)  # clock state, recorder status, ground truth: only the newest matters
+EVENTS_QOS = _qos(20, reliable=True)  # AU events: every one, a short history
+MARKERS_QOS = _qos(20, reliable=True, latched=True)  # segment markers, phase: the latched newest one too
 
 
 def diagnostics_values(msg) -> dict:
@@ -127,7 +124,14 @@ class MonitorNode(MicroexpNode):
         for key in ("events_topics", "image_topics", "sync_topics"):
             for topic in (t for t in self.p[key] if t):
                 check_topic_name(topic, f"{where} {key}")
-        for key in ("predictions_topic", "au_events_topic", "segments_topic", "recorder_topic", "ground_truth_topic"):
+        for key in (
+            "predictions_topic",
+            "au_events_topic",
+            "segments_topic",
+            "recorder_topic",
+            "phase_topic",
+            "ground_truth_topic",
+        ):
             if self.p[key]:
                 check_topic_name(self.p[key], f"{where} {key}")
         self.state = MonitorState(int(round(self.p["window_ms"] * 1000)), self.p["stale_s"])
@@ -177,6 +181,7 @@ class MonitorNode(MicroexpNode):
             ("au_events_topic", AUEvent, self._on_au_event, EVENTS_QOS),
             ("segments_topic", SegmentMarker, self._on_segment, MARKERS_QOS),
             ("recorder_topic", DiagnosticArray, self._on_recorder, NEWEST_QOS),
+            ("phase_topic", String, self._on_phase, MARKERS_QOS),
             ("ground_truth_topic", GroundTruth, self._on_ground_truth, NEWEST_QOS),
         )
         for key, cls, callback, qos in subs:
@@ -274,6 +279,9 @@ class MonitorNode(MicroexpNode):
 
     def _on_recorder(self, msg) -> None:
         self.state.recorder(recorder_status(diagnostics_values(msg)))
+
+    def _on_phase(self, msg) -> None:
+        self.state.phase(msg.data)
 
     def _on_ground_truth(self, msg) -> None:
         self.state.ground_truth({"subject": msg.subject, "au": msg.au, "trial": int(msg.trial), "phase": msg.phase})

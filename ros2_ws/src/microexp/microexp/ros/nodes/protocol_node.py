@@ -8,7 +8,9 @@ node of the demo). With ``subject_node`` (a simulated subject such as ``/synthet
 until that node has the take's clip ready, and before keeping a take until the node has performed it and the
 recorder has received every message it published, so that clips lie inside their segments. When the protocol
 is done it ends the recorder's session (``end_session``: summary.json, manifest finished) and the executable
-exits (0, or 1 after an error), which ends ``ros2 launch microexp record.launch.py``."""
+exits (0, or 1 after an error), which ends ``ros2 launch microexp record.launch.py``. ``~/phase``
+(std_msgs/String, latched) names the protocol's phase at each change (idle, demo, countdown, perform, beep, rest,
+paused, done), for displays such as the monitor page."""
 
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ import threading
 import time
 
 from rclpy.callback_groups import ReentrantCallbackGroup
+from std_msgs.msg import String
 
 from microexp.config import Param
 from microexp.errors import MicroexpError
 from microexp.protocol import Phase, ProtocolRunner, Timing, parse_aus
 from microexp.ros.main import run_node
 from microexp.ros.node import MicroexpNode, declare_params
+from microexp.ros.qos import LATCHED_QOS
 from microexp_msgs.srv import EndSession, LabelSegment, RedoSegment, StartSegment, StopSegment, TakeStatus
 
 PARAMS = (
@@ -212,6 +216,7 @@ class ProtocolNode(MicroexpNode):
             rest_s=self.p["rest_s"],
         ).scaled(self.p["time_scale"])
         self.client = RecorderClient(self)
+        self.phase_pub = self.create_publisher(String, "~/phase", LATCHED_QOS)
         self.ui = ui
         self.runner = ProtocolRunner(
             parse_aus(self.p["aus"]),
@@ -229,6 +234,8 @@ class ProtocolNode(MicroexpNode):
         self._thread = self.spawn(self._run, "protocol")
 
     def _on_event(self, kind: str, info: dict) -> None:
+        if kind == "phase":
+            self.phase_pub.publish(String(data=str(info["phase"])))
         if kind == "phase" and info.get("au"):
             self.get_logger().info(f"{info['au']} trial {info['trial']}: {info['phase']}")
         elif kind == "phase":
