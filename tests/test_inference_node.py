@@ -318,6 +318,7 @@ def test_the_stop_ends_the_workers_before_the_publishers_go(random_checkpoint):
             smoothed_windows=1,
             events=100,
             face_found=False,
+            box=(0.0, 0.0, 1280.0, 720.0),  # the crop: the whole sensor
             state="movement",
             arrival_ns=time.monotonic_ns(),
         )
