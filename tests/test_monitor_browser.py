@@ -299,8 +299,11 @@ def test_record_launch_with_monitor_true_shows_the_session(page, cli_env, defaul
         while len(seen) < 3 and time.monotonic() < deadline and launch.poll() is None:
             if page.evaluate("document.querySelector('#sensor-davis346')?.dataset.state") == "streaming":
                 seen["streaming"] = True
-            if page.inner_text("#segment") == "1" and page.inner_text("#au") != "-":
-                seen["segment"] = (page.inner_text("#subject"), page.inner_text("#au"))
+            segment, subject, au = page.evaluate(
+                "['segment', 'subject', 'au'].map((id) => document.getElementById(id).textContent)"
+            )
+            if segment == "1" and au != "-":  # one read of the three: the page may change between two
+                seen["segment"] = (subject, au)
             state = page.locator('[data-key="state"]')
             if state.count() and state.inner_text().startswith("recording seg_0001"):
                 seen["recording"] = True

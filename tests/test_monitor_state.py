@@ -126,6 +126,7 @@ def test_protocol_segments_and_recorder_disk_rate():
     clock = Clock()
     st = MonitorState(clock=clock)
     st.ground_truth({"subject": "S05", "au": "AU12", "trial": 1, "phase": "apex"})
+    st.ground_truth({"subject": "S05", "au": "", "trial": 1, "phase": "apex"})  # no AU named: AU12 stays
     st.phase("perform")
     st.segment({"event": "start", "segment_id": 3, "subject": "S05", "au": "AU12", "trial": 1, "status": "open"})
     values = {

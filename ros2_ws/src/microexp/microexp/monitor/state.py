@@ -200,7 +200,8 @@ class MonitorState:
         """The simulated subject's truth: ``subject``, ``au``, ``trial`` and ``phase`` (of its face movement:
         shown as ``movement``)."""
         with self._lock:
-            self.protocol.update({k: g[k] for k in ("subject", "au", "trial") if k in g})
+            # between movements the subject's truth names no AU: the segment's stays shown
+            self.protocol.update({k: g[k] for k in ("subject", "au", "trial") if g.get(k) not in (None, "")})
             if "phase" in g:
                 self.protocol["movement"] = g["phase"]
             self.protocol["at"] = self.clock()
